@@ -1,0 +1,57 @@
+"""The embedded MNIST model as a D(x, sigma, cond) denoiser with a classifier-free guidance weight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from noisesearch.assets import load_card, load_weights
+from noisesearch.errors import NoiseSearchError
+from noisesearch.models.unet import NULL_LABEL, NUM_CLASSES, EDMPrecond, UNetConfig
+
+
+class EmbeddedDenoiser:
+    """D = D_null + w·(D_label − D_null) on labels 0..9.
+
+    w = 1 (default) is the conditional model and w = 0 the unconditional one, each 1 NFE per image
+    per call; any other w is classifier-free guidance, 2 NFE per image per call (both predictions
+    go through the network in one batch).
+    """
+
+    def __init__(self, model: EDMPrecond, guidance: float = 1.0) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.guidance = float(guidance)
+        cfg = model.cfg
+        self.image_shape = (cfg.img_channels, cfg.img_size, cfg.img_size)
+        self.nfe_per_call = 1 if self.guidance in (0.0, 1.0) else 2
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.guidance == 1.0:
+            return self.model(x, sigma, cond)
+        null = torch.full_like(cond, NULL_LABEL)
+        if self.guidance == 0.0:
+            return self.model(x, sigma, null)
+        both = self.model(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([cond, null]))
+        d_label, d_null = both.chunk(2)
+        return d_null + self.guidance * (d_label - d_null)
+
+
+def check_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Labels as int64, or a NoiseSearchError naming the first one outside 0..9."""
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    bad = (labels < 0) | (labels >= NUM_CLASSES)
+    if bool(bad.any()):
+        raise NoiseSearchError(f"label {int(labels[bad][0])} is outside 0-9: MNIST labels are digits 0 to 9")
+    return labels
+
+
+def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None) -> EmbeddedDenoiser:
+    """The embedded class-conditional MNIST EDM model (packaged EMA weights unless weights_dir)."""
+    card = load_card("diffusion", weights_dir)
+    cfg = UNetConfig.from_dict({k: v for k, v in card.get("architecture", {}).items()
+                                if k in UNetConfig.__dataclass_fields__})
+    model = EDMPrecond(cfg)
+    model.load_state_dict(load_weights("diffusion", weights_dir))
+    return EmbeddedDenoiser(model, guidance)

@@ -1,0 +1,123 @@
+"""The `noisesearch` command: thin argument parsing over the library."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.rewards import describe_reward, reward_names
+from noisesearch.search import algorithm_class, algorithm_names, algorithm_params
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line instead of usage + traceback-like text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def parse_labels(text: str) -> list[int]:
+    try:
+        labels = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"labels must be comma-separated digits such as 3,5,7, got '{text}'") from None
+    if not labels:
+        raise argparse.ArgumentTypeError("give at least one label, such as --labels 3,5,7")
+    return labels
+
+
+def algorithm_flags() -> dict[str, type]:
+    """Every parameter of every registered algorithm, with its type, as one flag each."""
+    flags: dict[str, type] = {}
+    for name in algorithm_names():
+        for param, default in algorithm_params(name).items():
+            flags[param] = type(default)
+    return flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="noisesearch", description="Search a diffusion sampler's noise against a reward.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    sample = sub.add_parser("sample", help="search one image per label and write PNGs and result.json")
+    sample.add_argument("--algorithm", default="naive", help="registered algorithm (see `noisesearch list`)")
+    sample.add_argument("--reward", default="classifier", help="reward used during search")
+    sample.add_argument("--labels", type=parse_labels, default=[0], help="comma-separated digits, e.g. 3,5,7")
+    sample.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
+    sample.add_argument("--out", type=Path, required=True, help="output directory")
+    sample.add_argument("--guidance", type=float, default=1.0,
+                        help="w in D_null + w(D_label - D_null): 1 conditional, 0 unconditional, >1 CFG (2 NFE/call)")
+    sample.add_argument("--steps", type=int, default=18, help="EDM sampler steps")
+    sample.add_argument("--max-batch", type=int, default=256, help="largest network batch (multiple of 8)")
+    sample.add_argument("--budget", type=int, default=None, help="hard NFE budget per image")
+    sample.add_argument("--evaluator", default="evaluator", help="held-out reward for final scoring ('none' to skip)")
+    sample.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for flag, kind in algorithm_flags().items():
+        sample.add_argument(f"--{flag}", type=kind, default=None, help=f"algorithm parameter {flag}")
+    sub.add_parser("list", help="show registered algorithms and rewards with their parameters")
+    return parser
+
+
+def cmd_list() -> None:
+    print("algorithms:")
+    for name in algorithm_names():
+        cls = algorithm_class(name)
+        params = ", ".join(f"{k}={v}" for k, v in algorithm_params(name).items()) or "no parameters"
+        print(f"  {name:<14} {params}")
+        print(f"  {'':<14} {(cls.__doc__ or '').splitlines()[0]}")
+        print(f"  {'':<14} NFE: {cls.nfe_doc}")
+    print("rewards:")
+    for name in reward_names():
+        doc, params = describe_reward(name)
+        shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "no parameters"
+        print(f"  {name:<16} {shown}")
+        print(f"  {'':<16} {doc}")
+
+
+def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
+    from noisesearch.api import search
+    from noisesearch.outputs import prepare_out_dir, write_result
+    from noisesearch.sampling import EDMSchedule
+
+    params = {k: getattr(args, k) for k in algorithm_flags() if getattr(args, k) is not None}
+    accepted = algorithm_params(args.algorithm)
+    extra = sorted(set(params) - set(accepted))
+    if extra:
+        raise NoiseSearchError(f"--{extra[0]} is not a parameter of '{args.algorithm}'; it takes: "
+                               f"{', '.join('--' + p for p in accepted) or 'none'}")
+    prepare_out_dir(args.out)
+    result = search(
+        algorithm=args.algorithm, reward=args.reward, labels=args.labels, seed=args.seed,
+        guidance=args.guidance, schedule=EDMSchedule(steps=args.steps), max_batch=args.max_batch,
+        nfe_budget=args.budget, evaluator=None if args.evaluator == "none" else args.evaluator,
+        progress=not args.no_progress, **params,
+    )
+    record = write_result(result, args.out, command="noisesearch " + shlex.join(argv))
+    ev = record["mean_evaluator"]
+    print(f"{args.algorithm}: mean {args.reward} reward {record['mean_reward']:.4f}"
+          + ("" if ev is None else f", evaluator {ev:.4f}")
+          + f", {record['nfe_per_image']:.0f} NFE per image, {record['wall_time_s']:.1f} s -> {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            cmd_list()
+        else:
+            cmd_sample(args, argv)
+    except NoiseSearchError as err:
+        print(f"noisesearch: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("noisesearch: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Write a SearchResult to a directory: a PNG grid, one PNG per image and result.json."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.imaging import make_grid, save_png
+from noisesearch.types import SearchResult
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Create `out` (and out/images) or raise a NoiseSearchError saying why it cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise NoiseSearchError(f"--out {out} is a file: give a directory path")
+    try:
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise NoiseSearchError(f"cannot write to --out {out} ({err.strerror}): choose a writable directory") from None
+    return out
+
+
+def result_record(result: SearchResult, files: list[str], command: str | None = None) -> dict:
+    """The JSON-ready summary of a result: per-image rewards and NFE, means, timing and config."""
+    cfg = result.config
+    ev = result.evaluator_rewards
+    images = [
+        {"index": k, "label": cfg["labels"][k], "seed": cfg["seeds"][k], "file": files[k],
+         "reward": float(result.rewards[k]), "evaluator": None if ev is None else float(ev[k]),
+         "nfe": int(result.nfe[k])}
+        for k in range(len(files))
+    ]
+    return {
+        "algorithm": cfg["algorithm"],
+        "reward": cfg["reward"],
+        "mean_reward": float(result.rewards.mean()),
+        "mean_evaluator": None if ev is None else float(ev.mean()),
+        "nfe_per_image": result.nfe_per_image,
+        "wall_time_s": round(result.wall_time, 3),
+        "images": images,
+        "config": cfg,
+        "command": command,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+    }
+
+
+def write_result(result: SearchResult, out: Path, command: str | None = None) -> dict:
+    """Write grid.png, images/NNN_labelL.png and result.json under `out`; return the JSON record."""
+    out = prepare_out_dir(out)
+    files = []
+    for k, (img, label) in enumerate(zip(result.images, result.config["labels"], strict=True)):
+        name = f"images/{k:03d}_label{label}.png"
+        save_png(img, out / name)
+        files.append(name)
+    make_grid(result.images, ncol=min(10, len(files)), scale=2).save(out / "grid.png")
+    record = result_record(result, files, command)
+    (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record

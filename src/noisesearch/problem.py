@@ -1,0 +1,175 @@
+"""The metered Problem: the only door through which a search algorithm reaches model and reward.
+
+It holds the conditions being sampled (one per returned image), the seed of each, the sampler,
+the denoiser and the reward. Algorithms hand it tensors shaped (C, M, channels, H, W): M candidate
+states for each of the C conditions (or for the subset listed in `which`). Every denoiser call
+is counted per condition (one network evaluation of one image = 1 NFE, 2 with classifier-free
+guidance), padded to a multiple of `pad_to` and chunked to `max_batch` rows so that results do
+not depend on batch size, and checked against the optional hard budget before it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from noisesearch.errors import BudgetExceeded, NoiseSearchError
+from noisesearch.rng import SampleGenerators
+from noisesearch.sampling import EDMSampler, EDMSchedule
+from noisesearch.types import Proposal, StepOut
+
+
+class Denoiser(Protocol):
+    """D(x, sigma, cond) -> x0 in sigma space; x (B, C, H, W), sigma (B,), cond (B, ...)."""
+
+    image_shape: tuple[int, int, int]
+    nfe_per_call: int
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
+
+
+class Reward(Protocol):
+    """r(images, cond) -> (B,) scores, higher is better; images (B, C, H, W) in [-1, 1]."""
+
+    name: str
+
+    def __call__(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
+
+
+def padded_batches(fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor], max_batch: int,
+                   pad_to: int) -> torch.Tensor:
+    """Apply a row-wise `fn` to `args` in chunks of at most max_batch rows, each padded to a multiple
+    of pad_to by repeating its last row, and return the unpadded outputs concatenated."""
+    n = args[0].shape[0]
+    outs = []
+    for start in range(0, n, max_batch):
+        chunk = [a[start:start + max_batch] for a in args]
+        rows = chunk[0].shape[0]
+        extra = -rows % pad_to
+        if extra:
+            chunk = [torch.cat([a, a[-1:].expand(extra, *a.shape[1:])]) for a in chunk]
+        outs.append(fn(*chunk)[:rows])
+    return torch.cat(outs)
+
+
+class Problem:
+    """Denoiser + sampler + reward + NFE meter + budget for C conditions with one seed each."""
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        reward: Reward,
+        cond: torch.Tensor,
+        seeds: Sequence[int],
+        schedule: EDMSchedule | None = None,
+        max_batch: int = 256,
+        nfe_budget: int | None = None,
+        pad_to: int = 8,
+        progress: bool = False,
+    ) -> None:
+        if len(seeds) != cond.shape[0]:
+            raise NoiseSearchError(f"got {cond.shape[0]} conditions but {len(seeds)} seeds: give one seed each")
+        if max_batch < pad_to or max_batch % pad_to:
+            raise NoiseSearchError(f"max_batch must be a positive multiple of {pad_to}, got {max_batch}")
+        if nfe_budget is not None and nfe_budget < 1:
+            raise NoiseSearchError(f"the NFE budget must be at least 1, got {nfe_budget}")
+        self.denoiser = denoiser
+        self.reward = reward
+        self.cond = cond
+        self.seeds = [int(s) for s in seeds]
+        self.schedule = schedule or EDMSchedule()
+        self.sampler = EDMSampler(self.schedule)
+        self.max_batch = max_batch
+        self.nfe_budget = nfe_budget
+        self.pad_to = pad_to
+        self.nfe = torch.zeros(cond.shape[0], dtype=torch.long)
+        self.padded_rows = 0
+        self._progress = progress
+        self._bar: tqdm | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of conditions (= images returned)."""
+        return self.cond.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.denoiser.image_shape)
+
+    def generators(self) -> SampleGenerators:
+        """Fresh per-condition generators seeded by each condition's seed."""
+        return SampleGenerators(self.seeds)
+
+    def _which(self, which: Sequence[int] | torch.Tensor | None) -> torch.Tensor:
+        return torch.arange(self.n) if which is None else torch.as_tensor(which, dtype=torch.long)
+
+    def start_progress(self, total_nfe_per_image: int | None, desc: str) -> None:
+        """Open a progress bar in NFE units (a no-op unless the Problem was made with progress=True)."""
+        if self._progress:
+            total = None if total_nfe_per_image is None else total_nfe_per_image * self.n
+            self._bar = tqdm(total=total, desc=desc, unit="NFE", dynamic_ncols=True)
+
+    def close_progress(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _charge(self, idx: torch.Tensor, per_condition: int) -> None:
+        cost = per_condition * self.denoiser.nfe_per_call
+        if self.nfe_budget is not None:
+            over = self.nfe[idx] + cost > self.nfe_budget
+            if bool(over.any()):
+                c = int(idx[over][0])
+                raise BudgetExceeded(
+                    f"condition {c} would use {int(self.nfe[c]) + cost} NFE, over the hard budget of "
+                    f"{self.nfe_budget} per image: raise the budget or lower the search parameters")
+        self.nfe.index_add_(0, idx, torch.full_like(idx, cost))
+        if self._bar is not None:
+            self._bar.update(cost * len(idx))
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, which=None) -> torch.Tensor:
+        """Metered D(x, sigma, cond) on x of shape (C', M, *image); sigma scalar or shaped (C', M)."""
+        idx = self._which(which)
+        c, m = x.shape[:2]
+        if c != len(idx):
+            raise ValueError(f"x has {c} conditions but which lists {len(idx)}")
+        self._charge(idx, m)
+        sig = torch.as_tensor(sigma, dtype=x.dtype).expand(c, m).reshape(-1)
+        cond = self.cond[idx].repeat_interleave(m, dim=0)
+        rows = c * m
+        self.padded_rows += -rows % self.pad_to
+        out = padded_batches(self.denoiser, [x.reshape(rows, *x.shape[2:]), sig, cond], self.max_batch, self.pad_to)
+        return out.reshape(x.shape)
+
+    def score(self, images: torch.Tensor, which=None) -> torch.Tensor:
+        """Reward of images shaped (C', M, *image): (C', M) scores, no NFE."""
+        idx = self._which(which)
+        c, m = images.shape[:2]
+        cond = self.cond[idx].repeat_interleave(m, dim=0)
+        flat = images.reshape(c * m, *images.shape[2:])
+        scores = padded_batches(self.reward, [flat, cond], self.max_batch, self.pad_to)
+        if not torch.isfinite(scores).all():
+            raise NoiseSearchError(f"reward '{self.reward.name}' returned NaN or inf: check the reward function")
+        return scores.reshape(c, m)
+
+    def initial_state(self, noise: torch.Tensor) -> torch.Tensor:
+        """State at sigma_max from standard normal noise (no NFE)."""
+        return self.sampler.initial_state(noise)
+
+    def propose(self, x: torch.Tensor, i: int, noise: torch.Tensor | None, which=None) -> Proposal:
+        """Inject `noise` at step i and predict x0 from the churned state: 1 call per candidate."""
+        x_hat = self.sampler.churn(x, i, noise)
+        return Proposal(i, x_hat, self.denoise(x_hat, self.sampler.sigma_hats[i], which))
+
+    def advance(self, proposal: Proposal, which=None) -> StepOut:
+        """Finish the step of a proposal, reusing its x0 prediction: 1 more call unless last step."""
+        x_next = self.sampler.heun_update(lambda x, s: self.denoise(x, s, which), proposal.x_hat,
+                                          proposal.x0_hat, proposal.step)
+        return StepOut(x_next, proposal.x0_hat)
+
+    def step(self, x: torch.Tensor, i: int, noise: torch.Tensor | None, which=None) -> StepOut:
+        """One full sampler step with explicit noise."""
+        return self.advance(self.propose(x, i, noise, which), which)

@@ -1,0 +1,32 @@
+"""Per-sample random generators (EDM's StackedRandomGenerator).
+
+Each sample (condition × seed) owns one torch.Generator seeded by its own integer seed, so its
+draws do not depend on which other samples share the batch or in which order work is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+class SampleGenerators:
+    """One generator per sample; draws return a tensor with the samples stacked on dim 0."""
+
+    def __init__(self, seeds: Sequence[int]) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def randn(self, *shape: int, which: Sequence[int] | None = None) -> torch.Tensor:
+        """Standard normal draws of `shape` for each sample (or the samples listed in `which`)."""
+        gens = self.generators if which is None else [self.generators[i] for i in which]
+        return torch.stack([torch.randn(shape, generator=g) for g in gens])
+
+    def rand(self, *shape: int, which: Sequence[int] | None = None) -> torch.Tensor:
+        """Uniform [0, 1) draws of `shape` for each sample (or the samples listed in `which`)."""
+        gens = self.generators if which is None else [self.generators[i] for i in which]
+        return torch.stack([torch.rand(shape, generator=g) for g in gens])

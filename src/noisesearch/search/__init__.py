@@ -1,0 +1,14 @@
+"""Search algorithms over a diffusion sampler's noise, registered by name."""
+
+from noisesearch.search import best_of_n  # noqa: F401  (registration)
+from noisesearch.search.base import SearchAlgorithm
+from noisesearch.search.registry import (
+    algorithm_class,
+    algorithm_names,
+    algorithm_params,
+    get_algorithm,
+    register_algorithm,
+)
+
+__all__ = ["SearchAlgorithm", "algorithm_class", "algorithm_names", "algorithm_params", "get_algorithm",
+           "register_algorithm"]

@@ -1,0 +1,59 @@
+"""The SearchAlgorithm base: a frozen dataclass whose fields are its parameters."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+
+from noisesearch.problem import Problem
+from noisesearch.sampling import EDMSchedule
+from noisesearch.types import SearchResult
+
+
+@dataclass(frozen=True)
+class SearchAlgorithm:
+    """Chooses the sampler's noises through a metered Problem.
+
+    Subclasses set `name`, declare their parameters as dataclass fields, document their NFE formula
+    in `nfe_formula` and implement `_search`, which returns one image per condition with its reward.
+    """
+
+    name: ClassVar[str] = ""
+    nfe_doc: ClassVar[str] = ""
+
+    def params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+
+    def nfe_formula(self, schedule: EDMSchedule) -> int:
+        """Denoiser calls per image (multiply by 2 for classifier-free guidance)."""
+        raise NotImplementedError
+
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
+        raise NotImplementedError
+
+    def run(self, problem: Problem) -> SearchResult:
+        """Search every condition of `problem` and return the chosen images with their rewards."""
+        start = time.perf_counter()
+        problem.start_progress(self.nfe_formula(problem.schedule) * problem.denoiser.nfe_per_call, self.name)
+        try:
+            images, rewards, trace = self._search(problem)
+        finally:
+            problem.close_progress()
+        return SearchResult(
+            images=images.clamp(-1, 1),
+            rewards=rewards,
+            nfe=problem.nfe.clone(),
+            wall_time=time.perf_counter() - start,
+            config={"algorithm": self.name, "params": asdict(self) | self.params()},
+            trace=trace,
+        )
+
+
+def select_best(images: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per condition, the image (C, M, ...) with the highest score (C, M); ties go to the first."""
+    best = scores.argmax(dim=1)
+    rows = torch.arange(images.shape[0])
+    return images[rows, best], scores[rows, best]

@@ -1,0 +1,53 @@
+"""Best-of-N (Ma et al.'s random search) and naive sampling (its N = 1 case)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.problem import Problem
+from noisesearch.sampling import EDMSchedule
+from noisesearch.search.base import SearchAlgorithm, select_best
+from noisesearch.search.registry import register_algorithm
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class BestOfN(SearchAlgorithm):
+    """N independent trajectories per condition; keep the one with the best final reward."""
+
+    name = "best_of_n"
+    nfe_doc = "N·(2T − 1) per image (T sampler steps; ×2 with classifier-free guidance)"
+    N: int = 4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.N, int) or self.N < 1:
+            raise NoiseSearchError(f"N must be an integer of at least 1, got {self.N}")
+
+    def nfe_formula(self, schedule: EDMSchedule) -> int:
+        return self.N * schedule.nfe_per_trajectory()
+
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
+        gens = problem.generators()
+        shape = problem.image_shape
+        x = problem.initial_state(gens.randn(self.N, *shape))
+        searchable = set(problem.schedule.searchable_steps())
+        for i in range(problem.schedule.steps):
+            noise = gens.randn(self.N, *shape) if i in searchable else None
+            x = problem.step(x, i, noise).x_next
+        images = x.clamp(-1, 1)
+        images, rewards = select_best(images, problem.score(images))
+        return images, rewards, []
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class Naive(BestOfN):
+    """One stochastic EDM trajectory per condition, no search."""
+
+    name = "naive"
+    nfe_doc = "2T − 1 per image (35 for the default 18 steps; ×2 with classifier-free guidance)"
+    N: int = field(default=1, init=False)
