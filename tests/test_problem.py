@@ -38,7 +38,7 @@ def test_budget_error_is_raised_before_the_call_that_would_exceed_it(denoiser):
 
 
 def test_padding_is_not_counted_as_nfe(denoiser):
-    problem = make_problem(denoiser, [1, 2, 3], [0, 1, 2], steps=3)
+    problem = make_problem(denoiser, [1, 2, 3], [0, 1, 2], steps=3, max_batch=8)
     res = get_algorithm("naive").run(problem)
     assert res.nfe.tolist() == [5, 5, 5]
     assert problem.padded_rows == 5 * 5  # each call of 3 rows was padded to 8
@@ -60,11 +60,12 @@ def test_batch_of_one_and_batch_of_eight_are_bit_identical(denoiser):
         assert torch.equal(one.images[0], full.images[k])
 
 
-def test_chunking_to_max_batch_does_not_change_results(denoiser):
+def test_max_batch_changes_results_only_by_float_rounding(denoiser):
     labels, seeds = [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]
-    big = get_algorithm("best_of_n", N=3).run(make_problem(denoiser, labels, seeds, max_batch=256))
-    small = get_algorithm("best_of_n", N=3).run(make_problem(denoiser, labels, seeds, max_batch=8))
-    assert torch.equal(big.images, small.images)
+    a = get_algorithm("best_of_n", N=3).run(make_problem(denoiser, labels, seeds, max_batch=16))
+    b = get_algorithm("best_of_n", N=3).run(make_problem(denoiser, labels, seeds, max_batch=7))
+    assert torch.allclose(a.images, b.images, atol=1e-4)  # different call shapes: equal up to float rounding
+    assert a.nfe.tolist() == b.nfe.tolist()
 
 
 def test_padded_batches_chunks_pads_and_unpads():
@@ -75,13 +76,13 @@ def test_padded_batches_chunks_pads_and_unpads():
         return a + b
 
     a, b = torch.arange(19.0), torch.ones(19)
-    out = padded_batches(fn, [a, b], max_batch=8, pad_to=4)
+    out = padded_batches(fn, [a, b], batch=8)
     assert torch.equal(out, a + 1)
-    assert seen == [8, 8, 4]
+    assert seen == [8, 8, 8]
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"max_batch": 12}, "multiple of 8"),
+    ({"max_batch": 0}, "positive integer"),
     ({"nfe_budget": 0}, "at least 1"),
 ])
 def test_bad_problem_arguments_are_user_errors(denoiser, kwargs, message):

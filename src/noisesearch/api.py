@@ -10,7 +10,7 @@ import torch
 
 from noisesearch.backends import check_labels, load_model
 from noisesearch.errors import NoiseSearchError
-from noisesearch.problem import Denoiser, Problem
+from noisesearch.problem import Denoiser, Problem, check_settings
 from noisesearch.rewards import get_reward
 from noisesearch.sampling import EDMSchedule
 from noisesearch.search import get_algorithm
@@ -33,7 +33,7 @@ def search(
     guidance: float = 1.0,
     denoiser: Denoiser | None = None,
     schedule: EDMSchedule | None = None,
-    max_batch: int = 256,
+    max_batch: int = 16,
     nfe_budget: int | None = None,
     evaluator: str | None = "evaluator",
     progress: bool = False,
@@ -47,6 +47,7 @@ def search(
     labels_t = check_labels(torch.as_tensor(list(labels)))
     if len(labels_t) == 0:
         raise NoiseSearchError("give at least one label")
+    check_settings(max_batch, nfe_budget)
     seed_list = list(seeds) if seeds is not None else sample_seeds(seed, len(labels_t))
     algo = get_algorithm(algorithm, **params)
     reward_fn = get_reward(reward)

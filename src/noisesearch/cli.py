@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--guidance", type=float, default=1.0,
                         help="w in D_null + w(D_label - D_null): 1 conditional, 0 unconditional, >1 CFG (2 NFE/call)")
     sample.add_argument("--steps", type=int, default=18, help="EDM sampler steps")
-    sample.add_argument("--max-batch", type=int, default=256, help="largest network batch (multiple of 8)")
+    sample.add_argument("--max-batch", type=int, default=16,
+                        help="rows per network call; every call has exactly this many (the last padded)")
     sample.add_argument("--budget", type=int, default=None, help="hard NFE budget per image")
     sample.add_argument("--evaluator", default="evaluator", help="held-out reward for final scoring ('none' to skip)")
     sample.add_argument("--no-progress", action="store_true", help="hide the progress bar")

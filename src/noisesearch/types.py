@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,9 +40,38 @@ class SearchResult:
     wall_time: float
     config: dict[str, Any]
     evaluator_rewards: torch.Tensor | None = None
-    trace: list[Any] = field(default_factory=list)
+    trace: Trace | None = None
 
     @property
     def nfe_per_image(self) -> float:
         """Mean NFE per returned image."""
         return float(self.nfe.double().mean())
+
+
+TRACE_FIELDS = ("condition", "step", "sigma", "iteration", "winner_score", "incumbent_score", "winner_global",
+                "changed")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Per condition, searched step and iteration of a per-step search, one row each (columns as tensors).
+
+    sigma is the step's sigma_i; winner_score the best candidate score of the iteration; incumbent_score
+    the incumbent's score after the iteration; winner_global whether that winner was a global (fresh
+    standard normal) draw; changed whether the incumbent changed in the iteration.
+    """
+
+    condition: torch.Tensor
+    step: torch.Tensor
+    sigma: torch.Tensor
+    iteration: torch.Tensor
+    winner_score: torch.Tensor
+    incumbent_score: torch.Tensor
+    winner_global: torch.Tensor
+    changed: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.condition)
+
+    def to_dict(self) -> dict[str, list]:
+        return {name: getattr(self, name).tolist() for name in TRACE_FIELDS}

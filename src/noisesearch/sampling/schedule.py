@@ -55,6 +55,14 @@ class EDMSchedule:
         """Steps whose injected noise has an effect (gamma_i > 0)."""
         return [i for i, g in enumerate(self.gammas().tolist()) if g > 0]
 
+    def nfe_per_step_search(self, proposals: int) -> int:
+        """Calls of one trajectory that scores `proposals` candidates at every searchable step (each
+        1 call) and steps with the chosen one, reusing its call: searchable steps cost proposals + 1
+        (the Heun correction), other steps 2, and the last step has no correction."""
+        searchable = set(self.searchable_steps())
+        heun = [1 if i < self.steps - 1 else 0 for i in range(self.steps)]
+        return sum((proposals if i in searchable else 1) + heun[i] for i in range(self.steps))
+
     def nfe_per_trajectory(self) -> int:
         """Denoiser calls of one full trajectory: 2·steps − 1 (no Heun correction at the last step)."""
         return 2 * self.steps - 1

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
 
 from noisesearch.problem import Problem
 from noisesearch.sampling import EDMSchedule
-from noisesearch.types import SearchResult
+from noisesearch.types import SearchResult, Trace
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,8 @@ class SearchAlgorithm:
     """Chooses the sampler's noises through a metered Problem.
 
     Subclasses set `name`, declare their parameters as dataclass fields, document their NFE formula
-    in `nfe_formula` and implement `_search`, which returns one image per condition with its reward.
+    in `nfe_formula` and implement `_search`, which returns one image per condition with its reward
+    and, for per-step searches, a Trace.
     """
 
     name: ClassVar[str] = ""
@@ -31,7 +32,7 @@ class SearchAlgorithm:
         """Denoiser calls per image (multiply by 2 for classifier-free guidance)."""
         raise NotImplementedError
 
-    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         raise NotImplementedError
 
     def run(self, problem: Problem) -> SearchResult:
@@ -47,7 +48,7 @@ class SearchAlgorithm:
             rewards=rewards,
             nfe=problem.nfe.clone(),
             wall_time=time.perf_counter() - start,
-            config={"algorithm": self.name, "params": asdict(self) | self.params()},
+            config={"algorithm": self.name, "params": self.params()},
             trace=trace,
         )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -12,6 +11,7 @@ from noisesearch.problem import Problem
 from noisesearch.sampling import EDMSchedule
 from noisesearch.search.base import SearchAlgorithm, select_best
 from noisesearch.search.registry import register_algorithm
+from noisesearch.types import Trace
 
 
 @register_algorithm
@@ -30,7 +30,7 @@ class BestOfN(SearchAlgorithm):
     def nfe_formula(self, schedule: EDMSchedule) -> int:
         return self.N * schedule.nfe_per_trajectory()
 
-    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         gens = problem.generators()
         shape = problem.image_shape
         x = problem.initial_state(gens.randn(self.N, *shape))
@@ -40,7 +40,7 @@ class BestOfN(SearchAlgorithm):
             x = problem.step(x, i, noise).x_next
         images = x.clamp(-1, 1)
         images, rewards = select_best(images, problem.score(images))
-        return images, rewards, []
+        return images, rewards, None
 
 
 @register_algorithm

@@ -1,0 +1,53 @@
+"""Beam search over per-step noises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from noisesearch.problem import Problem
+from noisesearch.sampling import EDMSchedule
+from noisesearch.search.base import SearchAlgorithm, select_best
+from noisesearch.search.local import check_positive_int
+from noisesearch.search.registry import register_algorithm
+from noisesearch.types import Proposal, Trace
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class Beam(SearchAlgorithm):
+    """(N, B) beam search: B beams from B initial noises; at every searchable step each beam proposes
+    N noises, all N·B candidates are scored on their x0 prediction and the best B continue, each from
+    its own parent's state; the best final beam is returned."""
+
+    name = "beam"
+    nfe_doc = "B·[Σ over steps: (N + 1) at searchable steps, 2 elsewhere, 1 less at the last step]"
+    N: int = 4
+    B: int = 2
+
+    def __post_init__(self) -> None:
+        check_positive_int(N=self.N, B=self.B)
+
+    def nfe_formula(self, schedule: EDMSchedule) -> int:
+        return self.B * schedule.nfe_per_step_search(self.N)
+
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
+        gens = problem.generators()
+        shape, c = problem.image_shape, problem.n
+        rows = torch.arange(c)[:, None]
+        x = problem.initial_state(gens.randn(self.B, *shape))
+        searchable = set(problem.schedule.searchable_steps())
+        for i in range(problem.schedule.steps):
+            if i not in searchable:
+                x = problem.step(x, i, None).x_next
+                continue
+            parents = x.repeat_interleave(self.N, dim=1)  # candidate j belongs to beam j // N
+            proposal = problem.propose(parents, i, gens.randn(self.B * self.N, *shape))
+            scores = problem.score(proposal.x0_hat.clamp(-1, 1))
+            keep = scores.topk(self.B, dim=1).indices
+            chosen = Proposal(i, proposal.x_hat[rows, keep], proposal.x0_hat[rows, keep])
+            x = problem.advance(chosen).x_next
+        images = x.clamp(-1, 1)
+        best_images, rewards = select_best(images, problem.score(images))
+        return best_images, rewards, None

@@ -1,0 +1,62 @@
+"""Ma et al.'s zero-order search over the initial noise only."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.problem import Problem
+from noisesearch.sampling import EDMSchedule
+from noisesearch.search.base import SearchAlgorithm
+from noisesearch.search.local import check_positive_int, local_draws
+from noisesearch.search.registry import register_algorithm
+from noisesearch.types import Trace
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class ZeroOrderInitial(SearchAlgorithm):
+    """Zero-order search over x_T: K rounds of N neighbours of the pivot, each sampled to the end with
+    the condition's fixed per-step noises; the pivot moves to the best neighbour if it improves."""
+
+    name = "zero_order_initial"
+    nfe_doc = "K·N·(2T − 1) per image"
+    N: int = 4
+    K: int = 5
+    lambda_: float = 0.15
+
+    def __post_init__(self) -> None:
+        check_positive_int(N=self.N, K=self.K)
+        if not self.lambda_ > 0:
+            raise NoiseSearchError(f"lambda_ must be positive, got {self.lambda_}")
+
+    def nfe_formula(self, schedule: EDMSchedule) -> int:
+        return self.K * self.N * schedule.nfe_per_trajectory()
+
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
+        gens = problem.generators()
+        shape, c = problem.image_shape, problem.n
+        rows = torch.arange(c)
+        pivot = gens.randn(*shape)
+        searchable = problem.schedule.searchable_steps()
+        step_noise = dict(zip(searchable, gens.randn(len(searchable), *shape).unbind(1), strict=True))
+        best_images = torch.zeros(c, *shape)
+        best = torch.full((c,), -math.inf)
+        for _ in range(self.K):
+            candidates = local_draws(gens, pivot, self.N, self.lambda_)
+            x = problem.initial_state(candidates)
+            for i in range(problem.schedule.steps):
+                noise = step_noise[i][:, None].expand_as(x) if i in step_noise else None
+                x = problem.step(x, i, noise).x_next
+            final = x.clamp(-1, 1)
+            scores = problem.score(final)
+            win = scores.argmax(dim=1)
+            better = scores[rows, win] > best
+            keep = better[:, None, None, None]
+            best = torch.where(better, scores[rows, win], best)
+            best_images = torch.where(keep, final[rows, win], best_images)
+            pivot = torch.where(keep, candidates[rows, win], pivot)
+        return best_images, best, None

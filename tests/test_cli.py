@@ -1,0 +1,77 @@
+"""CLI: error paths print one line and exit non-zero; a small real run writes its outputs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from noisesearch.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "noisesearch.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--algorithm", "nope"], "unknown algorithm 'nope'"),
+    (["--reward", "nope"], "unknown reward 'nope'"),
+    (["--labels", "3,12"], "label 12 is outside 0-9"),
+    (["--labels", "a,b"], "comma-separated digits"),
+    (["--algorithm", "best_of_n", "--N", "0"], "N must be an integer of at least 1"),
+    (["--algorithm", "naive", "--N", "3"], "--N is not a parameter of 'naive'"),
+    (["--max-batch", "0"], "positive integer"),
+    (["--seed", "-1"], "seed must be non-negative"),
+])
+def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, args, fragment):
+    code = 2
+    try:
+        code = main(["sample", "--out", str(tmp_path / "o"), "--steps", "2", *args])
+    except SystemExit as exit_:  # argparse type errors exit from inside parse_args
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code != 0
+    assert fragment in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_out_that_is_a_file_is_one_line_error(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    proc = run_cli("sample", "--out", str(target), "--steps", "2")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"noisesearch: --out {target} is a file: give a directory path"]
+
+
+def test_unknown_subcommand_is_one_line():
+    proc = run_cli("frobnicate")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_list_shows_algorithms_rewards_and_nfe_formulas(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ["naive", "best_of_n", "N=4", "brightness", "compressibility", "classifier", "evaluator", "NFE:"]:
+        assert name in out
+
+
+def test_sample_writes_grid_pngs_and_result_json(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("sample", "--algorithm", "best_of_n", "--N", "2", "--reward", "classifier",
+                   "--labels", "3,5,7", "--seed", "4", "--steps", "4", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "result.json").read_text())
+    assert (out / "grid.png").exists()
+    expected_files = [f"images/{k:03d}_label{lab}.png" for k, lab in enumerate([3, 5, 7])]
+    assert [im["file"] for im in record["images"]] == expected_files
+    for im in record["images"]:
+        assert (out / im["file"]).exists()
+        assert im["nfe"] == 2 * 7
+        assert 0 <= im["reward"] <= 1 and 0 <= im["evaluator"] <= 1
+    assert record["config"]["seeds"] == [4, 5, 6]
+    assert record["config"]["params"] == {"N": 2}
+    assert record["nfe_per_image"] == 14
+    assert "NFE" in proc.stderr  # the progress bar

@@ -1,0 +1,79 @@
+"""One contract suite over every registered algorithm, with small parameters."""
+
+import pytest
+import torch
+from conftest import make_problem
+
+from noisesearch import BudgetExceeded, get_algorithm
+from noisesearch.search import algorithm_names
+
+SMALL = {
+    "naive": {},
+    "best_of_n": {"N": 3},
+    "eps_greedy": {"N": 2, "K": 3},
+    "zero_order": {"N": 2, "K": 3},
+    "zero_order_initial": {"N": 2, "K": 2},
+    "beam": {"N": 2, "B": 2},
+}
+LABELS, SEEDS = [2, 7, 1, 8, 2, 8, 1, 8], list(range(20, 28))
+
+
+def test_every_registered_algorithm_has_small_parameters_here():
+    assert set(SMALL) == set(algorithm_names())
+
+
+def run(name, labels=LABELS, seeds=SEEDS, denoiser=None, **kwargs):
+    algo = get_algorithm(name, **SMALL[name])
+    problem = make_problem(denoiser, labels, seeds, **kwargs)
+    return algo, problem, algo.run(problem)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_metered_nfe_equals_documented_formula(denoiser, name):
+    algo, problem, result = run(name, denoiser=denoiser)
+    expected = algo.nfe_formula(problem.schedule) * denoiser.nfe_per_call
+    assert result.nfe.tolist() == [expected] * len(LABELS)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_hard_budget_is_never_exceeded(denoiser, name):
+    algo, problem, result = run(name, denoiser=denoiser)
+    need = int(result.nfe.max())
+    tight = make_problem(denoiser, LABELS, SEEDS, nfe_budget=need - 1)
+    with pytest.raises(BudgetExceeded):
+        algo.run(tight)
+    assert int(tight.nfe.max()) <= need - 1
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_same_seed_is_bit_identical(denoiser, name):
+    a = run(name, denoiser=denoiser)[2]
+    b = run(name, denoiser=denoiser)[2]
+    assert torch.equal(a.images, b.images) and torch.equal(a.rewards, b.rewards)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_batch_of_one_equals_batch_of_eight(denoiser, name):
+    full = run(name, denoiser=denoiser)[2]
+    for k in [0, 5]:
+        one = run(name, labels=[LABELS[k]], seeds=[SEEDS[k]], denoiser=denoiser)[2]
+        assert torch.equal(one.images[0], full.images[k])
+        assert torch.equal(one.rewards[0], full.rewards[k])
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_returned_reward_is_the_reward_of_the_returned_image(denoiser, name):
+    _, problem, result = run(name, denoiser=denoiser)
+    assert torch.equal(result.rewards, problem.score(result.images[:, None])[:, 0])
+    assert result.images.min() >= -1 and result.images.max() <= 1
+
+
+@pytest.mark.parametrize("name", sorted(n for n in SMALL if "elitism" in get_algorithm(n, **SMALL[n]).params()))
+def test_elitist_incumbent_never_gets_worse_within_a_step(denoiser, name):
+    trace = run(name, denoiser=denoiser)[2].trace
+    assert len(trace) > 0
+    for c in range(len(LABELS)):
+        for step in torch.unique(trace.step).tolist():
+            at = (trace.condition == c) & (trace.step == step)
+            incumbent, winners = trace.incumbent_score[at], trace.winner_score[at]
+            assert torch.equal(incumbent, torch.cummax(winners, dim=0).values)

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from noisesearch import NoiseSearchError, get_reward
+from noisesearch.rewards import reward_names
+
+
+def test_registry_has_the_four_rewards_and_rejects_unknown_names():
+    assert set(reward_names()) >= {"brightness", "compressibility", "classifier", "evaluator"}
+    with pytest.raises(NoiseSearchError, match="unknown reward 'shiny'"):
+        get_reward("shiny")
+
+
+def test_brightness_of_black_grey_and_white():
+    images = torch.stack([torch.full((1, 8, 8), v) for v in (-1.0, 0.0, 1.0)])
+    assert get_reward("brightness")(images, None).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_flat_image_is_more_compressible_than_noise():
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((1, 1, 28, 28), 0.3)
+    noise = torch.rand(1, 1, 28, 28, generator=g) * 2 - 1
+    r = get_reward("compressibility")(torch.cat([flat, noise]), None)
+    assert r[0] > 0.9 and r[1] < 0.1
+    assert r[0] > r[1]
+
+
+def test_compressibility_prefers_smooth_digits_over_speckled_ones():
+    smooth = torch.full((1, 1, 28, 28), -1.0)
+    smooth[..., 8:20, 12:16] = 1.0
+    speckled = smooth.clone()
+    speckled[..., ::3, ::3] = 1.0
+    r = get_reward("compressibility")(torch.cat([smooth, speckled]), None)
+    assert r[0] > r[1]
+
+
+@pytest.mark.parametrize("name", ["classifier", "evaluator"])
+def test_classifier_rewards_are_probabilities_of_the_label(name):
+    reward = get_reward(name)
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 1, 28, 28, generator=g) * 2 - 1
+    probs = reward(image.expand(10, -1, -1, -1), torch.arange(10))
+    assert torch.all((probs >= 0) & (probs <= 1))
+    assert probs.sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_classifier_reward_rejects_wrong_shapes_and_labels():
+    reward = get_reward("classifier")
+    with pytest.raises(NoiseSearchError, match="1x28x28"):
+        reward(torch.zeros(2, 3, 32, 32), torch.tensor([1, 2]))
+    with pytest.raises(NoiseSearchError, match="outside 0-9"):
+        reward(torch.zeros(1, 1, 28, 28), torch.tensor([10]))

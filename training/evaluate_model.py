@@ -1,0 +1,64 @@
+"""Measure the embedded model's quality and record it in its model card.
+
+Draws 100 naive samples per class (seeds 0-999, default EDM schedule), labels them with the
+held-out evaluator and the verifier, writes the figures into diffusion.json and a 10x10 grid
+(one row per class) to docs/mnist_samples.png.
+
+    python training/evaluate_model.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from noisesearch import get_reward, load_model, search
+from noisesearch.assets import assets_dir, load_weights
+from noisesearch.imaging import make_grid
+from noisesearch.models.classifier import DigitClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def predict(name: str, images: torch.Tensor) -> torch.Tensor:
+    model = DigitClassifier()
+    model.load_state_dict(load_weights(name))
+    model.eval()
+    with torch.no_grad():
+        return model(images).argmax(1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--per-class", type=int, default=100)
+    p.add_argument("--grid", type=Path, default=ROOT / "docs" / "mnist_samples.png")
+    args = p.parse_args()
+    labels = torch.arange(10).repeat_interleave(args.per_class)
+    start = time.perf_counter()
+    result = search("naive", reward="classifier", labels=labels.tolist(), seed=0, denoiser=load_model(1.0),
+                    progress=True)
+    seconds = time.perf_counter() - start
+    quality = {"samples": len(labels), "sampler": "naive, default EDM schedule (18 steps, 35 NFE)", "seeds": "0-999"}
+    for name in ["evaluator", "verifier"]:
+        agree = (predict(name, result.images) == labels).float().mean().item()
+        quality[f"{name}_agreement"] = round(agree, 4)
+    quality["mean_evaluator_probability"] = round(get_reward("evaluator")(result.images, labels).mean().item(), 4)
+    quality["mean_verifier_probability"] = round(result.rewards.mean().item(), 4)
+    quality["sampling_seconds"] = round(seconds, 1)
+    card_path = assets_dir() / "diffusion.json"
+    card = json.loads(card_path.read_text())
+    card["quality"] = quality
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps(quality, indent=2))
+    rows = torch.stack([result.images[c * args.per_class:c * args.per_class + 10] for c in range(10)])
+    args.grid.parent.mkdir(parents=True, exist_ok=True)
+    make_grid(rows.flatten(0, 1), ncol=10, scale=3).save(args.grid)
+    print(f"wrote {args.grid}")
+
+
+if __name__ == "__main__":
+    main()
