@@ -14,6 +14,7 @@ SMALL = {
     "zero_order": {"N": 2, "K": 3},
     "zero_order_initial": {"N": 2, "K": 2},
     "beam": {"N": 2, "B": 2},
+    "paths": {"N": 2, "M": 2, "sigma_start": 5.0, "delta_f": 1, "delta_b": 2},
 }
 LABELS, SEEDS = [2, 7, 1, 8, 2, 8, 1, 8], list(range(20, 28))
 

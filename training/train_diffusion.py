@@ -80,6 +80,7 @@ def main() -> None:
     torch.set_num_threads(2)
     images, labels, md5s = load_mnist(args.data)
     cfg = UNetConfig()
+    torch.manual_seed(args.seed)
     model = EDMPrecond(cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)

@@ -1,0 +1,88 @@
+"""Ma et al.'s search over paths: re-noise promising partial trajectories and denoise them again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.problem import Problem
+from noisesearch.rng import SampleGenerators
+from noisesearch.sampling import EDMSchedule
+from noisesearch.search.base import SearchAlgorithm, select_best
+from noisesearch.search.local import check_positive_int
+from noisesearch.search.registry import register_algorithm
+from noisesearch.types import Trace
+
+
+def run_steps(problem: Problem, gens: SampleGenerators, x: torch.Tensor, start: int, stop: int
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sampler steps start..stop-1 on x (C, M, ...) with fresh noise; the state and last x0 prediction."""
+    searchable = set(problem.schedule.searchable_steps())
+    x0_hat = None
+    for i in range(start, stop):
+        noise = gens.randn(x.shape[1], *x.shape[2:]) if i in searchable else None
+        out = problem.step(x, i, noise)
+        x, x0_hat = out.x_next, out.x0_hat
+    return x, x0_hat
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class Paths(SearchAlgorithm):
+    """Search over paths (Ma et al.): N paths are sampled down to the first step with sigma ≤ sigma_start;
+    then, until sigma reaches 0, every path gets M copies noised back up delta_f schedule steps and
+    denoised down delta_b steps (fresh noise), and the N copies whose x0 predictions score best
+    survive. delta_f and delta_b count steps of the sampler's sigma schedule; delta_b > delta_f."""
+
+    name = "paths"
+    nfe_doc = "N·(calls of the steps before sigma_start) + Σ over rounds N·M·(calls of the delta_b steps)"
+    N: int = 4
+    M: int = 2
+    sigma_start: float = 10.0
+    delta_f: int = 2
+    delta_b: int = 4
+
+    def __post_init__(self) -> None:
+        check_positive_int(N=self.N, M=self.M, delta_f=self.delta_f, delta_b=self.delta_b)
+        if self.delta_b <= self.delta_f:
+            raise NoiseSearchError(f"delta_b ({self.delta_b}) must exceed delta_f ({self.delta_f}) to make progress")
+        if not self.sigma_start > 0:
+            raise NoiseSearchError(f"sigma_start must be positive, got {self.sigma_start}")
+
+    def rounds(self, schedule: EDMSchedule) -> tuple[int, list[tuple[int, int]]]:
+        """The step where search starts and each round's (noised-up step, step reached)."""
+        sigmas = schedule.sigmas()[:-1].tolist()
+        start = next((j for j, s in enumerate(sigmas) if s <= self.sigma_start), schedule.steps)
+        start = max(start, self.delta_f)
+        rounds, j = [], start
+        while j < schedule.steps:
+            up = j - self.delta_f
+            rounds.append((up, min(up + self.delta_b, schedule.steps)))
+            j = rounds[-1][1]
+        return start, rounds
+
+    def nfe_formula(self, schedule: EDMSchedule) -> int:
+        calls = [1 + (1 if i < schedule.steps - 1 else 0) for i in range(schedule.steps)]
+        start, rounds = self.rounds(schedule)
+        return self.N * sum(calls[:start]) + sum(self.N * self.M * sum(calls[a:b]) for a, b in rounds)
+
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
+        gens = problem.generators()
+        shape, c = problem.image_shape, problem.n
+        rows = torch.arange(c)[:, None]
+        sigmas = problem.sampler.sigmas
+        start, rounds = self.rounds(problem.schedule)
+        x, _ = run_steps(problem, gens, problem.initial_state(gens.randn(self.N, *shape)), 0, start)
+        j = start
+        for up, reached in rounds:
+            copies = x.repeat_interleave(self.M, dim=1)
+            lift = (sigmas[up] ** 2 - sigmas[j] ** 2).sqrt()
+            copies = copies + lift * gens.randn(self.N * self.M, *shape)
+            copies, x0_hat = run_steps(problem, gens, copies, up, reached)
+            keep = problem.score(x0_hat.clamp(-1, 1)).topk(self.N, dim=1).indices
+            x, j = copies[rows, keep], reached
+        images = x.clamp(-1, 1)
+        best, rewards = select_best(images, problem.score(images))
+        return best, rewards, None
