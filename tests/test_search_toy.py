@@ -38,6 +38,7 @@ SEARCHERS = {
     "eps_greedy": {"N": 4, "K": 4},
     "zero_order": {"N": 4, "K": 4},
     "beam": {"N": 4, "B": 2},
+    "mcts": {"N": 4, "S": 4},
     "paths": {"N": 4, "M": 2, "sigma_start": 5.0},
 }
 

@@ -28,9 +28,13 @@ class SearchAlgorithm:
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int:
-        """Denoiser calls per image (multiply by 2 for classifier-free guidance)."""
+    def nfe_formula(self, schedule: EDMSchedule) -> int | None:
+        """Denoiser calls per image (×2 with classifier-free guidance); None where it depends on the run."""
         raise NotImplementedError
+
+    def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
+        """Denoiser calls per image that the documented formula gives for this result, (C,)."""
+        return torch.full_like(result.nfe, self.nfe_formula(schedule))
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         raise NotImplementedError
@@ -38,7 +42,8 @@ class SearchAlgorithm:
     def run(self, problem: Problem) -> SearchResult:
         """Search every condition of `problem` and return the chosen images with their rewards."""
         start = time.perf_counter()
-        problem.start_progress(self.nfe_formula(problem.schedule) * problem.denoiser.nfe_per_call, self.name)
+        calls = self.nfe_formula(problem.schedule)
+        problem.start_progress(None if calls is None else calls * problem.denoiser.nfe_per_call, self.name)
         try:
             images, rewards, trace = self._search(problem)
         finally:

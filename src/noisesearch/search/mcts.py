@@ -1,0 +1,167 @@
+"""Monte Carlo tree search over per-step noises, one simulation's back-up before the next selection."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.problem import Problem
+from noisesearch.rng import SampleGenerators
+from noisesearch.sampling import EDMSchedule
+from noisesearch.search.base import SearchAlgorithm
+from noisesearch.search.local import check_positive_int
+from noisesearch.search.registry import register_algorithm
+from noisesearch.types import SearchResult
+
+
+@dataclass
+class Node:
+    """A sampler state x at sigma_step; `step` is the next searchable step (or T once x is x0)."""
+
+    step: int
+    x: torch.Tensor
+    prior: float = 0.0
+    visits: int = 0
+    value: float = 0.0
+    children: list[Node] = field(default_factory=list)
+
+    def uct_child(self, c_uct: float) -> Node:
+        """The child maximising Q/n + c·sqrt(ln n_parent / n); unvisited children first, in order."""
+        for child in self.children:
+            if child.visits == 0:
+                return child
+        log_n = math.log(self.visits)
+        return max(self.children, key=lambda ch: ch.value / ch.visits + c_uct * math.sqrt(log_n / ch.visits))
+
+
+@dataclass(frozen=True)
+class TreeTrace:
+    """Per condition, the step expanded by each simulation (T when it reached x0 and cost nothing)."""
+
+    expanded_steps: list[list[int]]
+
+
+class StepRunner:
+    """Runs the deterministic (gamma = 0) steps between searchable ones and rollouts to x0."""
+
+    def __init__(self, problem: Problem, gens: SampleGenerators) -> None:
+        self.problem, self.gens = problem, gens
+        self.steps = problem.schedule.steps
+        self.searchable = problem.schedule.searchable_steps()
+
+    def next_searchable(self, step: int) -> int:
+        return next((s for s in self.searchable if s >= step), self.steps)
+
+    def run(self, x: torch.Tensor, start: int, stop: int, which: list[int], fresh_noise: bool) -> torch.Tensor:
+        """Steps start..stop-1 on x (C', M, ...); noise is drawn only where fresh_noise and gamma > 0."""
+        for i in range(start, stop):
+            noise = None
+            if fresh_noise and i in self.searchable:
+                noise = self.gens.randn(x.shape[1], *x.shape[2:], which=which)
+            x = self.problem.step(x, i, noise, which).x_next
+        return x
+
+
+def group_by_step(leaves: dict[int, Node]) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = defaultdict(list)
+    for c, node in leaves.items():
+        groups[node.step].append(c)
+    return dict(sorted(groups.items()))
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class MCTS(SearchAlgorithm):
+    """(N, S) MCTS: at every searchable step, S simulations of select (UCT) → expand (N candidate noises,
+    each stepped) → roll out the child with the best x0 prediction to x0 with fresh noise → back up its
+    reward, each simulation's back-up before the next selection; then commit the most-visited child
+    (keeping its subtree) and descend. Conditions run side by side, batched by the step they expand."""
+
+    name = "mcts"
+    nfe_doc = ("steps before the first searchable one, plus per simulation that expands step j: "
+               "N·(1 + h_j + g_j) + r_j, where h_j = 1 (Heun) unless j is last, g_j the calls of the gamma = 0 "
+               "steps up to the next searchable step k and r_j those of a trajectory from k; "
+               "a simulation that reaches x0 costs nothing")
+    N: int = 4
+    S: int = 8
+    c_uct: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_positive_int(N=self.N, S=self.S)
+        if not self.c_uct >= 0:
+            raise NoiseSearchError(f"c_uct must be non-negative, got {self.c_uct}")
+
+    def nfe_formula(self, schedule: EDMSchedule) -> int | None:
+        return None
+
+    def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
+        steps, searchable = schedule.steps, schedule.searchable_steps()
+        calls = [1 + (1 if i < steps - 1 else 0) for i in range(steps)]
+        nxt = lambda s: next((k for k in searchable if k >= s), steps)  # noqa: E731
+        per_sim = {j: self.N * (calls[j] + sum(calls[j + 1:nxt(j + 1)])) + sum(calls[nxt(j + 1):]) for j in searchable}
+        prefix = sum(calls[:nxt(0)])
+        return torch.tensor([prefix + sum(per_sim.get(j, 0) for j in expanded)
+                             for expanded in result.trace.expanded_steps])
+
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, TreeTrace]:
+        gens = problem.generators()
+        runner = StepRunner(problem, gens)
+        c, steps = problem.n, problem.schedule.steps
+        everyone = list(range(c))
+        first = runner.next_searchable(0)
+        x = runner.run(problem.initial_state(gens.randn(1, *problem.image_shape)), 0, first, everyone, True)
+        roots = {k: Node(first, x[k, 0]) for k in everyone}
+        expanded: list[list[int]] = [[] for _ in everyone]
+        while roots[0].step < steps:
+            for _ in range(self.S):
+                self._simulate(problem, runner, roots, expanded)
+            for k in everyone:
+                root = roots[k]
+                roots[k] = max(root.children, key=lambda ch: (ch.visits, ch.value / max(ch.visits, 1)))
+        images = torch.stack([roots[k].x for k in everyone]).clamp(-1, 1)
+        return images, problem.score(images[:, None])[:, 0], TreeTrace(expanded)
+
+    def _simulate(self, problem: Problem, runner: StepRunner, roots: dict[int, Node],
+                  expanded: list[list[int]]) -> None:
+        paths = {}
+        for k, root in roots.items():
+            node, path = root, [root]
+            while node.children and node.step < runner.steps:
+                node = node.uct_child(self.c_uct)
+                path.append(node)
+            paths[k] = path
+        leaves = {k: path[-1] for k, path in paths.items()}
+        values: dict[int, float] = {}
+        finished = [k for k, leaf in leaves.items() if leaf.step >= runner.steps]
+        if finished:
+            done = torch.stack([leaves[k].x for k in finished]).clamp(-1, 1)[:, None]
+            values.update(zip(finished, problem.score(done, finished)[:, 0].tolist(), strict=True))
+            for k in finished:
+                expanded[k].append(runner.steps)
+        open_leaves = {k: leaf for k, leaf in leaves.items() if leaf.step < runner.steps}
+        for j, group in group_by_step(open_leaves).items():
+            x = torch.stack([open_leaves[k].x for k in group])[:, None].expand(-1, self.N, *problem.image_shape)
+            proposal = problem.propose(x, j, runner.gens.randn(self.N, *problem.image_shape, which=group), group)
+            priors = problem.score(proposal.x0_hat.clamp(-1, 1), group)
+            children = problem.advance(proposal, group).x_next
+            k_next = runner.next_searchable(j + 1)
+            children = runner.run(children, j + 1, k_next, group, False)
+            best = priors.argmax(dim=1)
+            rollout = runner.run(children[torch.arange(len(group)), best][:, None], k_next, runner.steps, group, True)
+            final = rollout.clamp(-1, 1)
+            scores = problem.score(final, group)[:, 0]
+            for row, k in enumerate(group):
+                leaf = open_leaves[k]
+                leaf.children = [Node(k_next, children[row, n], float(priors[row, n])) for n in range(self.N)]
+                chosen = leaf.children[int(best[row])]
+                paths[k].append(chosen)
+                values[k] = float(scores[row])
+                expanded[k].append(j)
+        for k, path in paths.items():
+            for node in path:
+                node.visits += 1
+                node.value += values[k]
