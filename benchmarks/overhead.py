@@ -33,7 +33,7 @@ def bare_trajectory(net: EDMPrecond, labels: torch.Tensor, noises: list[torch.Te
         for i in range(sched.steps):
             x_hat = sampler.churn(x, i, noises[i + 1])
             d = net(x_hat, sampler.sigma_hats[i].expand(b), labels)
-            x = sampler.heun_update(lambda y, s: net(y, s.expand(b), labels), x_hat, d, i)
+            x = sampler.heun_update(lambda y, s: net(y, s.expand(b), labels), x_hat, d, i)[0]
     return x
 
 

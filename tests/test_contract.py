@@ -7,37 +7,41 @@ from conftest import make_problem
 from noisesearch import BudgetExceeded, get_algorithm
 from noisesearch.search import algorithm_names
 
-SMALL = {
-    "naive": {},
-    "best_of_n": {"N": 3},
-    "eps_greedy": {"N": 2, "K": 3},
-    "zero_order": {"N": 2, "K": 3},
-    "zero_order_initial": {"N": 2, "K": 2},
-    "beam": {"N": 2, "B": 2},
-    "mcts": {"N": 2, "S": 3},
-    "paths": {"N": 2, "M": 2, "sigma_start": 5.0, "delta_f": 1, "delta_b": 2},
+CASES = {  # case name: (registered algorithm, small parameters)
+    "naive": ("naive", {}),
+    "best_of_n": ("best_of_n", {"N": 3}),
+    "eps_greedy": ("eps_greedy", {"N": 2, "K": 3}),
+    "eps_greedy_plain": ("eps_greedy", {"N": 2, "K": 2, "elitism": False}),
+    "eps_greedy_full_step": ("eps_greedy", {"N": 2, "K": 2, "score_with": "step"}),
+    "zero_order": ("zero_order", {"N": 2, "K": 3}),
+    "zero_order_initial": ("zero_order_initial", {"N": 2, "K": 2}),
+    "beam": ("beam", {"N": 2, "B": 2}),
+    "mcts": ("mcts", {"N": 2, "S": 3}),
+    "paths": ("paths", {"N": 2, "M": 2, "sigma_start": 5.0, "delta_f": 1, "delta_b": 2}),
 }
+ELITIST = sorted(k for k, (name, params) in CASES.items() if get_algorithm(name, **params).params().get("elitism"))
 LABELS, SEEDS = [2, 7, 1, 8, 2, 8, 1, 8], list(range(20, 28))
 
 
-def test_every_registered_algorithm_has_small_parameters_here():
-    assert set(SMALL) == set(algorithm_names())
+def test_every_registered_algorithm_has_a_case_here():
+    assert {name for name, _ in CASES.values()} == set(algorithm_names())
 
 
-def run(name, labels=LABELS, seeds=SEEDS, denoiser=None, **kwargs):
-    algo = get_algorithm(name, **SMALL[name])
+def run(case, labels=LABELS, seeds=SEEDS, denoiser=None, **kwargs):
+    name, params = CASES[case]
+    algo = get_algorithm(name, **params)
     problem = make_problem(denoiser, labels, seeds, **kwargs)
     return algo, problem, algo.run(problem)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_metered_nfe_equals_documented_formula(denoiser, name):
     algo, problem, result = run(name, denoiser=denoiser)
     expected = algo.expected_calls(problem.schedule, result) * denoiser.nfe_per_call
     assert torch.equal(result.nfe, expected)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_hard_budget_is_never_exceeded(denoiser, name):
     algo, problem, result = run(name, denoiser=denoiser)
     need = int(result.nfe.max())
@@ -47,14 +51,14 @@ def test_hard_budget_is_never_exceeded(denoiser, name):
     assert int(tight.nfe.max()) <= need - 1
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_same_seed_is_bit_identical(denoiser, name):
     a = run(name, denoiser=denoiser)[2]
     b = run(name, denoiser=denoiser)[2]
     assert torch.equal(a.images, b.images) and torch.equal(a.rewards, b.rewards)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_batch_of_one_equals_batch_of_eight(denoiser, name):
     full = run(name, denoiser=denoiser)[2]
     for k in [0, 5]:
@@ -63,14 +67,14 @@ def test_batch_of_one_equals_batch_of_eight(denoiser, name):
         assert torch.equal(one.rewards[0], full.rewards[k])
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_returned_reward_is_the_reward_of_the_returned_image(denoiser, name):
     _, problem, result = run(name, denoiser=denoiser)
     assert torch.equal(result.rewards, problem.score(result.images[:, None])[:, 0])
     assert result.images.min() >= -1 and result.images.max() <= 1
 
 
-@pytest.mark.parametrize("name", sorted(n for n in SMALL if "elitism" in get_algorithm(n, **SMALL[n]).params()))
+@pytest.mark.parametrize("name", ELITIST)
 def test_elitist_incumbent_never_gets_worse_within_a_step(denoiser, name):
     trace = run(name, denoiser=denoiser)[2].trace
     assert len(trace) > 0

@@ -44,7 +44,7 @@ def run_ours(latents, noises, sched):
 
     for i in range(sched.steps):
         x_hat = sampler.churn(x, i, noises[i])
-        x = sampler.heun_update(denoise, x_hat, denoise(x_hat, sampler.sigma_hats[i]), i)
+        x = sampler.heun_update(denoise, x_hat, denoise(x_hat, sampler.sigma_hats[i]), i)[0]
     return x, calls
 
 

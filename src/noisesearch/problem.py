@@ -173,9 +173,9 @@ class Problem:
 
     def advance(self, proposal: Proposal, which=None) -> StepOut:
         """Finish the step of a proposal, reusing its x0 prediction: 1 more call unless last step."""
-        x_next = self.sampler.heun_update(lambda x, s: self.denoise(x, s, which), proposal.x_hat,
-                                          proposal.x0_hat, proposal.step)
-        return StepOut(x_next, proposal.x0_hat)
+        x_next, x0_next = self.sampler.heun_update(lambda x, s: self.denoise(x, s, which), proposal.x_hat,
+                                                   proposal.x0_hat, proposal.step)
+        return StepOut(x_next, proposal.x0_hat, x0_next)
 
     def step(self, x: torch.Tensor, i: int, noise: torch.Tensor | None, which=None) -> StepOut:
         """One full sampler step with explicit noise."""

@@ -19,10 +19,12 @@ class Proposal:
 
 @dataclass(frozen=True)
 class StepOut:
-    """The state after a sampler step and the x0 prediction the step computed first."""
+    """The state after a sampler step, the x0 prediction the step computed first (at sigma_hat_i) and
+    the one of its Heun correction (at sigma_{i+1}; x_next itself at the last step)."""
 
     x_next: torch.Tensor
     x0_hat: torch.Tensor
+    x0_next: torch.Tensor
 
 
 @dataclass(frozen=True)

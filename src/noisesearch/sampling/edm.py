@@ -42,12 +42,16 @@ class EDMSampler:
         scale = (self.sigma_hats[i] ** 2 - self.sigmas[i] ** 2).sqrt() * self.schedule.S_noise
         return x + scale * noise
 
-    def heun_update(self, denoise: DenoiseFn, x_hat: torch.Tensor, x0_hat: torch.Tensor, i: int) -> torch.Tensor:
-        """Euler step from sigma_hat_i to sigma_{i+1}, with Heun's correction except at the last step."""
+    def heun_update(self, denoise: DenoiseFn, x_hat: torch.Tensor, x0_hat: torch.Tensor, i: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Euler step from sigma_hat_i to sigma_{i+1}, with Heun's correction except at the last step.
+
+        Returns x_{i+1} and the correction's x0 prediction at sigma_{i+1} (x_{i+1} at the last step)."""
         t_hat, t_next = self.sigma_hats[i], self.sigmas[i + 1]
         d_cur = (x_hat - x0_hat) / t_hat
         x_next = x_hat + (t_next - t_hat) * d_cur
         if i == self.steps - 1:
-            return x_next
-        d_prime = (x_next - denoise(x_next, t_next)) / t_next
-        return x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
+            return x_next, x_next
+        x0_next = denoise(x_next, t_next)
+        d_prime = (x_next - x0_next) / t_next
+        return x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime), x0_next

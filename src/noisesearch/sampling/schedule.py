@@ -55,13 +55,22 @@ class EDMSchedule:
         """Steps whose injected noise has an effect (gamma_i > 0)."""
         return [i for i, g in enumerate(self.gammas().tolist()) if g > 0]
 
-    def nfe_per_step_search(self, proposals: int) -> int:
-        """Calls of one trajectory that scores `proposals` candidates at every searchable step (each
-        1 call) and steps with the chosen one, reusing its call: searchable steps cost proposals + 1
-        (the Heun correction), other steps 2, and the last step has no correction."""
+    def nfe_per_step_search(self, proposals: int, full_step: bool = False) -> int:
+        """Calls of one trajectory that scores `proposals` candidates at every searchable step.
+
+        Scored on their first call's x0 prediction (1 call each), the chosen one is then stepped reusing
+        that call: proposals + 1 (Heun) per searchable step. Scored after the full step (full_step),
+        each costs 1 + 1 (Heun) and the chosen state is kept: 2·proposals. Other steps cost 2; the last
+        step has no Heun correction."""
         searchable = set(self.searchable_steps())
         heun = [1 if i < self.steps - 1 else 0 for i in range(self.steps)]
-        return sum((proposals if i in searchable else 1) + heun[i] for i in range(self.steps))
+        total = 0
+        for i in range(self.steps):
+            if i not in searchable:
+                total += 1 + heun[i]
+            else:
+                total += proposals * (1 + heun[i]) if full_step else proposals + heun[i]
+        return total
 
     def nfe_per_trajectory(self) -> int:
         """Denoiser calls of one full trajectory: 2·steps − 1 (no Heun correction at the last step)."""
