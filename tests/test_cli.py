@@ -23,6 +23,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["--algorithm", "naive", "--N", "3"], "--N is not a parameter of 'naive'"),
     (["--max-batch", "0"], "positive integer"),
     (["--seed", "-1"], "seed must be non-negative"),
+    (["--algorithm", "eps_greedy", "--eps", "1.5"], "eps must lie in [0, 1]"),
+    (["--algorithm", "eps_greedy", "--lambda_", "0"], "lambda_ must be positive"),
+    (["--algorithm", "eps_greedy", "--K", "0"], "K must be an integer of at least 1"),
+    (["--algorithm", "eps_greedy", "--elitism", "maybe"], "expected true or false"),
+    (["--algorithm", "beam", "--B", "0"], "B must be an integer of at least 1"),
+    (["--algorithm", "mcts", "--S", "0"], "S must be an integer of at least 1"),
 ])
 def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, args, fragment):
     code = 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -30,12 +31,21 @@ def parse_labels(text: str) -> list[int]:
     return labels
 
 
-def algorithm_flags() -> dict[str, type]:
-    """Every parameter of every registered algorithm, with its type, as one flag each."""
-    flags: dict[str, type] = {}
+def parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+def algorithm_flags() -> dict[str, Callable[[str], object]]:
+    """Every parameter of every registered algorithm, with its parser, as one flag each."""
+    flags: dict[str, Callable[[str], object]] = {}
     for name in algorithm_names():
         for param, default in algorithm_params(name).items():
-            flags[param] = type(default)
+            flags[param] = parse_bool if isinstance(default, bool) else type(default)
     return flags
 
 
