@@ -1,6 +1,6 @@
 """noisesearch: test-time scaling of diffusion models by searching over their noise."""
 
-from noisesearch.api import sample_seeds, search
+from noisesearch.api import draw_labels, sample_seeds, search
 from noisesearch.backends import load_model
 from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.problem import Problem
@@ -11,7 +11,7 @@ from noisesearch.types import SearchResult
 
 __version__ = "0.1.0"
 __all__ = [
-    "BudgetExceeded", "EDMSampler", "EDMSchedule", "NoiseSearchError", "Problem", "SearchAlgorithm",
+    "BudgetExceeded", "draw_labels", "EDMSampler", "EDMSchedule", "NoiseSearchError", "Problem", "SearchAlgorithm",
     "SearchResult", "get_algorithm", "get_reward", "load_model", "register_algorithm", "register_reward",
     "sample_seeds", "search",
 ]

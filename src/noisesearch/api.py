@@ -24,6 +24,11 @@ def sample_seeds(seed: int, n: int) -> list[int]:
     return [seed + i for i in range(n)]
 
 
+def draw_labels(n: int, seed: int) -> list[int]:
+    """n class labels drawn uniformly from 0-9 by a generator seeded with `seed` (the brief's random labels)."""
+    return torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
 def search(
     algorithm: str = "naive",
     reward: str = "classifier",
