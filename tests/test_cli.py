@@ -60,7 +60,9 @@ def test_unknown_subcommand_is_one_line():
 def test_list_shows_algorithms_rewards_and_nfe_formulas(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ["naive", "best_of_n", "N=4", "brightness", "compressibility", "classifier", "evaluator", "NFE:"]:
+    expected = ["naive", "best_of_n", "eps_greedy", "mcts", "N=4", "brightness", "compressibility", "classifier",
+                "evaluator", "NFE per image:"]
+    for name in expected:
         assert name in out
 
 

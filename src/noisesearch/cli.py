@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -77,9 +78,10 @@ def cmd_list() -> None:
     for name in algorithm_names():
         cls = algorithm_class(name)
         params = ", ".join(f"{k}={v}" for k, v in algorithm_params(name).items()) or "no parameters"
-        print(f"  {name:<14} {params}")
-        print(f"  {'':<14} {(cls.__doc__ or '').splitlines()[0]}")
-        print(f"  {'':<14} NFE: {cls.nfe_doc}")
+        print(f"  {name:<18} {params}")
+        summary = " ".join((cls.__doc__ or "").split("\n\n")[0].split())
+        for text in (summary, f"NFE per image: {cls.nfe_doc}"):
+            print(textwrap.fill(text, 110, initial_indent=" " * 21, subsequent_indent=" " * 21))
     print("rewards:")
     for name in reward_names():
         doc, params = describe_reward(name)

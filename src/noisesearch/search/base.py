@@ -25,6 +25,12 @@ class SearchAlgorithm:
     name: ClassVar[str] = ""
     nfe_doc: ClassVar[str] = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Append the NFE formula to the docstring, so that `help()` and the docs show it."""
+        super().__init_subclass__(**kwargs)
+        if cls.nfe_doc and cls.__doc__ and "NFE per image:" not in cls.__doc__:
+            cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n    NFE per image: {cls.nfe_doc}."
+
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 

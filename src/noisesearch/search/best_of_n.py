@@ -20,7 +20,7 @@ class BestOfN(SearchAlgorithm):
     """N independent trajectories per condition; keep the one with the best final reward."""
 
     name = "best_of_n"
-    nfe_doc = "N·(2T − 1) per image (T sampler steps; ×2 with classifier-free guidance)"
+    nfe_doc = "N·(2T − 1) for T sampler steps (×2 with classifier-free guidance)"
     N: int = 4
 
     def __post_init__(self) -> None:
@@ -49,5 +49,5 @@ class Naive(BestOfN):
     """One stochastic EDM trajectory per condition, no search."""
 
     name = "naive"
-    nfe_doc = "2T − 1 per image (35 for the default 18 steps; ×2 with classifier-free guidance)"
+    nfe_doc = "2T − 1 (35 for the default 18 steps; ×2 with classifier-free guidance)"
     N: int = field(default=1, init=False)

@@ -23,7 +23,7 @@ class ZeroOrderInitial(SearchAlgorithm):
     the condition's fixed per-step noises; the pivot moves to the best neighbour if it improves."""
 
     name = "zero_order_initial"
-    nfe_doc = "K·N·(2T − 1) per image"
+    nfe_doc = "K·N·(2T − 1)"
     N: int = 4
     K: int = 5
     lambda_: float = 0.15
