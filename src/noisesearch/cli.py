@@ -41,6 +41,13 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
+def parse_names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give comma-separated names, such as naive,best_of_n")
+    return names
+
+
 def algorithm_flags() -> dict[str, Callable[[str], object]]:
     """Every parameter of every registered algorithm, with its parser, as one flag each."""
     flags: dict[str, Callable[[str], object]] = {}
@@ -70,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kind in algorithm_flags().items():
         sample.add_argument(f"--{flag}", type=kind, default=None, help=f"algorithm parameter {flag}")
     sub.add_parser("list", help="show registered algorithms and rewards with their parameters")
+    bench = sub.add_parser("bench", help="run a preset grid of searches into a resumable run directory")
+    bench.add_argument("--preset", default="table1", help="built-in preset name or a .json file (see --list)")
+    bench.add_argument("--out", type=Path, help="run directory; rerunning the same command resumes it")
+    bench.add_argument("--list", action="store_true", help="show the built-in presets and exit")
+    bench.add_argument("--algorithms", type=parse_names, help="only these algorithms of the preset, e.g. naive,beam")
+    bench.add_argument("--rewards", type=parse_names, help="only these reward columns of the preset")
+    bench.add_argument("--labels", type=int, help="number of labels drawn from --seed (default: the preset's)")
+    bench.add_argument("--repeats", type=int, help="seeds per label (default: the preset's)")
+    bench.add_argument("--seed", type=int, default=0, help="draws the labels and the sample seeds")
+    bench.add_argument("--max-batch", type=int, default=16, help="rows per network call")
+    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -115,12 +133,34 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
           + f", {record['nfe_per_image']:.0f} NFE per image, {record['wall_time_s']:.1f} s -> {args.out}")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from noisesearch.experiments.bench import plan, run_bench
+    from noisesearch.experiments.presets import builtin_presets, get_preset, override
+
+    if args.list:
+        for name, preset in builtin_presets().items():
+            columns = ", ".join(c.name for c in preset.rewards)
+            print(f"{name}: {preset.description}")
+            print(f"  {len(preset.runs)} runs x columns [{columns}] x {preset.labels} labels x {preset.repeats} "
+                  f"repeat(s), {preset.steps} steps")
+            for run in preset.runs:
+                print(f"    {run.label}")
+        return
+    if args.out is None:
+        raise NoiseSearchError("bench needs --out DIR for its results (or --list to see the presets)")
+    preset = override(get_preset(args.preset), args.algorithms, args.rewards, args.labels, args.repeats)
+    results = run_bench(preset, args.out, seed=args.seed, max_batch=args.max_batch, progress=not args.no_progress)
+    print(f"bench {preset.name}: {len(plan(preset))} cells x {preset.labels} labels in {results}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
             cmd_list()
+        elif args.command == "bench":
+            cmd_bench(args)
         else:
             cmd_sample(args, argv)
     except NoiseSearchError as err:

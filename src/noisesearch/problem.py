@@ -78,7 +78,7 @@ class Problem:
         schedule: EDMSchedule | None = None,
         max_batch: int = 16,
         nfe_budget: int | None = None,
-        progress: bool = False,
+        progress: bool | tqdm = False,
     ) -> None:
         if len(seeds) != cond.shape[0]:
             raise NoiseSearchError(f"got {cond.shape[0]} conditions but {len(seeds)} seeds: give one seed each")
@@ -94,7 +94,7 @@ class Problem:
         self.nfe = torch.zeros(cond.shape[0], dtype=torch.long)
         self.padded_rows = 0
         self._progress = progress
-        self._bar: tqdm | None = None
+        self._bar: tqdm | None = None if isinstance(progress, bool) else progress
 
     @property
     def n(self) -> int:
@@ -113,13 +113,14 @@ class Problem:
         return torch.arange(self.n) if which is None else torch.as_tensor(which, dtype=torch.long)
 
     def start_progress(self, total_nfe_per_image: int | None, desc: str) -> None:
-        """Open a progress bar in NFE units (a no-op unless the Problem was made with progress=True)."""
-        if self._progress:
+        """Open a progress bar in NFE units if the Problem was made with progress=True (a bar passed
+        as `progress` instead, such as a bench's bar over many problems, is only updated)."""
+        if self._progress is True:
             total = None if total_nfe_per_image is None else total_nfe_per_image * self.n
             self._bar = tqdm(total=total, desc=desc, unit="NFE", dynamic_ncols=True)
 
     def close_progress(self) -> None:
-        if self._bar is not None:
+        if self._progress is True and self._bar is not None:
             self._bar.close()
             self._bar = None
 

@@ -38,6 +38,10 @@ class SearchAlgorithm:
         """Denoiser calls per image (×2 with classifier-free guidance); None where it depends on the run."""
         raise NotImplementedError
 
+    def nfe_estimate(self, schedule: EDMSchedule) -> int:
+        """Denoiser calls per image to expect before running (the formula where it is exact)."""
+        return self.nfe_formula(schedule)
+
     def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
         """Denoiser calls per image that the documented formula gives for this result, (C,)."""
         return torch.full_like(result.nfe, self.nfe_formula(schedule))
@@ -48,8 +52,7 @@ class SearchAlgorithm:
     def run(self, problem: Problem) -> SearchResult:
         """Search every condition of `problem` and return the chosen images with their rewards."""
         start = time.perf_counter()
-        calls = self.nfe_formula(problem.schedule)
-        problem.start_progress(None if calls is None else calls * problem.denoiser.nfe_per_call, self.name)
+        problem.start_progress(self.nfe_estimate(problem.schedule) * problem.denoiser.nfe_per_call, self.name)
         try:
             images, rewards, trace = self._search(problem)
         finally:

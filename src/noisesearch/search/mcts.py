@@ -98,12 +98,21 @@ class MCTS(SearchAlgorithm):
     def nfe_formula(self, schedule: EDMSchedule) -> int | None:
         return None
 
-    def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
+    def simulation_calls(self, schedule: EDMSchedule) -> tuple[int, dict[int, int]]:
+        """Calls before the first searchable step, and those of a simulation expanding each searchable step."""
         steps, searchable = schedule.steps, schedule.searchable_steps()
         calls = [1 + (1 if i < steps - 1 else 0) for i in range(steps)]
         nxt = lambda s: next((k for k in searchable if k >= s), steps)  # noqa: E731
         per_sim = {j: self.N * (calls[j] + sum(calls[j + 1:nxt(j + 1)])) + sum(calls[nxt(j + 1):]) for j in searchable}
-        prefix = sum(calls[:nxt(0)])
+        return sum(calls[:nxt(0)]), per_sim
+
+    def nfe_estimate(self, schedule: EDMSchedule) -> int:
+        """As if every simulation expanded the step being committed (later ones go deeper and cost less)."""
+        prefix, per_sim = self.simulation_calls(schedule)
+        return prefix + self.S * sum(per_sim.values())
+
+    def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
+        prefix, per_sim = self.simulation_calls(schedule)
         return torch.tensor([prefix + sum(per_sim.get(j, 0) for j in expanded)
                              for expanded in result.trace.expanded_steps])
 

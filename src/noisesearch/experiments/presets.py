@@ -1,0 +1,125 @@
+"""Bench presets: data (presets.json, or a JSON file of the user's) naming runs and reward columns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.rewards import reward_names
+from noisesearch.search import get_algorithm
+
+
+@dataclass(frozen=True)
+class RewardColumn:
+    """A column of the table: the reward searched and scored, and the guidance weight of sampling."""
+
+    name: str
+    reward: str
+    guidance: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A row: a registered algorithm with its parameters."""
+
+    algorithm: str
+    params: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.algorithm} ({shown})" if shown else self.algorithm
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    runs: tuple[RunSpec, ...]
+    rewards: tuple[RewardColumn, ...]
+    labels: int = 36
+    repeats: int = 1
+    steps: int = 18
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> Preset:
+        try:
+            preset = cls(
+                name=name,
+                description=d.get("description", ""),
+                runs=tuple(RunSpec(r["algorithm"], dict(r.get("params", {}))) for r in d["runs"]),
+                rewards=tuple(RewardColumn(c["name"], c["reward"], float(c.get("guidance", 1.0)))
+                              for c in d["rewards"]),
+                labels=int(d.get("labels", 36)),
+                repeats=int(d.get("repeats", 1)),
+                steps=int(d.get("steps", 18)),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise NoiseSearchError(f"preset '{name}' is malformed ({err!r}): see experiments/presets.json") from None
+        preset.validate()
+        return preset
+
+    def validate(self) -> None:
+        """Raise a NoiseSearchError for an unknown algorithm or reward, or bad parameters or counts."""
+        for run in self.runs:
+            get_algorithm(run.algorithm, **run.params)
+        for column in self.rewards:
+            if column.reward not in reward_names():
+                raise NoiseSearchError(f"preset '{self.name}': unknown reward '{column.reward}'")
+        if self.labels < 1 or self.repeats < 1:
+            raise NoiseSearchError(f"preset '{self.name}': labels and repeats must be at least 1")
+        if not self.runs or not self.rewards:
+            raise NoiseSearchError(f"preset '{self.name}' selects no runs or no reward columns")
+
+
+def builtin_presets() -> dict[str, Preset]:
+    text = (resources.files("noisesearch") / "experiments" / "presets.json").read_text()
+    return {name: Preset.from_dict(name, d) for name, d in json.loads(text).items()}
+
+
+def get_preset(name_or_path: str) -> Preset:
+    """A built-in preset by name, or the single preset in a JSON file (a {name: preset} mapping)."""
+    presets = builtin_presets()
+    if name_or_path in presets:
+        return presets[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise NoiseSearchError(f"preset file {path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+        if not isinstance(data, dict) or len(data) != 1:
+            raise NoiseSearchError(f"preset file {path} must hold one {{name: preset}} mapping")
+        (name, d), = data.items()
+        return Preset.from_dict(name, d)
+    raise NoiseSearchError(f"unknown preset '{name_or_path}': choose one of {', '.join(presets)} or a .json file")
+
+
+def override(preset: Preset, algorithms: list[str] | None = None, rewards: list[str] | None = None,
+             labels: int | None = None, repeats: int | None = None) -> Preset:
+    """The preset restricted to some algorithms and reward columns, with other label and repeat counts."""
+    runs, columns = preset.runs, preset.rewards
+    if algorithms is not None:
+        unknown = set(algorithms) - {r.algorithm for r in runs}
+        if unknown:
+            raise NoiseSearchError(f"preset '{preset.name}' has no run of {', '.join(sorted(unknown))}: "
+                                   f"it has {', '.join(dict.fromkeys(r.algorithm for r in runs))}")
+        runs = tuple(r for r in runs if r.algorithm in algorithms)
+    if rewards is not None:
+        unknown = set(rewards) - {c.name for c in columns}
+        if unknown:
+            raise NoiseSearchError(f"preset '{preset.name}' has no reward column {', '.join(sorted(unknown))}: "
+                                   f"it has {', '.join(c.name for c in columns)}")
+        columns = tuple(c for c in columns if c.name in rewards)
+    changed = replace(preset, runs=runs, rewards=columns,
+                      labels=preset.labels if labels is None else labels,
+                      repeats=preset.repeats if repeats is None else repeats)
+    changed.validate()
+    return changed

@@ -1,0 +1,101 @@
+"""noisesearch bench: resumable JSONL results, kill-safety, presets and one-line errors."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from noisesearch.cli import main
+from noisesearch.experiments.bench import read_results
+from noisesearch.experiments.presets import builtin_presets, get_preset, override
+
+SMALL_PRESET = {
+    "small": {
+        "description": "a quick grid for tests",
+        "labels": 4, "repeats": 2, "steps": 6,
+        "rewards": [{"name": "brightness", "reward": "brightness"},
+                    {"name": "classifier_uncond", "reward": "classifier", "guidance": 0.0}],
+        "runs": [{"algorithm": "naive"}, {"algorithm": "eps_greedy", "params": {"N": 2, "K": 3}},
+                 {"algorithm": "beam", "params": {"N": 2, "B": 2}}],
+    }
+}
+
+
+def bench_cmd(preset_file, out):
+    return [sys.executable, "-m", "noisesearch.cli", "bench", "--preset", str(preset_file), "--out", str(out),
+            "--no-progress"]
+
+
+def by_key(records):
+    return {(r["cell"], r["label_index"]): r for r in records}
+
+
+def test_a_killed_bench_resumes_to_the_uninterrupted_result(tmp_path):
+    preset_file = tmp_path / "small.json"
+    preset_file.write_text(json.dumps(SMALL_PRESET))
+    subprocess.run(bench_cmd(preset_file, tmp_path / "whole"), check=True, timeout=600)
+    whole = by_key(read_results(tmp_path / "whole" / "results.jsonl"))
+    assert len(whole) == 3 * 2 * 2 * 4  # runs x columns x repeats x labels
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(bench_cmd(preset_file, killed))
+    results = killed / "results.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (results.exists() and results.read_text().count("\n") >= 4):
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    partial = read_results(results)
+    assert 0 < len(partial) < len(whole)
+    subprocess.run(bench_cmd(preset_file, killed), check=True, timeout=600)
+    resumed_records = read_results(results)
+    resumed = by_key(resumed_records)
+    assert len(resumed_records) == len(resumed) == len(whole)  # nothing run twice
+    for key, record in whole.items():
+        for field in ("reward_value", "evaluator", "nfe", "seed", "label"):
+            assert resumed[key][field] == record[field]
+
+
+def test_a_torn_last_line_is_cut_off(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"cell": "a", "label_index": 0}\n{"cell": "a", "lab')
+    assert read_results(path) == [{"cell": "a", "label_index": 0}]
+    assert path.read_text() == '{"cell": "a", "label_index": 0}\n'
+
+
+def test_presets_are_valid_and_overrides_restrict_them():
+    presets = builtin_presets()
+    assert {"table1", "scaling"} <= set(presets)
+    table1 = presets["table1"]
+    assert [c.name for c in table1.rewards] == ["brightness", "compressibility", "classifier", "classifier_uncond"]
+    small = override(table1, algorithms=["naive", "beam"], rewards=["classifier"], labels=3, repeats=2)
+    assert [r.algorithm for r in small.runs] == ["naive", "beam"]
+    assert [c.name for c in small.rewards] == ["classifier"] and small.labels == 3 and small.repeats == 2
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--algorithms", "foo"], "has no run of foo"),
+    (["--rewards", "shiny"], "has no reward column shiny"),
+    (["--labels", "0"], "labels and repeats must be at least 1"),
+])
+def test_bench_errors_are_one_line(tmp_path, capsys, args, fragment):
+    assert main(["bench", "--out", str(tmp_path / "o"), *args]) == 1
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert main(["bench", "--preset", "table1", "--labels", "1", "--out", str(target)]) == 1
+    assert capsys.readouterr().err.strip() == f"noisesearch: --out {target} is a file: give a directory for the run"
+
+
+def test_preset_file_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(Exception, match="not valid JSON"):
+        get_preset(str(bad))
