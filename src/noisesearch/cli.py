@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0, help="draws the labels and the sample seeds")
     bench.add_argument("--max-batch", type=int, default=16, help="rows per network call")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    report = sub.add_parser("report", help="write report.md and report.html for a bench run directory")
+    report.add_argument("run_dir", type=Path, help="directory written by `noisesearch bench`")
+    report.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/report)")
     return parser
 
 
@@ -161,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             cmd_list()
         elif args.command == "bench":
             cmd_bench(args)
+        elif args.command == "report":
+            from noisesearch.experiments.report import write_report
+
+            md, page = write_report(args.run_dir, args.out)
+            print(f"wrote {md} and {page}")
         else:
             cmd_sample(args, argv)
     except NoiseSearchError as err:

@@ -33,6 +33,7 @@ from noisesearch.problem import Denoiser, Problem
 from noisesearch.rewards import get_reward
 from noisesearch.sampling import EDMSchedule
 from noisesearch.search import get_algorithm
+from noisesearch.types import TRACE_FIELDS, Trace
 
 RESULTS = "results.jsonl"
 
@@ -96,6 +97,7 @@ def prepare_run_dir(out: Path, preset: Preset, seed: int) -> None:
         raise NoiseSearchError(f"--out {out} is a file: give a directory for the run")
     try:
         (out / "images").mkdir(parents=True, exist_ok=True)
+        (out / "traces").mkdir(exist_ok=True)
     except OSError as err:
         raise NoiseSearchError(f"cannot create run directory {out} ({err.strerror})") from None
     (out / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": seed}, indent=2) + "\n")
@@ -142,6 +144,10 @@ def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, pro
             held_out = evaluator(result.images, cond)
             np.savez_compressed(out / "images" / f"{cell.slug}_{missing[0]:03d}.npz",
                                 images=to_uint8(result.images), label_index=np.array(missing))
+            if isinstance(result.trace, Trace):
+                columns = {name: getattr(result.trace, name).numpy() for name in TRACE_FIELDS}
+                columns["condition"] = np.array(missing)[columns["condition"]]
+                np.savez_compressed(out / "traces" / f"{cell.slug}_{missing[0]:03d}.npz", **columns)
             lines = [json.dumps({
                 "cell": cell.key, "algorithm": cell.run.algorithm, "params": cell.run.params,
                 "column": cell.column.name, "reward": cell.column.reward, "guidance": guidance,

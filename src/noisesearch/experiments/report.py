@@ -1,0 +1,328 @@
+"""`noisesearch report RUN_DIR`: tables, plots and image grids from a bench run, never rerunning it.
+
+Writes RUN_DIR/report/report.md and report.html (images inline) with the table in the brief's
+layout (mean ± std, ± standard error, NFE per image, wall time, the held-out evaluator beside the
+verifier), the brief's published figures for reference, image grids per method, reward against
+NFE, k̄(σ) and the global-win rate of ε-greedy, and the incumbent's reward over iterations.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.experiments.bench import RESULTS, plan, read_results
+from noisesearch.experiments.presets import Preset, RunSpec
+from noisesearch.imaging import make_grid
+from noisesearch.search.tracing import step_statistics
+from noisesearch.types import TRACE_FIELDS, Trace
+
+# The brief's Table 1: EDM on ImageNet, 36 random class labels, mean ± std over 20 generations.
+BRIEF_TABLE1 = [
+    ("Naive Sampling", "0.4965 ± 0.01", "0.3563 ± 0.07", "0.3778 ± 0.04", 18),
+    ("Best of 4 Sampling", "0.5767 ± 0.01", "0.4220 ± 0.02", "0.5461 ± 0.00", 72),
+    ("Beam Search (N = 4, B = 2)", "0.6334 ± 0.02", "0.4679 ± 0.05", "0.5536 ± 0.02", 144),
+    ("MCTS (N = 4, S = 8)", "0.7575 ± 0.02", "0.5395 ± 0.04", "0.9666 ± 0.03", 3888),
+    ("Zero-Order Search (N = 4, K = 20)", "0.6083 ± 0.01", "0.3751 ± 0.02", "0.6261 ± 0.04", 1440),
+    ("ε-greedy (N = 4, K = 20)", "0.9813 ± 0.01", "0.7208 ± 0.03", "0.9885 ± 0.04", 1440),
+]
+
+Block = tuple  # ("h", level, text) | ("p", text) | ("table", header, rows) | ("img", path, alt)
+
+
+@dataclass
+class Run:
+    directory: Path
+    records: list[dict[str, Any]]
+    preset: Preset | None
+    seed: int | None
+    environment: dict[str, Any]
+
+
+def load_run(directory: Path) -> Run:
+    """Read a bench run directory (results, preset and environment) without running anything."""
+    directory = Path(directory)
+    if not (directory / RESULTS).exists():
+        raise NoiseSearchError(f"{directory} holds no {RESULTS}: give a directory written by `noisesearch bench`")
+    preset, seed = None, None
+    if (directory / "preset.json").exists():
+        meta = json.loads((directory / "preset.json").read_text())
+        preset = Preset.from_dict(meta["preset"]["name"], meta["preset"])
+        seed = meta["seed"]
+    env_path = directory / "environment.jsonl"
+    environment = json.loads(env_path.read_text().splitlines()[-1]) if env_path.exists() else {}
+    return Run(directory, read_results(directory / RESULTS), preset, seed, environment)
+
+
+def run_label(record: dict[str, Any]) -> str:
+    return RunSpec(record["algorithm"], record["params"]).label
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (run label, column): n, mean, std, standard error, evaluator mean, NFE per image, wall time."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(run_label(r), r["column"])].append(r)
+    stats = {}
+    for key, rs in groups.items():
+        values = np.array([r["reward_value"] for r in rs])
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        stats[key] = {
+            "n": len(rs), "mean": float(values.mean()), "std": std, "se": std / math.sqrt(len(rs)),
+            "evaluator": float(np.mean([r["evaluator"] for r in rs])),
+            "nfe": float(np.mean([r["nfe"] for r in rs])),
+            "wall": float(sum(r["wall_time_s"] for r in rs)),
+        }
+    return stats
+
+
+def missing_cells(run: Run) -> list[str]:
+    """Cells of the run's preset with fewer results than labels."""
+    if run.preset is None:
+        return []
+    counts: dict[str, int] = defaultdict(int)
+    for r in run.records:
+        counts[r["cell"]] += 1
+    return [f"{c.run.label} / {c.column.name} / repeat {c.repeat}: {counts[c.key]} of {run.preset.labels} labels"
+            for c in plan(run.preset) if counts[c.key] < run.preset.labels]
+
+
+def results_table(records: list[dict[str, Any]]) -> Block:
+    stats = summarize(records)
+    rows_order = list(dict.fromkeys(run_label(r) for r in records))
+    columns = list(dict.fromkeys(r["column"] for r in records))
+    header = ["method", *columns, "NFE / image", "wall time (s)"]
+    rows = []
+    for label in rows_order:
+        cells, nfe, wall = [], None, 0.0
+        for col in columns:
+            s = stats.get((label, col))
+            if s is None:
+                cells.append("—")
+                continue
+            cells.append(f"{s['mean']:.4f} ± {s['std']:.3f} (± {s['se']:.3f} se) · eval {s['evaluator']:.3f}")
+            nfe = s["nfe"] if nfe is None else nfe
+            wall += s["wall"]
+        rows.append([label, *cells, "—" if nfe is None else f"{nfe:.0f}", f"{wall:.1f}"])
+    return ("table", header, rows)
+
+
+def figure_path(out: Path, name: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    return out / name
+
+
+def plot_scaling(records: list[dict[str, Any]], out: Path) -> list[Block]:
+    """Reward against NFE per image (log axis), one line per algorithm and column with ≥ 2 budgets."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = summarize(records)
+    blocks = []
+    for column in dict.fromkeys(r["column"] for r in records):
+        series: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        for r in {(r["algorithm"], run_label(r)) for r in records if r["column"] == column}:
+            s = stats[(r[1], column)]
+            series[r[0]].append((s["nfe"], s["mean"], s["se"]))
+        lines = {a: sorted(v) for a, v in series.items() if len({p[0] for p in v}) >= 2}
+        if not lines:
+            continue
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for algorithm, points in sorted(lines.items()):
+            nfe, mean, se = (np.array(p) for p in zip(*points, strict=True))
+            ax.errorbar(nfe, mean, yerr=se, marker="o", capsize=3, label=algorithm)
+        ax.set_xscale("log")
+        ax.set_xlabel("NFE per image (log)")
+        ax.set_ylabel(f"{column} reward (mean ± se)")
+        ax.set_title(f"Reward against compute: {column}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        path = figure_path(out, f"scaling_{column}.png")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        blocks.append(("img", path, f"{column} reward against NFE per image"))
+    return blocks
+
+
+def load_traces(run: Run) -> dict[str, Trace]:
+    """ε-greedy traces per column (all cells, conditions renumbered by label index and repeat)."""
+    traces: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
+    for path in sorted((run.directory / "traces").glob("eps_greedy*.npz")):
+        column = path.name.split("__")[1]
+        with np.load(path) as data:
+            traces[column].append({name: data[name] for name in TRACE_FIELDS})
+    merged = {}
+    for column, parts in traces.items():
+        for k, part in enumerate(parts):  # keep conditions of different cells apart
+            part["condition"] = part["condition"] + 100_000 * k
+        merged[column] = Trace(**{name: torch.from_numpy(np.concatenate([p[name] for p in parts]))
+                                  for name in TRACE_FIELDS})
+    return merged
+
+
+def plot_traces(traces: dict[str, Trace], out: Path) -> list[Block]:
+    """k̄(σ) and the global-win rate per step (the brief's Fig. 2), and the incumbent over iterations."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks: list[Block] = []
+    for column, trace in traces.items():
+        stats = step_statistics(trace)
+        sigma = [s["sigma"] for s in stats]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        a1.plot(sigma, [s["k_bar"] for s in stats], marker="o")
+        a1.set_xscale("log")
+        a1.set_xlabel("σ_t (log)")
+        a1.set_ylabel("k̄: mean k − 1 of global wins")
+        a1.set_title(f"k̄(σ), ε-greedy, {column}")
+        a2.plot(sigma, [s["global_win_rate"] for s in stats], marker="o", color="C1")
+        a2.set_xscale("log")
+        a2.set_xlabel("σ_t (log)")
+        a2.set_ylabel("fraction of iterations won by a global draw")
+        a2.set_title("global-win rate")
+        for ax in (a1, a2):
+            ax.grid(alpha=0.3)
+            ax.invert_xaxis()
+        fig.tight_layout()
+        path = figure_path(out, f"kbar_{column}.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        blocks.append(("img", path, f"k̄(σ) and global-win rate, {column}"))
+
+        steps = sorted({int(s) for s in trace.step.tolist()})
+        picks = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for step in picks:
+            at = trace.step == step
+            iters = sorted({int(k) for k in trace.iteration[at].tolist()})
+            mean = [trace.incumbent_score[at & (trace.iteration == k)].double().mean().item() for k in iters]
+            ax.plot(iters, mean, marker=".", label=f"σ = {trace.sigma[at][0].item():.3g}")
+        ax.set_xlabel("iteration k")
+        ax.set_ylabel("incumbent score (x0 prediction)")
+        ax.set_title(f"Incumbent over iterations, {column}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = figure_path(out, f"incumbent_{column}.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        blocks.append(("img", path, f"incumbent reward over iterations, {column}"))
+    return blocks
+
+
+def image_grids(run: Run, out: Path) -> list[Block]:
+    """One grid per (method, column) of the first repeat's images, in label order."""
+    blocks: list[Block] = []
+    if run.preset is None:
+        return blocks
+    for cell in plan(run.preset):
+        if cell.repeat != 0:
+            continue
+        parts = sorted((run.directory / "images").glob(f"{cell.slug}_*.npz"))
+        if not parts:
+            continue
+        images, order = [], []
+        for part in parts:
+            with np.load(part) as data:
+                images.append(data["images"])
+                order.append(data["label_index"])
+        pixels = np.concatenate(images)[np.argsort(np.concatenate(order))]
+        tensor = torch.from_numpy(pixels).float().div(127.5).sub(1)[:, None]
+        path = figure_path(out, f"grid_{cell.slug}.png")
+        make_grid(tensor, ncol=12, scale=2).save(path)
+        blocks.append(("img", path, f"{cell.run.label}, {cell.column.name}"))
+    return blocks
+
+
+def build_blocks(run: Run, out: Path) -> list[Block]:
+    blocks: list[Block] = [("h", 1, f"noisesearch bench report: {run.preset.name if run.preset else run.directory}")]
+    env = run.environment
+    blocks.append(("p", f"{len(run.records)} results from `{run.directory}`; seed {run.seed}; "
+                        f"noisesearch {env.get('noisesearch')}, torch {env.get('torch')}, "
+                        f"{env.get('cpu_count')} CPUs, git commit {env.get('git_commit')}."))
+    missing = missing_cells(run)
+    if missing:
+        blocks.append(("p", f"**Partial run**: {len(missing)} cells are missing or incomplete:"))
+        blocks.append(("table", ["missing cell"], [[m] for m in missing]))
+    blocks.append(("h", 2, "Results on the embedded MNIST model"))
+    blocks.append(("p", "Each cell: mean ± std of the search reward over labels and seeds (± standard error), then "
+                        "the held-out evaluator's mean probability of the label (verifier hacking shows as a gap "
+                        "between the classifier column and its evaluator score). NFE per image is metered."))
+    blocks.append(results_table(run.records))
+    blocks.append(("h", 2, "Published: the brief's Table 1 (EDM on ImageNet, not directly comparable)"))
+    blocks.append(("table", ["method", "brightness", "compressibility", "classifier", "NFE"],
+                   [[m, b, c, k, str(n)] for m, b, c, k, n in BRIEF_TABLE1]))
+    scaling = plot_scaling(run.records, out)
+    if scaling:
+        blocks.append(("h", 2, "Reward against NFE"))
+        blocks.extend(scaling)
+    traces = plot_traces(load_traces(run), out)
+    if traces:
+        blocks.append(("h", 2, "When does exploitation pay? (ε-greedy traces, the brief's Fig. 2)"))
+        blocks.extend(traces)
+    grids = image_grids(run, out)
+    if grids:
+        blocks.append(("h", 2, "Images (first repeat, in label order)"))
+        blocks.extend(grids)
+    return blocks
+
+
+def to_markdown(blocks: list[Block], out: Path) -> str:
+    lines = []
+    for block in blocks:
+        if block[0] == "h":
+            lines += ["#" * block[1] + " " + block[2], ""]
+        elif block[0] == "p":
+            lines += [block[1], ""]
+        elif block[0] == "table":
+            lines += ["| " + " | ".join(block[1]) + " |", "|" + " --- |" * len(block[1])]
+            lines += ["| " + " | ".join(row) + " |" for row in block[2]] + [""]
+        else:
+            lines += [f"![{block[2]}]({block[1].relative_to(out)})", ""]
+    return "\n".join(lines)
+
+
+def to_html(blocks: list[Block]) -> str:
+    body = []
+    for block in blocks:
+        if block[0] == "h":
+            body.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+        elif block[0] == "p":
+            body.append(f"<p>{html.escape(block[1]).replace('**', '')}</p>")
+        elif block[0] == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in block[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        else:
+            data = base64.b64encode(block[1].read_bytes()).decode()
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'
+                        f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}img{max-width:100%}")
+    head = f"<head><meta charset='utf-8'><title>noisesearch report</title><style>{style}</style></head>"
+    return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>\n"
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> tuple[Path, Path]:
+    """Write report.md and report.html (with its PNGs) for a bench run; returns both paths."""
+    run = load_run(Path(run_dir))
+    out = Path(out) if out is not None else Path(run_dir) / "report"
+    blocks = build_blocks(run, out)
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(to_markdown(blocks, out) + "\n")
+    page.write_text(to_html(blocks))
+    return md, page
+

@@ -1,0 +1,81 @@
+"""noisesearch report: tables and plots from results files, partial runs, never rerunning anything."""
+
+import json
+
+import pytest
+from conftest import tiny_denoiser
+
+from noisesearch.cli import main
+from noisesearch.experiments.bench import Cell, plan, run_bench
+from noisesearch.experiments.presets import Preset
+from noisesearch.experiments.report import summarize, write_report
+
+PRESET = {
+    "description": "synthetic", "labels": 3, "repeats": 1, "steps": 4,
+    "rewards": [{"name": "brightness", "reward": "brightness"}],
+    "runs": [{"algorithm": "naive"}, {"algorithm": "best_of_n", "params": {"N": 2}},
+             {"algorithm": "best_of_n", "params": {"N": 4}}],
+}
+
+
+def synthetic_run(tmp_path, drop_last=False):
+    """A run directory written by hand: rewards 0.1·k + label index, NFE from the algorithm."""
+    preset = Preset.from_dict("synthetic", PRESET)
+    (tmp_path / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": 0}))
+    lines = []
+    for k, cell in enumerate(plan(preset)):
+        n = cell.run.params.get("N", 1)
+        for i in range(preset.labels):
+            if drop_last and k == 2 and i == 2:
+                continue
+            lines.append(json.dumps({
+                "cell": cell.key, "algorithm": cell.run.algorithm, "params": cell.run.params,
+                "column": cell.column.name, "reward": cell.column.reward, "guidance": 1.0, "repeat": 0,
+                "label_index": i, "label": i, "seed": i, "reward_value": 0.1 * k + 0.01 * i,
+                "evaluator": 0.5, "nfe": 7 * n, "wall_time_s": 1.0, "cell_wall_time_s": 3.0, "steps": 4}))
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    return preset
+
+
+def test_summary_statistics_of_a_synthetic_results_file(tmp_path):
+    synthetic_run(tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    stats = summarize(records)
+    s = stats[("best_of_n (N=4)", "brightness")]
+    assert s["n"] == 3 and s["nfe"] == 28
+    assert s["mean"] == pytest.approx(0.21)
+    assert s["std"] == pytest.approx(0.01)
+    assert s["se"] == pytest.approx(0.01 / 3**0.5)
+
+
+def test_report_of_a_synthetic_run_has_table_and_scaling_plot(tmp_path):
+    synthetic_run(tmp_path)
+    md, page = write_report(tmp_path)
+    text = md.read_text()
+    assert "| best_of_n (N=4) | 0.2100 ± 0.010" in text
+    assert "Partial run" not in text
+    assert "EDM on ImageNet" in text and "0.9885" in text  # the brief's table, labelled
+    assert (tmp_path / "report" / "scaling_brightness.png").exists()
+    assert "data:image/png;base64," in page.read_text()
+
+
+def test_report_of_a_partial_run_says_what_is_missing(tmp_path):
+    synthetic_run(tmp_path, drop_last=True)
+    text = write_report(tmp_path)[0].read_text()
+    assert "Partial run" in text and "best_of_n (N=4) / brightness / repeat 0: 2 of 3 labels" in text
+
+
+def test_report_reads_traces_and_images_of_a_real_small_bench(tmp_path):
+    preset = Preset.from_dict("small", {
+        "labels": 3, "steps": 6, "rewards": [{"name": "brightness", "reward": "brightness"}],
+        "runs": [{"algorithm": "naive"}, {"algorithm": "eps_greedy", "params": {"N": 2, "K": 3}}]})
+    run_bench(preset, tmp_path, progress=False, model_loader=lambda w: tiny_denoiser(w))
+    assert Cell(preset.runs[1], preset.rewards[0], 0).slug.startswith("eps_greedy")
+    text = write_report(tmp_path)[0].read_text()
+    for figure in ["kbar_brightness.png", "incumbent_brightness.png", "grid_naive__brightness__r0.png"]:
+        assert figure in text and (tmp_path / "report" / figure).exists()
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "holds no results.jsonl" in capsys.readouterr().err
