@@ -127,6 +127,7 @@ def plot_scaling(records: list[dict[str, Any]], out: Path) -> list[Block]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     stats = summarize(records)
     blocks = []
@@ -135,14 +136,15 @@ def plot_scaling(records: list[dict[str, Any]], out: Path) -> list[Block]:
         for r in {(r["algorithm"], run_label(r)) for r in records if r["column"] == column}:
             s = stats[(r[1], column)]
             series[r[0]].append((s["nfe"], s["mean"], s["se"]))
-        lines = {a: sorted(v) for a, v in series.items() if len({p[0] for p in v}) >= 2}
-        if not lines:
+        if not any(len({p[0] for p in v}) >= 2 for v in series.values()):
             continue
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        for algorithm, points in sorted(lines.items()):
-            nfe, mean, se = (np.array(p) for p in zip(*points, strict=True))
+        for algorithm, points in sorted(series.items()):
+            nfe, mean, se = (np.array(p) for p in zip(*sorted(points), strict=True))
             ax.errorbar(nfe, mean, yerr=se, marker="o", capsize=3, label=algorithm)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("NFE per image (log)")
         ax.set_ylabel(f"{column} reward (mean ± se)")
         ax.set_title(f"Reward against compute: {column}")
