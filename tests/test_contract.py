@@ -70,7 +70,7 @@ def test_batch_of_one_equals_batch_of_eight(denoiser, name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_returned_reward_is_the_reward_of_the_returned_image(denoiser, name):
     _, problem, result = run(name, denoiser=denoiser)
-    assert torch.equal(result.rewards, problem.score(result.images[:, None])[:, 0])
+    assert torch.equal(result.rewards, problem.score_images(result.images[:, None])[:, 0])
     assert result.images.min() >= -1 and result.images.max() <= 1
 
 
@@ -83,3 +83,30 @@ def test_elitist_incumbent_never_gets_worse_within_a_step(denoiser, name):
             at = (trace.condition == c) & (trace.step == step)
             incumbent, winners = trace.incumbent_score[at], trace.winner_score[at]
             assert torch.equal(incumbent, torch.cummax(winners, dim=0).values)
+
+
+class LatentToyDenoiser:
+    """A denoiser over (2, 4, 4) latents whose images are (1, 8, 8): decode averages the channels and
+    upsamples; the exact Gaussian denoiser of data ~ N(0, 0.25 I) in latent space."""
+
+    image_shape = (2, 4, 4)
+    nfe_per_call = 1
+
+    def __init__(self):
+        self.decoded_rows = []
+
+    def __call__(self, x, sigma, cond):
+        return x * 0.25 / (sigma.reshape(-1, 1, 1, 1) ** 2 + 0.25)
+
+    def decode(self, latents):
+        self.decoded_rows.append(latents.shape[0])
+        return torch.nn.functional.interpolate(latents.mean(1, keepdim=True), scale_factor=2.0)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_latent_denoisers_are_decoded_for_rewards_and_results(name):
+    denoiser = LatentToyDenoiser()
+    algo, problem, result = run(name, denoiser=denoiser)
+    assert result.images.shape == (len(LABELS), 1, 8, 8)
+    assert torch.equal(result.rewards, problem.score_images(result.images[:, None])[:, 0])
+    assert set(denoiser.decoded_rows) == {problem.max_batch}  # decoded in fixed-shape chunks

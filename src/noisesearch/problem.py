@@ -152,8 +152,22 @@ class Problem:
         out = padded_batches(self.denoiser, [x.reshape(rows, *x.shape[2:]), sig, cond], self.max_batch)
         return out.reshape(x.shape)
 
-    def score(self, images: torch.Tensor, which=None) -> torch.Tensor:
-        """Reward of images shaped (C', M, *image): (C', M) scores, no NFE."""
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] from x0 predictions or final states shaped (C', M, *state), no NFE: the
+        denoiser's `decode` (e.g. a VAE, in calls of max_batch rows) where it has one, else clamping."""
+        decode = getattr(self.denoiser, "decode", None)
+        if decode is None:
+            return x.clamp(-1, 1)
+        c, m = x.shape[:2]
+        images = padded_batches(decode, [x.reshape(c * m, *x.shape[2:])], self.max_batch)
+        return images.reshape(c, m, *images.shape[1:]).clamp(-1, 1)
+
+    def score(self, x: torch.Tensor, which=None) -> torch.Tensor:
+        """Reward of the images of x0 predictions or final states shaped (C', M, *state): (C', M), no NFE."""
+        return self.score_images(self.to_images(x), which)
+
+    def score_images(self, images: torch.Tensor, which=None) -> torch.Tensor:
+        """Reward of images in [-1, 1] shaped (C', M, channels, H, W): (C', M) scores, no NFE."""
         idx = self._which(which)
         c, m = images.shape[:2]
         cond = self.cond[idx].repeat_interleave(m, dim=0)

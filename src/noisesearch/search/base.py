@@ -18,8 +18,9 @@ class SearchAlgorithm:
     """Chooses the sampler's noises through a metered Problem.
 
     Subclasses set `name`, declare their parameters as dataclass fields, document their NFE formula
-    in `nfe_formula` and implement `_search`, which returns one image per condition with its reward
-    and, for per-step searches, a Trace.
+    in `nfe_formula` and implement `_search`, which returns one final sampler state per condition
+    (in the denoiser's space: pixels, or latents that the Problem decodes), its reward and, for
+    per-step searches, a Trace.
     """
 
     name: ClassVar[str] = ""
@@ -54,11 +55,11 @@ class SearchAlgorithm:
         start = time.perf_counter()
         problem.start_progress(self.nfe_estimate(problem.schedule) * problem.denoiser.nfe_per_call, self.name)
         try:
-            images, rewards, trace = self._search(problem)
+            states, rewards, trace = self._search(problem)
         finally:
             problem.close_progress()
         return SearchResult(
-            images=images.clamp(-1, 1),
+            images=problem.to_images(states[:, None])[:, 0],
             rewards=rewards,
             nfe=problem.nfe.clone(),
             wall_time=time.perf_counter() - start,

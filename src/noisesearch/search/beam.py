@@ -44,10 +44,9 @@ class Beam(SearchAlgorithm):
                 continue
             parents = x.repeat_interleave(self.N, dim=1)  # candidate j belongs to beam j // N
             proposal = problem.propose(parents, i, gens.randn(self.B * self.N, *shape))
-            scores = problem.score(proposal.x0_hat.clamp(-1, 1))
+            scores = problem.score(proposal.x0_hat)
             keep = scores.topk(self.B, dim=1).indices
             chosen = Proposal(i, proposal.x_hat[rows, keep], proposal.x0_hat[rows, keep])
             x = problem.advance(chosen).x_next
-        images = x.clamp(-1, 1)
-        best_images, rewards = select_best(images, problem.score(images))
-        return best_images, rewards, None
+        states, rewards = select_best(x, problem.score(x))
+        return states, rewards, None

@@ -38,9 +38,8 @@ class BestOfN(SearchAlgorithm):
         for i in range(problem.schedule.steps):
             noise = gens.randn(self.N, *shape) if i in searchable else None
             x = problem.step(x, i, noise).x_next
-        images = x.clamp(-1, 1)
-        images, rewards = select_best(images, problem.score(images))
-        return images, rewards, None
+        states, rewards = select_best(x, problem.score(x))
+        return states, rewards, None
 
 
 @register_algorithm

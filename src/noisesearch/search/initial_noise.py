@@ -51,7 +51,7 @@ class ZeroOrderInitial(SearchAlgorithm):
             for i in range(problem.schedule.steps):
                 noise = step_noise[i][:, None].expand_as(x) if i in step_noise else None
                 x = problem.step(x, i, noise).x_next
-            final = x.clamp(-1, 1)
+            final = x
             scores = problem.score(final)
             win = scores.argmax(dim=1)
             better = scores[rows, win] > best

@@ -89,7 +89,7 @@ class EpsGreedy(SearchAlgorithm):
                     pair = torch.stack([out.x_next, out.x0_next], dim=2)
                 else:
                     pair = torch.stack([proposal.x_hat, proposal.x0_hat], dim=2)
-                scores = problem.score(pair[:, :, 1].clamp(-1, 1))
+                scores = problem.score(pair[:, :, 1])
                 win = scores.argmax(dim=1)
                 win_score = scores[rows, win]
                 changed = win_score > best if self.elitism else torch.ones(c, dtype=torch.bool)
@@ -103,8 +103,7 @@ class EpsGreedy(SearchAlgorithm):
                 x = kept[:, None, 0]
             else:
                 x = problem.advance(Proposal(i, kept[:, None, 0], kept[:, None, 1])).x_next
-        images = x.clamp(-1, 1)
-        return images[:, 0], problem.score(images)[:, 0], recorder.build()
+        return x[:, 0], problem.score(x)[:, 0], recorder.build()
 
 
 @register_algorithm

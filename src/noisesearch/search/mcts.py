@@ -131,8 +131,8 @@ class MCTS(SearchAlgorithm):
             for k in everyone:
                 root = roots[k]
                 roots[k] = max(root.children, key=lambda ch: (ch.visits, ch.value / max(ch.visits, 1)))
-        images = torch.stack([roots[k].x for k in everyone]).clamp(-1, 1)
-        return images, problem.score(images[:, None])[:, 0], TreeTrace(expanded)
+        states = torch.stack([roots[k].x for k in everyone])
+        return states, problem.score(states[:, None])[:, 0], TreeTrace(expanded)
 
     def _simulate(self, problem: Problem, runner: StepRunner, roots: dict[int, Node],
                   expanded: list[list[int]]) -> None:
@@ -147,7 +147,7 @@ class MCTS(SearchAlgorithm):
         values: dict[int, float] = {}
         finished = [k for k, leaf in leaves.items() if leaf.step >= runner.steps]
         if finished:
-            done = torch.stack([leaves[k].x for k in finished]).clamp(-1, 1)[:, None]
+            done = torch.stack([leaves[k].x for k in finished])[:, None]
             values.update(zip(finished, problem.score(done, finished)[:, 0].tolist(), strict=True))
             for k in finished:
                 expanded[k].append(runner.steps)
@@ -155,14 +155,13 @@ class MCTS(SearchAlgorithm):
         for j, group in group_by_step(open_leaves).items():
             x = torch.stack([open_leaves[k].x for k in group])[:, None].expand(-1, self.N, *problem.image_shape)
             proposal = problem.propose(x, j, runner.gens.randn(self.N, *problem.image_shape, which=group), group)
-            priors = problem.score(proposal.x0_hat.clamp(-1, 1), group)
+            priors = problem.score(proposal.x0_hat, group)
             children = problem.advance(proposal, group).x_next
             k_next = runner.next_searchable(j + 1)
             children = runner.run(children, j + 1, k_next, group, False)
             best = priors.argmax(dim=1)
             rollout = runner.run(children[torch.arange(len(group)), best][:, None], k_next, runner.steps, group, True)
-            final = rollout.clamp(-1, 1)
-            scores = problem.score(final, group)[:, 0]
+            scores = problem.score(rollout, group)[:, 0]
             for row, k in enumerate(group):
                 leaf = open_leaves[k]
                 leaf.children = [Node(k_next, children[row, n], float(priors[row, n])) for n in range(self.N)]

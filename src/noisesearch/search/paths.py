@@ -81,8 +81,7 @@ class Paths(SearchAlgorithm):
             lift = (sigmas[up] ** 2 - sigmas[j] ** 2).sqrt()
             copies = copies + lift * gens.randn(self.N * self.M, *shape)
             copies, x0_hat = run_steps(problem, gens, copies, up, reached)
-            keep = problem.score(x0_hat.clamp(-1, 1)).topk(self.N, dim=1).indices
+            keep = problem.score(x0_hat).topk(self.N, dim=1).indices
             x, j = copies[rows, keep], reached
-        images = x.clamp(-1, 1)
-        best, rewards = select_best(images, problem.score(images))
+        best, rewards = select_best(x, problem.score(x))
         return best, rewards, None
