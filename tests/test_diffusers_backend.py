@@ -1,0 +1,80 @@
+"""The diffusers backend on a tiny random Stable Diffusion pipeline saved to and loaded from disk."""
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from test_contract import CASES  # noqa: E402
+from tiny_pipeline import save_tiny_pipeline  # noqa: E402
+
+from noisesearch import NoiseSearchError, Problem, get_algorithm, get_reward  # noqa: E402
+from noisesearch.backends.diffusers_backend import DiffusersDenoiser, load_pipeline  # noqa: E402
+
+PROMPTS = ["a red cube", "a cat", "a dog on a hill"]
+
+
+@pytest.fixture(scope="module", params=["epsilon", "v_prediction"])
+def pipe(request, tmp_path_factory):
+    return load_pipeline(save_tiny_pipeline(tmp_path_factory.mktemp(request.param), request.param))
+
+
+def reference_heun(pipe, noise, prompt, steps):
+    """The pipeline's own Karras-Heun scheduler, driven as its __call__ does (guidance 1)."""
+    from diffusers import HeunDiscreteScheduler
+
+    sched = HeunDiscreteScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True,
+                                              timestep_spacing="linspace")
+    sched.set_timesteps(steps)
+    emb = DiffusersDenoiser(pipe, [prompt], guidance_scale=1.0).embeddings
+    latents = noise * sched.init_noise_sigma
+    with torch.no_grad():
+        for t in sched.timesteps:
+            out = pipe.unet(sched.scale_model_input(latents, t), t, encoder_hidden_states=emb).sample
+            latents = sched.step(out, t, latents).prev_sample
+    return latents
+
+
+def test_deterministic_sampler_matches_the_pipelines_heun_scheduler(pipe):
+    steps = 6
+    denoiser = DiffusersDenoiser(pipe, [PROMPTS[0]], guidance_scale=1.0)
+    schedule = denoiser.default_schedule(steps, S_churn=0.0)
+    noise = torch.randn(1, *denoiser.image_shape, generator=torch.Generator().manual_seed(0))
+    ours = Problem(denoiser, get_reward("brightness"), torch.tensor([0]), [0], schedule)
+    x = ours.initial_state(noise[:, None])
+    for i in range(steps):
+        x = ours.step(x, i, None).x_next
+    ref = reference_heun(pipe, noise, PROMPTS[0], steps)
+    assert torch.allclose(x[:, 0], ref, rtol=1e-3, atol=1e-4), (x[:, 0] - ref).abs().max()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_algorithm_runs_on_the_pipeline_with_exact_nfe_and_reproducibly(pipe, case):
+    name, params = CASES[case]
+    denoiser = DiffusersDenoiser(pipe, PROMPTS, guidance_scale=4.0)
+    schedule = denoiser.default_schedule(5)
+    labels, seeds = torch.tensor([0, 1, 2, 1]), [5, 6, 7, 8]
+
+    def run(cond, sample_seeds):
+        problem = Problem(denoiser, get_reward("brightness"), cond, sample_seeds, schedule, max_batch=8)
+        algo = get_algorithm(name, **params)
+        return algo, problem, algo.run(problem)
+
+    algo, problem, result = run(labels, seeds)
+    assert result.images.shape == (4, 3, 16, 16)
+    assert torch.equal(result.nfe, algo.expected_calls(schedule, result) * 2)  # guidance: 2 NFE per call
+    assert torch.equal(result.rewards, problem.score_images(result.images[:, None])[:, 0])
+    assert torch.equal(run(labels, seeds)[2].images, result.images)
+    one = run(labels[2:3], seeds[2:3])[2]
+    assert torch.equal(one.images[0], result.images[2])
+
+
+def test_guidance_one_and_zero_cost_one_nfe_per_call(pipe):
+    for w in (0.0, 1.0):
+        assert DiffusersDenoiser(pipe, PROMPTS, guidance_scale=w).nfe_per_call == 1
+
+
+def test_missing_model_is_a_one_line_error(tmp_path):
+    with pytest.raises(NoiseSearchError, match="cannot load diffusers model") as err:
+        load_pipeline(tmp_path / "nothing-here")
+    assert "\n" not in str(err.value)
