@@ -46,3 +46,20 @@ def save_tiny_pipeline(directory: Path, prediction_type: str = "epsilon") -> Pat
                                    requires_safety_checker=False)
     pipe.save_pretrained(directory / "pipe")
     return directory / "pipe"
+
+
+def save_tiny_clip(directory: Path) -> Path:
+    """A tiny random CLIPModel with the character tokenizer, saved under `directory`."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"vocab_size": 80, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1,
+                     "pad_token_id": 1},
+        vision_config={"image_size": 16, "patch_size": 8, "hidden_size": 16, "intermediate_size": 32,
+                       "num_hidden_layers": 1, "num_attention_heads": 2},
+        projection_dim=8)
+    CLIPModel(config).save_pretrained(directory / "clip")
+    tiny_tokenizer(directory / "clip-tok").save_pretrained(directory / "clip")
+    return directory / "clip"
