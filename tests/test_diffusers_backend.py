@@ -78,3 +78,27 @@ def test_missing_model_is_a_one_line_error(tmp_path):
     with pytest.raises(NoiseSearchError, match="cannot load diffusers model") as err:
         load_pipeline(tmp_path / "nothing-here")
     assert "\n" not in str(err.value)
+
+
+def test_cli_searches_a_local_pipeline_against_clip(pipe, tmp_path):
+    import json
+
+    from tiny_pipeline import save_tiny_clip
+
+    from noisesearch.cli import main
+
+    pipe_dir = tmp_path / "pipe"
+    pipe.save_pretrained(pipe_dir)
+    clip_dir = save_tiny_clip(tmp_path)
+    out = tmp_path / "out"
+    code = main(["sample", "--backend", "diffusers", "--model", str(pipe_dir), "--prompt", "a cat", "--prompt",
+                 "a dog", "--reward", "clip", "--reward-arg", f"model={clip_dir}", "--algorithm", "eps_greedy",
+                 "--N", "2", "--K", "2", "--steps", "4", "--guidance", "3", "--out", str(out), "--no-progress"])
+    assert code == 0
+    record = json.loads((out / "result.json").read_text())
+    schedule = DiffusersDenoiser(pipe, ["a cat"]).default_schedule(4)  # the model's sigma range
+    expected = get_algorithm("eps_greedy", N=2, K=2).nfe_formula(schedule) * 2
+    assert [im["prompt"] for im in record["images"]] == ["a cat", "a dog"]
+    assert [im["nfe"] for im in record["images"]] == [expected, expected]
+    assert record["config"]["backend"] == "diffusers" and record["mean_evaluator"] is None
+    assert (out / "images" / "000.png").exists() and (out / "grid.png").exists()

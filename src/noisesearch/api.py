@@ -1,9 +1,11 @@
-"""search(): one call from names to a SearchResult on the embedded model (or any denoiser)."""
+"""search(): one call from names to a SearchResult, on the embedded model, a diffusers pipeline or any denoiser."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -12,9 +14,13 @@ from noisesearch.backends import check_labels, load_model
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Denoiser, Problem, check_settings
 from noisesearch.rewards import get_reward
+from noisesearch.rewards.registry import reward_factory
 from noisesearch.sampling import EDMSchedule
 from noisesearch.search import get_algorithm
 from noisesearch.types import SearchResult
+
+BACKENDS = ("embedded", "diffusers")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def sample_seeds(seed: int, n: int) -> list[int]:
@@ -29,48 +35,94 @@ def draw_labels(n: int, seed: int) -> list[int]:
     return torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
+def make_reward(name: str, prompts: Sequence[str] | None = None, device: str = "cpu", **kwargs: Any):
+    """A registered reward, given the prompts and device where its constructor takes them."""
+    accepted = inspect.signature(reward_factory(name)).parameters
+    if prompts is not None and "prompts" in accepted:
+        kwargs.setdefault("prompts", list(prompts))
+    if "device" in accepted:
+        kwargs.setdefault("device", device)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise NoiseSearchError(f"reward '{name}' takes no argument {', '.join(unknown)}; "
+                               f"it takes: {', '.join(accepted) or 'none'}")
+    return get_reward(name, **kwargs)
+
+
 def search(
     algorithm: str = "naive",
     reward: str = "classifier",
     labels: Sequence[int] = (0,),
     seed: int = 0,
     seeds: Sequence[int] | None = None,
-    guidance: float = 1.0,
+    guidance: float | None = None,
     denoiser: Denoiser | None = None,
     schedule: EDMSchedule | None = None,
+    steps: int = 18,
     max_batch: int = 16,
     nfe_budget: int | None = None,
-    evaluator: str | None = "evaluator",
+    evaluator: str | None = "auto",
     progress: bool = False,
+    backend: str = "embedded",
+    model: str | None = None,
+    prompts: Sequence[str] | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    reward_args: dict[str, Any] | None = None,
     **params: Any,
 ) -> SearchResult:
-    """Search the noise of one sample per label with a registered algorithm and reward.
+    """Search the noise of one sample per condition with a registered algorithm and reward.
 
-    Sample i uses seed `seed + i` unless `seeds` lists one per label. `params` are the algorithm's
-    parameters (e.g. N=4). The result's config holds everything needed to rerun it.
+    Conditions are MNIST `labels` on the embedded backend and `prompts` on the diffusers backend
+    (`model`: a local pipeline directory or a cached hub id; guidance is its CFG scale, default 7.5).
+    Sample i uses seed `seed + i` unless `seeds` lists one per condition. The held-out `evaluator`
+    ("auto": the MNIST evaluator on the embedded backend, none otherwise) scores the final images.
+    `params` are the algorithm's parameters (e.g. N=4). The config holds everything needed to rerun.
     """
-    labels_t = check_labels(torch.as_tensor(list(labels)))
-    if len(labels_t) == 0:
-        raise NoiseSearchError("give at least one label")
+    if backend not in BACKENDS:
+        raise NoiseSearchError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    if dtype not in DTYPES:
+        raise NoiseSearchError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
     check_settings(max_batch, nfe_budget)
-    seed_list = list(seeds) if seeds is not None else sample_seeds(seed, len(labels_t))
     algo = get_algorithm(algorithm, **params)
-    reward_fn = get_reward(reward)
-    model = denoiser if denoiser is not None else load_model(guidance)
-    problem = Problem(model, reward_fn, labels_t, seed_list, schedule, max_batch, nfe_budget, progress=progress)
+    if backend == "embedded":
+        if prompts:
+            raise NoiseSearchError("prompts need --backend diffusers; the embedded model takes --labels")
+        cond = check_labels(torch.as_tensor(list(labels)))
+        guidance = 1.0 if guidance is None else guidance
+        conditions: dict[str, Any] = {"labels": cond.tolist()}
+        make_denoiser = partial(load_model, guidance, weights_dir=model)
+    else:
+        if not prompts:
+            raise NoiseSearchError("the diffusers backend needs at least one prompt")
+        if model is None and denoiser is None:
+            raise NoiseSearchError("the diffusers backend needs --model PATH (a local pipeline directory)")
+        from noisesearch.backends.diffusers_backend import load_denoiser
+
+        cond = torch.arange(len(prompts))
+        guidance = 7.5 if guidance is None else guidance
+        conditions = {"prompts": list(prompts)}
+        make_denoiser = partial(load_denoiser, model, prompts, guidance, DTYPES[dtype], device)
+    if evaluator == "auto":
+        evaluator = "evaluator" if backend == "embedded" else None
+    if len(cond) == 0:
+        raise NoiseSearchError("give at least one condition")
+    seed_list = list(seeds) if seeds is not None else sample_seeds(seed, len(cond))
+    reward_fn = make_reward(reward, prompts, device, **(reward_args or {}))
+    if denoiser is None:
+        denoiser = make_denoiser()
+    if schedule is None:
+        default = getattr(denoiser, "default_schedule", None)
+        schedule = default(steps) if default is not None else EDMSchedule(steps=steps)
+    problem = Problem(denoiser, reward_fn, cond, seed_list, schedule, max_batch, nfe_budget, progress=progress)
     result = algo.run(problem)
-    config = result.config | {
-        "reward": reward,
-        "labels": labels_t.tolist(),
-        "seeds": seed_list,
-        "guidance": guidance,
-        "schedule": problem.schedule.to_dict(),
-        "max_batch": max_batch,
-        "nfe_budget": nfe_budget,
-        "evaluator": evaluator,
-        "nfe_formula": algo.nfe_doc,
+    config = result.config | conditions | {
+        "backend": backend, "model": model, "reward": reward, "reward_args": reward_args or {},
+        "seeds": seed_list, "guidance": guidance, "schedule": problem.schedule.to_dict(), "max_batch": max_batch,
+        "nfe_budget": nfe_budget, "evaluator": evaluator, "nfe_formula": algo.nfe_doc, "device": device,
+        "dtype": dtype,
     }
     held_out = None
     if evaluator is not None:
-        held_out = get_reward(evaluator)(result.images, labels_t)
+        held_out = make_reward(evaluator, prompts, device)(result.images, cond)
     return replace(result, config=config, evaluator_rewards=held_out)

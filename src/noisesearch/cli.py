@@ -63,16 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="search one image per label and write PNGs and result.json")
     sample.add_argument("--algorithm", default="naive", help="registered algorithm (see `noisesearch list`)")
     sample.add_argument("--reward", default="classifier", help="reward used during search")
+    sample.add_argument("--backend", default="embedded", help="embedded (MNIST, the default) or diffusers")
+    sample.add_argument("--model", help="diffusers: a local pipeline directory; embedded: a weights directory")
     sample.add_argument("--labels", type=parse_labels, default=[0], help="comma-separated digits, e.g. 3,5,7")
+    sample.add_argument("--prompt", action="append", help="a prompt (diffusers backend; repeat for several)")
+    sample.add_argument("--prompts-file", type=Path, help="a file with one prompt per line (diffusers backend)")
+    sample.add_argument("--reward-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="a reward constructor argument, e.g. model=/path/to/clip (repeatable)")
+    sample.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    sample.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 (diffusers backend)")
     sample.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     sample.add_argument("--out", type=Path, required=True, help="output directory")
-    sample.add_argument("--guidance", type=float, default=1.0,
-                        help="w in D_null + w(D_label - D_null): 1 conditional, 0 unconditional, >1 CFG (2 NFE/call)")
+    sample.add_argument("--guidance", type=float, default=None,
+                        help="w in D_null + w(D_cond - D_null): 1 conditional (embedded default), 0 unconditional, "
+                             "other values classifier-free guidance at 2 NFE per call (diffusers default 7.5)")
     sample.add_argument("--steps", type=int, default=18, help="EDM sampler steps")
     sample.add_argument("--max-batch", type=int, default=16,
                         help="rows per network call; every call has exactly this many (the last padded)")
     sample.add_argument("--budget", type=int, default=None, help="hard NFE budget per image")
-    sample.add_argument("--evaluator", default="evaluator", help="held-out reward for final scoring ('none' to skip)")
+    sample.add_argument("--evaluator", default="auto",
+                        help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
+                             "or a reward name")
     sample.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     for flag, kind in algorithm_flags().items():
         sample.add_argument(f"--{flag}", type=kind, default=None, help=f"algorithm parameter {flag}")
@@ -114,7 +125,6 @@ def cmd_list() -> None:
 def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
     from noisesearch.api import search
     from noisesearch.outputs import prepare_out_dir, write_result
-    from noisesearch.sampling import EDMSchedule
 
     params = {k: getattr(args, k) for k in algorithm_flags() if getattr(args, k) is not None}
     accepted = algorithm_params(args.algorithm)
@@ -122,12 +132,25 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
     if extra:
         raise NoiseSearchError(f"--{extra[0]} is not a parameter of '{args.algorithm}'; it takes: "
                                f"{', '.join('--' + p for p in accepted) or 'none'}")
+    prompts = list(args.prompt or [])
+    if args.prompts_file is not None:
+        try:
+            prompts += [line.strip() for line in args.prompts_file.read_text().splitlines() if line.strip()]
+        except OSError as err:
+            raise NoiseSearchError(f"cannot read --prompts-file {args.prompts_file} ({err.strerror})") from None
+    reward_args = {}
+    for item in args.reward_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NoiseSearchError(f"--reward-arg takes KEY=VALUE, got '{item}'")
+        reward_args[key] = value
     prepare_out_dir(args.out)
     result = search(
-        algorithm=args.algorithm, reward=args.reward, labels=args.labels, seed=args.seed,
-        guidance=args.guidance, schedule=EDMSchedule(steps=args.steps), max_batch=args.max_batch,
-        nfe_budget=args.budget, evaluator=None if args.evaluator == "none" else args.evaluator,
-        progress=not args.no_progress, **params,
+        algorithm=args.algorithm, reward=args.reward, labels=args.labels, seed=args.seed, guidance=args.guidance,
+        steps=args.steps, max_batch=args.max_batch, nfe_budget=args.budget,
+        evaluator=None if args.evaluator == "none" else args.evaluator, progress=not args.no_progress,
+        backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
+        reward_args=reward_args, **params,
     )
     record = write_result(result, args.out, command="noisesearch " + shlex.join(argv))
     ev = record["mean_evaluator"]

@@ -31,8 +31,10 @@ def result_record(result: SearchResult, files: list[str], command: str | None = 
     """The JSON-ready summary of a result: per-image rewards and NFE, means, timing and config."""
     cfg = result.config
     ev = result.evaluator_rewards
+    kind = "label" if "labels" in cfg else "prompt"
+    conditions = cfg.get("labels", cfg.get("prompts"))
     images = [
-        {"index": k, "label": cfg["labels"][k], "seed": cfg["seeds"][k], "file": files[k],
+        {"index": k, kind: conditions[k], "seed": cfg["seeds"][k], "file": files[k],
          "reward": float(result.rewards[k]), "evaluator": None if ev is None else float(ev[k]),
          "nfe": int(result.nfe[k])}
         for k in range(len(files))
@@ -55,8 +57,9 @@ def write_result(result: SearchResult, out: Path, command: str | None = None) ->
     """Write grid.png, images/NNN_labelL.png and result.json under `out`; return the JSON record."""
     out = prepare_out_dir(out)
     files = []
-    for k, (img, label) in enumerate(zip(result.images, result.config["labels"], strict=True)):
-        name = f"images/{k:03d}_label{label}.png"
+    labels = result.config.get("labels")
+    for k, img in enumerate(result.images):
+        name = f"images/{k:03d}_label{labels[k]}.png" if labels is not None else f"images/{k:03d}.png"
         save_png(img, out / name)
         files.append(name)
     make_grid(result.images, ncol=min(10, len(files)), scale=2).save(out / "grid.png")

@@ -91,13 +91,14 @@ class DiffusersDenoiser:
         s = sigma.to(torch.float32).reshape(-1, 1, 1, 1)
         c_in = 1 / (s**2 + 1).sqrt()
         t = self.sigma_to_t(sigma).to(torch.float32)
-        out = self.unet((x * c_in).to(self.dtype), t.to(self.device), encoder_hidden_states=emb).sample.float()
+        model_in = (x * c_in).to(self.device, self.dtype)
+        out = self.unet(model_in, t.to(self.device), encoder_hidden_states=emb).sample.float().to(x.device)
         if self.prediction_type == "epsilon":
             return x - s * out
         return x / (s**2 + 1) - s / (s**2 + 1).sqrt() * out
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        emb = self.embeddings[cond.to(self.embeddings.device)]
+        emb = self.embeddings[cond.long().to(self.embeddings.device)]
         null = self.null_embedding.expand_as(emb)
         if self.guidance == 1.0:
             return self._predict(x, sigma, emb)
@@ -110,4 +111,11 @@ class DiffusersDenoiser:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from (scaled) latents through the VAE."""
-        return self.vae.decode((latents / self.scaling).to(self.dtype)).sample.float().clamp(-1, 1)
+        images = self.vae.decode((latents / self.scaling).to(self.device, self.dtype)).sample
+        return images.float().to(latents.device).clamp(-1, 1)
+
+
+def load_denoiser(model: str | Path, prompts: Sequence[str], guidance_scale: float = 7.5,
+                  dtype: torch.dtype = torch.float32, device: str = "cpu") -> DiffusersDenoiser:
+    """The denoiser of a local pipeline for these prompts."""
+    return DiffusersDenoiser(load_pipeline(model, dtype, device), prompts, guidance_scale)

@@ -30,7 +30,8 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
         d = dict(d)
-        d["channels"] = tuple(d["channels"])
+        if "channels" in d:
+            d["channels"] = tuple(d["channels"])
         return cls(**d)
 
 

@@ -25,11 +25,16 @@ def reward_names() -> list[str]:
     return sorted(_REWARDS)
 
 
-def get_reward(name: str, **kwargs: Any) -> Any:
-    """Construct the reward registered as `name` with its constructor arguments."""
+def reward_factory(name: str) -> Callable[..., Any]:
+    """The class (or factory) registered as `name`."""
     if name not in _REWARDS:
         raise NoiseSearchError(f"unknown reward '{name}': choose one of {', '.join(reward_names())}")
-    return _REWARDS[name](**kwargs)
+    return _REWARDS[name]
+
+
+def get_reward(name: str, **kwargs: Any) -> Any:
+    """Construct the reward registered as `name` with its constructor arguments."""
+    return reward_factory(name)(**kwargs)
 
 
 def describe_reward(name: str) -> tuple[str, dict[str, Any]]:
