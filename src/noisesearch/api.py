@@ -19,7 +19,7 @@ from noisesearch.sampling import EDMSchedule
 from noisesearch.search import get_algorithm
 from noisesearch.types import SearchResult
 
-BACKENDS = ("embedded", "diffusers")
+BACKENDS = ("embedded", "diffusers", "edm")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -73,8 +73,9 @@ def search(
 ) -> SearchResult:
     """Search the noise of one sample per condition with a registered algorithm and reward.
 
-    Conditions are MNIST `labels` on the embedded backend and `prompts` on the diffusers backend
-    (`model`: a local pipeline directory or a cached hub id; guidance is its CFG scale, default 7.5).
+    Conditions are MNIST `labels` on the embedded backend, class `labels` of an EDM-style network
+    (`backend="edm"`, `model` its pickle or torch file) and `prompts` on the diffusers backend (`model`:
+    a local pipeline directory or a cached hub id; guidance is its CFG scale, default 7.5).
     Sample i uses seed `seed + i` unless `seeds` lists one per condition. The held-out `evaluator`
     ("auto": the MNIST evaluator on the embedded backend, none otherwise) scores the final images.
     `params` are the algorithm's parameters (e.g. N=4). The config holds everything needed to rerun.
@@ -92,6 +93,17 @@ def search(
         guidance = 1.0 if guidance is None else guidance
         conditions: dict[str, Any] = {"labels": cond.tolist()}
         make_denoiser = partial(load_model, guidance, weights_dir=model)
+    elif backend == "edm":
+        if model is None and denoiser is None:
+            raise NoiseSearchError("the edm backend needs --model PATH (a network pickle or torch file)")
+        if guidance not in (None, 1.0):
+            raise NoiseSearchError("EDM networks have no unconditional branch: leave --guidance at 1")
+        from noisesearch.backends.edm_network import load_edm_network
+
+        cond = torch.as_tensor(list(labels), dtype=torch.long)
+        guidance = 1.0
+        conditions = {"labels": cond.tolist()}
+        make_denoiser = partial(load_edm_network, model, device)
     else:
         if not prompts:
             raise NoiseSearchError("the diffusers backend needs at least one prompt")
@@ -111,6 +123,9 @@ def search(
     reward_fn = make_reward(reward, prompts, device, **(reward_args or {}))
     if denoiser is None:
         denoiser = make_denoiser()
+    label_dim = getattr(denoiser, "label_dim", None)
+    if label_dim is not None and bool(((cond < 0) | (cond >= max(label_dim, 1))).any()):
+        raise NoiseSearchError(f"labels must lie in 0-{max(label_dim, 1) - 1} for this network, got {cond.tolist()}")
     if schedule is None:
         default = getattr(denoiser, "default_schedule", None)
         schedule = default(steps) if default is not None else EDMSchedule(steps=steps)

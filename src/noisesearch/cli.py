@@ -63,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="search one image per label and write PNGs and result.json")
     sample.add_argument("--algorithm", default="naive", help="registered algorithm (see `noisesearch list`)")
     sample.add_argument("--reward", default="classifier", help="reward used during search")
-    sample.add_argument("--backend", default="embedded", help="embedded (MNIST, the default) or diffusers")
-    sample.add_argument("--model", help="diffusers: a local pipeline directory; embedded: a weights directory")
+    sample.add_argument("--backend", default="embedded",
+                        help="embedded (MNIST, the default), diffusers (a text-to-image pipeline) or edm (an EDM net)")
+    sample.add_argument("--model", help="diffusers: a local pipeline directory; edm: a network .pkl or torch file; "
+                                        "embedded: a weights directory")
     sample.add_argument("--labels", type=parse_labels, default=[0], help="comma-separated digits, e.g. 3,5,7")
     sample.add_argument("--prompt", action="append", help="a prompt (diffusers backend; repeat for several)")
     sample.add_argument("--prompts-file", type=Path, help="a file with one prompt per line (diffusers backend)")

@@ -1,0 +1,66 @@
+"""A user's EDM-style network (NVlabs/edm's EDMPrecond and kin) as a D(x, sigma, cond) denoiser.
+
+Such networks already compute D(x; sigma) with EDM preconditioning inside and take class labels
+one-hot: `net(x, sigma, class_labels)`, with attributes img_channels, img_resolution, label_dim
+and sigma_min / sigma_max. Conditions are class indices.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.sampling import EDMSchedule
+
+
+class EDMNetworkDenoiser:
+    """D(x, sigma, label) of an EDM-style network; classifier-free guidance is not part of EDM's nets."""
+
+    nfe_per_call = 1
+
+    def __init__(self, net: torch.nn.Module, device: str = "cpu") -> None:
+        for attr in ("img_channels", "img_resolution", "label_dim"):
+            if not hasattr(net, attr):
+                raise NoiseSearchError(f"the EDM network has no attribute '{attr}': is it an EDMPrecond-style net?")
+        self.net = net.eval().requires_grad_(False).to(device)
+        self.device = device
+        self.image_shape = (net.img_channels, net.img_resolution, net.img_resolution)
+        self.label_dim = int(net.label_dim)
+
+    def default_schedule(self, steps: int = 18, **overrides) -> EDMSchedule:
+        """EDM's reference schedule, clipped to the network's sigma range where it declares one."""
+        lo = max(0.002, float(getattr(self.net, "sigma_min", 0.002)))
+        hi = min(80.0, float(getattr(self.net, "sigma_max", 80.0)))
+        return EDMSchedule(steps=steps, sigma_min=lo, sigma_max=hi, **overrides)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        labels = None
+        if self.label_dim:
+            labels = F.one_hot(cond.long(), self.label_dim).float().to(self.device)
+        out = self.net(x.to(self.device), sigma.to(self.device), labels)
+        return out.float().to(x.device)
+
+
+def load_edm_network(path: str | Path, device: str = "cpu") -> EDMNetworkDenoiser:
+    """An EDM network from a pickle (NVlabs' network-snapshot-*.pkl, its 'ema' entry; their code must be
+    importable) or a torch file holding the module (torch.load with weights_only=False: trusted files only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NoiseSearchError(f"EDM network file {path} not found")
+    try:
+        if path.suffix == ".pkl":
+            with path.open("rb") as f:
+                obj = pickle.load(f)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (ModuleNotFoundError, AttributeError) as err:
+        raise NoiseSearchError(f"cannot unpickle {path} ({err}): put the network's code on PYTHONPATH") from None
+    net = obj.get("ema", obj.get("net")) if isinstance(obj, dict) else obj
+    if not isinstance(net, torch.nn.Module):
+        raise NoiseSearchError(f"{path} holds no network module (expected a module or a dict with 'ema')")
+    return EDMNetworkDenoiser(net, device)
