@@ -23,19 +23,20 @@ def tiny_tokenizer(directory: Path):
                          pad_token="<|endoftext|>")
 
 
-def save_tiny_pipeline(directory: Path, prediction_type: str = "epsilon") -> Path:
-    """Build a tiny StableDiffusionPipeline with seeded random weights and save it under `directory`."""
+def save_tiny_pipeline(directory: Path, prediction_type: str = "epsilon", sample_size: int = 8) -> Path:
+    """Build a tiny StableDiffusionPipeline (latents sample_size², images twice that) with seeded random
+    weights and save it under `directory`."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=16, norm_num_groups=4, attention_head_dim=2)
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=4, sample_size=16)
+                        norm_num_groups=4, sample_size=2 * sample_size)
     text = CLIPTextModel(CLIPTextConfig(vocab_size=80, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                         num_attention_heads=2, max_position_embeddings=16, bos_token_id=0,
                                         eos_token_id=1, pad_token_id=1))
