@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -102,22 +103,22 @@ def get_preset(name_or_path: str) -> Preset:
     raise NoiseSearchError(f"unknown preset '{name_or_path}': choose one of {', '.join(presets)} or a .json file")
 
 
+def select(items: tuple, names: list[str] | None, key: Callable[[Any], str], missing: str) -> tuple:
+    """The items whose key is in `names` (all if names is None); a NoiseSearchError names unknown ones."""
+    if names is None:
+        return items
+    known = list(dict.fromkeys(key(item) for item in items))
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise NoiseSearchError(f"{missing} {', '.join(unknown)}: it has {', '.join(known)}")
+    return tuple(item for item in items if key(item) in names)
+
+
 def override(preset: Preset, algorithms: list[str] | None = None, rewards: list[str] | None = None,
              labels: int | None = None, repeats: int | None = None) -> Preset:
     """The preset restricted to some algorithms and reward columns, with other label and repeat counts."""
-    runs, columns = preset.runs, preset.rewards
-    if algorithms is not None:
-        unknown = set(algorithms) - {r.algorithm for r in runs}
-        if unknown:
-            raise NoiseSearchError(f"preset '{preset.name}' has no run of {', '.join(sorted(unknown))}: "
-                                   f"it has {', '.join(dict.fromkeys(r.algorithm for r in runs))}")
-        runs = tuple(r for r in runs if r.algorithm in algorithms)
-    if rewards is not None:
-        unknown = set(rewards) - {c.name for c in columns}
-        if unknown:
-            raise NoiseSearchError(f"preset '{preset.name}' has no reward column {', '.join(sorted(unknown))}: "
-                                   f"it has {', '.join(c.name for c in columns)}")
-        columns = tuple(c for c in columns if c.name in rewards)
+    runs = select(preset.runs, algorithms, lambda r: r.algorithm, f"preset '{preset.name}' has no run of")
+    columns = select(preset.rewards, rewards, lambda c: c.name, f"preset '{preset.name}' has no reward column")
     changed = replace(preset, runs=runs, rewards=columns,
                       labels=preset.labels if labels is None else labels,
                       repeats=preset.repeats if repeats is None else repeats)

@@ -117,8 +117,23 @@ def results_table(records: list[dict[str, Any]]) -> Block:
     return ("table", header, rows)
 
 
-def figure_path(out: Path, name: str) -> Path:
+def label_axes(ax, xlabel: str, ylabel: str, title: str, legend: bool = False) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend()
+
+
+def save_figure(fig, out: Path, name: str) -> Path:
+    """Lay out, write as PNG under `out` and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     out.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=120)
+    plt.close(fig)
     return out / name
 
 
@@ -145,15 +160,9 @@ def plot_scaling(records: list[dict[str, Any]], out: Path) -> list[Block]:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("NFE per image (log)")
-        ax.set_ylabel(f"{column} reward (mean ± se)")
-        ax.set_title(f"Reward against compute: {column}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        path = figure_path(out, f"scaling_{column}.png")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        label_axes(ax, "NFE per image (log)", f"{column} reward (mean ± se)", f"Reward against compute: {column}",
+                   legend=True)
+        path = save_figure(fig, out, f"scaling_{column}.png")
         blocks.append(("img", path, f"{column} reward against NFE per image"))
     return blocks
 
@@ -186,22 +195,13 @@ def plot_traces(traces: dict[str, Trace], out: Path) -> list[Block]:
         sigma = [s["sigma"] for s in stats]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
         a1.plot(sigma, [s["k_bar"] for s in stats], marker="o")
-        a1.set_xscale("log")
-        a1.set_xlabel("σ_t (log)")
-        a1.set_ylabel("k̄: mean k − 1 of global wins")
-        a1.set_title(f"k̄(σ), ε-greedy, {column}")
+        label_axes(a1, "σ_t (log)", "k̄: mean k − 1 of global wins", f"k̄(σ), ε-greedy, {column}")
         a2.plot(sigma, [s["global_win_rate"] for s in stats], marker="o", color="C1")
-        a2.set_xscale("log")
-        a2.set_xlabel("σ_t (log)")
-        a2.set_ylabel("fraction of iterations won by a global draw")
-        a2.set_title("global-win rate")
+        label_axes(a2, "σ_t (log)", "fraction of iterations won by a global draw", "global-win rate")
         for ax in (a1, a2):
-            ax.grid(alpha=0.3)
+            ax.set_xscale("log")
             ax.invert_xaxis()
-        fig.tight_layout()
-        path = figure_path(out, f"kbar_{column}.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        path = save_figure(fig, out, f"kbar_{column}.png")
         blocks.append(("img", path, f"k̄(σ) and global-win rate, {column}"))
 
         steps = sorted({int(s) for s in trace.step.tolist()})
@@ -212,15 +212,9 @@ def plot_traces(traces: dict[str, Trace], out: Path) -> list[Block]:
             iters = sorted({int(k) for k in trace.iteration[at].tolist()})
             mean = [trace.incumbent_score[at & (trace.iteration == k)].double().mean().item() for k in iters]
             ax.plot(iters, mean, marker=".", label=f"σ = {trace.sigma[at][0].item():.3g}")
-        ax.set_xlabel("iteration k")
-        ax.set_ylabel("incumbent score (x0 prediction)")
-        ax.set_title(f"Incumbent over iterations, {column}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = figure_path(out, f"incumbent_{column}.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        label_axes(ax, "iteration k", "incumbent score (x0 prediction)", f"Incumbent over iterations, {column}",
+                   legend=True)
+        path = save_figure(fig, out, f"incumbent_{column}.png")
         blocks.append(("img", path, f"incumbent reward over iterations, {column}"))
     return blocks
 
@@ -243,7 +237,8 @@ def image_grids(run: Run, out: Path) -> list[Block]:
                 order.append(data["label_index"])
         pixels = np.concatenate(images)[np.argsort(np.concatenate(order))]
         tensor = torch.from_numpy(pixels).float().div(127.5).sub(1)[:, None]
-        path = figure_path(out, f"grid_{cell.slug}.png")
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"grid_{cell.slug}.png"
         make_grid(tensor, ncol=12, scale=2).save(path)
         blocks.append(("img", path, f"{cell.run.label}, {cell.column.name}"))
     return blocks

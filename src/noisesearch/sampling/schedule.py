@@ -55,6 +55,10 @@ class EDMSchedule:
         """Steps whose injected noise has an effect (gamma_i > 0)."""
         return [i for i, g in enumerate(self.gammas().tolist()) if g > 0]
 
+    def step_calls(self) -> list[int]:
+        """Denoiser calls of each step run once: 2 (Heun), 1 at the last step."""
+        return [2 if i < self.steps - 1 else 1 for i in range(self.steps)]
+
     def nfe_per_step_search(self, proposals: int, full_step: bool = False) -> int:
         """Calls of one trajectory that scores `proposals` candidates at every searchable step.
 
@@ -63,15 +67,14 @@ class EDMSchedule:
         each costs 1 + 1 (Heun) and the chosen state is kept: 2·proposals. Other steps cost 2; the last
         step has no Heun correction."""
         searchable = set(self.searchable_steps())
-        heun = [1 if i < self.steps - 1 else 0 for i in range(self.steps)]
         total = 0
-        for i in range(self.steps):
+        for i, calls in enumerate(self.step_calls()):
             if i not in searchable:
-                total += 1 + heun[i]
+                total += calls
             else:
-                total += proposals * (1 + heun[i]) if full_step else proposals + heun[i]
+                total += proposals * calls if full_step else proposals + calls - 1
         return total
 
     def nfe_per_trajectory(self) -> int:
         """Denoiser calls of one full trajectory: 2·steps − 1 (no Heun correction at the last step)."""
-        return 2 * self.steps - 1
+        return sum(self.step_calls())

@@ -101,7 +101,7 @@ class MCTS(SearchAlgorithm):
     def simulation_calls(self, schedule: EDMSchedule) -> tuple[int, dict[int, int]]:
         """Calls before the first searchable step, and those of a simulation expanding each searchable step."""
         steps, searchable = schedule.steps, schedule.searchable_steps()
-        calls = [1 + (1 if i < steps - 1 else 0) for i in range(steps)]
+        calls = schedule.step_calls()
         nxt = lambda s: next((k for k in searchable if k >= s), steps)  # noqa: E731
         per_sim = {j: self.N * (calls[j] + sum(calls[j + 1:nxt(j + 1)])) + sum(calls[nxt(j + 1):]) for j in searchable}
         return sum(calls[:nxt(0)]), per_sim

@@ -64,7 +64,7 @@ class Paths(SearchAlgorithm):
         return start, rounds
 
     def nfe_formula(self, schedule: EDMSchedule) -> int:
-        calls = [1 + (1 if i < schedule.steps - 1 else 0) for i in range(schedule.steps)]
+        calls = schedule.step_calls()
         start, rounds = self.rounds(schedule)
         return self.N * sum(calls[:start]) + sum(self.N * self.M * sum(calls[a:b]) for a, b in rounds)
 
