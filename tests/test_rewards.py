@@ -50,3 +50,26 @@ def test_classifier_reward_rejects_wrong_shapes_and_labels():
         reward(torch.zeros(2, 3, 32, 32), torch.tensor([1, 2]))
     with pytest.raises(NoiseSearchError, match="outside 0-9"):
         reward(torch.zeros(1, 1, 28, 28), torch.tensor([10]))
+
+
+def test_ensemble_averages_member_ranks_among_reference_scores():
+    reference = {"brightness": [0.1, 0.2, 0.3, 0.4], "compressibility": [0.5, 0.6, 0.7, 0.8]}
+    ens = get_reward("ensemble", members='{"brightness": {}, "compressibility": {}}', reference=reference)
+    images = torch.stack([torch.full((1, 28, 28), v) for v in (-1.0, -0.5, 0.0)])
+    b = get_reward("brightness")(images, None)
+    c = get_reward("compressibility")(images, None)
+    rank = lambda s, ref: (torch.tensor(ref)[None] <= s[:, None]).double().mean(1)  # noqa: E731
+    expected = (rank(b, reference["brightness"]) + rank(c, reference["compressibility"])) / 2
+    assert torch.allclose(ens(images, None), expected.float())
+    plain = get_reward("ensemble", members={"brightness": {}, "compressibility": {}})
+    assert torch.allclose(plain(images, None), (b + c) / 2)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({}, "needs two or more members"),
+    ({"members": "not json"}, "must be a JSON object"),
+    ({"members": {"brightness": {}, "compressibility": {}}, "reference": {"brightness": [0.5]}}, "mismatch"),
+])
+def test_ensemble_errors_are_user_errors(kwargs, fragment):
+    with pytest.raises(NoiseSearchError, match=fragment):
+        get_reward("ensemble", **kwargs)

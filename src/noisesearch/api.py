@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
@@ -13,8 +12,7 @@ import torch
 from noisesearch.backends import check_labels, load_model
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Denoiser, Problem, check_settings
-from noisesearch.rewards import get_reward
-from noisesearch.rewards.registry import reward_factory
+from noisesearch.rewards.registry import make_reward
 from noisesearch.sampling import EDMSchedule
 from noisesearch.search import get_algorithm
 from noisesearch.types import SearchResult
@@ -33,20 +31,6 @@ def sample_seeds(seed: int, n: int) -> list[int]:
 def draw_labels(n: int, seed: int) -> list[int]:
     """n class labels drawn uniformly from 0-9 by a generator seeded with `seed` (the brief's random labels)."""
     return torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
-
-
-def make_reward(name: str, prompts: Sequence[str] | None = None, device: str = "cpu", **kwargs: Any):
-    """A registered reward, given the prompts and device where its constructor takes them."""
-    accepted = inspect.signature(reward_factory(name)).parameters
-    if prompts is not None and "prompts" in accepted:
-        kwargs.setdefault("prompts", list(prompts))
-    if "device" in accepted:
-        kwargs.setdefault("device", device)
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise NoiseSearchError(f"reward '{name}' takes no argument {', '.join(unknown)}; "
-                               f"it takes: {', '.join(accepted) or 'none'}")
-    return get_reward(name, **kwargs)
 
 
 def search(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from noisesearch.errors import NoiseSearchError
@@ -43,3 +43,17 @@ def describe_reward(name: str) -> tuple[str, dict[str, Any]]:
     doc = (inspect.getdoc(factory) or "").splitlines()[0]
     params = {p.name: p.default for p in inspect.signature(factory).parameters.values()}
     return doc, params
+
+
+def make_reward(name: str, prompts: Sequence[str] | None = None, device: str = "cpu", **kwargs: Any) -> Any:
+    """A registered reward, given the prompts and device where its constructor takes them."""
+    accepted = inspect.signature(reward_factory(name)).parameters
+    if prompts is not None and "prompts" in accepted:
+        kwargs.setdefault("prompts", list(prompts))
+    if "device" in accepted:
+        kwargs.setdefault("device", device)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise NoiseSearchError(f"reward '{name}' takes no argument {', '.join(unknown)}; "
+                               f"it takes: {', '.join(accepted) or 'none'}")
+    return get_reward(name, **kwargs)
