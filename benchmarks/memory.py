@@ -5,7 +5,7 @@ Each setting runs in a fresh subprocess on a small random Stable Diffusion pipel
 baseline after loading is read from getrusage. With a small max_batch the peak must stay under
 --cap-mb however many candidates are scored.
 
-    python benchmarks/memory.py [--candidates 256] [--batches 8,64,256] [--cap-mb 400]
+    python benchmarks/memory.py [--candidates 256] [--batches 8,64,256] [--cap-mb 100]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--candidates", type=int, default=256)
     p.add_argument("--batches", default="8,64,256")
-    p.add_argument("--cap-mb", type=float, default=400.0)
+    p.add_argument("--cap-mb", type=float, default=100.0)
     args = p.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_pipeline import save_tiny_pipeline
