@@ -102,3 +102,13 @@ def test_cli_searches_a_local_pipeline_against_clip(pipe, tmp_path):
     assert [im["nfe"] for im in record["images"]] == [expected, expected]
     assert record["config"]["backend"] == "diffusers" and record["mean_evaluator"] is None
     assert (out / "images" / "000.png").exists() and (out / "grid.png").exists()
+
+
+def test_half_precision_pipeline_runs_and_counts_the_same_nfe(pipe, tmp_path):
+    from noisesearch import search
+
+    pipe.save_pretrained(tmp_path / "pipe")
+    result = search("best_of_n", reward="brightness", backend="diffusers", model=str(tmp_path / "pipe"),
+                    prompts=["a cat"], steps=4, dtype="bfloat16", guidance=2.0, N=2)
+    assert result.images.dtype == torch.float32 and torch.isfinite(result.images).all()
+    assert result.nfe.tolist() == [2 * 2 * 7]  # N trajectories of 2T - 1 calls, 2 NFE per call with guidance
