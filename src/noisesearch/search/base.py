@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
 
 from noisesearch.problem import Problem
+from noisesearch.rng import SampleGenerators
 from noisesearch.sampling import EDMSchedule
 from noisesearch.types import SearchResult, Trace
 
@@ -66,6 +68,19 @@ class SearchAlgorithm:
             config={"algorithm": self.name, "params": self.params()},
             trace=trace,
         )
+
+
+def run_steps(problem: Problem, gens: SampleGenerators, x: torch.Tensor, start: int, stop: int,
+              which: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sampler steps start..stop-1 on x (C', M, ...) with fresh noise from each condition's generator at
+    searchable steps; returns the state and the last step's x0 prediction (None if no step ran)."""
+    searchable = set(problem.schedule.searchable_steps())
+    x0_hat = None
+    for i in range(start, stop):
+        noise = gens.randn(x.shape[1], *x.shape[2:], which=which) if i in searchable else None
+        out = problem.step(x, i, noise, which)
+        x, x0_hat = out.x_next, out.x0_hat
+    return x, x0_hat
 
 
 def select_best(images: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

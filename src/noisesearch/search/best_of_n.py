@@ -9,7 +9,7 @@ import torch
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm, select_best
+from noisesearch.search.base import SearchAlgorithm, run_steps, select_best
 from noisesearch.search.registry import register_algorithm
 from noisesearch.types import Trace
 
@@ -33,11 +33,7 @@ class BestOfN(SearchAlgorithm):
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         gens = problem.generators()
         shape = problem.image_shape
-        x = problem.initial_state(gens.randn(self.N, *shape))
-        searchable = set(problem.schedule.searchable_steps())
-        for i in range(problem.schedule.steps):
-            noise = gens.randn(self.N, *shape) if i in searchable else None
-            x = problem.step(x, i, noise).x_next
+        x, _ = run_steps(problem, gens, problem.initial_state(gens.randn(self.N, *shape)), 0, problem.schedule.steps)
         states, rewards = select_best(x, problem.score(x))
         return states, rewards, None
 

@@ -12,7 +12,7 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.rng import SampleGenerators
 from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm
+from noisesearch.search.base import SearchAlgorithm, run_steps
 from noisesearch.search.local import check_positive_int
 from noisesearch.search.registry import register_algorithm
 from noisesearch.types import SearchResult
@@ -56,14 +56,9 @@ class StepRunner:
     def next_searchable(self, step: int) -> int:
         return next((s for s in self.searchable if s >= step), self.steps)
 
-    def run(self, x: torch.Tensor, start: int, stop: int, which: list[int], fresh_noise: bool) -> torch.Tensor:
-        """Steps start..stop-1 on x (C', M, ...); noise is drawn only where fresh_noise and gamma > 0."""
-        for i in range(start, stop):
-            noise = None
-            if fresh_noise and i in self.searchable:
-                noise = self.gens.randn(x.shape[1], *x.shape[2:], which=which)
-            x = self.problem.step(x, i, noise, which).x_next
-        return x
+    def run(self, x: torch.Tensor, start: int, stop: int, which: list[int]) -> torch.Tensor:
+        """Steps start..stop-1 on x (C', M, ...) of the conditions in `which`, fresh noise where gamma > 0."""
+        return run_steps(self.problem, self.gens, x, start, stop, which)[0]
 
 
 def group_by_step(leaves: dict[int, Node]) -> dict[int, list[int]]:
@@ -122,7 +117,7 @@ class MCTS(SearchAlgorithm):
         c, steps = problem.n, problem.schedule.steps
         everyone = list(range(c))
         first = runner.next_searchable(0)
-        x = runner.run(problem.initial_state(gens.randn(1, *problem.image_shape)), 0, first, everyone, True)
+        x = runner.run(problem.initial_state(gens.randn(1, *problem.image_shape)), 0, first, everyone)
         roots = {k: Node(first, x[k, 0]) for k in everyone}
         expanded: list[list[int]] = [[] for _ in everyone]
         while roots[0].step < steps:
@@ -158,9 +153,9 @@ class MCTS(SearchAlgorithm):
             priors = problem.score(proposal.x0_hat, group)
             children = problem.advance(proposal, group).x_next
             k_next = runner.next_searchable(j + 1)
-            children = runner.run(children, j + 1, k_next, group, False)
+            children = runner.run(children, j + 1, k_next, group)  # gamma = 0 steps only
             best = priors.argmax(dim=1)
-            rollout = runner.run(children[torch.arange(len(group)), best][:, None], k_next, runner.steps, group, True)
+            rollout = runner.run(children[torch.arange(len(group)), best][:, None], k_next, runner.steps, group)
             scores = problem.score(rollout, group)[:, 0]
             for row, k in enumerate(group):
                 leaf = open_leaves[k]

@@ -8,24 +8,11 @@ import torch
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
-from noisesearch.rng import SampleGenerators
 from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm, select_best
+from noisesearch.search.base import SearchAlgorithm, run_steps, select_best
 from noisesearch.search.local import check_positive_int
 from noisesearch.search.registry import register_algorithm
 from noisesearch.types import Trace
-
-
-def run_steps(problem: Problem, gens: SampleGenerators, x: torch.Tensor, start: int, stop: int
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sampler steps start..stop-1 on x (C, M, ...) with fresh noise; the state and last x0 prediction."""
-    searchable = set(problem.schedule.searchable_steps())
-    x0_hat = None
-    for i in range(start, stop):
-        noise = gens.randn(x.shape[1], *x.shape[2:]) if i in searchable else None
-        out = problem.step(x, i, noise)
-        x, x0_hat = out.x_next, out.x0_hat
-    return x, x0_hat
 
 
 @register_algorithm
