@@ -13,12 +13,13 @@ from noisesearch.imaging import make_grid, save_png
 from noisesearch.types import SearchResult
 
 
-def prepare_out_dir(out: Path) -> Path:
-    """Create `out` (and out/images) or raise a NoiseSearchError saying why it cannot be written."""
+def prepare_out_dir(out: Path, subdirs: tuple[str, ...] = ("images",), hint: str = "a directory path") -> Path:
+    """Create `out` and its `subdirs`, or raise a NoiseSearchError saying why it cannot be written."""
     if out.exists() and not out.is_dir():
-        raise NoiseSearchError(f"--out {out} is a file: give a directory path")
+        raise NoiseSearchError(f"--out {out} is a file: give {hint}")
     try:
-        (out / "images").mkdir(parents=True, exist_ok=True)
+        for sub in subdirs:
+            (out / sub).mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()

@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 import noisesearch
 from noisesearch.api import draw_labels
 from noisesearch.backends import load_model
-from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
 from noisesearch.imaging import to_uint8
+from noisesearch.outputs import prepare_out_dir
 from noisesearch.problem import Denoiser, Problem
 from noisesearch.rewards import get_reward
 from noisesearch.sampling import EDMSchedule
@@ -93,13 +93,7 @@ def environment() -> dict[str, Any]:
 
 
 def prepare_run_dir(out: Path, preset: Preset, seed: int) -> None:
-    if out.exists() and not out.is_dir():
-        raise NoiseSearchError(f"--out {out} is a file: give a directory for the run")
-    try:
-        (out / "images").mkdir(parents=True, exist_ok=True)
-        (out / "traces").mkdir(exist_ok=True)
-    except OSError as err:
-        raise NoiseSearchError(f"cannot create run directory {out} ({err.strerror})") from None
+    prepare_out_dir(out, ("images", "traces"), hint="a directory for the run")
     (out / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": seed}, indent=2) + "\n")
     history = out / "environment.jsonl"
     with history.open("a") as f:
