@@ -123,6 +123,7 @@ def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, pro
     total = sum(expected_nfe(cell, schedule, len(missing)) for cell, missing in todo)
     bar = tqdm(total=total, unit="NFE", desc=f"bench {preset.name}", disable=not progress, dynamic_ncols=True)
     denoisers: dict[float, Denoiser] = {}
+    rewards: dict[str, Any] = {}
     evaluator = get_reward("evaluator")
     try:
         for cell, missing in todo:
@@ -130,9 +131,11 @@ def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, pro
             guidance = cell.column.guidance
             if guidance not in denoisers:
                 denoisers[guidance] = model_loader(guidance)
+            if cell.column.reward not in rewards:
+                rewards[cell.column.reward] = get_reward(cell.column.reward)
             cond = torch.tensor([labels[k] for k in missing])
             seeds = [sample_seed(seed, cell.repeat, k) for k in missing]
-            problem = Problem(denoisers[guidance], get_reward(cell.column.reward), cond, seeds, schedule,
+            problem = Problem(denoisers[guidance], rewards[cell.column.reward], cond, seeds, schedule,
                               max_batch=max_batch, progress=bar)
             result = get_algorithm(cell.run.algorithm, **cell.run.params).run(problem)
             held_out = evaluator(result.images, cond)
