@@ -16,20 +16,18 @@ from pathlib import Path
 
 import torch
 
-from noisesearch import get_reward, load_model, search
-from noisesearch.assets import assets_dir, load_weights
+from noisesearch import load_model, search
+from noisesearch.assets import assets_dir
 from noisesearch.imaging import make_grid
-from noisesearch.models.classifier import DigitClassifier
+from noisesearch.rewards.classifier import ClassifierProbability
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def predict(name: str, images: torch.Tensor) -> torch.Tensor:
-    model = DigitClassifier()
-    model.load_state_dict(load_weights(name))
-    model.eval()
+    """Labels that the shipped classifier `name` (verifier or evaluator) gives to images."""
     with torch.no_grad():
-        return model(images).argmax(1)
+        return ClassifierProbability(name).model(images).argmax(1)
 
 
 def main() -> None:
@@ -46,7 +44,7 @@ def main() -> None:
     for name in ["evaluator", "verifier"]:
         agree = (predict(name, result.images) == labels).float().mean().item()
         quality[f"{name}_agreement"] = round(agree, 4)
-    quality["mean_evaluator_probability"] = round(get_reward("evaluator")(result.images, labels).mean().item(), 4)
+    quality["mean_evaluator_probability"] = round(result.evaluator_rewards.mean().item(), 4)
     quality["mean_verifier_probability"] = round(result.rewards.mean().item(), 4)
     quality["sampling_seconds"] = round(seconds, 1)
     card_path = assets_dir() / "diffusion.json"
