@@ -4,8 +4,13 @@ import pytest
 import torch
 from conftest import make_problem
 
-from noisesearch import BudgetExceeded, get_algorithm
+from noisesearch import BudgetExceeded, EDMSchedule, get_algorithm
 from noisesearch.search import algorithm_names
+from noisesearch.search.step_schedule import SearchSchedule
+
+TINY_PLAN = SearchSchedule.uniform(  # per-step K, eps and N for the 4 searchable steps of the 6-step schedule
+    EDMSchedule(steps=6), K=[2, 0, 3, 1], eps=[1.0, 0.5, 0.3, 0.0], N=[2, 3, 2, 2],
+    gains=((0.2, 0.1), (0.05,), (0.3, 0.2, 0.1, 0.05), (0.01, 0.0)))
 
 CASES = {  # case name: (registered algorithm, small parameters)
     "naive": ("naive", {}),
@@ -18,6 +23,10 @@ CASES = {  # case name: (registered algorithm, small parameters)
     "beam": ("beam", {"N": 2, "B": 2}),
     "mcts": ("mcts", {"N": 2, "S": 3}),
     "paths": ("paths", {"N": 2, "M": 2, "sigma_start": 5.0, "delta_f": 1, "delta_b": 2}),
+    "eps_greedy_schedule": ("eps_greedy", {"schedule": TINY_PLAN}),
+    "eps_greedy_window": ("eps_greedy_window", {"N": 2, "K_in": 3, "K_out": 0, "sigma_lo": 0.5, "sigma_hi": 10.0}),
+    "adaptive": ("adaptive_eps_greedy", {"schedule": TINY_PLAN}),
+    "adaptive_budget_patience": ("adaptive_eps_greedy", {"schedule": TINY_PLAN, "target_nfe": 30, "patience": 1}),
 }
 ELITIST = sorted(k for k, (name, params) in CASES.items() if get_algorithm(name, **params).params().get("elitism"))
 LABELS, SEEDS = [2, 7, 1, 8, 2, 8, 1, 8], list(range(20, 28))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from typing import NoReturn
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards import describe_reward, reward_names
+from noisesearch.sampling import EDMSchedule
 from noisesearch.search import algorithm_class, algorithm_names, algorithm_params
 
 
@@ -52,9 +54,19 @@ def algorithm_flags() -> dict[str, Callable[[str], object]]:
     """Every parameter of every registered algorithm, with its parser, as one flag each."""
     flags: dict[str, Callable[[str], object]] = {}
     for name in algorithm_names():
-        for param, default in algorithm_params(name).items():
-            flags[param] = parse_bool if isinstance(default, bool) else type(default)
+        for f in dataclasses.fields(algorithm_class(name)):
+            if f.init:
+                flags[f.name] = flag_parser(f.type if isinstance(f.type, str) else f.type.__name__)
     return flags
+
+
+def flag_parser(annotation: str) -> Callable[[str], object]:
+    """The parser of an algorithm parameter from its type annotation ("int | None" parses ints)."""
+    kinds = [part.strip() for part in annotation.split("|")]
+    for kind, parser in (("bool", parse_bool), ("int", int), ("float", float)):
+        if kind in kinds:
+            return parser
+    return str
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0, help="draws the labels and the sample seeds")
     bench.add_argument("--max-batch", type=int, default=16, help="rows per network call")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    cal = sub.add_parser("calibrate", help="fit a per-step search schedule (K_t, eps_t) from eps-greedy runs")
+    cal.add_argument("--reward", default="classifier", help="reward to calibrate for")
+    cal.add_argument("--out", type=Path, required=True, help="schedule JSON to write")
+    cal.add_argument("--method", default="gain", help="gain (GP-smoothed marginal gains, the default) or binomial "
+                                                      "(the brief's K_t = ceil(K p(t)))")
+    cal.add_argument("--conditions", type=int, default=16, help="calibration conditions (labels drawn from --seed)")
+    cal.add_argument("--seed", type=int, default=0, help="draws the calibration labels; their sample seeds are "
+                                                         "disjoint from every sample and bench seed")
+    cal.add_argument("--N", type=int, default=4, help="candidates per iteration of the calibration runs")
+    cal.add_argument("--K", type=int, default=20, help="iterations per step of the calibration runs")
+    cal.add_argument("--eps", type=float, default=0.4, help="global-draw probability of the calibration runs")
+    cal.add_argument("--target-nfe", type=int, default=None,
+                     help="gain method: calls per image the schedule's K_t spend (default: a third of the "
+                          "calibration runs')")
+    cal.add_argument("--guidance", type=float, default=None, help="as for sample (embedded default 1)")
+    cal.add_argument("--steps", type=int, default=18, help="EDM sampler steps")
+    cal.add_argument("--max-batch", type=int, default=16, help="rows per network call")
+    cal.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     report = sub.add_parser("report", help="write report.md and report.html for a bench run directory")
     report.add_argument("run_dir", type=Path, help="directory written by `noisesearch bench`")
     report.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/report)")
@@ -181,6 +211,24 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"bench {preset.name}: {len(plan(preset))} cells x {preset.labels} labels in {results}")
 
 
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from noisesearch.calibrate import calibrate
+
+    if args.out.is_dir():
+        raise NoiseSearchError(f"--out {args.out} is a directory; give the path of the schedule JSON to write")
+    if not args.out.parent.is_dir():
+        raise NoiseSearchError(f"--out {args.out}: directory {args.out.parent} does not exist")
+    schedule = calibrate(args.reward, args.conditions, args.seed, args.method, args.N, args.K, args.eps,
+                         budget=args.target_nfe, steps=args.steps, guidance=args.guidance,
+                         max_batch=args.max_batch, progress=not args.no_progress)
+    schedule.save(args.out)
+    info = schedule.info
+    print(schedule.table())
+    print(f"calibrated on {info['conditions']} conditions at {info['calibration_nfe_per_condition']:.0f} NFE each "
+          f"({info['calibration_nfe']} NFE in all); schedule: {schedule.nfe(EDMSchedule(steps=args.steps))} "
+          f"calls per image -> {args.out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -189,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_list()
         elif args.command == "bench":
             cmd_bench(args)
+        elif args.command == "calibrate":
+            cmd_calibrate(args)
         elif args.command == "report":
             from noisesearch.experiments.report import write_report
 

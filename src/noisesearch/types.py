@@ -51,7 +51,7 @@ class SearchResult:
 
 
 TRACE_FIELDS = ("condition", "step", "sigma", "iteration", "winner_score", "incumbent_score", "winner_global",
-                "changed")
+                "changed", "mean_score")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class Trace:
 
     sigma is the step's sigma_i; winner_score the best candidate score of the iteration; incumbent_score
     the incumbent's score after the iteration; winner_global whether that winner was a global (fresh
-    standard normal) draw; changed whether the incumbent changed in the iteration.
+    standard normal) draw; changed whether the incumbent changed in the iteration; mean_score the mean
+    score of the iteration's candidates (NaN in traces written before it was recorded).
     """
 
     condition: torch.Tensor
@@ -71,6 +72,7 @@ class Trace:
     incumbent_score: torch.Tensor
     winner_global: torch.Tensor
     changed: torch.Tensor
+    mean_score: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.condition)

@@ -173,7 +173,9 @@ def load_traces(run: Run) -> dict[str, Trace]:
     for path in sorted((run.directory / "traces").glob("eps_greedy*.npz")):
         column = path.name.split("__")[1]
         with np.load(path) as data:
-            traces[column].append({name: data[name] for name in TRACE_FIELDS})
+            rows = len(data["condition"])
+            traces[column].append({name: data[name] if name in data else np.full(rows, np.nan, np.float32)
+                                   for name in TRACE_FIELDS})
     merged = {}
     for column, parts in traces.items():
         for k, part in enumerate(parts):  # keep conditions of different cells apart

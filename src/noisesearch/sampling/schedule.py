@@ -59,21 +59,23 @@ class EDMSchedule:
         """Denoiser calls of each step run once: 2 (Heun), 1 at the last step."""
         return [2 if i < self.steps - 1 else 1 for i in range(self.steps)]
 
-    def nfe_per_step_search(self, proposals: int, full_step: bool = False) -> int:
-        """Calls of one trajectory that scores `proposals` candidates at every searchable step.
+    def search_step_calls(self, i: int, proposals: int, full_step: bool = False) -> int:
+        """Calls of step i when `proposals` candidate noises are scored there (0: the plain step).
 
         Scored on their first call's x0 prediction (1 call each), the chosen one is then stepped reusing
-        that call: proposals + 1 (Heun) per searchable step. Scored after the full step (full_step),
-        each costs 1 + 1 (Heun) and the chosen state is kept: 2·proposals. Other steps cost 2; the last
-        step has no Heun correction."""
+        that call: proposals + 1 (Heun). Scored after the full step (full_step), each costs 1 + 1 (Heun)
+        and the chosen state is kept: 2·proposals. A plain step costs 2; the last step has no Heun
+        correction."""
+        calls = self.step_calls()[i]
+        if proposals == 0:
+            return calls
+        return proposals * calls if full_step else proposals + calls - 1
+
+    def nfe_per_step_search(self, proposals: int, full_step: bool = False) -> int:
+        """Calls of one trajectory that scores `proposals` candidates at every searchable step."""
         searchable = set(self.searchable_steps())
-        total = 0
-        for i, calls in enumerate(self.step_calls()):
-            if i not in searchable:
-                total += calls
-            else:
-                total += proposals * calls if full_step else proposals + calls - 1
-        return total
+        return sum(self.search_step_calls(i, proposals if i in searchable else 0, full_step)
+                   for i in range(self.steps))
 
     def nfe_per_trajectory(self) -> int:
         """Denoiser calls of one full trajectory: 2·steps − 1 (no Heun correction at the last step)."""

@@ -1,9 +1,11 @@
-"""Per-step local noise search: ε-greedy (the brief's Algorithm 1) and zero-order search (ε = 0)."""
+"""Per-step local noise search: ε-greedy (the brief's Algorithm 1) and zero-order search (ε = 0), driven
+by a SearchSchedule (K_t, ε_t, N_t per searchable step)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -13,8 +15,9 @@ from noisesearch.rng import SampleGenerators
 from noisesearch.sampling import EDMSchedule
 from noisesearch.search.base import SearchAlgorithm
 from noisesearch.search.registry import register_algorithm
+from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.search.tracing import TraceRecorder
-from noisesearch.types import Proposal, Trace
+from noisesearch.types import Proposal, SearchResult, Trace
 
 
 def check_positive_int(**values: int) -> None:
@@ -23,87 +26,193 @@ def check_positive_int(**values: int) -> None:
             raise NoiseSearchError(f"{name} must be an integer of at least 1, got {value}")
 
 
-def local_draws(gens: SampleGenerators, pivot: torch.Tensor, n: int, lambda_: float) -> torch.Tensor:
+def local_draws(gens: SampleGenerators, pivot: torch.Tensor, n: int, lambda_: float,
+                which: Sequence[int] | None = None) -> torch.Tensor:
     """n draws p + r·v per condition: v uniform on the unit sphere, r = u·sqrt(2d), u ~ U(0, lambda_)."""
     d = pivot[0].numel()
-    direction = gens.randn(n, *pivot.shape[1:])
+    direction = gens.randn(n, *pivot.shape[1:], which=which)
     direction = direction / direction.flatten(2).norm(dim=2)[:, :, None, None, None]
-    radius = gens.rand(n) * lambda_ * math.sqrt(2 * d)
+    radius = gens.rand(n, which=which) * lambda_ * math.sqrt(2 * d)
     return pivot[:, None] + radius[:, :, None, None, None] * direction
+
+
+def load_schedule(schedule: SearchSchedule | str | None) -> SearchSchedule | None:
+    """A SearchSchedule given as itself or as the path of its JSON file."""
+    return SearchSchedule.load(schedule) if isinstance(schedule, str) else schedule
+
+
+@dataclass(frozen=True)
+class LocalSearch(SearchAlgorithm):
+    """The shared loop of per-step local searches. At each searchable step t, for up to K_t iterations,
+    N_t candidates are drawn — each a global N(0, I) draw with probability ε_t, else a local draw around
+    the pivot — and scored; the best becomes the pivot. K_t = 0 takes the plain sampler step.
+
+    Candidates are scored on the x0 prediction of their first call (score_with="x0"), or after the full
+    Heun step on the correction's x0 prediction (score_with="step", twice the calls). With elitism the
+    incumbent changes only when a candidate strictly beats it; elitism=False is the plain algorithm.
+    Subclasses choose the schedule (`search_schedule`) and, optionally, per-condition iteration limits
+    (`_iterations`) and a patience after which a step stops when its best score has not improved."""
+
+    lambda_: float = 0.15
+    elitism: bool = True
+    score_with: str = "x0"
+
+    def __post_init__(self) -> None:
+        if not self.lambda_ > 0:
+            raise NoiseSearchError(f"lambda_ must be positive, got {self.lambda_}")
+        if self.score_with not in ("x0", "step"):
+            raise NoiseSearchError(f"score_with must be 'x0' or 'step', got '{self.score_with}'")
+
+    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
+        """K_t, ε_t and N_t at every searchable step of `schedule`."""
+        raise NotImplementedError
+
+    @property
+    def stop_patience(self) -> int | None:
+        return None
+
+    def _iterations(self, schedule: EDMSchedule, plan: SearchSchedule, t: int,
+                    extra_calls: torch.Tensor) -> torch.Tensor:
+        """Iteration limit of each condition at searchable step t, given the calls each has spent so far
+        beyond a plain trajectory."""
+        return torch.full_like(extra_calls, plan.K[t])
+
+    def nfe_formula(self, schedule: EDMSchedule) -> int | None:
+        return self.search_schedule(schedule).nfe(schedule, full_step=self.score_with == "step")
+
+    def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
+        """The documented per-step cost applied to the iterations the trace shows at each step."""
+        plan = self.search_schedule(schedule)
+        return iterations_to_calls(schedule, plan, result.trace, len(result.nfe), self.score_with == "step")
+
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
+        schedule = problem.schedule
+        plan = self.search_schedule(schedule)
+        plan.check_matches(schedule)
+        position = {i: t for t, i in enumerate(plan.steps)}
+        gens = problem.generators()
+        recorder = TraceRecorder()
+        x = problem.initial_state(gens.randn(1, *problem.image_shape))
+        extra = torch.zeros(problem.n, dtype=torch.long)
+        full_step = self.score_with == "step"
+        for i in range(schedule.steps):
+            if i not in position:
+                x = problem.step(x, i, None).x_next
+                continue
+            t = position[i]
+            limit = self._iterations(schedule, plan, t, extra)
+            x, done = self._search_step(problem, gens, x, i, plan.N[t], plan.eps[t], limit, recorder)
+            plain = schedule.search_step_calls(i, 0)
+            extra += torch.tensor([schedule.search_step_calls(i, plan.N[t] * n, full_step) - plain
+                                   for n in done.tolist()])
+        return x[:, 0], problem.score(x)[:, 0], recorder.build()
+
+    def _search_step(self, problem: Problem, gens: SampleGenerators, x: torch.Tensor, i: int, N: int, eps: float,
+                     limit: torch.Tensor, recorder: TraceRecorder) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step i for every condition: plain where its limit is 0, searched elsewhere; returns the next
+        state and the iterations run per condition."""
+        x_next = torch.empty_like(x)
+        done = torch.zeros_like(limit)
+        plain = (limit == 0).nonzero().flatten().tolist()
+        if plain:
+            noise = gens.randn(1, *problem.image_shape, which=plain)
+            x_next[plain] = problem.step(x[plain], i, noise, plain).x_next
+        searched = (limit > 0).nonzero().flatten()
+        if len(searched):
+            x_next[searched], done[searched] = self._climb(problem, gens, x[searched], i, N, eps, searched,
+                                                           limit[searched], recorder)
+        return x_next, done
+
+    def _climb(self, problem: Problem, gens: SampleGenerators, x: torch.Tensor, i: int, N: int, eps: float,
+               conditions: torch.Tensor, limit: torch.Tensor, recorder: TraceRecorder
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up to limit[c] iterations of ε-greedy at step i for the given conditions (x: (S, 1, ...))."""
+        shape, s = problem.image_shape, len(conditions)
+        sigma = problem.sampler.sigmas[i].item()
+        pivot = gens.randn(*shape, which=conditions.tolist())
+        best = torch.full((s,), -math.inf)
+        record = torch.full((s,), -math.inf)
+        stale = torch.zeros(s, dtype=torch.long)
+        done = torch.zeros(s, dtype=torch.long)
+        kept = torch.empty(s, 2, *shape)  # the incumbent's (x_hat, x0_hat), or (x_next, x0_next) for "step"
+        patience = self.stop_patience
+        for k in range(1, int(limit.max()) + 1):
+            live = (limit >= k) & (stale < patience if patience else True)
+            if not live.any():
+                break
+            a = live.nonzero().flatten()
+            which = conditions[a].tolist()
+            rows = torch.arange(len(a))
+            is_global = gens.rand(N, which=which) < eps
+            fresh = gens.randn(N, *shape, which=which)
+            candidates = torch.where(is_global[:, :, None, None, None], fresh,
+                                     local_draws(gens, pivot[a], N, self.lambda_, which))
+            proposal = problem.propose(x[a].expand(len(a), N, *shape), i, candidates, which)
+            if self.score_with == "step":
+                out = problem.advance(proposal, which)
+                pair = torch.stack([out.x_next, out.x0_next], dim=2)
+            else:
+                pair = torch.stack([proposal.x_hat, proposal.x0_hat], dim=2)
+            scores = problem.score(pair[:, :, 1], which)
+            win = scores.argmax(dim=1)
+            win_score = scores[rows, win]
+            changed = win_score > best[a] if self.elitism else torch.ones(len(a), dtype=torch.bool)
+            stale[a] = torch.where(win_score > record[a], 0, stale[a] + 1)
+            record[a] = torch.maximum(record[a], win_score)
+            best[a] = torch.where(changed, win_score, best[a])
+            keep = changed[:, None, None, None]
+            pivot[a] = torch.where(keep, candidates[rows, win], pivot[a])
+            kept[a] = torch.where(keep[:, None], pair[rows, win], kept[a])
+            done[a] += 1
+            recorder.record(conditions[a], i, sigma, k, win_score, best[a], is_global[rows, win], changed,
+                            scores.mean(dim=1))
+        if self.score_with == "step":
+            return kept[:, None, 0], done
+        return problem.advance(Proposal(i, kept[:, None, 0], kept[:, None, 1]), conditions.tolist()).x_next, done
+
+
+def iterations_to_calls(schedule: EDMSchedule, plan: SearchSchedule, trace: Trace, conditions: int,
+                        full_step: bool) -> torch.Tensor:
+    """Denoiser calls per condition implied by the iterations a trace records at each searchable step."""
+    calls = torch.zeros(conditions, dtype=torch.long)
+    position = {i: t for t, i in enumerate(plan.steps)}
+    for c in range(conditions):
+        for i in range(schedule.steps):
+            n = int(((trace.condition == c) & (trace.step == i)).sum()) if i in position else 0
+            calls[c] += schedule.search_step_calls(i, plan.N[position[i]] * n if n else 0, full_step)
+    return calls
 
 
 @register_algorithm
 @dataclass(frozen=True)
-class EpsGreedy(SearchAlgorithm):
+class EpsGreedy(LocalSearch):
     """ε-greedy noise search (brief, Algorithm 1): per searchable step, K iterations of N candidates,
-    each a global N(0, I) draw with probability eps, else a local draw around the pivot.
-
-    Candidates are scored on the x0 prediction of their first call (score_with="x0"), or after the full
-    Heun step on the correction's x0 prediction (score_with="step", twice the calls). With elitism the
-    incumbent changes only when a candidate strictly beats it; elitism=False is the plain algorithm."""
+    each a global N(0, I) draw with probability eps, else a local draw around the pivot. Given a
+    `schedule` (a SearchSchedule or the path of its JSON), its K_t, ε_t and N_t replace K, eps and N."""
 
     name = "eps_greedy"
     nfe_doc = ("Σ over steps: N·K + 1 at searchable steps (gamma > 0), 2 elsewhere, 1 less at the last step; "
                "2·N·K at searchable steps with score_with='step'")
     N: int = 4
     K: int = 20
-    lambda_: float = 0.15
     eps: float = 0.4
-    elitism: bool = True
-    score_with: str = "x0"
+    schedule: SearchSchedule | str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive_int(N=self.N, K=self.K)
         if not 0 <= self.eps <= 1:
             raise NoiseSearchError(f"eps must lie in [0, 1], got {self.eps}")
-        if not self.lambda_ > 0:
-            raise NoiseSearchError(f"lambda_ must be positive, got {self.lambda_}")
-        if self.score_with not in ("x0", "step"):
-            raise NoiseSearchError(f"score_with must be 'x0' or 'step', got '{self.score_with}'")
+        object.__setattr__(self, "schedule", load_schedule(self.schedule))
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int:
-        return schedule.nfe_per_step_search(self.N * self.K, full_step=self.score_with == "step")
+    def params(self) -> dict:
+        params = super().params()
+        if params.get("schedule") is not None:
+            params["schedule"] = params["schedule"].to_dict()
+        return params
 
-    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
-        gens = problem.generators()
-        shape, c = problem.image_shape, problem.n
-        rows = torch.arange(c)
-        recorder = TraceRecorder()
-        x = problem.initial_state(gens.randn(1, *shape))
-        searchable = set(problem.schedule.searchable_steps())
-        for i in range(problem.schedule.steps):
-            if i not in searchable:
-                x = problem.step(x, i, None).x_next
-                continue
-            pivot = gens.randn(*shape)
-            best = torch.full((c,), -math.inf)
-            kept = torch.empty(c, 2, *shape)  # the incumbent's (x_hat, x0_hat), or (x_next, x0_next) for "step"
-            for k in range(1, self.K + 1):
-                is_global = gens.rand(self.N) < self.eps
-                fresh = gens.randn(self.N, *shape)
-                candidates = torch.where(is_global[:, :, None, None, None], fresh,
-                                         local_draws(gens, pivot, self.N, self.lambda_))
-                proposal = problem.propose(x.expand(c, self.N, *shape), i, candidates)
-                if self.score_with == "step":
-                    out = problem.advance(proposal)
-                    pair = torch.stack([out.x_next, out.x0_next], dim=2)
-                else:
-                    pair = torch.stack([proposal.x_hat, proposal.x0_hat], dim=2)
-                scores = problem.score(pair[:, :, 1])
-                win = scores.argmax(dim=1)
-                win_score = scores[rows, win]
-                changed = win_score > best if self.elitism else torch.ones(c, dtype=torch.bool)
-                best = torch.where(changed, win_score, best)
-                keep = changed[:, None, None, None]
-                pivot = torch.where(keep, candidates[rows, win], pivot)
-                kept = torch.where(keep[:, None], pair[rows, win], kept)
-                recorder.record(rows, i, problem.sampler.sigmas[i].item(), k, win_score, best,
-                                is_global[rows, win], changed)
-            if self.score_with == "step":
-                x = kept[:, None, 0]
-            else:
-                x = problem.advance(Proposal(i, kept[:, None, 0], kept[:, None, 1])).x_next
-        return x[:, 0], problem.score(x)[:, 0], recorder.build()
+    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
+        return self.schedule or SearchSchedule.uniform(schedule, self.K, self.eps, self.N)
 
 
 @register_algorithm
@@ -113,3 +222,7 @@ class ZeroOrder(EpsGreedy):
 
     name = "zero_order"
     eps: float = field(default=0.0, init=False)
+
+    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
+        plan = super().search_schedule(schedule)
+        return replace(plan, eps=(0.0,) * len(plan.steps))

@@ -14,19 +14,21 @@ class TraceRecorder:
         self._rows: dict[str, list[torch.Tensor]] = {name: [] for name in TRACE_FIELDS}
 
     def record(self, conditions: torch.Tensor, step: int, sigma: float, iteration: int, winner_score: torch.Tensor,
-               incumbent_score: torch.Tensor, winner_global: torch.Tensor, changed: torch.Tensor) -> None:
+               incumbent_score: torch.Tensor, winner_global: torch.Tensor, changed: torch.Tensor,
+               mean_score: torch.Tensor) -> None:
         n = len(conditions)
         values = {
             "condition": conditions, "step": torch.full((n,), step), "sigma": torch.full((n,), float(sigma)),
             "iteration": torch.full((n,), iteration), "winner_score": winner_score,
             "incumbent_score": incumbent_score, "winner_global": winner_global, "changed": changed,
+            "mean_score": mean_score,
         }
         for name, value in values.items():
             self._rows[name].append(value.detach().clone())
 
     def build(self) -> Trace:
         empty = {"winner_global": torch.bool, "changed": torch.bool, "sigma": torch.float32,
-                 "winner_score": torch.float32, "incumbent_score": torch.float32}
+                 "winner_score": torch.float32, "incumbent_score": torch.float32, "mean_score": torch.float32}
         return Trace(**{name: torch.cat(rows) if rows else torch.zeros(0, dtype=empty.get(name, torch.long))
                         for name, rows in self._rows.items()})
 

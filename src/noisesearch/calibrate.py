@@ -1,0 +1,64 @@
+"""calibrate(): run ε-greedy on calibration conditions and fit a SearchSchedule from its traces."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from noisesearch.api import draw_labels, search
+from noisesearch.errors import NoiseSearchError
+from noisesearch.sampling import EDMSchedule
+from noisesearch.search.allocation import allocate_iterations
+from noisesearch.search.calibration import fit_binomial, fit_eps, fit_gains
+from noisesearch.search.step_schedule import SearchSchedule
+
+CALIBRATION_SEED_BASE = 2**50  # calibration samples use seeds from here on; bench and sample seeds stay far below
+METHODS = ("gain", "binomial")
+
+
+def calibration_seeds(seed: int, n: int) -> list[int]:
+    """Sample seeds of n calibration conditions: disjoint from every evaluation seed of `sample` and `bench`."""
+    return [CALIBRATION_SEED_BASE + seed * 1_000_000 + i for i in range(n)]
+
+
+def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, method: str = "gain",
+              N: int = 4, K: int = 20, eps: float = 0.4, lambda_: float = 0.15, budget: int | None = None,
+              steps: int = 18, **search_args: Any) -> SearchSchedule:
+    """Fit a search schedule for `reward` from ε-greedy (N, K, eps) runs on `conditions` calibration
+    conditions (labels drawn from `seed`, seeds disjoint from any evaluation run).
+
+    method "gain": K_t spends `budget` calls per image (default: a third of the calibration run's) where
+    the calibrated marginal gain per call is largest; "binomial": K_t = ceil(K·p(t)) (the brief). Both
+    fit ε_t from the improvements and keep the gains, so a budget can be given later. `search_args` go
+    to `search` (guidance, max_batch, progress, denoiser, ...)."""
+    if method not in METHODS:
+        raise NoiseSearchError(f"unknown calibration method '{method}': choose one of {', '.join(METHODS)}")
+    if not isinstance(conditions, int) or conditions < 2:
+        raise NoiseSearchError(f"calibration needs at least 2 conditions, got {conditions}")
+    schedule = EDMSchedule(steps=steps)
+    result = search("eps_greedy", reward, labels=draw_labels(conditions, seed),
+                    seeds=calibration_seeds(seed, conditions), schedule=schedule, N=N, K=K, eps=eps,
+                    lambda_=lambda_, elitism=True, **search_args)
+    trace = result.trace
+    if trace is None or len(trace) == 0:
+        raise NoiseSearchError("the calibration run searched no step (does the sampler schedule inject noise?)")
+    gains = fit_gains(trace)
+    calls = schedule.nfe_per_step_search(N * K)
+    if method == "binomial":
+        K_t = fit_binomial(trace, K)
+    else:
+        budget = math.ceil(calls / 3) if budget is None else budget
+        steps_ = schedule.searchable_steps()
+        first = [schedule.search_step_calls(i, N) - schedule.search_step_calls(i, 0) for i in steps_]
+        then = [schedule.search_step_calls(i, 2 * N) - schedule.search_step_calls(i, N) for i in steps_]
+        K_t = allocate_iterations(gains, first, then, budget - schedule.nfe_per_trajectory())
+    info = {
+        "method": method, "reward": reward, "conditions": conditions, "seed": seed, "N": N, "K": K, "eps": eps,
+        "lambda_": lambda_, "budget": budget if method == "gain" else None,
+        "calibration_nfe": int(result.nfe.sum()), "calibration_nfe_per_condition": float(result.nfe.double().mean()),
+        "calibration_reward": float(result.rewards.mean()),
+        **({"calibration_evaluator": float(result.evaluator_rewards.mean())}
+           if result.evaluator_rewards is not None else {}),
+    }
+    return SearchSchedule.uniform(schedule, K_t, fit_eps(trace, eps), N,
+                                  gains=tuple(tuple(row) for row in gains), info=info)

@@ -1,0 +1,125 @@
+"""ε-greedy with per-step effort: the brief's σ window (J.1) and the calibrated, budgeted adaptive search."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.sampling import EDMSchedule
+from noisesearch.search.allocation import allocate_iterations, marginal_gain
+from noisesearch.search.local import LocalSearch, check_positive_int, load_schedule
+from noisesearch.search.registry import register_algorithm
+from noisesearch.search.step_schedule import SearchSchedule
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class EpsGreedyWindow(LocalSearch):
+    """ε-greedy with K_in iterations at the searchable steps with sigma_lo <= σ_i <= sigma_hi and K_out
+    elsewhere (the brief's J.1 proof of concept: K = 20 inside 0.01 <= σ <= 1, K = 1 outside)."""
+
+    name = "eps_greedy_window"
+    nfe_doc = "Σ over steps: N·K_t + 1 at searchable steps (K_t = K_in inside the window, K_out outside), 2 elsewhere"
+    N: int = 4
+    eps: float = 0.4
+    sigma_lo: float = 0.01
+    sigma_hi: float = 1.0
+    K_in: int = 20
+    K_out: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_int(N=self.N, K_in=self.K_in)
+        if not isinstance(self.K_out, int) or self.K_out < 0:
+            raise NoiseSearchError(f"K_out must be an integer >= 0, got {self.K_out}")
+        if not 0 <= self.sigma_lo <= self.sigma_hi:
+            raise NoiseSearchError(f"need 0 <= sigma_lo <= sigma_hi, got {self.sigma_lo} and {self.sigma_hi}")
+        if not 0 <= self.eps <= 1:
+            raise NoiseSearchError(f"eps must lie in [0, 1], got {self.eps}")
+
+    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
+        sigmas = schedule.sigmas()
+        K = [self.K_in if self.sigma_lo <= float(sigmas[i]) <= self.sigma_hi else self.K_out
+             for i in schedule.searchable_steps()]
+        return SearchSchedule.uniform(schedule, K, self.eps, self.N)
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class AdaptiveEpsGreedy(LocalSearch):
+    """ε-greedy under a calibrated SearchSchedule (`noisesearch calibrate`): ε_t and N_t per step from
+    the schedule; K_t from the schedule, or — given `target_nfe` (denoiser calls per image, before
+    the ×2 of classifier-free guidance) — spread over the steps by the schedule's expected marginal gains. Online early
+    stopping: a step ends once its best score has not improved for `patience` iterations, or when the
+    expected gain of another iteration is not above `min_gain`; with a budget, calls a condition saves
+    are re-spent on its later steps. The budget is never exceeded."""
+
+    name = "adaptive_eps_greedy"
+    nfe_doc = "at most `target_nfe`; without one, Σ over steps: N_t·K_t + 1 at searchable steps, 2 elsewhere"
+    schedule: SearchSchedule | str | None = None
+    target_nfe: int | None = None
+    patience: int | None = None
+    min_gain: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        plan = load_schedule(self.schedule)
+        if plan is None:
+            raise NoiseSearchError("adaptive_eps_greedy needs a search schedule: make one with "
+                                   "`noisesearch calibrate --reward R --out schedule.json` and pass its path")
+        object.__setattr__(self, "schedule", plan)
+        if self.target_nfe is not None:
+            check_positive_int(target_nfe=self.target_nfe)
+            if plan.gains is None:
+                raise NoiseSearchError("target_nfe needs a schedule with calibrated gains (made by `noisesearch "
+                                       "calibrate --method gain`)")
+        if self.patience is not None:
+            check_positive_int(patience=self.patience)
+        if not math.isfinite(self.min_gain):
+            raise NoiseSearchError(f"min_gain must be a finite number, got {self.min_gain}")
+
+    def params(self) -> dict:
+        return {**super().params(), "schedule": self.schedule.to_dict()}
+
+    @property
+    def stop_patience(self) -> int | None:
+        return self.patience
+
+    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
+        plan = self.schedule
+        if plan.gains is None or self.target_nfe is not None:
+            return plan
+        K = [next((j - 1 for j in range(1, k + 1) if marginal_gain(row, j) <= self.min_gain), k)
+             for k, row in zip(plan.K, plan.gains, strict=True)]
+        return plan.with_K(K)
+
+    def nfe_formula(self, schedule: EDMSchedule) -> int | None:
+        if self.target_nfe is not None or self.patience is not None:
+            return None
+        return super().nfe_formula(schedule)
+
+    def nfe_estimate(self, schedule: EDMSchedule) -> int:
+        return self.target_nfe if self.target_nfe is not None else super().nfe_formula(schedule)
+
+    def _iterations(self, schedule: EDMSchedule, plan: SearchSchedule, t: int,
+                    extra_calls: torch.Tensor) -> torch.Tensor:
+        """With a budget: per condition, the first entry of the allocation of its remaining budget over
+        steps t, t+1, ... (so calls saved by early stopping are re-spent later)."""
+        if self.target_nfe is None:
+            return super()._iterations(schedule, plan, t, extra_calls)
+        full_step = self.score_with == "step"
+        first, then = [], []
+        for i, N in zip(plan.steps[t:], plan.N[t:], strict=True):
+            once = schedule.search_step_calls(i, N, full_step)
+            first.append(once - schedule.search_step_calls(i, 0))
+            then.append(schedule.search_step_calls(i, 2 * N, full_step) - once)
+        left = self.target_nfe - schedule.nfe_per_trajectory()
+        if left < 0:
+            raise NoiseSearchError(f"target_nfe {self.target_nfe} is below one plain sampler trajectory "
+                                   f"({schedule.nfe_per_trajectory()} calls)")
+        K = {spent: allocate_iterations(plan.gains[t:], first, then, left - spent, self.min_gain)[0]
+             for spent in set(extra_calls.tolist())}
+        return torch.tensor([K[spent] for spent in extra_calls.tolist()])

@@ -1,0 +1,122 @@
+"""Per-step search schedules: how many local-search iterations (K_t), which mixture weight (ε_t) and how
+many candidates (N_t) to use at each searchable sampler step, with the calibration data behind them."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.sampling import EDMSchedule
+
+SCHEDULE_FORMAT = "noisesearch.search_schedule/1"
+
+
+@dataclass(frozen=True)
+class SearchSchedule:
+    """K_t, ε_t and N_t per searchable step of one sampler schedule (`steps` are sampler step indices,
+    `sigmas` their σ_i). `gains[t][k-1]`, when present, is the expected reward gain of iteration k at
+    step t (k = 1: best of N_t over a single draw); the budget allocator and early stopping use it.
+    `info` records how the schedule was made (method, reward, calibration cost)."""
+
+    steps: tuple[int, ...]
+    sigmas: tuple[float, ...]
+    K: tuple[int, ...]
+    eps: tuple[float, ...]
+    N: tuple[int, ...]
+    gains: tuple[tuple[float, ...], ...] | None = None
+    info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.steps)
+        columns = {"sigmas": self.sigmas, "K": self.K, "eps": self.eps, "N": self.N}
+        if self.gains is not None:
+            columns["gains"] = self.gains
+        for name, values in columns.items():
+            if len(values) != n:
+                raise NoiseSearchError(f"schedule: {name} has {len(values)} entries for {n} steps")
+        if any(not isinstance(k, int) or k < 0 for k in self.K):
+            raise NoiseSearchError(f"schedule: every K_t must be an integer >= 0, got {list(self.K)}")
+        if any(not isinstance(m, int) or m < 1 for m in self.N):
+            raise NoiseSearchError(f"schedule: every N_t must be an integer >= 1, got {list(self.N)}")
+        if any(not 0 <= e <= 1 for e in self.eps):
+            raise NoiseSearchError(f"schedule: every eps_t must lie in [0, 1], got {list(self.eps)}")
+        if self.gains is not None and any(not all(math.isfinite(g) for g in row) for row in self.gains):
+            raise NoiseSearchError("schedule: gains must be finite numbers")
+
+    @classmethod
+    def uniform(cls, schedule: EDMSchedule, K: int | Sequence[int], eps: float | Sequence[float],
+                N: int | Sequence[int], **kwargs: Any) -> SearchSchedule:
+        """The same (or the given per-step) K, ε and N at every searchable step of `schedule`."""
+        steps = schedule.searchable_steps()
+        sigmas = schedule.sigmas()
+
+        def per_step(value: Any) -> tuple:
+            return tuple(value) if isinstance(value, Sequence) else (value,) * len(steps)
+
+        return cls(tuple(steps), tuple(float(sigmas[i]) for i in steps), per_step(K), per_step(eps), per_step(N),
+                   **kwargs)
+
+    def with_K(self, K: Sequence[int]) -> SearchSchedule:
+        return replace(self, K=tuple(int(k) for k in K))
+
+    def nfe(self, schedule: EDMSchedule, full_step: bool = False) -> int:
+        """Denoiser calls per image of ε-greedy under this schedule (without early stopping)."""
+        self.check_matches(schedule)
+        proposals = {i: self.N[t] * self.K[t] for t, i in enumerate(self.steps)}
+        return sum(schedule.search_step_calls(i, proposals.get(i, 0), full_step) for i in range(schedule.steps))
+
+    def check_matches(self, schedule: EDMSchedule) -> None:
+        """A one-line error unless this schedule was made for the searchable steps of `schedule`."""
+        sigmas = schedule.sigmas()
+        ours = [round(s, 5) for s in self.sigmas]
+        theirs = [round(float(sigmas[i]), 5) for i in schedule.searchable_steps()]
+        if list(self.steps) != schedule.searchable_steps() or ours != theirs:
+            raise NoiseSearchError(f"the search schedule was made for searchable sigmas {ours}, but this sampler's "
+                                   f"are {theirs}; calibrate again for this sampler schedule")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["gains"] = [list(row) for row in self.gains] if self.gains is not None else None
+        return {"format": SCHEDULE_FORMAT, **{k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSchedule:
+        if data.get("format") != SCHEDULE_FORMAT:
+            raise NoiseSearchError(f"not a search schedule (expected format '{SCHEDULE_FORMAT}')")
+        try:
+            gains = data.get("gains")
+            return cls(tuple(int(s) for s in data["steps"]), tuple(float(s) for s in data["sigmas"]),
+                       tuple(int(k) for k in data["K"]), tuple(float(e) for e in data["eps"]),
+                       tuple(int(n) for n in data["N"]),
+                       tuple(tuple(float(g) for g in row) for row in gains) if gains is not None else None,
+                       dict(data.get("info", {})))
+        except (KeyError, TypeError, ValueError) as err:
+            raise NoiseSearchError(f"malformed search schedule: {err}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> SearchSchedule:
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as err:
+            raise NoiseSearchError(f"cannot read search schedule '{path}': {err.strerror}") from None
+        except json.JSONDecodeError as err:
+            raise NoiseSearchError(f"search schedule '{path}' is not JSON: {err.msg} (line {err.lineno})") from None
+        return cls.from_dict(data)
+
+    def table(self) -> str:
+        """A plain-text table, one row per searchable step."""
+        lines = [f"{'step':>4} {'sigma':>9} {'K_t':>4} {'eps_t':>6} {'N_t':>4}" + ("  gain(k=1)" if self.gains else "")]
+        for t, i in enumerate(self.steps):
+            row = f"{i:>4} {self.sigmas[t]:>9.4f} {self.K[t]:>4} {self.eps[t]:>6.3f} {self.N[t]:>4}"
+            if self.gains:
+                row += f"  {self.gains[t][0]:>9.5f}" if self.gains[t] else f"  {'-':>9}"
+            lines.append(row)
+        return "\n".join(lines)

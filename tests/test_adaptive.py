@@ -1,0 +1,220 @@
+"""Search schedules, their calibration from traces, the budget allocator and the adaptive algorithms."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_problem
+from test_contract import TINY_PLAN
+
+from noisesearch import EDMSchedule, NoiseSearchError, get_algorithm
+from noisesearch.cli import main
+from noisesearch.search.allocation import allocate_iterations, marginal_gain
+from noisesearch.search.calibration import fit_binomial, fit_eps, fit_gains
+from noisesearch.search.step_schedule import SearchSchedule
+from noisesearch.types import Trace
+
+LABELS, SEEDS = [3, 1, 4, 1, 5], [50, 51, 52, 53, 54]
+
+
+def synthetic_trace(incumbent: np.ndarray, baseline: np.ndarray, global_took: np.ndarray,
+                    local_took: np.ndarray | None = None, sigmas=None) -> Trace:
+    """A trace of S steps × C conditions × K iterations from per-(step, condition, iteration) arrays."""
+    S, C, K = incumbent.shape
+    local_took = np.zeros_like(global_took) if local_took is None else local_took
+    sigmas = np.geomspace(10, 0.1, S) if sigmas is None else sigmas
+    s, c, k = np.meshgrid(np.arange(S), np.arange(C), np.arange(1, K + 1), indexing="ij")
+    changed = global_took | local_took
+    changed[:, :, 0] = True
+    mean = np.broadcast_to(baseline[:, :, None], (S, C, K))
+    return Trace(condition=torch.tensor(c.ravel()), step=torch.tensor(s.ravel() + 2),
+                 sigma=torch.tensor(np.asarray(sigmas)[s.ravel()], dtype=torch.float32),
+                 iteration=torch.tensor(k.ravel()), winner_score=torch.tensor(incumbent.ravel(), dtype=torch.float32),
+                 incumbent_score=torch.tensor(incumbent.ravel(), dtype=torch.float32),
+                 winner_global=torch.tensor(global_took.ravel()), changed=torch.tensor(changed.ravel()),
+                 mean_score=torch.tensor(mean.ravel(), dtype=torch.float32))
+
+
+def test_fit_binomial_recovers_the_known_p():
+    S, C, K = 3, 4, 10
+    took = np.zeros((S, C, K), dtype=bool)
+    took[0, :, 9] = True  # k − 1 = 9 for every condition: k̄ = 9, p = 0.9, K_t = 9
+    took[1, :2, 3] = True  # k̄ = 3 for two conditions, 0 (no global take) for two: mean 1.5, K_t = 2
+    # step 2: no global draw ever took the incumbent: p = 0, K_t = 1 (the floor)
+    trace = synthetic_trace(np.zeros((S, C, K)), np.zeros((S, C)), took)
+    assert fit_binomial(trace, K) == [9, 2, 1]
+
+
+def test_fit_eps_follows_which_draws_improved():
+    S, C, K = 3, 5, 8
+    global_took = np.zeros((S, C, K), dtype=bool)
+    local_took = np.zeros((S, C, K), dtype=bool)
+    global_took[0, :, 1:] = True  # only global draws improve
+    local_took[1, :, 1:] = True  # only local draws improve
+    global_took[2, :, 1:4], local_took[2, :, 4:] = True, True  # 15 global, 20 local improvements
+    eps = fit_eps(synthetic_trace(np.zeros((S, C, K)), np.zeros((S, C)), global_took, local_took), eps=0.4)
+    assert eps[0] > 0.95 and eps[1] < 0.05
+    expected = (16 / 0.4) / (16 / 0.4 + 21 / 0.6)  # the formula with one pseudo-count each
+    assert eps[2] == pytest.approx(expected)
+    with pytest.raises(NoiseSearchError):
+        fit_eps(synthetic_trace(np.zeros((S, C, K)), np.zeros((S, C)), global_took), eps=0.0)
+
+
+def saturating(S=5, C=6, K=12, seed=0):
+    """Incumbent curves baseline + A_s (1 − 0.7^k) with A largest at the middle step, plus noise."""
+    rng = np.random.default_rng(seed)
+    A = np.array([0.05, 0.2, 0.4, 0.2, 0.05])[:S]
+    k = np.arange(1, K + 1)
+    baseline = rng.normal(0.3, 0.05, (S, C))
+    incumbent = baseline[:, :, None] + A[:, None, None] * (1 - 0.7 ** k) + rng.normal(0, 0.002, (S, C, K))
+    return A, k, incumbent, baseline
+
+
+def test_fit_gains_without_smoothing_is_the_mean_marginal_gain():
+    A, k, incumbent, baseline = saturating()
+    gains = np.array(fit_gains(synthetic_trace(incumbent, baseline, np.zeros(incumbent.shape, bool)), smooth=False))
+    exact = A[:, None] * (0.3 * 0.7 ** (k - 1))
+    assert np.abs(gains - exact).max() < 0.01
+    assert (np.diff(gains, axis=1) <= 1e-12).all() and (gains >= 0).all()
+
+
+def test_gp_fit_of_gains_is_close_to_the_truth_and_keeps_the_step_order():
+    A, k, incumbent, baseline = saturating()
+    gains = np.array(fit_gains(synthetic_trace(incumbent, baseline, np.zeros(incumbent.shape, bool))))
+    exact = A[:, None] * (0.3 * 0.7 ** (k - 1))
+    assert np.abs(gains - exact).max() < 0.03
+    assert (np.diff(gains, axis=1) <= 1e-12).all() and (gains >= 0).all()
+    first = gains[:, 0]
+    assert first.argmax() == 2 and first[2] > first[1] > first[0]
+
+
+def test_allocator_never_exceeds_the_budget_and_spends_it_where_gain_per_call_is_largest():
+    rng = random.Random(0)
+    for _ in range(200):
+        S = rng.randint(1, 6)
+        gains = [sorted((rng.random() for _ in range(rng.randint(1, 8))), reverse=True) for _ in range(S)]
+        N = [rng.randint(1, 5) for _ in range(S)]
+        first, then = [n - 1 for n in N], N
+        extra = rng.randint(0, 80)
+        K = allocate_iterations(gains, first, then, extra)
+        spent = sum(first[t] + then[t] * (K[t] - 1) for t in range(S) if K[t])
+        assert spent <= extra
+        # nothing affordable is left undone: every step's next iteration costs more than what remains
+        assert all(K[t] >= 1000 or (first[t] if K[t] == 0 else then[t]) > extra - spent for t in range(S))
+    # one step with large gains takes everything before a step with small ones gets any
+    K = allocate_iterations([[1.0] * 10, [0.01] * 10], [3, 3], [4, 4], 3 + 4 * 4)
+    assert K == [5, 0]
+    assert allocate_iterations([[0.5, 0.4], [0.3]], [1, 1], [2, 2], 100, min_gain=0.35) == [2, 0]
+    with pytest.raises(NoiseSearchError):
+        allocate_iterations([[1.0]], [1], [2], -1)
+
+
+def test_marginal_gain_extends_a_row_by_its_decay_and_never_grows():
+    row = [0.8, 0.4, 0.2, 0.1]
+    assert marginal_gain(row, 2) == 0.4
+    assert marginal_gain(row, 5) == pytest.approx(0.1 * (0.1 / 0.4) ** 0.5)
+    assert marginal_gain([0.1, 0.2], 3) <= 0.2 and marginal_gain([], 1) == 0.0
+
+
+def test_schedule_json_round_trip_and_table(tmp_path):
+    path = tmp_path / "schedule.json"
+    plan = SearchSchedule(**{**TINY_PLAN.__dict__, "info": {"method": "gain", "reward": "brightness"}})
+    plan.save(path)
+    loaded = SearchSchedule.load(path)
+    assert loaded == plan and loaded.info == plan.info
+    table = loaded.table().splitlines()
+    assert len(table) == 1 + len(plan.steps) and table[1].split()[:5] == ["1", "24.4083", "2", "1.000", "2"]
+    path.write_text(json.dumps({**plan.to_dict(), "K": [1, 2]}))
+    with pytest.raises(NoiseSearchError, match="K has 2 entries for 4 steps"):
+        SearchSchedule.load(path)
+    path.write_text("{")
+    with pytest.raises(NoiseSearchError, match="not JSON"):
+        SearchSchedule.load(path)
+
+
+def test_eps_greedy_with_a_uniform_schedule_is_plain_eps_greedy(denoiser):
+    plan = SearchSchedule.uniform(EDMSchedule(steps=6), K=3, eps=0.4, N=2)
+    a = get_algorithm("eps_greedy", N=2, K=3).run(make_problem(denoiser, LABELS, SEEDS))
+    b = get_algorithm("eps_greedy", schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
+    assert torch.equal(a.images, b.images) and torch.equal(a.nfe, b.nfe)
+
+
+def test_window_searches_only_inside_its_sigma_range(denoiser):
+    algo = get_algorithm("eps_greedy_window", N=2, K_in=3, K_out=1, sigma_lo=0.5, sigma_hi=10.0)
+    plan = algo.search_schedule(EDMSchedule(steps=6))
+    assert [(round(s, 2), k) for s, k in zip(plan.sigmas, plan.K, strict=True)] == [
+        (24.41, 1), (5.84, 3), (0.97, 3), (0.09, 1)]
+    result = algo.run(make_problem(denoiser, LABELS, SEEDS))
+    assert set(torch.unique(result.trace.step).tolist()) == {1, 2, 3, 4}
+    assert int(result.nfe[0]) == algo.nfe_formula(EDMSchedule(steps=6)) == 2 + 3 + 7 + 7 + 3 + 1
+
+
+def test_adaptive_target_nfe_is_spent_but_never_exceeded(denoiser):
+    for target in (11, 14, 30, 60):
+        algo = get_algorithm("adaptive_eps_greedy", schedule=TINY_PLAN, target_nfe=target)
+        result = algo.run(make_problem(denoiser, LABELS, SEEDS))
+        assert int(result.nfe.max()) <= target
+        assert int(result.nfe.min()) >= target - 3  # at most one iteration's cost (N_t <= 3) left unspent
+    with pytest.raises(NoiseSearchError, match="below one plain sampler trajectory"):
+        get_algorithm("adaptive_eps_greedy", schedule=TINY_PLAN, target_nfe=10).run(make_problem(denoiser, [1], [1]))
+
+
+def test_patience_stops_steps_early_and_the_saved_calls_are_spent_later(denoiser):
+    plan = SearchSchedule.uniform(EDMSchedule(steps=6), K=6, eps=0.4, N=2, gains=((0.1,) * 6,) * 4)
+    fixed = get_algorithm("adaptive_eps_greedy", schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
+    stopping = get_algorithm("adaptive_eps_greedy", schedule=plan, patience=1).run(
+        make_problem(denoiser, LABELS, SEEDS))
+    assert (stopping.nfe < fixed.nfe).all()
+    budgeted = get_algorithm("adaptive_eps_greedy", schedule=plan, target_nfe=40, patience=1).run(
+        make_problem(denoiser, LABELS, SEEDS))
+    trace = budgeted.trace
+    last = trace.step == 4
+    # the last searched step inherits what early stops saved: it runs more iterations than the first plan gave it
+    first_plan = allocate_iterations([[0.1] * 6] * 4, [1] * 4, [2] * 4, 40 - 11)
+    assert int(trace.iteration[last].max()) > first_plan[-1]
+    assert int(budgeted.nfe.max()) <= 40
+
+
+def test_adaptive_needs_a_schedule_that_fits_the_sampler(denoiser, tmp_path):
+    with pytest.raises(NoiseSearchError, match="noisesearch calibrate"):
+        get_algorithm("adaptive_eps_greedy")
+    with pytest.raises(NoiseSearchError, match="calibrate again"):
+        get_algorithm("adaptive_eps_greedy", schedule=TINY_PLAN).run(make_problem(denoiser, [1], [1], steps=8))
+    no_gains = SearchSchedule.uniform(EDMSchedule(steps=6), K=1, eps=0.4, N=2)
+    with pytest.raises(NoiseSearchError, match="calibrated gains"):
+        get_algorithm("adaptive_eps_greedy", schedule=no_gains, target_nfe=50)
+    with pytest.raises(NoiseSearchError, match="cannot read search schedule"):
+        get_algorithm("adaptive_eps_greedy", schedule=str(tmp_path / "missing.json"))
+
+
+def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
+    from noisesearch.calibrate import calibrate
+
+    plan = calibrate("brightness", conditions=3, N=2, K=4, steps=6, denoiser=denoiser, evaluator=None)
+    assert plan.steps == tuple(EDMSchedule(steps=6).searchable_steps())
+    assert len(plan.gains) == len(plan.steps) and all(len(row) == 4 for row in plan.gains)
+    assert all(0 < e < 1 for e in plan.eps)
+    info = plan.info
+    assert info["calibration_nfe"] == 3 * EDMSchedule(steps=6).nfe_per_step_search(8)
+    assert plan.nfe(EDMSchedule(steps=6)) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
+    binomial = calibrate("brightness", conditions=3, N=2, K=4, steps=6, method="binomial", denoiser=denoiser,
+                         evaluator=None)
+    assert all(1 <= k <= 4 for k in binomial.K)
+    path = tmp_path / "plan.json"
+    plan.save(path)
+    result = get_algorithm("adaptive_eps_greedy", schedule=str(path)).run(make_problem(denoiser, LABELS, SEEDS))
+    assert int(result.nfe[0]) == plan.nfe(EDMSchedule(steps=6))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["calibrate", "--out", "."], "is a directory"),
+    (["calibrate", "--out", "no/such/dir/s.json"], "does not exist"),
+    (["calibrate", "--out", "s.json", "--method", "magic"], "unknown calibration method"),
+])
+def test_calibrate_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
