@@ -99,3 +99,63 @@ def test_preset_file_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(Exception, match="not valid JSON"):
         get_preset(str(bad))
+
+
+ADAPTIVE_PRESET = {
+    "description": "calibration and adaptive runs on the tiny model",
+    "labels": 3, "repeats": 1, "steps": 6,
+    "calibration": {"conditions": 2, "N": 2, "K": 3},
+    "rewards": [{"name": "brightness", "reward": "brightness"},
+                {"name": "compressibility", "reward": "compressibility"}],
+    "runs": [{"algorithm": "naive"},
+             {"algorithm": "adaptive_eps_greedy", "params": {"schedule": "calibrated", "target_nfe": 20}},
+             {"algorithm": "adaptive_eps_greedy", "params": {"schedule": "calibrated:brightness", "target_nfe": 20}}],
+}
+
+
+def test_bench_calibrates_each_needed_column_once_and_runs_calibrated_schedules(tmp_path):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.presets import Preset
+
+    preset = Preset.from_dict("adaptive_small", ADAPTIVE_PRESET)
+    assert preset.calibrated_columns() == ["brightness", "compressibility"]
+    run_bench(preset, tmp_path / "run", progress=False, model_loader=tiny_denoiser)
+    schedules = sorted(p.name for p in (tmp_path / "run" / "schedules").iterdir())
+    assert schedules == ["brightness.json", "compressibility.json"]
+    info = json.loads((tmp_path / "run" / "schedules" / "brightness.json").read_text())["info"]
+    assert info["reward"] == "brightness" and info["conditions"] == 2 and info["calibration_nfe"] > 0
+    records = read_results(tmp_path / "run" / "results.jsonl")
+    assert len(records) == 3 * 2 * 3
+    assert all(r["nfe"] <= 20 for r in records if r["algorithm"] == "adaptive_eps_greedy")
+    stamp = (tmp_path / "run" / "schedules" / "brightness.json").stat().st_mtime_ns
+    run_bench(preset, tmp_path / "run", progress=False, model_loader=tiny_denoiser)
+    assert (tmp_path / "run" / "schedules" / "brightness.json").stat().st_mtime_ns == stamp
+    assert len(read_results(tmp_path / "run" / "results.jsonl")) == len(records)
+    from noisesearch.experiments.report import write_report
+
+    text = write_report(tmp_path / "run")[0].read_text()
+    assert "Adaptive ε-greedy at matched compute" in text and "| brightness | gain | 2 |" in text
+
+
+def test_reuse_copies_identical_cells_from_another_run(tmp_path):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.presets import Preset
+
+    small = {**SMALL_PRESET["small"], "repeats": 1, "runs": SMALL_PRESET["small"]["runs"][:2]}
+    run_bench(Preset.from_dict("a", small), tmp_path / "a", progress=False, model_loader=tiny_denoiser)
+    wider = {**small, "labels": 3, "runs": [*small["runs"], {"algorithm": "best_of_n", "params": {"N": 2}}]}
+    fresh = run_bench(Preset.from_dict("b", wider), tmp_path / "fresh", progress=False, model_loader=tiny_denoiser)
+    reused = run_bench(Preset.from_dict("b", wider), tmp_path / "b", progress=False, model_loader=tiny_denoiser,
+                       reuse=[tmp_path / "a"])
+    records = read_results(reused)
+    copied = [r for r in records if "reused_from" in r]
+    assert len(copied) == 2 * 2 * 3  # naive and eps_greedy, two columns, the first 3 of a's 4 labels
+    expected = by_key(read_results(fresh))
+    assert by_key(records).keys() == expected.keys()
+    for key, record in by_key(records).items():
+        assert record["reward_value"] == expected[key]["reward_value"] and record["nfe"] == expected[key]["nfe"]
+    assert main(["bench", "--preset", "table1", "--out", str(tmp_path / "c"), "--reuse", str(tmp_path)]) == 1

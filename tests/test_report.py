@@ -79,3 +79,24 @@ def test_report_reads_traces_and_images_of_a_real_small_bench(tmp_path):
 def test_report_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 1
     assert "holds no results.jsonl" in capsys.readouterr().err
+
+
+def test_adaptive_section_measures_gain_kept_and_nfe_against_eps_greedy(tmp_path):
+    from noisesearch.experiments.adaptive_report import adaptive_blocks
+
+    def record(algorithm, params, value, nfe):
+        return {"algorithm": algorithm, "params": params, "column": "c", "reward_value": value, "evaluator": 0.5,
+                "nfe": nfe, "wall_time_s": 1.0}
+
+    reference = {"N": 4, "K": 20, "lambda_": 0.15, "eps": 0.4}
+    records = [record("naive", {}, 0.2, 35), record("eps_greedy", reference, 0.6, 1049),
+               record("best_of_n", {"N": 8}, 0.45, 280), record("best_of_n", {"N": 16}, 0.55, 560),
+               record("adaptive_eps_greedy", {"schedule": "calibrated", "target_nfe": 280}, 0.58, 280),
+               record("adaptive_eps_greedy", {"schedule": "calibrated:b", "target_nfe": 280}, 0.40, 280)]
+    blocks = adaptive_blocks(records, summarize(records), tmp_path)
+    rows = {row[1]: row for row in blocks[2][2]}
+    own = rows["adaptive_eps_greedy (schedule=calibrated, target_nfe=280)"]
+    assert own[5:11] == ["0.267", "95.0 %", "-0.0200", "best_of_n (N=8)", "0.4500", "yes"]
+    transfer = rows["adaptive_eps_greedy (schedule=calibrated:b, target_nfe=280)"]
+    assert transfer[6] == "50.0 %" and transfer[10] == "no"
+    assert adaptive_blocks(records[:4], summarize(records[:4]), tmp_path) == []

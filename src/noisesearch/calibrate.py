@@ -35,10 +35,10 @@ def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, m
         raise NoiseSearchError(f"unknown calibration method '{method}': choose one of {', '.join(METHODS)}")
     if not isinstance(conditions, int) or conditions < 2:
         raise NoiseSearchError(f"calibration needs at least 2 conditions, got {conditions}")
-    schedule = EDMSchedule(steps=steps)
     result = search("eps_greedy", reward, labels=draw_labels(conditions, seed),
-                    seeds=calibration_seeds(seed, conditions), schedule=schedule, N=N, K=K, eps=eps,
+                    seeds=calibration_seeds(seed, conditions), steps=steps, N=N, K=K, eps=eps,
                     lambda_=lambda_, elitism=True, **search_args)
+    schedule = EDMSchedule(**result.config["schedule"])  # the backend's default sampler schedule
     trace = result.trace
     if trace is None or len(trace) == 0:
         raise NoiseSearchError("the calibration run searched no step (does the sampler schedule inject noise?)")
@@ -54,7 +54,7 @@ def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, m
         K_t = allocate_iterations(gains, first, then, budget - schedule.nfe_per_trajectory())
     info = {
         "method": method, "reward": reward, "conditions": conditions, "seed": seed, "N": N, "K": K, "eps": eps,
-        "lambda_": lambda_, "budget": budget if method == "gain" else None,
+        "lambda_": lambda_, "budget": budget if method == "gain" else None, "sampler": schedule.to_dict(),
         "calibration_nfe": int(result.nfe.sum()), "calibration_nfe_per_condition": float(result.nfe.double().mean()),
         "calibration_reward": float(result.rewards.mean()),
         **({"calibration_evaluator": float(result.evaluator_rewards.mean())}

@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, help="seeds per label (default: the preset's)")
     bench.add_argument("--seed", type=int, default=0, help="draws the labels and the sample seeds")
     bench.add_argument("--max-batch", type=int, default=16, help="rows per network call")
+    bench.add_argument("--reuse", type=Path, action="append", default=[], metavar="RUN_DIR",
+                       help="copy finished identical cells (same labels, seeds, steps) from another run directory "
+                            "instead of rerunning them (repeatable)")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     cal = sub.add_parser("calibrate", help="fit a per-step search schedule (K_t, eps_t) from eps-greedy runs")
     cal.add_argument("--reward", default="classifier", help="reward to calibrate for")
@@ -207,7 +210,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.out is None:
         raise NoiseSearchError("bench needs --out DIR for its results (or --list to see the presets)")
     preset = override(get_preset(args.preset), args.algorithms, args.rewards, args.labels, args.repeats)
-    results = run_bench(preset, args.out, seed=args.seed, max_batch=args.max_batch, progress=not args.no_progress)
+    results = run_bench(preset, args.out, seed=args.seed, max_batch=args.max_batch, progress=not args.no_progress,
+                        reuse=args.reuse)
     print(f"bench {preset.name}: {len(plan(preset))} cells x {preset.labels} labels in {results}")
 
 
@@ -225,7 +229,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     info = schedule.info
     print(schedule.table())
     print(f"calibrated on {info['conditions']} conditions at {info['calibration_nfe_per_condition']:.0f} NFE each "
-          f"({info['calibration_nfe']} NFE in all); schedule: {schedule.nfe(EDMSchedule(steps=args.steps))} "
+          f"({info['calibration_nfe']} NFE in all); schedule: {schedule.nfe(EDMSchedule(**info['sampler']))} "
           f"calls per image -> {args.out}")
 
 

@@ -14,7 +14,8 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from tqdm.auto import tqdm
 import noisesearch
 from noisesearch.api import draw_labels
 from noisesearch.backends import load_model
+from noisesearch.calibrate import calibrate
+from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
 from noisesearch.imaging import to_uint8
 from noisesearch.outputs import prepare_out_dir
@@ -33,6 +36,7 @@ from noisesearch.problem import Denoiser, Problem
 from noisesearch.rewards import get_reward
 from noisesearch.sampling import EDMSchedule
 from noisesearch.search import get_algorithm
+from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.types import TRACE_FIELDS, Trace
 
 RESULTS = "results.jsonl"
@@ -100,44 +104,55 @@ def prepare_run_dir(out: Path, preset: Preset, seed: int) -> None:
         f.write(json.dumps(environment()) + "\n")
 
 
-def expected_nfe(cell: Cell, schedule: EDMSchedule, n: int) -> int:
+def expected_nfe(cell: Cell, schedule: EDMSchedule, n: int, schedules: dict[str, SearchSchedule]) -> int:
     """NFE the cell will spend (MCTS: its per-step estimate), for the progress bar."""
-    algo = get_algorithm(cell.run.algorithm, **cell.run.params)
+    algo = get_algorithm(cell.run.algorithm, **cell.run.algorithm_params(schedules, cell.column.name))
     per_call = 1 if cell.column.guidance in (0.0, 1.0) else 2
     return algo.nfe_estimate(schedule) * per_call * n
 
 
 def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, progress: bool = True,
-              model_loader: Callable[[float], Denoiser] = load_model) -> Path:
-    """Run (or resume) every cell of `preset` into directory `out`; returns the results path."""
+              model_loader: Callable[[float], Denoiser] = load_model, reuse: Sequence[Path] = ()) -> Path:
+    """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Results of
+    identical cells, labels and seeds in the `reuse` run directories are copied instead of rerun."""
     prepare_run_dir(out, preset, seed)
     results = out / RESULTS
-    done = {(r["cell"], r["label_index"]) for r in read_results(results)}
     labels = draw_labels(preset.labels, seed)
+    for source in reuse:
+        copy_results(source, out, preset, seed, labels)
+    done = {(r["cell"], r["label_index"]) for r in read_results(results)}
     schedule = EDMSchedule(steps=preset.steps)
     todo = []
     for cell in plan(preset):
         missing = [k for k in range(preset.labels) if (cell.key, k) not in done]
         if missing:
             todo.append((cell, missing))
-    total = sum(expected_nfe(cell, schedule, len(missing)) for cell, missing in todo)
-    bar = tqdm(total=total, unit="NFE", desc=f"bench {preset.name}", disable=not progress, dynamic_ncols=True)
     denoisers: dict[float, Denoiser] = {}
+
+    def denoiser(guidance: float) -> Denoiser:
+        if guidance not in denoisers:
+            denoisers[guidance] = model_loader(guidance)
+        return denoisers[guidance]
+
+    needed = {cell.run.calibrated_column(cell.column.name) for cell, _ in todo} - {None}
+    schedules = calibrate_columns(preset, [c for c in preset.rewards if c.name in needed], out, denoiser,
+                                  max_batch, progress)
+    total = sum(expected_nfe(cell, schedule, len(missing), schedules) for cell, missing in todo)
+    bar = tqdm(total=total, unit="NFE", desc=f"bench {preset.name}", disable=not progress, dynamic_ncols=True)
     rewards: dict[str, Any] = {}
     evaluator = get_reward("evaluator")
     try:
         for cell, missing in todo:
             bar.set_postfix_str(cell.slug, refresh=False)
             guidance = cell.column.guidance
-            if guidance not in denoisers:
-                denoisers[guidance] = model_loader(guidance)
             if cell.column.reward not in rewards:
                 rewards[cell.column.reward] = get_reward(cell.column.reward)
             cond = torch.tensor([labels[k] for k in missing])
             seeds = [sample_seed(seed, cell.repeat, k) for k in missing]
-            problem = Problem(denoisers[guidance], rewards[cell.column.reward], cond, seeds, schedule,
+            problem = Problem(denoiser(guidance), rewards[cell.column.reward], cond, seeds, schedule,
                               max_batch=max_batch, progress=bar)
-            result = get_algorithm(cell.run.algorithm, **cell.run.params).run(problem)
+            params = cell.run.algorithm_params(schedules, cell.column.name)
+            result = get_algorithm(cell.run.algorithm, **params).run(problem)
             held_out = evaluator(result.images, cond)
             np.savez_compressed(out / "images" / f"{cell.slug}_{missing[0]:03d}.npz",
                                 images=to_uint8(result.images), label_index=np.array(missing))
@@ -160,3 +175,58 @@ def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, pro
     finally:
         bar.close()
     return results
+
+
+def copy_results(source: Path, out: Path, preset: Preset, seed: int, labels: list[int]) -> int:
+    """Append to out's results the records of `source` (another bench run directory) for cells of `preset`
+    with the same label, sample seed and steps that `out` lacks, with their images and traces; returns
+    how many were copied. Results are batch-independent, so these are the records a rerun would write."""
+    if not (source / RESULTS).is_file():
+        raise NoiseSearchError(f"--reuse {source}: no {RESULTS} there (not a bench run directory)")
+    if source.resolve() == out.resolve():
+        return 0
+    keys = {cell.key: cell for cell in plan(preset)}
+    done = {(r["cell"], r["label_index"]) for r in read_results(out / RESULTS)}
+    take = [r for r in read_results(source / RESULTS)
+            if r["cell"] in keys and (r["cell"], r["label_index"]) not in done and r["label_index"] < preset.labels
+            and r["label"] == labels[r["label_index"]] and r["steps"] == preset.steps
+            and r["seed"] == sample_seed(seed, r["repeat"], r["label_index"])]
+    if not take:
+        return 0
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for r in take:
+        wanted[keys[r["cell"]].slug].add(r["label_index"])
+    for folder, index_of in (("images", lambda d: d["label_index"]), ("traces", lambda d: d["condition"])):
+        for slug, indices in wanted.items():
+            for part in sorted((source / folder).glob(f"{slug}_*.npz")):
+                with np.load(part) as data:
+                    keep = np.isin(index_of(data), sorted(indices))
+                    if keep.any():
+                        np.savez_compressed(out / folder / f"{part.stem}_reused.npz",
+                                            **{name: data[name][keep] for name in data.files})
+    with (out / RESULTS).open("a") as f:
+        f.write("".join(json.dumps({**r, "reused_from": str(source)}) + "\n" for r in take))
+        f.flush()
+        os.fsync(f.fileno())
+    return len(take)
+
+
+def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, denoiser: Callable[[float], Denoiser],
+                      max_batch: int, progress: bool) -> dict[str, SearchSchedule]:
+    """The calibrated schedule of each column, read from out/schedules/COLUMN.json or calibrated into it
+    (on the preset's calibration conditions, whose seeds no bench cell uses); each calibration's cost
+    is kept in the schedule's info."""
+    schedules = {}
+    for column in columns:
+        path = out / "schedules" / f"{column.name}.json"
+        if not path.exists():
+            c = preset.calibration
+            path.parent.mkdir(exist_ok=True)
+            plan = calibrate(column.reward, c.conditions, c.seed, c.method, c.N, c.K, c.eps, steps=preset.steps,
+                             denoiser=denoiser(column.guidance), guidance=column.guidance, max_batch=max_batch,
+                             evaluator=None, progress=progress)
+            tmp = path.with_suffix(".tmp")
+            plan.save(tmp)
+            tmp.replace(path)
+        schedules[column.name] = SearchSchedule.load(path)
+    return schedules

@@ -11,7 +11,9 @@ from typing import Any
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards import reward_names
+from noisesearch.sampling import EDMSchedule
 from noisesearch.search import get_algorithm
+from noisesearch.search.step_schedule import SearchSchedule
 
 
 @dataclass(frozen=True)
@@ -23,12 +25,41 @@ class RewardColumn:
     guidance: float = 1.0
 
 
+CALIBRATED = "calibrated"  # a run's "schedule" parameter naming a schedule the bench calibrates
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How the bench calibrates the search schedules its runs name as "calibrated" (the column's own
+    reward) or "calibrated:COLUMN" (another column's, to measure transfer); see noisesearch.calibrate."""
+
+    conditions: int = 16
+    seed: int = 0
+    method: str = "gain"
+    N: int = 4
+    K: int = 20
+    eps: float = 0.4
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """A row: a registered algorithm with its parameters."""
 
     algorithm: str
     params: dict[str, Any]
+
+    def calibrated_column(self, column: str) -> str | None:
+        """The column whose calibrated schedule this run uses in `column`, or None."""
+        schedule = self.params.get("schedule")
+        if not isinstance(schedule, str) or not schedule.startswith(CALIBRATED):
+            return None
+        source = schedule[len(CALIBRATED):].lstrip(":")
+        return source or column
+
+    def algorithm_params(self, schedules: dict[str, Any], column: str) -> dict[str, Any]:
+        """Parameters for get_algorithm, with a calibrated schedule replaced by `schedules[its column]`."""
+        source = self.calibrated_column(column)
+        return self.params if source is None else {**self.params, "schedule": schedules[source]}
 
     @property
     def label(self) -> str:
@@ -45,6 +76,7 @@ class Preset:
     labels: int = 36
     repeats: int = 1
     steps: int = 18
+    calibration: Calibration | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +93,7 @@ class Preset:
                 labels=int(d.get("labels", 36)),
                 repeats=int(d.get("repeats", 1)),
                 steps=int(d.get("steps", 18)),
+                calibration=Calibration(**d["calibration"]) if d.get("calibration") else None,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise NoiseSearchError(f"preset '{name}' is malformed ({err!r}): see experiments/presets.json") from None
@@ -69,8 +102,17 @@ class Preset:
 
     def validate(self) -> None:
         """Raise a NoiseSearchError for an unknown algorithm or reward, or bad parameters or counts."""
+        columns = [c.name for c in self.rewards]
+        placeholder = SearchSchedule.uniform(EDMSchedule(steps=self.steps), 1, 0.5, 1,
+                                             gains=((1.0,),) * len(EDMSchedule(steps=self.steps).searchable_steps()))
         for run in self.runs:
-            get_algorithm(run.algorithm, **run.params)
+            for column in columns:
+                source = run.calibrated_column(column)
+                if source is not None and self.calibration is None:
+                    raise NoiseSearchError(f"preset '{self.name}': {run.label} needs a \"calibration\" entry")
+                if source is not None and source not in columns:
+                    raise NoiseSearchError(f"preset '{self.name}': {run.label} names no reward column of the preset")
+                get_algorithm(run.algorithm, **run.algorithm_params({source: placeholder}, column))
         for column in self.rewards:
             if column.reward not in reward_names():
                 raise NoiseSearchError(f"preset '{self.name}': unknown reward '{column.reward}'")
@@ -78,6 +120,11 @@ class Preset:
             raise NoiseSearchError(f"preset '{self.name}': labels and repeats must be at least 1")
         if not self.runs or not self.rewards:
             raise NoiseSearchError(f"preset '{self.name}' selects no runs or no reward columns")
+
+    def calibrated_columns(self) -> list[str]:
+        """Columns whose calibrated schedules some run uses, in column order."""
+        needed = {run.calibrated_column(c.name) for run in self.runs for c in self.rewards}
+        return [c.name for c in self.rewards if c.name in needed]
 
 
 def builtin_presets() -> dict[str, Preset]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.experiments.adaptive_report import adaptive_blocks
 from noisesearch.experiments.bench import RESULTS, plan, read_results
 from noisesearch.experiments.presets import Preset, RunSpec
 from noisesearch.imaging import make_grid
@@ -137,6 +138,12 @@ def save_figure(fig, out: Path, name: str) -> Path:
     return out / name
 
 
+def series_name(record: dict[str, Any]) -> str:
+    """The line a result belongs to in reward-against-NFE plots: its algorithm, and a schedule's source."""
+    schedule = record["params"].get("schedule")
+    return f"{record['algorithm']} [{schedule}]" if isinstance(schedule, str) else record["algorithm"]
+
+
 def plot_scaling(records: list[dict[str, Any]], out: Path) -> list[Block]:
     """Reward against NFE per image (log axis), one line per algorithm and column with ≥ 2 budgets."""
     import matplotlib
@@ -148,7 +155,7 @@ def plot_scaling(records: list[dict[str, Any]], out: Path) -> list[Block]:
     blocks = []
     for column in dict.fromkeys(r["column"] for r in records):
         series: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-        for r in {(r["algorithm"], run_label(r)) for r in records if r["column"] == column}:
+        for r in {(series_name(r), run_label(r)) for r in records if r["column"] == column}:
             s = stats[(r[1], column)]
             series[r[0]].append((s["nfe"], s["mean"], s["se"]))
         if not any(len({p[0] for p in v}) >= 2 for v in series.values()):
@@ -167,15 +174,30 @@ def plot_scaling(records: list[dict[str, Any]], out: Path) -> list[Block]:
     return blocks
 
 
+def trace_cells(run: Run) -> list:
+    """Per column, the ε-greedy cells (without a schedule) of the largest K: the traces the figures use."""
+    if run.preset is None:
+        return []
+    chosen = {}
+    for cell in plan(run.preset):
+        params = cell.run.params
+        if cell.run.algorithm != "eps_greedy" or params.get("schedule"):
+            continue
+        best = chosen.get(cell.column.name)
+        if best is None or params.get("K", 20) > best[0]:
+            chosen[cell.column.name] = (params.get("K", 20), cell.run)
+    return [cell for cell in plan(run.preset) if cell.column.name in chosen and cell.run == chosen[cell.column.name][1]]
+
+
 def load_traces(run: Run) -> dict[str, Trace]:
-    """ε-greedy traces per column (all cells, conditions renumbered by label index and repeat)."""
+    """ε-greedy traces per column (conditions renumbered by label index and repeat)."""
     traces: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
-    for path in sorted((run.directory / "traces").glob("eps_greedy*.npz")):
-        column = path.name.split("__")[1]
-        with np.load(path) as data:
-            rows = len(data["condition"])
-            traces[column].append({name: data[name] if name in data else np.full(rows, np.nan, np.float32)
-                                   for name in TRACE_FIELDS})
+    for cell in trace_cells(run):
+        for path in sorted((run.directory / "traces").glob(f"{cell.slug}_*.npz")):
+            with np.load(path) as data:
+                rows = len(data["condition"])
+                traces[cell.column.name].append({name: data[name] if name in data else np.full(rows, np.nan, np.float32)
+                                                 for name in TRACE_FIELDS})
     merged = {}
     for column, parts in traces.items():
         for k, part in enumerate(parts):  # keep conditions of different cells apart
@@ -268,6 +290,7 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     if scaling:
         blocks.append(("h", 2, "Reward against NFE"))
         blocks.extend(scaling)
+    blocks.extend(adaptive_blocks(run.records, summarize(run.records), run.directory))
     traces = plot_traces(load_traces(run), out)
     if traces:
         blocks.append(("h", 2, "When does exploitation pay? (ε-greedy traces, the brief's Fig. 2)"))
