@@ -138,13 +138,13 @@ def test_schedule_json_round_trip_and_table(tmp_path):
 def test_eps_greedy_with_a_uniform_schedule_is_plain_eps_greedy(denoiser):
     plan = SearchSchedule.uniform(EDMSchedule(steps=6), K=3, eps=0.4, N=2)
     a = get_algorithm("eps_greedy", N=2, K=3).run(make_problem(denoiser, LABELS, SEEDS))
-    b = get_algorithm("eps_greedy", schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
+    b = get_algorithm("eps_greedy", search_schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
     assert torch.equal(a.images, b.images) and torch.equal(a.nfe, b.nfe)
 
 
 def test_window_searches_only_inside_its_sigma_range(denoiser):
     algo = get_algorithm("eps_greedy_window", N=2, K_in=3, K_out=1, sigma_lo=0.5, sigma_hi=10.0)
-    plan = algo.search_schedule(EDMSchedule(steps=6))
+    plan = algo.plan_for(EDMSchedule(steps=6))
     assert [(round(s, 2), k) for s, k in zip(plan.sigmas, plan.K, strict=True)] == [
         (24.41, 1), (5.84, 3), (0.97, 3), (0.09, 1)]
     result = algo.run(make_problem(denoiser, LABELS, SEEDS))
@@ -154,21 +154,22 @@ def test_window_searches_only_inside_its_sigma_range(denoiser):
 
 def test_adaptive_target_nfe_is_spent_but_never_exceeded(denoiser):
     for target in (11, 14, 30, 60):
-        algo = get_algorithm("adaptive_eps_greedy", schedule=TINY_PLAN, target_nfe=target)
+        algo = get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN, target_nfe=target)
         result = algo.run(make_problem(denoiser, LABELS, SEEDS))
         assert int(result.nfe.max()) <= target
         assert int(result.nfe.min()) >= target - 3  # at most one iteration's cost (N_t <= 3) left unspent
     with pytest.raises(NoiseSearchError, match="below one plain sampler trajectory"):
-        get_algorithm("adaptive_eps_greedy", schedule=TINY_PLAN, target_nfe=10).run(make_problem(denoiser, [1], [1]))
+        algo = get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN, target_nfe=10)
+        algo.run(make_problem(denoiser, [1], [1]))
 
 
 def test_patience_stops_steps_early_and_the_saved_calls_are_spent_later(denoiser):
     plan = SearchSchedule.uniform(EDMSchedule(steps=6), K=6, eps=0.4, N=2, gains=((0.1,) * 6,) * 4)
-    fixed = get_algorithm("adaptive_eps_greedy", schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
-    stopping = get_algorithm("adaptive_eps_greedy", schedule=plan, patience=1).run(
+    fixed = get_algorithm("adaptive_eps_greedy", search_schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
+    stopping = get_algorithm("adaptive_eps_greedy", search_schedule=plan, patience=1).run(
         make_problem(denoiser, LABELS, SEEDS))
     assert (stopping.nfe < fixed.nfe).all()
-    budgeted = get_algorithm("adaptive_eps_greedy", schedule=plan, target_nfe=40, patience=1).run(
+    budgeted = get_algorithm("adaptive_eps_greedy", search_schedule=plan, target_nfe=40, patience=1).run(
         make_problem(denoiser, LABELS, SEEDS))
     trace = budgeted.trace
     last = trace.step == 4
@@ -182,12 +183,12 @@ def test_adaptive_needs_a_schedule_that_fits_the_sampler(denoiser, tmp_path):
     with pytest.raises(NoiseSearchError, match="noisesearch calibrate"):
         get_algorithm("adaptive_eps_greedy")
     with pytest.raises(NoiseSearchError, match="calibrate again"):
-        get_algorithm("adaptive_eps_greedy", schedule=TINY_PLAN).run(make_problem(denoiser, [1], [1], steps=8))
+        get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN).run(make_problem(denoiser, [1], [1], steps=8))
     no_gains = SearchSchedule.uniform(EDMSchedule(steps=6), K=1, eps=0.4, N=2)
     with pytest.raises(NoiseSearchError, match="calibrated gains"):
-        get_algorithm("adaptive_eps_greedy", schedule=no_gains, target_nfe=50)
+        get_algorithm("adaptive_eps_greedy", search_schedule=no_gains, target_nfe=50)
     with pytest.raises(NoiseSearchError, match="cannot read search schedule"):
-        get_algorithm("adaptive_eps_greedy", schedule=str(tmp_path / "missing.json"))
+        get_algorithm("adaptive_eps_greedy", search_schedule=str(tmp_path / "missing.json"))
 
 
 def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
@@ -205,7 +206,7 @@ def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
     assert all(1 <= k <= 4 for k in binomial.K)
     path = tmp_path / "plan.json"
     plan.save(path)
-    result = get_algorithm("adaptive_eps_greedy", schedule=str(path)).run(make_problem(denoiser, LABELS, SEEDS))
+    result = get_algorithm("adaptive_eps_greedy", search_schedule=str(path)).run(make_problem(denoiser, LABELS, SEEDS))
     assert int(result.nfe[0]) == plan.nfe(EDMSchedule(steps=6))
 
 
@@ -218,3 +219,16 @@ def test_calibrate_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_search_schedule_passes_through_the_api_and_the_cli_flags(denoiser, tmp_path):
+    from noisesearch.api import search
+    from noisesearch.cli import build_parser
+
+    result = search("adaptive_eps_greedy", "brightness", labels=[1, 2], denoiser=denoiser, steps=6, evaluator=None,
+                    search_schedule=TINY_PLAN)
+    assert int(result.nfe[0]) == TINY_PLAN.nfe(EDMSchedule(steps=6))
+    assert result.config["params"]["search_schedule"]["K"] == list(TINY_PLAN.K)
+    args = build_parser().parse_args(["sample", "--algorithm", "adaptive_eps_greedy", "--search-schedule", "s.json",
+                                      "--target-nfe", "300", "--out", str(tmp_path)])
+    assert (args.search_schedule, args.target_nfe) == ("s.json", 300)

@@ -108,8 +108,9 @@ ADAPTIVE_PRESET = {
     "rewards": [{"name": "brightness", "reward": "brightness"},
                 {"name": "compressibility", "reward": "compressibility"}],
     "runs": [{"algorithm": "naive"},
-             {"algorithm": "adaptive_eps_greedy", "params": {"schedule": "calibrated", "target_nfe": 20}},
-             {"algorithm": "adaptive_eps_greedy", "params": {"schedule": "calibrated:brightness", "target_nfe": 20}}],
+             {"algorithm": "adaptive_eps_greedy", "params": {"search_schedule": "calibrated", "target_nfe": 20}},
+             {"algorithm": "adaptive_eps_greedy",
+              "params": {"search_schedule": "calibrated:brightness", "target_nfe": 20}}],
 }
 
 

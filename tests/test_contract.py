@@ -23,10 +23,11 @@ CASES = {  # case name: (registered algorithm, small parameters)
     "beam": ("beam", {"N": 2, "B": 2}),
     "mcts": ("mcts", {"N": 2, "S": 3}),
     "paths": ("paths", {"N": 2, "M": 2, "sigma_start": 5.0, "delta_f": 1, "delta_b": 2}),
-    "eps_greedy_schedule": ("eps_greedy", {"schedule": TINY_PLAN}),
+    "eps_greedy_schedule": ("eps_greedy", {"search_schedule": TINY_PLAN}),
     "eps_greedy_window": ("eps_greedy_window", {"N": 2, "K_in": 3, "K_out": 0, "sigma_lo": 0.5, "sigma_hi": 10.0}),
-    "adaptive": ("adaptive_eps_greedy", {"schedule": TINY_PLAN}),
-    "adaptive_budget_patience": ("adaptive_eps_greedy", {"schedule": TINY_PLAN, "target_nfe": 30, "patience": 1}),
+    "adaptive": ("adaptive_eps_greedy", {"search_schedule": TINY_PLAN}),
+    "adaptive_budget_patience": ("adaptive_eps_greedy",
+                                 {"search_schedule": TINY_PLAN, "target_nfe": 30, "patience": 1}),
 }
 ELITIST = sorted(k for k, (name, params) in CASES.items() if get_algorithm(name, **params).params().get("elitism"))
 LABELS, SEEDS = [2, 7, 1, 8, 2, 8, 1, 8], list(range(20, 28))

@@ -91,12 +91,12 @@ def test_adaptive_section_measures_gain_kept_and_nfe_against_eps_greedy(tmp_path
     reference = {"N": 4, "K": 20, "lambda_": 0.15, "eps": 0.4}
     records = [record("naive", {}, 0.2, 35), record("eps_greedy", reference, 0.6, 1049),
                record("best_of_n", {"N": 8}, 0.45, 280), record("best_of_n", {"N": 16}, 0.55, 560),
-               record("adaptive_eps_greedy", {"schedule": "calibrated", "target_nfe": 280}, 0.58, 280),
-               record("adaptive_eps_greedy", {"schedule": "calibrated:b", "target_nfe": 280}, 0.40, 280)]
+               record("adaptive_eps_greedy", {"search_schedule": "calibrated", "target_nfe": 280}, 0.58, 280),
+               record("adaptive_eps_greedy", {"search_schedule": "calibrated:b", "target_nfe": 280}, 0.40, 280)]
     blocks = adaptive_blocks(records, summarize(records), tmp_path)
     rows = {row[1]: row for row in blocks[2][2]}
-    own = rows["adaptive_eps_greedy (schedule=calibrated, target_nfe=280)"]
+    own = rows["adaptive_eps_greedy (search_schedule=calibrated, target_nfe=280)"]
     assert own[5:11] == ["0.267", "95.0 %", "-0.0200", "best_of_n (N=8)", "0.4500", "yes"]
-    transfer = rows["adaptive_eps_greedy (schedule=calibrated:b, target_nfe=280)"]
+    transfer = rows["adaptive_eps_greedy (search_schedule=calibrated:b, target_nfe=280)"]
     assert transfer[6] == "50.0 %" and transfer[10] == "no"
     assert adaptive_blocks(records[:4], summarize(records[:4]), tmp_path) == []

@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "or a reward name")
     sample.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     for flag, kind in algorithm_flags().items():
-        sample.add_argument(f"--{flag}", type=kind, default=None, help=f"algorithm parameter {flag}")
+        dashed = [f"--{flag.replace('_', '-')}"] if "_" in flag.strip("_") else []
+        sample.add_argument(f"--{flag}", *dashed, dest=flag, type=kind, default=None,
+                            help=f"algorithm parameter {flag}")
     sub.add_parser("list", help="show registered algorithms and rewards with their parameters")
     bench = sub.add_parser("bench", help="run a preset grid of searches into a resumable run directory")
     bench.add_argument("--preset", default="table1", help="built-in preset name or a .json file (see --list)")

@@ -17,7 +17,8 @@ NFE_TOLERANCE = 1.02  # "matched" NFE: at most 2 % more than the adaptive run's
 
 def is_reference(algorithm: str, params: dict[str, Any]) -> bool:
     """ε-greedy (N = 4, K = 20) without a schedule: the run whose gain the adaptive search must keep."""
-    return algorithm == "eps_greedy" and params.get("N") == 4 and params.get("K") == 20 and not params.get("schedule")
+    return (algorithm == "eps_greedy" and params.get("N") == 4 and params.get("K") == 20
+            and not params.get("search_schedule"))
 
 
 def adaptive_blocks(records: list[dict[str, Any]], stats: Stats, run_dir: Path) -> list[Block]:
@@ -76,7 +77,7 @@ def calibration_blocks(records: list[dict[str, Any]], run_dir: Path) -> list[Blo
     schedules = {p.stem: json.loads(p.read_text()) for p in paths}
     served = dict.fromkeys(schedules, 0)
     for r in records:
-        schedule = r["params"].get("schedule")
+        schedule = r["params"].get("search_schedule")
         if isinstance(schedule, str) and schedule.startswith(CALIBRATED):
             source = schedule[len(CALIBRATED):].lstrip(":") or r["column"]
             served[source] = served.get(source, 0) + 1

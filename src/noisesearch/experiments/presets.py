@@ -25,7 +25,7 @@ class RewardColumn:
     guidance: float = 1.0
 
 
-CALIBRATED = "calibrated"  # a run's "schedule" parameter naming a schedule the bench calibrates
+CALIBRATED = "calibrated"  # a run's "search_schedule" parameter naming a schedule the bench calibrates
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class RunSpec:
 
     def calibrated_column(self, column: str) -> str | None:
         """The column whose calibrated schedule this run uses in `column`, or None."""
-        schedule = self.params.get("schedule")
+        schedule = self.params.get("search_schedule")
         if not isinstance(schedule, str) or not schedule.startswith(CALIBRATED):
             return None
         source = schedule[len(CALIBRATED):].lstrip(":")
@@ -59,7 +59,7 @@ class RunSpec:
     def algorithm_params(self, schedules: dict[str, Any], column: str) -> dict[str, Any]:
         """Parameters for get_algorithm, with a calibrated schedule replaced by `schedules[its column]`."""
         source = self.calibrated_column(column)
-        return self.params if source is None else {**self.params, "schedule": schedules[source]}
+        return self.params if source is None else {**self.params, "search_schedule": schedules[source]}
 
     @property
     def label(self) -> str:

@@ -140,7 +140,7 @@ def save_figure(fig, out: Path, name: str) -> Path:
 
 def series_name(record: dict[str, Any]) -> str:
     """The line a result belongs to in reward-against-NFE plots: its algorithm, and a schedule's source."""
-    schedule = record["params"].get("schedule")
+    schedule = record["params"].get("search_schedule")
     return f"{record['algorithm']} [{schedule}]" if isinstance(schedule, str) else record["algorithm"]
 
 
@@ -181,7 +181,7 @@ def trace_cells(run: Run) -> list:
     chosen = {}
     for cell in plan(run.preset):
         params = cell.run.params
-        if cell.run.algorithm != "eps_greedy" or params.get("schedule"):
+        if cell.run.algorithm != "eps_greedy" or params.get("search_schedule"):
             continue
         best = chosen.get(cell.column.name)
         if best is None or params.get("K", 20) > best[0]:

@@ -40,7 +40,7 @@ class EpsGreedyWindow(LocalSearch):
         if not 0 <= self.eps <= 1:
             raise NoiseSearchError(f"eps must lie in [0, 1], got {self.eps}")
 
-    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
+    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
         sigmas = schedule.sigmas()
         K = [self.K_in if self.sigma_lo <= float(sigmas[i]) <= self.sigma_hi else self.K_out
              for i in schedule.searchable_steps()]
@@ -50,27 +50,28 @@ class EpsGreedyWindow(LocalSearch):
 @register_algorithm
 @dataclass(frozen=True)
 class AdaptiveEpsGreedy(LocalSearch):
-    """ε-greedy under a calibrated SearchSchedule (`noisesearch calibrate`): ε_t and N_t per step from
-    the schedule; K_t from the schedule, or — given `target_nfe` (denoiser calls per image, before
-    the ×2 of classifier-free guidance) — spread over the steps by the schedule's expected marginal gains. Online early
-    stopping: a step ends once its best score has not improved for `patience` iterations, or when the
-    expected gain of another iteration is not above `min_gain`; with a budget, calls a condition saves
-    are re-spent on its later steps. The budget is never exceeded."""
+    """ε-greedy under a calibrated SearchSchedule (`search_schedule`, made by `noisesearch calibrate`):
+    ε_t and N_t per step from the schedule; K_t from the schedule, or — given `target_nfe` (denoiser
+    calls per image, before the ×2 of classifier-free guidance) — spread over the steps by the
+    schedule's expected marginal gains. Online early stopping: a step ends once its best score has not
+    improved for `patience` iterations, or when the expected gain of another iteration is not above
+    `min_gain`; with a budget, calls a condition saves are re-spent on its later steps. The budget is
+    never exceeded."""
 
     name = "adaptive_eps_greedy"
     nfe_doc = "at most `target_nfe`; without one, Σ over steps: N_t·K_t + 1 at searchable steps, 2 elsewhere"
-    schedule: SearchSchedule | str | None = None
+    search_schedule: SearchSchedule | str | None = None
     target_nfe: int | None = None
     patience: int | None = None
     min_gain: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        plan = load_schedule(self.schedule)
+        plan = load_schedule(self.search_schedule)
         if plan is None:
             raise NoiseSearchError("adaptive_eps_greedy needs a search schedule: make one with "
                                    "`noisesearch calibrate --reward R --out schedule.json` and pass its path")
-        object.__setattr__(self, "schedule", plan)
+        object.__setattr__(self, "search_schedule", plan)
         if self.target_nfe is not None:
             check_positive_int(target_nfe=self.target_nfe)
             if plan.gains is None:
@@ -82,14 +83,14 @@ class AdaptiveEpsGreedy(LocalSearch):
             raise NoiseSearchError(f"min_gain must be a finite number, got {self.min_gain}")
 
     def params(self) -> dict:
-        return {**super().params(), "schedule": self.schedule.to_dict()}
+        return {**super().params(), "search_schedule": self.search_schedule.to_dict()}
 
     @property
     def stop_patience(self) -> int | None:
         return self.patience
 
-    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
-        plan = self.schedule
+    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
+        plan = self.search_schedule
         if plan.gains is None or self.target_nfe is not None:
             return plan
         K = [next((j - 1 for j in range(1, k + 1) if marginal_gain(row, j) <= self.min_gain), k)

@@ -50,7 +50,7 @@ class LocalSearch(SearchAlgorithm):
     Candidates are scored on the x0 prediction of their first call (score_with="x0"), or after the full
     Heun step on the correction's x0 prediction (score_with="step", twice the calls). With elitism the
     incumbent changes only when a candidate strictly beats it; elitism=False is the plain algorithm.
-    Subclasses choose the schedule (`search_schedule`) and, optionally, per-condition iteration limits
+    Subclasses choose the schedule (`plan_for`) and, optionally, per-condition iteration limits
     (`_iterations`) and a patience after which a step stops when its best score has not improved."""
 
     lambda_: float = 0.15
@@ -63,7 +63,7 @@ class LocalSearch(SearchAlgorithm):
         if self.score_with not in ("x0", "step"):
             raise NoiseSearchError(f"score_with must be 'x0' or 'step', got '{self.score_with}'")
 
-    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
+    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
         """K_t, ε_t and N_t at every searchable step of `schedule`."""
         raise NotImplementedError
 
@@ -78,16 +78,16 @@ class LocalSearch(SearchAlgorithm):
         return torch.full_like(extra_calls, plan.K[t])
 
     def nfe_formula(self, schedule: EDMSchedule) -> int | None:
-        return self.search_schedule(schedule).nfe(schedule, full_step=self.score_with == "step")
+        return self.plan_for(schedule).nfe(schedule, full_step=self.score_with == "step")
 
     def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
         """The documented per-step cost applied to the iterations the trace shows at each step."""
-        plan = self.search_schedule(schedule)
+        plan = self.plan_for(schedule)
         return iterations_to_calls(schedule, plan, result.trace, len(result.nfe), self.score_with == "step")
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         schedule = problem.schedule
-        plan = self.search_schedule(schedule)
+        plan = self.plan_for(schedule)
         plan.check_matches(schedule)
         position = {i: t for t, i in enumerate(plan.steps)}
         gens = problem.generators()
@@ -188,7 +188,7 @@ def iterations_to_calls(schedule: EDMSchedule, plan: SearchSchedule, trace: Trac
 class EpsGreedy(LocalSearch):
     """ε-greedy noise search (brief, Algorithm 1): per searchable step, K iterations of N candidates,
     each a global N(0, I) draw with probability eps, else a local draw around the pivot. Given a
-    `schedule` (a SearchSchedule or the path of its JSON), its K_t, ε_t and N_t replace K, eps and N."""
+    `search_schedule` (a SearchSchedule or the path of its JSON), its K_t, ε_t and N_t replace K, eps and N."""
 
     name = "eps_greedy"
     nfe_doc = ("Σ over steps: N·K + 1 at searchable steps (gamma > 0), 2 elsewhere, 1 less at the last step; "
@@ -196,23 +196,23 @@ class EpsGreedy(LocalSearch):
     N: int = 4
     K: int = 20
     eps: float = 0.4
-    schedule: SearchSchedule | str | None = None
+    search_schedule: SearchSchedule | str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_int(N=self.N, K=self.K)
         if not 0 <= self.eps <= 1:
             raise NoiseSearchError(f"eps must lie in [0, 1], got {self.eps}")
-        object.__setattr__(self, "schedule", load_schedule(self.schedule))
+        object.__setattr__(self, "search_schedule", load_schedule(self.search_schedule))
 
     def params(self) -> dict:
         params = super().params()
-        if params.get("schedule") is not None:
-            params["schedule"] = params["schedule"].to_dict()
+        if params.get("search_schedule") is not None:
+            params["search_schedule"] = params["search_schedule"].to_dict()
         return params
 
-    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
-        return self.schedule or SearchSchedule.uniform(schedule, self.K, self.eps, self.N)
+    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
+        return self.search_schedule or SearchSchedule.uniform(schedule, self.K, self.eps, self.N)
 
 
 @register_algorithm
@@ -223,6 +223,6 @@ class ZeroOrder(EpsGreedy):
     name = "zero_order"
     eps: float = field(default=0.0, init=False)
 
-    def search_schedule(self, schedule: EDMSchedule) -> SearchSchedule:
-        plan = super().search_schedule(schedule)
+    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
+        plan = super().plan_for(schedule)
         return replace(plan, eps=(0.0,) * len(plan.steps))
