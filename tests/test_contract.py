@@ -29,6 +29,24 @@ CASES = {  # case name: (registered algorithm, small parameters)
     "adaptive_budget_patience": ("adaptive_eps_greedy",
                                  {"search_schedule": TINY_PLAN, "target_nfe": 30, "patience": 1}),
 }
+
+
+def for_schedule(params: dict, schedule: EDMSchedule) -> dict:
+    """A case's parameters for another sampler schedule: its search schedule's per-step values, cycled over
+    that schedule's searchable steps."""
+    plan = params.get("search_schedule")
+    if plan is None:
+        return params
+    n = len(schedule.searchable_steps())
+
+    def cycle(values):
+        return [values[t % len(values)] for t in range(n)]
+
+    retargeted = SearchSchedule.uniform(schedule, cycle(plan.K), cycle(plan.eps), cycle(plan.N),
+                                        gains=tuple(cycle(plan.gains)))
+    return {**params, "search_schedule": retargeted}
+
+
 ELITIST = sorted(k for k, (name, params) in CASES.items() if get_algorithm(name, **params).params().get("elitism"))
 LABELS, SEEDS = [2, 7, 1, 8, 2, 8, 1, 8], list(range(20, 28))
 

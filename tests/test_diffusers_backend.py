@@ -5,7 +5,7 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from test_contract import CASES  # noqa: E402
+from test_contract import CASES, for_schedule  # noqa: E402
 from tiny_pipeline import save_tiny_pipeline  # noqa: E402
 
 from noisesearch import NoiseSearchError, Problem, get_algorithm, get_reward  # noqa: E402
@@ -53,6 +53,7 @@ def test_every_algorithm_runs_on_the_pipeline_with_exact_nfe_and_reproducibly(pi
     name, params = CASES[case]
     denoiser = DiffusersDenoiser(pipe, PROMPTS, guidance_scale=4.0)
     schedule = denoiser.default_schedule(5)
+    params = for_schedule(params, schedule)
     labels, seeds = torch.tensor([0, 1, 2, 1]), [5, 6, 7, 8]
 
     def run(cond, sample_seeds):
