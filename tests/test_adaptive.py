@@ -115,7 +115,8 @@ def test_allocator_never_exceeds_the_budget_and_spends_it_where_gain_per_call_is
 def test_marginal_gain_extends_a_row_by_its_decay_and_never_grows():
     row = [0.8, 0.4, 0.2, 0.1]
     assert marginal_gain(row, 2) == 0.4
-    assert marginal_gain(row, 5) == pytest.approx(0.1 * (0.1 / 0.4) ** 0.5)
+    assert marginal_gain(row, 5) == pytest.approx(0.1 * (0.1 / 0.4) ** 0.5)  # geometric: halves per iteration
+    assert marginal_gain([0.1, 0.1, 0.1, 0.1], 8) == pytest.approx(0.1 * 4 / 8)  # flat rows fall as 1/k
     assert marginal_gain([0.1, 0.2], 3) <= 0.2 and marginal_gain([], 1) == 0.0
 
 

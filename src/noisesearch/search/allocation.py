@@ -11,8 +11,10 @@ from noisesearch.errors import NoiseSearchError
 def marginal_gain(row: Sequence[float], k: int) -> float:
     """Expected gain of iteration k (1-based) at a step whose calibrated gains are `row`.
 
-    Beyond the calibrated iterations the gain decays geometrically at the rate of the row's second
-    half (never growing), so budgets larger than the calibration's can still be spread."""
+    Beyond the K calibrated iterations the gain is extrapolated conservatively: the last calibrated
+    gain times the smaller of the row's own geometric decay (over its second half, never growing) and
+    K/k (the 1/k decay of the expected maximum of k draws), so budgets larger than the calibration's
+    are spread over steps instead of poured into one."""
     if k <= len(row):
         return row[k - 1]
     if not row:
@@ -20,7 +22,7 @@ def marginal_gain(row: Sequence[float], k: int) -> float:
     half = len(row) // 2
     head, tail = row[half - 1] if half else row[0], row[-1]
     rate = min(1.0, (tail / head) ** (1 / max(len(row) - half, 1))) if head > 0 and tail > 0 else 0.0
-    return tail * rate ** (k - len(row))
+    return tail * min(rate ** (k - len(row)), len(row) / k)
 
 
 def allocate_iterations(gains: Sequence[Sequence[float]], first_cost: Sequence[int], next_cost: Sequence[int],
