@@ -8,7 +8,7 @@ from typing import Any
 from noisesearch.api import draw_labels, search
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import EDMSchedule
-from noisesearch.search.allocation import allocate_iterations
+from noisesearch.search.allocation import allocate_iterations, iteration_costs
 from noisesearch.search.calibration import fit_binomial, fit_eps, fit_gains
 from noisesearch.search.step_schedule import SearchSchedule
 
@@ -49,8 +49,7 @@ def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, m
     else:
         budget = math.ceil(calls / 3) if budget is None else budget
         steps_ = schedule.searchable_steps()
-        first = [schedule.search_step_calls(i, N) - schedule.search_step_calls(i, 0) for i in steps_]
-        then = [schedule.search_step_calls(i, 2 * N) - schedule.search_step_calls(i, N) for i in steps_]
+        first, then = iteration_costs(schedule, steps_, [N] * len(steps_))
         K_t = allocate_iterations(gains, first, then, budget - schedule.nfe_per_trajectory())
     info = {
         "method": method, "reward": reward, "conditions": conditions, "seed": seed, "N": N, "K": K, "eps": eps,

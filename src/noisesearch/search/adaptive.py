@@ -9,7 +9,7 @@ import torch
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import EDMSchedule
-from noisesearch.search.allocation import allocate_iterations, marginal_gain
+from noisesearch.search.allocation import allocate_iterations, iteration_costs, marginal_gain
 from noisesearch.search.local import LocalSearch, check_positive_int, load_schedule
 from noisesearch.search.registry import register_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
@@ -111,12 +111,7 @@ class AdaptiveEpsGreedy(LocalSearch):
         steps t, t+1, ... (so calls saved by early stopping are re-spent later)."""
         if self.target_nfe is None:
             return super()._iterations(schedule, plan, t, extra_calls)
-        full_step = self.score_with == "step"
-        first, then = [], []
-        for i, N in zip(plan.steps[t:], plan.N[t:], strict=True):
-            once = schedule.search_step_calls(i, N, full_step)
-            first.append(once - schedule.search_step_calls(i, 0))
-            then.append(schedule.search_step_calls(i, 2 * N, full_step) - once)
+        first, then = iteration_costs(schedule, plan.steps[t:], plan.N[t:], self.score_with == "step")
         left = self.target_nfe - schedule.nfe_per_trajectory()
         if left < 0:
             raise NoiseSearchError(f"target_nfe {self.target_nfe} is below one plain sampler trajectory "

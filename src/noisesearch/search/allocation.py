@@ -6,6 +6,7 @@ import heapq
 from collections.abc import Sequence
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.sampling import EDMSchedule
 
 
 def marginal_gain(row: Sequence[float], k: int) -> float:
@@ -23,6 +24,18 @@ def marginal_gain(row: Sequence[float], k: int) -> float:
     head, tail = row[half - 1] if half else row[0], row[-1]
     rate = min(1.0, (tail / head) ** (1 / max(len(row) - half, 1))) if head > 0 and tail > 0 else 0.0
     return tail * min(rate ** (k - len(row)), len(row) / k)
+
+
+def iteration_costs(schedule: EDMSchedule, steps: Sequence[int], N: Sequence[int],
+                    full_step: bool = False) -> tuple[list[int], list[int]]:
+    """Extra calls of the first and of each further search iteration at the given sampler steps, over
+    their plain step (the costs `allocate_iterations` takes)."""
+    first, then = [], []
+    for i, n in zip(steps, N, strict=True):
+        once = schedule.search_step_calls(i, n, full_step)
+        first.append(once - schedule.search_step_calls(i, 0))
+        then.append(schedule.search_step_calls(i, 2 * n, full_step) - once)
+    return first, then
 
 
 def allocate_iterations(gains: Sequence[Sequence[float]], first_cost: Sequence[int], next_cost: Sequence[int],
