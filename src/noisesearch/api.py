@@ -64,12 +64,47 @@ def search(
     ("auto": the MNIST evaluator on the embedded backend, none otherwise) scores the final images.
     `params` are the algorithm's parameters (e.g. N=4). The config holds everything needed to rerun.
     """
+    algo = get_algorithm(algorithm, **params)
+    problem, config = make_problem(reward, labels, seed, seeds, guidance, denoiser, schedule, steps, max_batch,
+                                   nfe_budget, progress, backend, model, prompts, device, dtype, reward_args)
+    if evaluator == "auto":
+        evaluator = "evaluator" if backend == "embedded" else None
+    result = algo.run(problem)
+    described = {k: v for k, v in config.items() if k not in ("device", "dtype")}
+    config = result.config | described | {"nfe_budget": nfe_budget, "evaluator": evaluator,
+                                          "nfe_formula": algo.nfe_doc, "device": device, "dtype": dtype}
+    held_out = None
+    if evaluator is not None:
+        held_out = make_reward(evaluator, prompts, device)(result.images, problem.cond)
+    return replace(result, config=config, evaluator_rewards=held_out)
+
+
+def make_problem(
+    reward: str = "classifier",
+    labels: Sequence[int] = (0,),
+    seed: int = 0,
+    seeds: Sequence[int] | None = None,
+    guidance: float | None = None,
+    denoiser: Denoiser | None = None,
+    schedule: EDMSchedule | None = None,
+    steps: int = 18,
+    max_batch: int = 16,
+    nfe_budget: int | None = None,
+    progress: bool = False,
+    backend: str = "embedded",
+    model: str | None = None,
+    prompts: Sequence[str] | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    reward_args: dict[str, Any] | None = None,
+) -> tuple[Problem, dict[str, Any]]:
+    """The metered Problem that `search` runs an algorithm on (arguments as there) and the config entries
+    that describe it."""
     if backend not in BACKENDS:
         raise NoiseSearchError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
     if dtype not in DTYPES:
         raise NoiseSearchError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
     check_settings(max_batch, nfe_budget)
-    algo = get_algorithm(algorithm, **params)
     if backend == "embedded":
         if prompts:
             raise NoiseSearchError("prompts need --backend diffusers; the embedded model takes --labels")
@@ -99,8 +134,6 @@ def search(
         guidance = 7.5 if guidance is None else guidance
         conditions = {"prompts": list(prompts)}
         make_denoiser = partial(load_denoiser, model, prompts, guidance, DTYPES[dtype], device)
-    if evaluator == "auto":
-        evaluator = "evaluator" if backend == "embedded" else None
     if len(cond) == 0:
         raise NoiseSearchError("give at least one condition")
     seed_list = list(seeds) if seeds is not None else sample_seeds(seed, len(cond))
@@ -114,14 +147,8 @@ def search(
         default = getattr(denoiser, "default_schedule", None)
         schedule = default(steps) if default is not None else EDMSchedule(steps=steps)
     problem = Problem(denoiser, reward_fn, cond, seed_list, schedule, max_batch, nfe_budget, progress=progress)
-    result = algo.run(problem)
-    config = result.config | conditions | {
+    return problem, conditions | {
         "backend": backend, "model": model, "reward": reward, "reward_args": reward_args or {},
         "seeds": seed_list, "guidance": guidance, "schedule": problem.schedule.to_dict(), "max_batch": max_batch,
-        "nfe_budget": nfe_budget, "evaluator": evaluator, "nfe_formula": algo.nfe_doc, "device": device,
-        "dtype": dtype,
+        "device": device, "dtype": dtype,
     }
-    held_out = None
-    if evaluator is not None:
-        held_out = make_reward(evaluator, prompts, device)(result.images, cond)
-    return replace(result, config=config, evaluator_rewards=held_out)

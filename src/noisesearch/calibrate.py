@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from noisesearch.api import draw_labels, search
+from noisesearch.api import draw_labels, make_problem, search
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import EDMSchedule
 from noisesearch.search.allocation import allocate_iterations, iteration_costs
-from noisesearch.search.calibration import fit_binomial, fit_eps, fit_gains
+from noisesearch.search.calibration import fit_binomial, fit_eps, fit_final_gains, fit_gains
+from noisesearch.search.gain_probe import probe_final_gains, probe_ladder
 from noisesearch.search.step_schedule import SearchSchedule
 
 CALIBRATION_SEED_BASE = 2**50  # calibration samples use seeds from here on; bench and sample seeds stay far below
-METHODS = ("gain", "binomial")
+METHODS = ("gain", "final", "binomial")
 
 
 def calibration_seeds(seed: int, n: int) -> list[int]:
@@ -24,25 +25,41 @@ def calibration_seeds(seed: int, n: int) -> list[int]:
 def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, method: str = "gain",
               N: int = 4, K: int = 20, eps: float = 0.4, lambda_: float = 0.15, budget: int | None = None,
               steps: int = 18, **search_args: Any) -> SearchSchedule:
-    """Fit a search schedule for `reward` from ε-greedy (N, K, eps) runs on `conditions` calibration
-    conditions (labels drawn from `seed`, seeds disjoint from any evaluation run).
+    """Fit a search schedule for `reward` on `conditions` calibration conditions (labels drawn from
+    `seed`, seeds disjoint from any evaluation run).
 
-    method "gain": K_t spends `budget` calls per image (default: a third of the calibration run's) where
-    the calibrated marginal gain per call is largest; "binomial": K_t = ceil(K·p(t)) (the brief). Both
-    fit ε_t from the improvements and keep the gains, so a budget can be given later. `search_args` go
-    to `search` (guidance, max_batch, progress, denoiser, ...)."""
+    method "gain": gains per iteration from the x0-prediction scores of ε-greedy (N, K, eps) runs that
+    search every step; "final": gains in the final reward of searching one step at a time for 1 to K
+    iterations (`probe_final_gains`); with either, K_t spends `budget` calls per image (default: a third
+    of ε-greedy (N, K)'s) where the gain per call is largest. "binomial": K_t = ceil(K·p(t)) (the brief).
+    All fit ε_t from the improvements and keep the gains, so a budget can be given later. `search_args`
+    go to `make_problem` (guidance, max_batch, progress, denoiser, ...)."""
     if method not in METHODS:
         raise NoiseSearchError(f"unknown calibration method '{method}': choose one of {', '.join(METHODS)}")
     if not isinstance(conditions, int) or conditions < 2:
         raise NoiseSearchError(f"calibration needs at least 2 conditions, got {conditions}")
-    result = search("eps_greedy", reward, labels=draw_labels(conditions, seed),
-                    seeds=calibration_seeds(seed, conditions), steps=steps, N=N, K=K, eps=eps,
-                    lambda_=lambda_, elitism=True, **search_args)
-    schedule = EDMSchedule(**result.config["schedule"])  # the backend's default sampler schedule
-    trace = result.trace
+    labels, seeds = draw_labels(conditions, seed), calibration_seeds(seed, conditions)
+    if method == "final":
+        search_args.pop("evaluator", None)
+        problem, config = make_problem(reward, labels, seeds=seeds, steps=steps, **search_args)
+        problem.start_progress(None, "calibrate")
+        try:
+            probe = probe_final_gains(problem, probe_ladder(K), N, eps, lambda_)
+        finally:
+            problem.close_progress()
+        trace, gains, nfe = probe.trace, fit_final_gains(probe, K), problem.nfe
+        outcome = {"calibration_naive_reward": probe.naive_reward, "probed_k": list(probe.ks)}
+    else:
+        result = search("eps_greedy", reward, labels=labels, seeds=seeds, steps=steps, N=N, K=K, eps=eps,
+                        lambda_=lambda_, elitism=True, **search_args)
+        config, trace, nfe = result.config, result.trace, result.nfe
+        gains = fit_gains(trace) if trace is not None and len(trace) else []
+        outcome = {"calibration_reward": float(result.rewards.mean()),
+                   **({"calibration_evaluator": float(result.evaluator_rewards.mean())}
+                      if result.evaluator_rewards is not None else {})}
+    schedule = EDMSchedule(**config["schedule"])  # the backend's default sampler schedule
     if trace is None or len(trace) == 0:
         raise NoiseSearchError("the calibration run searched no step (does the sampler schedule inject noise?)")
-    gains = fit_gains(trace)
     calls = schedule.nfe_per_step_search(N * K)
     if method == "binomial":
         K_t = fit_binomial(trace, K)
@@ -53,11 +70,8 @@ def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, m
         K_t = allocate_iterations(gains, first, then, budget - schedule.nfe_per_trajectory())
     info = {
         "method": method, "reward": reward, "conditions": conditions, "seed": seed, "N": N, "K": K, "eps": eps,
-        "lambda_": lambda_, "budget": budget if method == "gain" else None, "sampler": schedule.to_dict(),
-        "calibration_nfe": int(result.nfe.sum()), "calibration_nfe_per_condition": float(result.nfe.double().mean()),
-        "calibration_reward": float(result.rewards.mean()),
-        **({"calibration_evaluator": float(result.evaluator_rewards.mean())}
-           if result.evaluator_rewards is not None else {}),
+        "lambda_": lambda_, "budget": budget if method != "binomial" else None, "sampler": schedule.to_dict(),
+        "calibration_nfe": int(nfe.sum()), "calibration_nfe_per_condition": float(nfe.double().mean()), **outcome,
     }
     return SearchSchedule.uniform(schedule, K_t, fit_eps(trace, eps), N,
                                   gains=tuple(tuple(row) for row in gains), info=info)

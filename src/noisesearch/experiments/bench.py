@@ -16,7 +16,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from noisesearch.api import draw_labels
 from noisesearch.backends import load_model
 from noisesearch.calibrate import calibrate
 from noisesearch.errors import NoiseSearchError
-from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
+from noisesearch.experiments.presets import Calibration, Preset, RewardColumn, RunSpec
 from noisesearch.imaging import to_uint8
 from noisesearch.outputs import prepare_out_dir
 from noisesearch.problem import Denoiser, Problem
@@ -47,12 +47,17 @@ class Cell:
     run: RunSpec
     column: RewardColumn
     repeat: int
+    calibration: Calibration | None = None  # how its schedule is calibrated, for runs of a calibrated schedule
 
     @property
     def key(self) -> str:
-        """Stable identity of the cell in results.jsonl."""
-        return json.dumps([self.run.algorithm, self.run.params, self.column.name, self.column.reward,
-                           self.column.guidance, self.repeat], sort_keys=True)
+        """Stable identity of the cell in results.jsonl (with the calibration for calibrated runs, so that
+        runs under different calibrations are never taken for one another)."""
+        identity = [self.run.algorithm, self.run.params, self.column.name, self.column.reward,
+                    self.column.guidance, self.repeat]
+        if self.calibration is not None:
+            identity.append(asdict(self.calibration))
+        return json.dumps(identity, sort_keys=True)
 
     @property
     def slug(self) -> str:
@@ -66,7 +71,8 @@ def sample_seed(seed: int, repeat: int, index: int) -> int:
 
 
 def plan(preset: Preset) -> list[Cell]:
-    return [Cell(run, column, r) for column in preset.rewards for run in preset.runs for r in range(preset.repeats)]
+    return [Cell(run, column, r, preset.calibration if run.calibrated_column(column.name) else None)
+            for column in preset.rewards for run in preset.runs for r in range(preset.repeats)]
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

@@ -1,10 +1,12 @@
 """Fitting a SearchSchedule from the traces of ε-greedy runs on calibration conditions.
 
-Two fits of K_t, one of ε_t:
+Three fits of K_t, one of ε_t:
 - `fit_binomial` (the brief's naive idea): k̄_c(t) ~ Bin(K, p(t)) ⇒ p(t) = mean k̄(t) / K, K_t = ceil(K·p(t)).
 - `fit_gains` (ours): the expected reward gain of the k-th iteration at each step, smoothed over
   (log σ, log k) by a Gaussian process, made non-negative and non-increasing in k; K_t then follows from
   a budget by `allocate_iterations`, which spends calls where the gain per call is largest.
+- `fit_final_gains` (ours): the same, from the final-reward gains of searching one step at a time
+  (`probe_final_gains`), which do not credit a step with x0-prediction gains that later steps undo.
 - `fit_eps`: ε(t) from which draws improved the incumbent (all global ⇒ ε → 1, all local ⇒ ε → 0).
 """
 
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.search.gain_probe import FinalGains
 from noisesearch.types import Trace
 
 
@@ -100,34 +104,53 @@ def empirical_gains(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def fit_gains(trace: Trace, smooth: bool = True) -> list[list[float]]:
-    """Expected reward gain of each iteration k at each step (k = 1: best of N over one plain draw).
+    """Expected reward gain of each iteration k at each step (k = 1: best of N over one plain draw), from
+    the x0-prediction scores of an ε-greedy run that searched every step (see `marginal_gains`)."""
+    gain, sem, sigmas = empirical_gains(trace)
+    return marginal_gains(gain, sem, sigmas, range(1, gain.shape[1] + 1), gain.shape[1], smooth)
 
-    The mean cumulative gain G(σ, k) is smoothed by a Gaussian process on (log σ, log k) — an
-    anisotropic Matérn kernel plus a linear (dot-product) kernel, so the level and the trend may change
-    across noise levels, with each point's own standard error as its noise — then differenced in k,
-    clipped at 0 and made non-increasing in k (isotonic regression), as diminishing returns require."""
+
+def fit_final_gains(probe: FinalGains, K: int, smooth: bool = True) -> list[list[float]]:
+    """Expected final-reward gain of each iteration k ≤ K at each step, searched alone (see
+    `probe_final_gains` and `marginal_gains`)."""
+    return marginal_gains(probe.gain, probe.sem, probe.sigmas, probe.ks, K, smooth)
+
+
+def marginal_gains(gain: np.ndarray, sem: np.ndarray, sigmas: np.ndarray, ks: Sequence[int], K: int,
+                   smooth: bool = True) -> list[list[float]]:
+    """Gain of each iteration k = 1..K per step from mean cumulative gains gain[t, j] after ks[j] iterations.
+
+    The cumulative gain G(σ, k) is smoothed by a Gaussian process on (log σ, log k) — an anisotropic
+    Matérn kernel plus a linear (dot-product) kernel, so the level and the trend may change across noise
+    levels, with each point's own standard error as its noise — and read at k = 1..K (without smoothing
+    it is interpolated linearly in k from G(σ, 0) = 0), then differenced in k, clipped at 0 and made
+    non-increasing in k (isotonic regression), as diminishing returns require."""
     from sklearn.isotonic import IsotonicRegression
 
-    gain, sem, sigmas = empirical_gains(trace)
+    ks, every = np.asarray(list(ks), dtype=float), np.arange(1, K + 1, dtype=float)
     if smooth:
-        gain = _gp_smooth(gain, sem, sigmas)
-    marginal = np.diff(np.concatenate([np.zeros((len(gain), 1)), gain], axis=1), axis=1)
-    ks = np.arange(marginal.shape[1])
+        cumulative = _gp_smooth(gain, sem, sigmas, ks, every)
+    else:
+        cumulative = np.stack([np.interp(every, np.concatenate([[0.0], ks]), np.concatenate([[0.0], row]))
+                               for row in gain])
+    marginal = np.diff(np.concatenate([np.zeros((len(cumulative), 1)), cumulative], axis=1), axis=1)
     fitted = []
     for row in marginal:
-        decreasing = IsotonicRegression(increasing=False).fit_transform(ks, row)
+        decreasing = IsotonicRegression(increasing=False).fit_transform(every, row)
         fitted.append([float(max(g, 0.0)) for g in decreasing])
     return fitted
 
 
-def _gp_smooth(gain: np.ndarray, sem: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+def _gp_smooth(gain: np.ndarray, sem: np.ndarray, sigmas: np.ndarray, ks: np.ndarray,
+               at_ks: np.ndarray) -> np.ndarray:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern
 
-    S, K = gain.shape
-    log_sigma, log_k = np.meshgrid(np.log(sigmas), np.log(np.arange(1, K + 1)), indexing="ij")
-    inputs = np.stack([log_sigma.ravel(), log_k.ravel()], axis=1)
+    def grid(k: np.ndarray) -> np.ndarray:
+        log_sigma, log_k = np.meshgrid(np.log(sigmas), np.log(k), indexing="ij")
+        return np.stack([log_sigma.ravel(), log_k.ravel()], axis=1)
+
     scale = max(float(np.abs(gain).max()), 1e-12)
     noise = (sem.ravel() / scale) ** 2 + 1e-6
     kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern([1.0, 1.0], [(1e-2, 1e2), (1e-2, 1e2)], nu=2.5)
@@ -135,5 +158,5 @@ def _gp_smooth(gain: np.ndarray, sem: np.ndarray, sigmas: np.ndarray) -> np.ndar
     gp = GaussianProcessRegressor(kernel, alpha=noise, normalize_y=False, n_restarts_optimizer=2, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        gp.fit(inputs, gain.ravel() / scale)
-    return gp.predict(inputs).reshape(S, K) * scale
+        gp.fit(grid(ks), gain.ravel() / scale)
+    return gp.predict(grid(at_ks)).reshape(len(sigmas), len(at_ks)) * scale
