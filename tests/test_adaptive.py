@@ -13,7 +13,8 @@ from test_contract import TINY_PLAN
 from noisesearch import EDMSchedule, NoiseSearchError, get_algorithm
 from noisesearch.cli import main
 from noisesearch.search.allocation import allocate_iterations, marginal_gain
-from noisesearch.search.calibration import fit_binomial, fit_eps, fit_gains
+from noisesearch.search.calibration import fit_binomial, fit_eps, fit_final_gains, fit_gains
+from noisesearch.search.gain_probe import FinalGains, probe_final_gains, probe_ladder
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.types import Trace
 
@@ -89,6 +90,48 @@ def test_gp_fit_of_gains_is_close_to_the_truth_and_keeps_the_step_order():
     assert (np.diff(gains, axis=1) <= 1e-12).all() and (gains >= 0).all()
     first = gains[:, 0]
     assert first.argmax() == 2 and first[2] > first[1] > first[0]
+
+
+def final_gains(gain: np.ndarray, ks, sem=None, sigmas=None) -> FinalGains:
+    sigmas = np.geomspace(10, 0.1, len(gain)) if sigmas is None else sigmas
+    return FinalGains(gain, np.full_like(gain, 0.001) if sem is None else sem, sigmas, tuple(ks), 0.5,
+                      synthetic_trace(np.zeros((len(gain), 2, 1)), np.zeros((len(gain), 2)),
+                                      np.zeros((len(gain), 2, 1), bool)))
+
+
+def test_final_gains_are_read_between_the_probed_iteration_counts():
+    probe = final_gains(np.array([[0.3, 0.5, 0.6], [0.1, 0.1, 0.1], [0.0, -0.02, 0.04]]), ks=(1, 2, 4))
+    gains = np.array(fit_final_gains(probe, K=4, smooth=False))
+    assert np.allclose(gains[0], [0.3, 0.2, 0.05, 0.05])  # cumulative 0.5 at k=2, 0.6 at k=4: linear between
+    assert np.allclose(gains[1], [0.1, 0, 0, 0])
+    assert (gains[2] >= 0).all() and (np.diff(gains[2]) <= 1e-12).all()  # noise made monotone, never negative
+
+
+def test_gp_fit_of_final_gains_interpolates_a_sparse_ladder():
+    A, k, incumbent, baseline = saturating()
+    ks = probe_ladder(12)
+    cumulative = (incumbent - baseline[:, :, None]).mean(axis=1)[:, [j - 1 for j in ks]]
+    gains = np.array(fit_final_gains(final_gains(cumulative, ks), K=12))
+    exact = A[:, None] * (0.3 * 0.7 ** (k - 1))
+    assert ks == (1, 2, 5, 12) and np.abs(gains - exact).max() < 0.04
+    assert gains[:, 0].argmax() == 2
+
+
+def test_probe_counts_every_call_and_does_not_depend_on_the_batch(denoiser):
+    schedule, ks, N = EDMSchedule(steps=6), (1, 3), 2
+    problem = make_problem(denoiser, LABELS[:2], SEEDS[:2])
+    probe = probe_final_gains(problem, ks, N=N)
+    searchable = schedule.searchable_steps()
+    left = [sum(schedule.search_step_calls(j, 0) for j in range(i + 1, schedule.steps)) for i in searchable]
+    expected = schedule.nfe_per_trajectory() + sum(
+        schedule.search_step_calls(i, N * k) + rest for i, rest in zip(searchable, left, strict=True) for k in ks)
+    assert problem.nfe.tolist() == [expected, expected]
+    assert probe.gain.shape == (len(searchable), 2) and probe.ks == ks
+    assert int(probe.trace.iteration.max()) == 3 and len(probe.trace) == 2 * 3 * len(searchable)
+    alone = [probe_final_gains(make_problem(denoiser, [label], [seed]), ks, N=N)
+             for label, seed in zip(LABELS[:2], SEEDS[:2], strict=True)]
+    assert np.allclose(probe.gain, (alone[0].gain + alone[1].gain) / 2, atol=1e-6)
+    assert abs(probe.gain).max() > 0
 
 
 def test_allocator_never_exceeds_the_budget_and_spends_it_where_gain_per_call_is_largest():
@@ -205,6 +248,9 @@ def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
     binomial = calibrate("brightness", conditions=3, N=2, K=4, steps=6, method="binomial", denoiser=denoiser,
                          evaluator=None)
     assert all(1 <= k <= 4 for k in binomial.K)
+    final = calibrate("brightness", conditions=3, N=2, K=4, steps=6, method="final", denoiser=denoiser)
+    assert final.info["probed_k"] == [1, 2, 3, 4] and all(len(row) == 4 for row in final.gains)
+    assert final.nfe(EDMSchedule(steps=6)) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
     path = tmp_path / "plan.json"
     plan.save(path)
     result = get_algorithm("adaptive_eps_greedy", search_schedule=str(path)).run(make_problem(denoiser, LABELS, SEEDS))

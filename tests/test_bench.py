@@ -140,6 +140,27 @@ def test_bench_calibrates_each_needed_column_once_and_runs_calibrated_schedules(
     assert "Adaptive ε-greedy at matched compute" in text and "| brightness | gain | 2 |" in text
 
 
+def test_reuse_takes_schedules_and_calibrated_cells_only_from_the_same_calibration(tmp_path):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.presets import Preset
+
+    one_column = {**ADAPTIVE_PRESET, "rewards": ADAPTIVE_PRESET["rewards"][:1], "runs": ADAPTIVE_PRESET["runs"][:2]}
+    run_bench(Preset.from_dict("a", one_column), tmp_path / "a", progress=False, model_loader=tiny_denoiser)
+    reused = read_results(run_bench(Preset.from_dict("a", one_column), tmp_path / "b", progress=False,
+                                    model_loader=tiny_denoiser, reuse=[tmp_path / "a"]))
+    assert all("reused_from" in r for r in reused) and len(reused) == 2 * 3
+    made = (tmp_path / "a" / "schedules" / "brightness.json").read_text()
+    assert (tmp_path / "b" / "schedules" / "brightness.json").read_text() == made
+    other = {**one_column, "calibration": {**one_column["calibration"], "method": "binomial"}}
+    records = read_results(run_bench(Preset.from_dict("a", other), tmp_path / "c", progress=False,
+                                     model_loader=tiny_denoiser, reuse=[tmp_path / "a"]))
+    assert sorted((r["algorithm"], "reused_from" in r) for r in records) == (
+        [("adaptive_eps_greedy", False)] * 3 + [("naive", True)] * 3)
+    assert json.loads((tmp_path / "c" / "schedules" / "brightness.json").read_text())["info"]["method"] == "binomial"
+
+
 def test_reuse_copies_identical_cells_from_another_run(tmp_path):
     from conftest import tiny_denoiser
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -120,11 +121,13 @@ def expected_nfe(cell: Cell, schedule: EDMSchedule, n: int, schedules: dict[str,
 def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, progress: bool = True,
               model_loader: Callable[[float], Denoiser] = load_model, reuse: Sequence[Path] = ()) -> Path:
     """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Results of
-    identical cells, labels and seeds in the `reuse` run directories are copied instead of rerun."""
+    identical cells, labels and seeds in the `reuse` run directories are copied instead of rerun, and so
+    are their schedules calibrated exactly as `preset` would calibrate them."""
     prepare_run_dir(out, preset, seed)
     results = out / RESULTS
     labels = draw_labels(preset.labels, seed)
     for source in reuse:
+        copy_schedules(source, out, preset)
         copy_results(source, out, preset, seed, labels)
     done = {(r["cell"], r["label_index"]) for r in read_results(results)}
     schedule = EDMSchedule(steps=preset.steps)
@@ -181,6 +184,25 @@ def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, pro
     finally:
         bar.close()
     return results
+
+
+def copy_schedules(source: Path, out: Path, preset: Preset) -> list[str]:
+    """Copy into out/schedules the schedules that `source` (another bench run directory) calibrated as
+    `preset` would: same calibration, sampler steps and column (reward, guidance); returns their columns."""
+    if preset.calibration is None or not (source / "preset.json").is_file():
+        return []
+    theirs = Preset.from_dict("source", json.loads((source / "preset.json").read_text())["preset"])
+    if theirs.calibration != preset.calibration or theirs.steps != preset.steps:
+        return []
+    their_columns = {column.name: column for column in theirs.rewards}
+    copied = []
+    for column in preset.rewards:
+        made, wanted = source / "schedules" / f"{column.name}.json", out / "schedules" / f"{column.name}.json"
+        if made.is_file() and not wanted.exists() and their_columns.get(column.name) == column:
+            wanted.parent.mkdir(exist_ok=True)
+            shutil.copyfile(made, wanted)
+            copied.append(column.name)
+    return copied
 
 
 def copy_results(source: Path, out: Path, preset: Preset, seed: int, labels: list[int]) -> int:

@@ -76,7 +76,7 @@ class AdaptiveEpsGreedy(LocalSearch):
             check_positive_int(target_nfe=self.target_nfe)
             if plan.gains is None:
                 raise NoiseSearchError("target_nfe needs a schedule with calibrated gains (made by `noisesearch "
-                                       "calibrate --method gain`)")
+                                       "calibrate --method gain` or `--method final`)")
         if self.patience is not None:
             check_positive_int(patience=self.patience)
         if not math.isfinite(self.min_gain):
