@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,14 @@ def test_reuse_copies_identical_cells_from_another_run(tmp_path):
     for key, record in by_key(records).items():
         assert record["reward_value"] == expected[key]["reward_value"] and record["nfe"] == expected[key]["nfe"]
     assert main(["bench", "--preset", "table1", "--out", str(tmp_path / "c"), "--reuse", str(tmp_path)]) == 1
+
+
+def test_environment_records_versions_and_the_cpu_kernels_that_round():
+    import torch
+
+    from noisesearch.experiments.bench import environment
+
+    env = environment()
+    assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
+    assert env["processor"] or not Path("/proc/cpuinfo").exists()

@@ -88,8 +88,20 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data[:end].decode().splitlines() if line.strip()]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def environment() -> dict[str, Any]:
-    """Versions, machine and git commit of this run."""
+    """Versions, machine (CPU model and the vector instructions torch's kernels use: results can differ
+    in the last bits between CPUs) and git commit of this run."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                                 cwd=Path(noisesearch.__file__).parent).stdout.strip() or None
@@ -97,8 +109,9 @@ def environment() -> dict[str, Any]:
         commit = None
     return {
         "noisesearch": noisesearch.__version__, "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "platform": platform.platform(), "processor": platform.processor(),
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": "cpu",
+        "numpy": np.__version__, "platform": platform.platform(), "processor": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "device": "cpu",
         "git_commit": commit, "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -273,7 +273,9 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     env = run.environment
     blocks.append(("p", f"{len(run.records)} results from `{run.directory}`; seed {run.seed}; "
                         f"noisesearch {env.get('noisesearch')}, torch {env.get('torch')}, "
-                        f"{env.get('cpu_count')} CPUs, git commit {env.get('git_commit')}."))
+                        f"{env.get('cpu_count')} CPUs ({env.get('processor') or 'model not recorded'}, "
+                        f"{env.get('cpu_capability') or 'vector ISA not recorded'}), "
+                        f"git commit {env.get('git_commit')}."))
     missing = missing_cells(run)
     if missing:
         blocks.append(("p", f"**Partial run**: {len(missing)} cells are missing or incomplete:"))
