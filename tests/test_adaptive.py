@@ -238,7 +238,7 @@ def test_adaptive_needs_a_schedule_that_fits_the_sampler(denoiser, tmp_path):
 def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
     from noisesearch.calibrate import calibrate
 
-    plan = calibrate("brightness", conditions=3, N=2, K=4, steps=6, denoiser=denoiser, evaluator=None)
+    plan = calibrate("brightness", conditions=3, N=2, K=4, steps=6, method="gain", denoiser=denoiser, evaluator=None)
     assert plan.steps == tuple(EDMSchedule(steps=6).searchable_steps())
     assert len(plan.gains) == len(plan.steps) and all(len(row) == 4 for row in plan.gains)
     assert all(0 < e < 1 for e in plan.eps)

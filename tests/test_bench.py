@@ -138,7 +138,7 @@ def test_bench_calibrates_each_needed_column_once_and_runs_calibrated_schedules(
     from noisesearch.experiments.report import write_report
 
     text = write_report(tmp_path / "run")[0].read_text()
-    assert "Adaptive ε-greedy at matched compute" in text and "| brightness | gain | 2 |" in text
+    assert "Adaptive ε-greedy at matched compute" in text and "| brightness | final | 2 |" in text
 
 
 def test_reuse_takes_schedules_and_calibrated_cells_only_from_the_same_calibration(tmp_path):

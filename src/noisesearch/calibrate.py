@@ -14,7 +14,7 @@ from noisesearch.search.gain_probe import probe_final_gains, probe_ladder
 from noisesearch.search.step_schedule import SearchSchedule
 
 CALIBRATION_SEED_BASE = 2**50  # calibration samples use seeds from here on; bench and sample seeds stay far below
-METHODS = ("gain", "final", "binomial")
+METHODS = ("final", "gain", "binomial")
 
 
 def calibration_seeds(seed: int, n: int) -> list[int]:
@@ -22,15 +22,15 @@ def calibration_seeds(seed: int, n: int) -> list[int]:
     return [CALIBRATION_SEED_BASE + seed * 1_000_000 + i for i in range(n)]
 
 
-def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, method: str = "gain",
+def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, method: str = "final",
               N: int = 4, K: int = 20, eps: float = 0.4, lambda_: float = 0.15, budget: int | None = None,
               steps: int = 18, **search_args: Any) -> SearchSchedule:
     """Fit a search schedule for `reward` on `conditions` calibration conditions (labels drawn from
     `seed`, seeds disjoint from any evaluation run).
 
-    method "gain": gains per iteration from the x0-prediction scores of ε-greedy (N, K, eps) runs that
-    search every step; "final": gains in the final reward of searching one step at a time for 1 to K
-    iterations (`probe_final_gains`); with either, K_t spends `budget` calls per image (default: a third
+    method "final" (the default): gains in the final reward of searching one step at a time for 1 to K
+    iterations (`probe_final_gains`); "gain": gains per iteration from the x0-prediction scores of
+    ε-greedy (N, K, eps) runs that search every step; with either, K_t spends `budget` calls per image (default: a third
     of ε-greedy (N, K)'s) where the gain per call is largest. "binomial": K_t = ceil(K·p(t)) (the brief).
     All fit ε_t from the improvements and keep the gains, so a budget can be given later. `search_args`
     go to `make_problem` (guidance, max_batch, progress, denoiser, ...)."""

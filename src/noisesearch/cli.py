@@ -121,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="fit a per-step search schedule (K_t, eps_t) from eps-greedy runs")
     cal.add_argument("--reward", default="classifier", help="reward to calibrate for")
     cal.add_argument("--out", type=Path, required=True, help="schedule JSON to write")
-    cal.add_argument("--method", default="gain", help="gain (GP-smoothed marginal gains of x0-prediction scores, the "
-                                                      "default), final (gains in the final reward of searching one "
-                                                      "step alone) or binomial (the brief's K_t = ceil(K p(t)))")
+    cal.add_argument("--method", default="final", help="final (gains in the final reward of searching one step "
+                                                       "alone, the default), gain (GP-smoothed marginal gains of "
+                                                       "x0-prediction scores) or binomial (the brief's K_t = "
+                                                       "ceil(K p(t)))")
     cal.add_argument("--conditions", type=int, default=16, help="calibration conditions (labels drawn from --seed)")
     cal.add_argument("--seed", type=int, default=0, help="draws the calibration labels; their sample seeds are "
                                                          "disjoint from every sample and bench seed")

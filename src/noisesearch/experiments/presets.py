@@ -35,7 +35,7 @@ class Calibration:
 
     conditions: int = 16
     seed: int = 0
-    method: str = "gain"
+    method: str = "final"
     N: int = 4
     K: int = 20
     eps: float = 0.4
