@@ -193,3 +193,14 @@ def test_environment_records_versions_and_the_cpu_kernels_that_round():
     assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
     assert env["processor"] or not Path("/proc/cpuinfo").exists()
+
+
+def test_cell_file_names_are_portable():
+    import re
+
+    from noisesearch.experiments.bench import plan
+    from noisesearch.experiments.presets import Preset
+
+    slugs = [cell.slug for cell in plan(Preset.from_dict("a", ADAPTIVE_PRESET))]
+    assert "adaptive_eps_greedy_search_schedulecalibrated-brightness_target_nfe20__compressibility__r0" in slugs
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", slug) for slug in slugs) and len(set(slugs)) == len(slugs)

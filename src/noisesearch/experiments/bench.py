@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -62,8 +63,11 @@ class Cell:
 
     @property
     def slug(self) -> str:
+        """File-name stem of the cell's images, traces and grid: letters, digits, '.', '_' and '-' only
+        (a schedule named 'calibrated:COLUMN' becomes 'calibrated-COLUMN'), so that every OS can hold it."""
         params = "_".join(f"{k}{v}" for k, v in self.run.params.items())
-        return f"{self.run.algorithm}{'_' + params if params else ''}__{self.column.name}__r{self.repeat}"
+        name = f"{self.run.algorithm}{'_' + params if params else ''}__{self.column.name}__r{self.repeat}"
+        return re.sub(r"[^A-Za-z0-9._-]", "-", name)
 
 
 def sample_seed(seed: int, repeat: int, index: int) -> int:
