@@ -186,6 +186,16 @@ def test_eps_greedy_with_a_uniform_schedule_is_plain_eps_greedy(denoiser):
     assert torch.equal(a.images, b.images) and torch.equal(a.nfe, b.nfe)
 
 
+def test_adaptive_searches_with_the_move_its_schedule_was_calibrated_for(denoiser):
+    plan = SearchSchedule.uniform(EDMSchedule(steps=6), K=3, eps=0.4, N=2, info={"lambda_": 0.3})
+    wide = get_algorithm("eps_greedy", N=2, K=3, lambda_=0.3).run(make_problem(denoiser, LABELS, SEEDS))
+    adaptive = get_algorithm("adaptive_eps_greedy", search_schedule=plan)
+    assert adaptive.lambda_ == 0.3 and adaptive.params()["lambda_"] == 0.3
+    assert torch.equal(adaptive.run(make_problem(denoiser, LABELS, SEEDS)).images, wide.images)
+    assert get_algorithm("adaptive_eps_greedy", search_schedule=plan, lambda_=0.1).lambda_ == 0.1
+    assert get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN).lambda_ == 0.15
+
+
 def test_window_searches_only_inside_its_sigma_range(denoiser):
     algo = get_algorithm("eps_greedy_window", N=2, K_in=3, K_out=1, sigma_lo=0.5, sigma_hi=10.0)
     plan = algo.plan_for(EDMSchedule(steps=6))
@@ -255,6 +265,22 @@ def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
     plan.save(path)
     result = get_algorithm("adaptive_eps_greedy", search_schedule=str(path)).run(make_problem(denoiser, LABELS, SEEDS))
     assert int(result.nfe[0]) == plan.nfe(EDMSchedule(steps=6))
+
+
+def test_calibration_keeps_the_move_with_the_largest_expected_gain(denoiser):
+    from noisesearch.calibrate import calibrate, calibrate_move, expected_gain
+
+    args = {"conditions": 3, "steps": 6, "denoiser": denoiser}
+    chosen = calibrate("brightness", N=2, K=4, moves=[(1, 0.15, 0.3)], **args)
+    alone = [calibrate_move("brightness", N=2, K=4, **args),
+             calibrate_move("brightness", N=1, K=8, eps=0.15, lambda_=0.3, **args)]
+    assert [(m["N"], m["K"]) for m in chosen.info["moves"]] == [(2, 4), (1, 8)]  # the same calls per step
+    assert [m["expected_gain"] for m in chosen.info["moves"]] == [expected_gain(s) for s in alone]
+    best = max(alone, key=expected_gain)
+    assert chosen.N == best.N and chosen.K == best.K and chosen.info["lambda_"] == best.info["lambda_"]
+    assert chosen.info["calibration_nfe"] == sum(s.info["calibration_nfe"] for s in alone)
+    with pytest.raises(NoiseSearchError, match="binomial"):
+        calibrate("brightness", method="binomial", moves=[(1, 0.15, 0.3)], **args)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from noisesearch.cli import main
+from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.bench import read_results
 from noisesearch.experiments.presets import builtin_presets, get_preset, override
 
@@ -204,3 +205,22 @@ def test_cell_file_names_are_portable():
     slugs = [cell.slug for cell in plan(Preset.from_dict("a", ADAPTIVE_PRESET))]
     assert "adaptive_eps_greedy_search_schedulecalibrated-brightness_target_nfe20__compressibility__r0" in slugs
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", slug) for slug in slugs) and len(set(slugs)) == len(slugs)
+
+
+def test_calibration_lambda_reaches_the_schedule_and_keys_only_when_set(tmp_path):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import plan, run_bench
+    from noisesearch.experiments.presets import Calibration, Preset
+
+    assert "lambda_" not in Calibration().identity() and Calibration(lambda_=0.3).identity()["lambda_"] == 0.3
+    assert Calibration(moves=[[1, 0.15, 0.3]]).identity()["moves"] == ((1, 0.15, 0.3),)
+    with pytest.raises(NoiseSearchError, match="triples"):
+        Calibration(moves=[[1, 0.15]])
+    one_column = {**ADAPTIVE_PRESET, "rewards": ADAPTIVE_PRESET["rewards"][:1], "runs": ADAPTIVE_PRESET["runs"][:2]}
+    wide = {**one_column, "calibration": {**one_column["calibration"], "lambda_": 0.3}}
+    default_keys, wide_keys = ([c.key for c in plan(Preset.from_dict("a", d))] for d in (one_column, wide))
+    assert default_keys[0] == wide_keys[0] and default_keys[1] != wide_keys[1]  # only the calibrated cell differs
+    run_bench(Preset.from_dict("a", wide), tmp_path / "w", progress=False, model_loader=tiny_denoiser)
+    schedule = json.loads((tmp_path / "w" / "schedules" / "brightness.json").read_text())
+    assert schedule["info"]["lambda_"] == 0.3

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from noisesearch.api import draw_labels, make_problem, search
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import EDMSchedule
-from noisesearch.search.allocation import allocate_iterations, iteration_costs
+from noisesearch.search.allocation import allocate_iterations, iteration_costs, marginal_gain
 from noisesearch.search.calibration import fit_binomial, fit_eps, fit_final_gains, fit_gains
 from noisesearch.search.gain_probe import probe_final_gains, probe_ladder
 from noisesearch.search.step_schedule import SearchSchedule
 
 CALIBRATION_SEED_BASE = 2**50  # calibration samples use seeds from here on; bench and sample seeds stay far below
 METHODS = ("final", "gain", "binomial")
+Move = tuple[int, float, float]  # a local-search move: (N candidates per iteration, eps, lambda_)
 
 
 def calibration_seeds(seed: int, n: int) -> list[int]:
@@ -22,9 +25,38 @@ def calibration_seeds(seed: int, n: int) -> list[int]:
     return [CALIBRATION_SEED_BASE + seed * 1_000_000 + i for i in range(n)]
 
 
+def expected_gain(schedule: SearchSchedule) -> float:
+    """The calibrated gain of the iterations K_t a schedule buys, summed over steps (the allocator's objective)."""
+    if schedule.gains is None:
+        return math.nan
+    return sum(marginal_gain(row, k) for row, K_t in zip(schedule.gains, schedule.K, strict=True)
+               for k in range(1, K_t + 1))
+
+
 def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, method: str = "final",
               N: int = 4, K: int = 20, eps: float = 0.4, lambda_: float = 0.15, budget: int | None = None,
-              steps: int = 18, **search_args: Any) -> SearchSchedule:
+              steps: int = 18, moves: Sequence[Move] = (), **search_args: Any) -> SearchSchedule:
+    """As `calibrate_move` for the move (N, eps, lambda_); given further `moves`, each is calibrated too,
+    with K·N/N' iterations so that every probe spends the same calls per step, and the schedule of the
+    move whose K_t buy the largest expected gain at the budget is returned. Its info lists every move's
+    expected gain, and its calibration cost is that of all moves."""
+    if not moves:
+        return calibrate_move(reward, conditions, seed, method, N, K, eps, lambda_, budget, steps, **search_args)
+    if method == "binomial":
+        raise NoiseSearchError("choosing among moves needs the final or gain method (binomial fits no gains)")
+    tried = [calibrate_move(reward, conditions, seed, method, n, max(1, round(K * N / n)), e, lam, budget, steps,
+                            **search_args) for n, e, lam in [(N, eps, lambda_), *moves]]
+    best = max(tried, key=expected_gain)
+    summary = [{key: s.info[key] for key in ("N", "K", "eps", "lambda_")} | {"expected_gain": expected_gain(s)}
+               for s in tried]
+    nfe = sum(s.info["calibration_nfe"] for s in tried)
+    return replace(best, info=best.info | {"moves": summary, "calibration_nfe": nfe,
+                                           "calibration_nfe_per_condition": nfe / conditions})
+
+
+def calibrate_move(reward: str = "classifier", conditions: int = 16, seed: int = 0, method: str = "final",
+                   N: int = 4, K: int = 20, eps: float = 0.4, lambda_: float = 0.15, budget: int | None = None,
+                   steps: int = 18, **search_args: Any) -> SearchSchedule:
     """Fit a search schedule for `reward` on `conditions` calibration conditions (labels drawn from
     `seed`, seeds disjoint from any evaluation run).
 
@@ -40,7 +72,7 @@ def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, m
         raise NoiseSearchError(f"calibration needs at least 2 conditions, got {conditions}")
     labels, seeds = draw_labels(conditions, seed), calibration_seeds(seed, conditions)
     if method == "final":
-        search_args.pop("evaluator", None)
+        search_args = {k: v for k, v in search_args.items() if k != "evaluator"}
         problem, config = make_problem(reward, labels, seeds=seeds, steps=steps, **search_args)
         problem.start_progress(None, "calibrate")
         try:

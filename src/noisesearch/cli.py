@@ -131,9 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--N", type=int, default=4, help="candidates per iteration of the calibration runs")
     cal.add_argument("--K", type=int, default=20, help="iterations per step of the calibration runs")
     cal.add_argument("--eps", type=float, default=0.4, help="global-draw probability of the calibration runs")
+    cal.add_argument("--lambda", dest="lambda_", type=float, default=0.15,
+                     help="local-draw radius of the calibration runs; adaptive_eps_greedy then uses it too")
+    cal.add_argument("--moves", type=parse_moves, default=(),
+                     help="further moves to calibrate, 'N,eps,lambda' separated by ';' (e.g. '1,0.15,0.3'); the one "
+                          "with the largest expected gain at the budget is kept")
     cal.add_argument("--target-nfe", type=int, default=None,
-                     help="gain method: calls per image the schedule's K_t spend (default: a third of the "
-                          "calibration runs')")
+                     help="final and gain methods: calls per image the schedule's K_t spend (default: a third of "
+                          "ε-greedy (N, K)'s)")
     cal.add_argument("--guidance", type=float, default=None, help="as for sample (embedded default 1)")
     cal.add_argument("--steps", type=int, default=18, help="EDM sampler steps")
     cal.add_argument("--max-batch", type=int, default=16, help="rows per network call")
@@ -219,6 +224,19 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"bench {preset.name}: {len(plan(preset))} cells x {preset.labels} labels in {results}")
 
 
+def parse_moves(text: str) -> tuple[tuple[int, float, float], ...]:
+    """'1,0.15,0.3;2,0.4,0.15' -> ((1, 0.15, 0.3), (2, 0.4, 0.15))."""
+    try:
+        moves = []
+        for part in text.split(";"):
+            n, eps, lam = part.split(",")
+            moves.append((int(n), float(eps), float(lam)))
+        return tuple(moves)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of N,eps,lambda moves such as "
+                                         "'1,0.15,0.3;2,0.4,0.15'") from None
+
+
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from noisesearch.calibrate import calibrate
 
@@ -227,8 +245,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     if not args.out.parent.is_dir():
         raise NoiseSearchError(f"--out {args.out}: directory {args.out.parent} does not exist")
     schedule = calibrate(args.reward, args.conditions, args.seed, args.method, args.N, args.K, args.eps,
-                         budget=args.target_nfe, steps=args.steps, guidance=args.guidance,
-                         max_batch=args.max_batch, progress=not args.no_progress)
+                         args.lambda_, budget=args.target_nfe, moves=args.moves, steps=args.steps,
+                         guidance=args.guidance, max_batch=args.max_batch, progress=not args.no_progress)
     schedule.save(args.out)
     info = schedule.info
     print(schedule.table())

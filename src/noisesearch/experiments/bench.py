@@ -18,7 +18,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class Cell:
         identity = [self.run.algorithm, self.run.params, self.column.name, self.column.reward,
                     self.column.guidance, self.repeat]
         if self.calibration is not None:
-            identity.append(asdict(self.calibration))
+            identity.append(self.calibration.identity())
         return json.dumps(identity, sort_keys=True)
 
     @property
@@ -267,9 +267,9 @@ def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, de
         if not path.exists():
             c = preset.calibration
             path.parent.mkdir(exist_ok=True)
-            plan = calibrate(column.reward, c.conditions, c.seed, c.method, c.N, c.K, c.eps, steps=preset.steps,
-                             denoiser=denoiser(column.guidance), guidance=column.guidance, max_batch=max_batch,
-                             evaluator=None, progress=progress)
+            plan = calibrate(column.reward, c.conditions, c.seed, c.method, c.N, c.K, c.eps, c.lambda_,
+                             steps=preset.steps, denoiser=denoiser(column.guidance), guidance=column.guidance,
+                             moves=c.moves, max_batch=max_batch, evaluator=None, progress=progress)
             tmp = path.with_suffix(".tmp")
             plan.save(tmp)
             tmp.replace(path)

@@ -39,6 +39,24 @@ class Calibration:
     N: int = 4
     K: int = 20
     eps: float = 0.4
+    lambda_: float = 0.15
+    moves: tuple[tuple[int, float, float], ...] = ()  # further (N, eps, lambda_) moves to choose among
+
+    def __post_init__(self) -> None:
+        try:
+            moves = tuple((int(n), float(e), float(lam)) for n, e, lam in self.moves)
+        except (TypeError, ValueError):
+            raise NoiseSearchError(f"calibration moves must be [N, eps, lambda_] triples, got {self.moves}") from None
+        object.__setattr__(self, "moves", moves)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that tell calibrations apart in cell keys; lambda_ and moves only where they are not
+        the defaults, so that the keys of runs made before they could be set stay what they were."""
+        fields = asdict(self)
+        for name, default in (("lambda_", Calibration.lambda_), ("moves", ())):
+            if fields[name] == default:
+                del fields[name]
+        return fields
 
 
 @dataclass(frozen=True)

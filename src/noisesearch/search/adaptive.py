@@ -56,7 +56,8 @@ class AdaptiveEpsGreedy(LocalSearch):
     schedule's expected marginal gains. Online early stopping: a step ends once its best score has not
     improved for `patience` iterations, or when the expected gain of another iteration is not above
     `min_gain`; with a budget, calls a condition saves are re-spent on its later steps. The budget is
-    never exceeded."""
+    never exceeded. The local-draw radius `lambda_` defaults to the one the schedule was calibrated with
+    (its info["lambda_"], else 0.15), since its gains hold for that move."""
 
     name = "adaptive_eps_greedy"
     nfe_doc = "at most `target_nfe`; without one, Σ over steps: N_t·K_t + 1 at searchable steps, 2 elsewhere"
@@ -64,14 +65,17 @@ class AdaptiveEpsGreedy(LocalSearch):
     target_nfe: int | None = None
     patience: int | None = None
     min_gain: float = 0.0
+    lambda_: float | None = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         plan = load_schedule(self.search_schedule)
         if plan is None:
             raise NoiseSearchError("adaptive_eps_greedy needs a search schedule: make one with "
                                    "`noisesearch calibrate --reward R --out schedule.json` and pass its path")
         object.__setattr__(self, "search_schedule", plan)
+        if self.lambda_ is None:
+            object.__setattr__(self, "lambda_", float(plan.info.get("lambda_", LocalSearch.lambda_)))
+        super().__post_init__()
         if self.target_nfe is not None:
             check_positive_int(target_nfe=self.target_nfe)
             if plan.gains is None:
