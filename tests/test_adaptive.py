@@ -60,8 +60,10 @@ def test_fit_eps_follows_which_draws_improved():
     assert eps[0] > 0.95 and eps[1] < 0.05
     expected = (16 / 0.4) / (16 / 0.4 + 21 / 0.6)  # the formula with one pseudo-count each
     assert eps[2] == pytest.approx(expected)
-    with pytest.raises(NoiseSearchError):
-        fit_eps(synthetic_trace(np.zeros((S, C, K)), np.zeros((S, C)), global_took), eps=0.0)
+    only_global = synthetic_trace(np.zeros((S, C, K)), np.zeros((S, C)), global_took)
+    assert fit_eps(only_global, eps=1.0) == [1.0] * S and fit_eps(only_global, eps=0.0) == [0.0] * S
+    with pytest.raises(NoiseSearchError, match=r"\[0, 1\]"):
+        fit_eps(only_global, eps=1.5)
 
 
 def saturating(S=5, C=6, K=12, seed=0):
@@ -212,7 +214,7 @@ def test_adaptive_target_nfe_is_spent_but_never_exceeded(denoiser):
         result = algo.run(make_problem(denoiser, LABELS, SEEDS))
         assert int(result.nfe.max()) <= target
         assert int(result.nfe.min()) >= target - 3  # at most one iteration's cost (N_t <= 3) left unspent
-    with pytest.raises(NoiseSearchError, match="below one plain sampler trajectory"):
+    with pytest.raises(NoiseSearchError, match="below B = 1 plain sampler trajectories"):
         algo = get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN, target_nfe=10)
         algo.run(make_problem(denoiser, [1], [1]))
 
@@ -267,20 +269,33 @@ def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
     assert int(result.nfe[0]) == plan.nfe(EDMSchedule(steps=6))
 
 
-def test_calibration_keeps_the_move_with_the_largest_expected_gain(denoiser):
-    from noisesearch.calibrate import calibrate, calibrate_move, expected_gain
+def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(denoiser):
+    from noisesearch.api import draw_labels, search
+    from noisesearch.calibrate import calibrate, calibrate_move, calibration_seeds, expected_gain
 
     args = {"conditions": 3, "steps": 6, "denoiser": denoiser}
-    chosen = calibrate("brightness", N=2, K=4, moves=[(1, 0.15, 0.3)], **args)
-    alone = [calibrate_move("brightness", N=2, K=4, **args),
-             calibrate_move("brightness", N=1, K=8, eps=0.15, lambda_=0.3, **args)]
-    assert [(m["N"], m["K"]) for m in chosen.info["moves"]] == [(2, 4), (1, 8)]  # the same calls per step
-    assert [m["expected_gain"] for m in chosen.info["moves"]] == [expected_gain(s) for s in alone]
-    best = max(alone, key=expected_gain)
-    assert chosen.N == best.N and chosen.K == best.K and chosen.info["lambda_"] == best.info["lambda_"]
-    assert chosen.info["calibration_nfe"] == sum(s.info["calibration_nfe"] for s in alone)
+    chosen = calibrate("brightness", N=2, K=8, moves=[(1, 0.15, 0.3)], beams=(1, 2), **args)
+    alone = [calibrate_move("brightness", N=2, K=8, **args),
+             calibrate_move("brightness", N=1, K=16, eps=0.15, lambda_=0.3, **args)]
+    candidates = chosen.info["candidates"]
+    assert [(c["N"], c["K"], c["B"]) for c in candidates] == [(2, 8, 1), (2, 8, 2), (1, 16, 1), (1, 16, 2)]
+    assert [c["expected_gain"] for c in candidates] == [expected_gain(s) for s in alone for _ in (1, 2)]
+    labels, seeds = draw_labels(3, 0), calibration_seeds(0, 3)
+    runs = [search("adaptive_eps_greedy", "brightness", labels=labels, seeds=seeds, steps=6, denoiser=denoiser,
+                   evaluator=None, search_schedule=s, target_nfe=s.info["budget"], B=B) for s in alone for B in (1, 2)]
+    measured = [float(r.rewards.mean()) for r in runs]
+    assert [c["validation_reward"] for c in candidates] == measured
+    best = candidates[measured.index(max(measured))]
+    assert (chosen.N[0], chosen.info["lambda_"], chosen.info["B"]) == (best["N"], best["lambda_"], best["B"])
+    assert chosen.info["calibration_nfe"] == (sum(s.info["calibration_nfe"] for s in alone)
+                                              + sum(int(r.nfe.sum()) for r in runs))
+    assert get_algorithm("adaptive_eps_greedy", search_schedule=chosen).B == best["B"]
     with pytest.raises(NoiseSearchError, match="binomial"):
         calibrate("brightness", method="binomial", moves=[(1, 0.15, 0.3)], **args)
+    with pytest.raises(NoiseSearchError, match="beams"):
+        calibrate("brightness", beams=(0,), **args)
+    with pytest.raises(NoiseSearchError, match="B = 9 incumbents need 99 calls per image, above the budget"):
+        calibrate("brightness", N=2, K=8, beams=(1, 9), **args)
 
 
 @pytest.mark.parametrize("argv, message", [

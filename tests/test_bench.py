@@ -217,6 +217,9 @@ def test_calibration_lambda_reaches_the_schedule_and_keys_only_when_set(tmp_path
     assert Calibration(moves=[[1, 0.15, 0.3]]).identity()["moves"] == ((1, 0.15, 0.3),)
     with pytest.raises(NoiseSearchError, match="triples"):
         Calibration(moves=[[1, 0.15]])
+    assert "beams" not in Calibration().identity() and Calibration(beams=[1, 2]).identity()["beams"] == (1, 2)
+    with pytest.raises(NoiseSearchError, match="beams"):
+        Calibration(beams=[0])
     one_column = {**ADAPTIVE_PRESET, "rewards": ADAPTIVE_PRESET["rewards"][:1], "runs": ADAPTIVE_PRESET["runs"][:2]}
     wide = {**one_column, "calibration": {**one_column["calibration"], "lambda_": 0.3}}
     default_keys, wide_keys = ([c.key for c in plan(Preset.from_dict("a", d))] for d in (one_column, wide))

@@ -28,6 +28,9 @@ CASES = {  # case name: (registered algorithm, small parameters)
     "adaptive": ("adaptive_eps_greedy", {"search_schedule": TINY_PLAN}),
     "adaptive_budget_patience": ("adaptive_eps_greedy",
                                  {"search_schedule": TINY_PLAN, "target_nfe": 30, "patience": 1}),
+    "eps_greedy_beam_of_incumbents": ("eps_greedy", {"N": 2, "K": 2, "B": 3}),
+    "adaptive_beam_budget_patience": ("adaptive_eps_greedy",
+                                      {"search_schedule": TINY_PLAN, "target_nfe": 50, "patience": 1, "B": 2}),
 }
 
 

@@ -83,3 +83,18 @@ def test_step_statistics_reads_k_bar_and_global_win_rate():
     for s in stats:
         assert 0 <= s["global_win_rate"] <= 1
         assert s["k_bar"] != s["k_bar"] or 0 <= s["k_bar"] <= 4  # NaN or a valid mean of k - 1
+
+
+def test_a_beam_of_incumbents_with_one_global_iteration_is_beam_search():
+    """ε-greedy with B incumbents, K = 1 and ε = 1 draws N fresh noises per incumbent and keeps the B
+    best, as beam (N, B) does: the same calls, rewards of the same distribution (the draws differ)."""
+    problem = toy_problem()
+    ours = get_algorithm("eps_greedy", N=4, K=1, eps=1.0, B=2).run(problem)
+    beam = get_algorithm("beam", N=4, B=2).run(toy_problem())
+    assert torch.equal(ours.nfe, beam.nfe)
+    assert abs(ours.rewards.mean() - beam.rewards.mean()) < 0.02
+
+
+def test_more_incumbents_find_more():
+    one, three = (get_algorithm("eps_greedy", N=2, K=3, B=b).run(toy_problem()).rewards.mean().item() for b in (1, 3))
+    assert three > one + 0.01, (one, three)

@@ -35,22 +35,42 @@ def expected_gain(schedule: SearchSchedule) -> float:
 
 def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, method: str = "final",
               N: int = 4, K: int = 20, eps: float = 0.4, lambda_: float = 0.15, budget: int | None = None,
-              steps: int = 18, moves: Sequence[Move] = (), **search_args: Any) -> SearchSchedule:
-    """As `calibrate_move` for the move (N, eps, lambda_); given further `moves`, each is calibrated too,
-    with K·N/N' iterations so that every probe spends the same calls per step, and the schedule of the
-    move whose K_t buy the largest expected gain at the budget is returned. Its info lists every move's
-    expected gain, and its calibration cost is that of all moves."""
-    if not moves:
+              steps: int = 18, moves: Sequence[Move] = (), beams: Sequence[int] = (1,),
+              **search_args: Any) -> SearchSchedule:
+    """As `calibrate_move` for the move (N, eps, lambda_). Given further `moves` (each calibrated with
+    K·N/N' iterations, so that every probe spends the same calls per step) or several `beams` (numbers B
+    of incumbents), every pair of a move's schedule and a B is validated: adaptive_eps_greedy runs with
+    it at the budget on the calibration conditions, and the schedule of the best mean final reward is
+    returned, with that B in its info. Its info lists every candidate's expected gain (the allocator's
+    objective) and measured reward, and its calibration cost counts all probes and validation runs."""
+    beams = tuple(beams)
+    if not beams or any(not isinstance(b, int) or b < 1 for b in beams):
+        raise NoiseSearchError(f"beams must be integers of at least 1, got {list(beams)}")
+    if not moves and beams == (1,):
         return calibrate_move(reward, conditions, seed, method, N, K, eps, lambda_, budget, steps, **search_args)
     if method == "binomial":
-        raise NoiseSearchError("choosing among moves needs the final or gain method (binomial fits no gains)")
+        raise NoiseSearchError("choosing among moves or beams needs the final or gain method (binomial fits no gains)")
     tried = [calibrate_move(reward, conditions, seed, method, n, max(1, round(K * N / n)), e, lam, budget, steps,
                             **search_args) for n, e, lam in [(N, eps, lambda_), *moves]]
-    best = max(tried, key=expected_gain)
-    summary = [{key: s.info[key] for key in ("N", "K", "eps", "lambda_")} | {"expected_gain": expected_gain(s)}
-               for s in tried]
+    budget, trajectory = tried[0].info["budget"], EDMSchedule(**tried[0].info["sampler"]).nfe_per_trajectory()
+    if max(beams) * trajectory > budget:
+        raise NoiseSearchError(f"B = {max(beams)} incumbents need {max(beams) * trajectory} calls per image, above "
+                               f"the budget of {budget}")
+    args = {k: v for k, v in search_args.items() if k != "evaluator"}
+    labels, seeds = draw_labels(conditions, seed), calibration_seeds(seed, conditions)
     nfe = sum(s.info["calibration_nfe"] for s in tried)
-    return replace(best, info=best.info | {"moves": summary, "calibration_nfe": nfe,
+    candidates = []
+    for schedule in tried:
+        for B in beams:
+            run = search("adaptive_eps_greedy", reward, labels=labels, seeds=seeds, steps=steps, evaluator=None,
+                         search_schedule=schedule, target_nfe=budget, B=B, **args)
+            nfe += int(run.nfe.sum())
+            candidates.append((float(run.rewards.mean()), -len(candidates), schedule, B))
+    reward_, _, best, B = max(candidates, key=lambda c: c[:2])
+    summary = [{key: s.info[key] for key in ("N", "K", "eps", "lambda_")} | {"B": b, "expected_gain": expected_gain(s),
+                                                                           "validation_reward": r}
+               for r, _, s, b in candidates]
+    return replace(best, info=best.info | {"B": B, "candidates": summary, "calibration_nfe": nfe,
                                            "calibration_nfe_per_condition": nfe / conditions})
 
 

@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="local-draw radius of the calibration runs; adaptive_eps_greedy then uses it too")
     cal.add_argument("--moves", type=parse_moves, default=(),
                      help="further moves to calibrate, 'N,eps,lambda' separated by ';' (e.g. '1,0.15,0.3'); the one "
-                          "with the largest expected gain at the budget is kept")
+                          "validated best at the budget is kept")
+    cal.add_argument("--beams", type=parse_beams, default=(1,),
+                     help="numbers B of incumbents to validate, e.g. '1,2,4' (default 1)")
     cal.add_argument("--target-nfe", type=int, default=None,
                      help="final and gain methods: calls per image the schedule's K_t spend (default: a third of "
                           "ε-greedy (N, K)'s)")
@@ -237,6 +239,17 @@ def parse_moves(text: str) -> tuple[tuple[int, float, float], ...]:
                                          "'1,0.15,0.3;2,0.4,0.15'") from None
 
 
+def parse_beams(text: str) -> tuple[int, ...]:
+    """'1,2,4' -> (1, 2, 4)."""
+    try:
+        beams = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        beams = ()
+    if not beams or min(beams) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of beam widths such as '1,2,4'")
+    return beams
+
+
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from noisesearch.calibrate import calibrate
 
@@ -245,11 +258,16 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     if not args.out.parent.is_dir():
         raise NoiseSearchError(f"--out {args.out}: directory {args.out.parent} does not exist")
     schedule = calibrate(args.reward, args.conditions, args.seed, args.method, args.N, args.K, args.eps,
-                         args.lambda_, budget=args.target_nfe, moves=args.moves, steps=args.steps,
+                         args.lambda_, budget=args.target_nfe, moves=args.moves, beams=args.beams, steps=args.steps,
                          guidance=args.guidance, max_batch=args.max_batch, progress=not args.no_progress)
     schedule.save(args.out)
     info = schedule.info
     print(schedule.table())
+    for c in info.get("candidates", []):
+        print(f"candidate N={c['N']} K={c['K']} eps={c['eps']} lambda={c['lambda_']} B={c['B']}: expected gain "
+              f"{c['expected_gain']:.4f}, validation reward {c['validation_reward']:.4f}")
+    if "candidates" in info:
+        print(f"kept N={info['N']} eps={info['eps']} lambda={info['lambda_']} B={info['B']}")
     print(f"calibrated on {info['conditions']} conditions at {info['calibration_nfe_per_condition']:.0f} NFE each "
           f"({info['calibration_nfe']} NFE in all); schedule: {schedule.nfe(EDMSchedule(**info['sampler']))} "
           f"calls per image -> {args.out}")

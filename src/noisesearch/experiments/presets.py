@@ -41,19 +41,23 @@ class Calibration:
     eps: float = 0.4
     lambda_: float = 0.15
     moves: tuple[tuple[int, float, float], ...] = ()  # further (N, eps, lambda_) moves to choose among
+    beams: tuple[int, ...] = (1,)  # numbers B of incumbents to choose among
 
     def __post_init__(self) -> None:
         try:
             moves = tuple((int(n), float(e), float(lam)) for n, e, lam in self.moves)
         except (TypeError, ValueError):
             raise NoiseSearchError(f"calibration moves must be [N, eps, lambda_] triples, got {self.moves}") from None
+        if not isinstance(self.beams, (list, tuple)) or not all(isinstance(b, int) and b >= 1 for b in self.beams):
+            raise NoiseSearchError(f"calibration beams must be a list of integers of at least 1, got {self.beams}")
         object.__setattr__(self, "moves", moves)
+        object.__setattr__(self, "beams", tuple(self.beams))
 
     def identity(self) -> dict[str, Any]:
-        """The fields that tell calibrations apart in cell keys; lambda_ and moves only where they are not
+        """The fields that tell calibrations apart in cell keys; lambda_, moves and beams only where they are not
         the defaults, so that the keys of runs made before they could be set stay what they were."""
         fields = asdict(self)
-        for name, default in (("lambda_", Calibration.lambda_), ("moves", ())):
+        for name, default in (("lambda_", Calibration.lambda_), ("moves", ()), ("beams", (1,))):
             if fields[name] == default:
                 del fields[name]
         return fields

@@ -56,8 +56,8 @@ class AdaptiveEpsGreedy(LocalSearch):
     schedule's expected marginal gains. Online early stopping: a step ends once its best score has not
     improved for `patience` iterations, or when the expected gain of another iteration is not above
     `min_gain`; with a budget, calls a condition saves are re-spent on its later steps. The budget is
-    never exceeded. The local-draw radius `lambda_` defaults to the one the schedule was calibrated with
-    (its info["lambda_"], else 0.15), since its gains hold for that move."""
+    never exceeded. The local-draw radius `lambda_` and the number B of incumbents default to the ones
+    the schedule was calibrated or validated with (its info["lambda_"] and info["B"], else 0.15 and 1)."""
 
     name = "adaptive_eps_greedy"
     nfe_doc = "at most `target_nfe`; without one, Σ over steps: N_t·K_t + 1 at searchable steps, 2 elsewhere"
@@ -66,6 +66,7 @@ class AdaptiveEpsGreedy(LocalSearch):
     patience: int | None = None
     min_gain: float = 0.0
     lambda_: float | None = None  # type: ignore[assignment]
+    B: int | None = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         plan = load_schedule(self.search_schedule)
@@ -75,6 +76,8 @@ class AdaptiveEpsGreedy(LocalSearch):
         object.__setattr__(self, "search_schedule", plan)
         if self.lambda_ is None:
             object.__setattr__(self, "lambda_", float(plan.info.get("lambda_", LocalSearch.lambda_)))
+        if self.B is None:
+            object.__setattr__(self, "B", int(plan.info.get("B", LocalSearch.B)))
         super().__post_init__()
         if self.target_nfe is not None:
             check_positive_int(target_nfe=self.target_nfe)
@@ -116,10 +119,11 @@ class AdaptiveEpsGreedy(LocalSearch):
         if self.target_nfe is None:
             return super()._iterations(schedule, plan, t, extra_calls)
         first, then = iteration_costs(schedule, plan.steps[t:], plan.N[t:], self.score_with == "step")
-        left = self.target_nfe - schedule.nfe_per_trajectory()
+        first, then = [self.B * c for c in first], [self.B * c for c in then]
+        left = self.target_nfe - self.B * schedule.nfe_per_trajectory()
         if left < 0:
-            raise NoiseSearchError(f"target_nfe {self.target_nfe} is below one plain sampler trajectory "
-                                   f"({schedule.nfe_per_trajectory()} calls)")
+            raise NoiseSearchError(f"target_nfe {self.target_nfe} is below B = {self.B} plain sampler trajectories "
+                                   f"({self.B * schedule.nfe_per_trajectory()} calls)")
         K = {spent: allocate_iterations(plan.gains[t:], first, then, left - spent, self.min_gain)[0]
              for spent in set(extra_calls.tolist())}
         return torch.tensor([K[spent] for spent in extra_calls.tolist()])

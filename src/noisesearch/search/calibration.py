@@ -82,11 +82,15 @@ def fit_eps(trace: Trace, eps: float, prior: float = 1.0) -> list[float]:
 
     With G global and L local improvements at a step under mixture weight eps, ε(t) is
     (G+a)/eps ÷ ((G+a)/eps + (L+a)/(1−eps)) with a pseudo-count a = `prior` on each: 1 when only global
-    draws ever improve, 0 when only local ones do, 0.5 when both are equally good per draw."""
-    if not 0 < eps < 1:
-        raise NoiseSearchError(f"fitting eps(t) needs calibration runs with 0 < eps < 1, got {eps}")
+    draws ever improve, 0 when only local ones do, 0.5 when both are equally good per draw. Runs that
+    drew one kind only (eps 0 or 1) cannot compare them and keep their eps at every step."""
+    if not 0 <= eps <= 1:
+        raise NoiseSearchError(f"eps must lie in [0, 1], got {eps}")
+    curves = step_curves(trace)
+    if eps in (0, 1):
+        return [float(eps)] * len(curves)
     fitted = []
-    for curve in step_curves(trace):
+    for curve in curves:
         g = (curve.global_improved.sum() + prior) / eps
         loc = (curve.local_improved.sum() + prior) / (1 - eps)
         fitted.append(float(g / (g + loc)))

@@ -46,7 +46,7 @@ class ZeroOrderInitial(SearchAlgorithm):
         best_images = torch.zeros(c, *shape)
         best = torch.full((c,), -math.inf)
         for _ in range(self.K):
-            candidates = local_draws(gens, pivot, self.N, self.lambda_)
+            candidates = local_draws(gens, pivot[:, None].expand(c, self.N, *shape), self.lambda_)
             x = problem.initial_state(candidates)
             for i in range(problem.schedule.steps):
                 noise = step_noise[i][:, None].expand_as(x) if i in step_noise else None

@@ -13,7 +13,7 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.rng import SampleGenerators
 from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm
+from noisesearch.search.base import SearchAlgorithm, select_best
 from noisesearch.search.registry import register_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.search.tracing import TraceRecorder
@@ -26,14 +26,15 @@ def check_positive_int(**values: int) -> None:
             raise NoiseSearchError(f"{name} must be an integer of at least 1, got {value}")
 
 
-def local_draws(gens: SampleGenerators, pivot: torch.Tensor, n: int, lambda_: float,
+def local_draws(gens: SampleGenerators, pivots: torch.Tensor, lambda_: float,
                 which: Sequence[int] | None = None) -> torch.Tensor:
-    """n draws p + r·v per condition: v uniform on the unit sphere, r = u·sqrt(2d), u ~ U(0, lambda_)."""
-    d = pivot[0].numel()
-    direction = gens.randn(n, *pivot.shape[1:], which=which)
+    """One draw p + r·v around each pivot p of pivots (C, n, ...): v uniform on the unit sphere,
+    r = u·sqrt(2d), u ~ U(0, lambda_)."""
+    n, d = pivots.shape[1], pivots[0, 0].numel()
+    direction = gens.randn(n, *pivots.shape[2:], which=which)
     direction = direction / direction.flatten(2).norm(dim=2)[:, :, None, None, None]
     radius = gens.rand(n, which=which) * lambda_ * math.sqrt(2 * d)
-    return pivot[:, None] + radius[:, :, None, None, None] * direction
+    return pivots + radius[:, :, None, None, None] * direction
 
 
 def load_schedule(schedule: SearchSchedule | str | None) -> SearchSchedule | None:
@@ -47,6 +48,11 @@ class LocalSearch(SearchAlgorithm):
     N_t candidates are drawn — each a global N(0, I) draw with probability ε_t, else a local draw around
     the pivot — and scored; the best becomes the pivot. K_t = 0 takes the plain sampler step.
 
+    With B > 1 (a beam of incumbents) B trajectories are searched together: every incumbent proposes
+    N_t candidates from its own parent state, the B best of incumbents and candidates continue (a
+    trajectory may take over another's place), and the best final image is returned. B = 1 is the
+    brief's algorithm; K_t = 1 with ε_t = 1 is beam search (N_t, B). Every call counts B times.
+
     Candidates are scored on the x0 prediction of their first call (score_with="x0"), or after the full
     Heun step on the correction's x0 prediction (score_with="step", twice the calls). With elitism the
     incumbent changes only when a candidate strictly beats it; elitism=False is the plain algorithm.
@@ -56,8 +62,10 @@ class LocalSearch(SearchAlgorithm):
     lambda_: float = 0.15
     elitism: bool = True
     score_with: str = "x0"
+    B: int = 1
 
     def __post_init__(self) -> None:
+        check_positive_int(B=self.B)
         if not self.lambda_ > 0:
             raise NoiseSearchError(f"lambda_ must be positive, got {self.lambda_}")
         if self.score_with not in ("x0", "step"):
@@ -78,12 +86,13 @@ class LocalSearch(SearchAlgorithm):
         return torch.full_like(extra_calls, plan.K[t])
 
     def nfe_formula(self, schedule: EDMSchedule) -> int | None:
-        return self.plan_for(schedule).nfe(schedule, full_step=self.score_with == "step")
+        return self.B * self.plan_for(schedule).nfe(schedule, full_step=self.score_with == "step")
 
     def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
         """The documented per-step cost applied to the iterations the trace shows at each step."""
         plan = self.plan_for(schedule)
-        return iterations_to_calls(schedule, plan, result.trace, len(result.nfe), self.score_with == "step")
+        return self.B * iterations_to_calls(schedule, plan, result.trace, len(result.nfe),
+                                             self.score_with == "step")
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         schedule = problem.schedule
@@ -92,7 +101,7 @@ class LocalSearch(SearchAlgorithm):
         position = {i: t for t, i in enumerate(plan.steps)}
         gens = problem.generators()
         recorder = TraceRecorder()
-        x = problem.initial_state(gens.randn(1, *problem.image_shape))
+        x = problem.initial_state(gens.randn(self.B, *problem.image_shape))
         extra = torch.zeros(problem.n, dtype=torch.long)
         full_step = self.score_with == "step"
         for i in range(schedule.steps):
@@ -103,9 +112,9 @@ class LocalSearch(SearchAlgorithm):
             limit = self._iterations(schedule, plan, t, extra)
             x, done = self._search_step(problem, gens, x, i, plan.N[t], plan.eps[t], limit, recorder)
             plain = schedule.search_step_calls(i, 0)
-            extra += torch.tensor([schedule.search_step_calls(i, plan.N[t] * n, full_step) - plain
+            extra += torch.tensor([self.B * (schedule.search_step_calls(i, plan.N[t] * n, full_step) - plain)
                                    for n in done.tolist()])
-        return x[:, 0], problem.score(x)[:, 0], recorder.build()
+        return *select_best(x, problem.score(x)), recorder.build()
 
     def _search_step(self, problem: Problem, gens: SampleGenerators, x: torch.Tensor, i: int, N: int, eps: float,
                      limit: torch.Tensor, recorder: TraceRecorder) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +124,7 @@ class LocalSearch(SearchAlgorithm):
         done = torch.zeros_like(limit)
         plain = (limit == 0).nonzero().flatten().tolist()
         if plain:
-            noise = gens.randn(1, *problem.image_shape, which=plain)
+            noise = gens.randn(x.shape[1], *problem.image_shape, which=plain)
             x_next[plain] = problem.step(x[plain], i, noise, plain).x_next
         searched = (limit > 0).nonzero().flatten()
         if len(searched):
@@ -126,15 +135,17 @@ class LocalSearch(SearchAlgorithm):
     def _climb(self, problem: Problem, gens: SampleGenerators, x: torch.Tensor, i: int, N: int, eps: float,
                conditions: torch.Tensor, limit: torch.Tensor, recorder: TraceRecorder
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Up to limit[c] iterations of ε-greedy at step i for the given conditions (x: (S, 1, ...))."""
-        shape, s = problem.image_shape, len(conditions)
+        """Up to limit[c] iterations of ε-greedy at step i for the given conditions, from the states
+        x (S, B, ...) of their B incumbents."""
+        shape, s, B = problem.image_shape, len(conditions), x.shape[1]
         sigma = problem.sampler.sigmas[i].item()
-        pivot = gens.randn(*shape, which=conditions.tolist())
-        best = torch.full((s,), -math.inf)
+        parent = x.clone()
+        pivot = gens.randn(B, *shape, which=conditions.tolist())
+        best = torch.full((s, B), -math.inf)
         record = torch.full((s,), -math.inf)
         stale = torch.zeros(s, dtype=torch.long)
         done = torch.zeros(s, dtype=torch.long)
-        kept = torch.empty(s, 2, *shape)  # the incumbent's (x_hat, x0_hat), or (x_next, x0_next) for "step"
+        kept = torch.empty(s, B, 2, *shape)  # each incumbent's (x_hat, x0_hat), or (x_next, x0_next) for "step"
         patience = self.stop_patience
         for k in range(1, int(limit.max()) + 1):
             live = (limit >= k) & (stale < patience if patience else True)
@@ -143,11 +154,12 @@ class LocalSearch(SearchAlgorithm):
             a = live.nonzero().flatten()
             which = conditions[a].tolist()
             rows = torch.arange(len(a))
-            is_global = gens.rand(N, which=which) < eps
-            fresh = gens.randn(N, *shape, which=which)
+            is_global = gens.rand(B * N, which=which) < eps
+            fresh = gens.randn(B * N, *shape, which=which)
             candidates = torch.where(is_global[:, :, None, None, None], fresh,
-                                     local_draws(gens, pivot[a], N, self.lambda_, which))
-            proposal = problem.propose(x[a].expand(len(a), N, *shape), i, candidates, which)
+                                     local_draws(gens, pivot[a].repeat_interleave(N, dim=1), self.lambda_, which))
+            parents = parent[a].repeat_interleave(N, dim=1)  # candidate j belongs to incumbent j // N
+            proposal = problem.propose(parents, i, candidates, which)
             if self.score_with == "step":
                 out = problem.advance(proposal, which)
                 pair = torch.stack([out.x_next, out.x0_next], dim=2)
@@ -156,19 +168,24 @@ class LocalSearch(SearchAlgorithm):
             scores = problem.score(pair[:, :, 1], which)
             win = scores.argmax(dim=1)
             win_score = scores[rows, win]
-            changed = win_score > best[a] if self.elitism else torch.ones(len(a), dtype=torch.bool)
+            leader = best[a].max(dim=1).values
+            changed = win_score > leader if self.elitism else torch.ones(len(a), dtype=torch.bool)
             stale[a] = torch.where(win_score > record[a], 0, stale[a] + 1)
             record[a] = torch.maximum(record[a], win_score)
-            best[a] = torch.where(changed, win_score, best[a])
-            keep = changed[:, None, None, None]
-            pivot[a] = torch.where(keep, candidates[rows, win], pivot[a])
-            kept[a] = torch.where(keep[:, None], pair[rows, win], kept[a])
+            incumbents = best[a] if self.elitism else torch.full_like(best[a], -math.inf)
+            pool = torch.cat([incumbents, scores], dim=1)  # ties go to incumbents, then to earlier candidates
+            keep = pool.sort(dim=1, descending=True, stable=True).indices[:, :B]
+            pick = rows[:, None], keep
+            best[a] = pool[pick]
+            pivot[a] = torch.cat([pivot[a], candidates], dim=1)[pick]
+            parent[a] = torch.cat([parent[a], parents], dim=1)[pick]
+            kept[a] = torch.cat([kept[a], pair], dim=1)[pick]
             done[a] += 1
-            recorder.record(conditions[a], i, sigma, k, win_score, best[a], is_global[rows, win], changed,
+            recorder.record(conditions[a], i, sigma, k, win_score, best[a, 0], is_global[rows, win], changed,
                             scores.mean(dim=1))
         if self.score_with == "step":
-            return kept[:, None, 0], done
-        return problem.advance(Proposal(i, kept[:, None, 0], kept[:, None, 1]), conditions.tolist()).x_next, done
+            return kept[:, :, 0], done
+        return problem.advance(Proposal(i, kept[:, :, 0], kept[:, :, 1]), conditions.tolist()).x_next, done
 
 
 def iterations_to_calls(schedule: EDMSchedule, plan: SearchSchedule, trace: Trace, conditions: int,
