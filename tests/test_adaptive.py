@@ -320,3 +320,15 @@ def test_search_schedule_passes_through_the_api_and_the_cli_flags(denoiser, tmp_
     args = build_parser().parse_args(["sample", "--algorithm", "adaptive_eps_greedy", "--search-schedule", "s.json",
                                       "--target-nfe", "300", "--out", str(tmp_path)])
     assert (args.search_schedule, args.target_nfe) == ("s.json", 300)
+
+
+def test_the_validated_beam_shrinks_under_a_smaller_budget_and_an_explicit_b_wins():
+    from dataclasses import replace
+
+    plan = replace(TINY_PLAN, info={"B": 4, "budget": 360})
+    widths = [get_algorithm("adaptive_eps_greedy", search_schedule=plan, target_nfe=n).B
+              for n in (30, 140, 280, 360, 2000)]
+    assert widths == [1, 1, 3, 4, 4]
+    assert get_algorithm("adaptive_eps_greedy", search_schedule=plan).B == 4
+    assert get_algorithm("adaptive_eps_greedy", search_schedule=plan, target_nfe=140, B=2).B == 2
+    assert get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN, target_nfe=140).B == 1

@@ -75,6 +75,11 @@ def test_presets_are_valid_and_overrides_restrict_them():
     small = override(table1, algorithms=["naive", "beam"], rewards=["classifier"], labels=3, repeats=2)
     assert [r.algorithm for r in small.runs] == ["naive", "beam"]
     assert [c.name for c in small.rewards] == ["classifier"] and small.labels == 3 and small.repeats == 2
+    adaptive = presets["adaptive"]
+    one = override(adaptive, rewards=["compressibility"])
+    transfer = {r.label for r in adaptive.runs
+                if r.calibrated_column("compressibility") not in (None, "compressibility")}
+    assert transfer and {r.label for r in one.runs} == {r.label for r in adaptive.runs} - transfer
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -100,3 +100,16 @@ def test_adaptive_section_measures_gain_kept_and_nfe_against_eps_greedy(tmp_path
     transfer = rows["adaptive_eps_greedy (search_schedule=calibrated:b, target_nfe=280)"]
     assert transfer[6] == "50.0 %" and transfer[10] == "no"
     assert adaptive_blocks(records[:4], summarize(records[:4]), tmp_path) == []
+
+
+def test_the_validated_candidates_are_listed_and_the_kept_one_marked():
+    from noisesearch.experiments.adaptive_report import candidate_blocks
+
+    def candidate(N, K, B, reward):
+        return {"N": N, "K": K, "eps": 0.4, "lambda_": 0.15, "B": B, "expected_gain": 0.1, "validation_reward": reward}
+
+    info = {"N": 1, "K": 80, "eps": 0.4, "lambda_": 0.15, "B": 2,
+            "candidates": [candidate(4, 20, 1, 0.5), candidate(1, 80, 1, 0.6), candidate(1, 80, 2, 0.7)]}
+    table = candidate_blocks({"brightness": {"info": info}, "classifier": {"info": {"N": 4}}})[-1]
+    assert [row[-1] for row in table[2]] == ["", "", "kept"] and table[2][2][7] == "0.7000"
+    assert candidate_blocks({"classifier": {"info": {"N": 4}}}) == []

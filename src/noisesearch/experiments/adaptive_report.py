@@ -103,6 +103,27 @@ def calibration_blocks(records: list[dict[str, Any]], run_dir: Path) -> list[Blo
               "seed) and serves every adaptive image that uses it."),
         ("table", ["schedule", "method", "conditions", "calibration NFE", "images served", "NFE per served image"],
          cost_rows),
+        *candidate_blocks(schedules),
         ("h", 3, "Calibrated schedules"),
         ("table", header, step_rows),
+    ]
+
+
+def candidate_blocks(schedules: dict[str, dict[str, Any]]) -> list[Block]:
+    """The moves and beam widths each calibration validated, and the one it kept."""
+    rows = []
+    for name, data in schedules.items():
+        info = data["info"]
+        for c in info.get("candidates", []):
+            kept = all(c[key] == info[key] for key in ("N", "K", "eps", "lambda_", "B"))
+            rows.append([name, str(c["N"]), str(c["K"]), f"{c['eps']:g}", f"{c['lambda_']:g}", str(c["B"]),
+                         f"{c['expected_gain']:.4f}", f"{c['validation_reward']:.4f}", "kept" if kept else ""])
+    if not rows:
+        return []
+    return [
+        ("h", 3, "Moves and beams validated"),
+        ("p", "Each candidate (move N, ε, λ with K·N/N' probe iterations; B incumbents) ran adaptive ε-greedy at the "
+              "calibration budget on the calibration conditions; the best mean reward was kept. Expected gain: the "
+              "sum of the calibrated per-step gains its K_t buy."),
+        ("table", ["schedule", "N", "K", "ε", "λ", "B", "expected gain", "validation reward", ""], rows),
     ]

@@ -185,9 +185,12 @@ def select(items: tuple, names: list[str] | None, key: Callable[[Any], str], mis
 
 def override(preset: Preset, algorithms: list[str] | None = None, rewards: list[str] | None = None,
              labels: int | None = None, repeats: int | None = None) -> Preset:
-    """The preset restricted to some algorithms and reward columns, with other label and repeat counts."""
+    """The preset restricted to some algorithms and reward columns (dropping runs that use the schedule of a
+    column left out), with other label and repeat counts."""
     runs = select(preset.runs, algorithms, lambda r: r.algorithm, f"preset '{preset.name}' has no run of")
     columns = select(preset.rewards, rewards, lambda c: c.name, f"preset '{preset.name}' has no reward column")
+    kept = {c.name for c in columns}
+    runs = tuple(r for r in runs if all(r.calibrated_column(c) in (None, *kept) for c in kept))
     changed = replace(preset, runs=runs, rewards=columns,
                       labels=preset.labels if labels is None else labels,
                       repeats=preset.repeats if repeats is None else repeats)

@@ -47,6 +47,17 @@ class EpsGreedyWindow(LocalSearch):
         return SearchSchedule.uniform(schedule, K, self.eps, self.N)
 
 
+def schedule_beam(plan: SearchSchedule, target_nfe: int | None) -> int:
+    """The number of incumbents a schedule was validated with (info["B"], else 1), lowered under a smaller
+    budget than the validation's (info["budget"]) so that each incumbent keeps at least the calls it had
+    there: min(B, floor(B·target_nfe / budget)), at least 1."""
+    B = int(plan.info.get("B", 1))
+    budget = plan.info.get("budget")
+    if target_nfe is None or not budget or B == 1:
+        return B
+    return max(1, min(B, B * target_nfe // budget))
+
+
 @register_algorithm
 @dataclass(frozen=True)
 class AdaptiveEpsGreedy(LocalSearch):
@@ -57,7 +68,8 @@ class AdaptiveEpsGreedy(LocalSearch):
     improved for `patience` iterations, or when the expected gain of another iteration is not above
     `min_gain`; with a budget, calls a condition saves are re-spent on its later steps. The budget is
     never exceeded. The local-draw radius `lambda_` and the number B of incumbents default to the ones
-    the schedule was calibrated or validated with (its info["lambda_"] and info["B"], else 0.15 and 1)."""
+    the schedule was calibrated or validated with (its info["lambda_"] and info["B"], else 0.15 and 1);
+    see `schedule_beam` for B under another budget."""
 
     name = "adaptive_eps_greedy"
     nfe_doc = "at most `target_nfe`; without one, Σ over steps: N_t·K_t + 1 at searchable steps, 2 elsewhere"
@@ -77,7 +89,7 @@ class AdaptiveEpsGreedy(LocalSearch):
         if self.lambda_ is None:
             object.__setattr__(self, "lambda_", float(plan.info.get("lambda_", LocalSearch.lambda_)))
         if self.B is None:
-            object.__setattr__(self, "B", int(plan.info.get("B", LocalSearch.B)))
+            object.__setattr__(self, "B", schedule_beam(plan, self.target_nfe))
         super().__post_init__()
         if self.target_nfe is not None:
             check_positive_int(target_nfe=self.target_nfe)
