@@ -199,6 +199,7 @@ def test_environment_records_versions_and_the_cpu_kernels_that_round():
     assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
     assert env["processor"] or not Path("/proc/cpuinfo").exists()
+    assert isinstance(env["git_dirty"], bool) if env["git_commit"] else env["git_dirty"] is None
 
 
 def test_cell_file_names_are_portable():

@@ -105,18 +105,22 @@ def cpu_model() -> str:
 
 def environment() -> dict[str, Any]:
     """Versions, machine (CPU model and the vector instructions torch's kernels use: results can differ
-    in the last bits between CPUs) and git commit of this run."""
+    in the last bits between CPUs), git commit of this run and whether the package's source differed from it."""
+    here = Path(noisesearch.__file__).parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=Path(noisesearch.__file__).parent).stdout.strip() or None
+                                cwd=here).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True, text=True,
+                                    timeout=10, cwd=here).stdout.strip()) if commit else None
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        commit = dirty = None
     return {
         "noisesearch": noisesearch.__version__, "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "platform": platform.platform(), "processor": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "device": "cpu",
-        "git_commit": commit, "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_commit": commit, "git_dirty": dirty, "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 

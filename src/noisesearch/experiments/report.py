@@ -275,7 +275,8 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
                         f"noisesearch {env.get('noisesearch')}, torch {env.get('torch')}, "
                         f"{env.get('cpu_count')} CPUs ({env.get('processor') or 'model not recorded'}, "
                         f"{env.get('cpu_capability') or 'vector ISA not recorded'}), "
-                        f"git commit {env.get('git_commit')}."))
+                        f"git commit {env.get('git_commit')}"
+                        f"{' with uncommitted changes to the package' if env.get('git_dirty') else ''}."))
     missing = missing_cells(run)
     if missing:
         blocks.append(("p", f"**Partial run**: {len(missing)} cells are missing or incomplete:"))
