@@ -36,11 +36,12 @@ def expected_gain(schedule: SearchSchedule) -> float:
 def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, method: str = "final",
               N: int = 4, K: int = 20, eps: float = 0.4, lambda_: float = 0.15, budget: int | None = None,
               steps: int = 18, moves: Sequence[Move] = (), beams: Sequence[int] = (1,),
-              **search_args: Any) -> SearchSchedule:
+              validation_conditions: int | None = None, **search_args: Any) -> SearchSchedule:
     """As `calibrate_move` for the move (N, eps, lambda_). Given further `moves` (each calibrated with
     K·N/N' iterations, so that every probe spends the same calls per step) or several `beams` (numbers B
     of incumbents), every pair of a move's schedule and a B is validated: adaptive_eps_greedy runs with
-    it at the budget on the calibration conditions, and the schedule of the best mean final reward is
+    it at the budget on `validation_conditions` conditions (default: the calibration's; more are drawn
+    from the same seed, the calibration's first), and the schedule of the best mean final reward is
     returned, with that B in its info. Its info lists every candidate's expected gain (the allocator's
     objective) and measured reward, and its calibration cost counts all probes and validation runs."""
     beams = tuple(beams)
@@ -57,7 +58,10 @@ def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, m
         raise NoiseSearchError(f"B = {max(beams)} incumbents need {max(beams) * trajectory} calls per image, above "
                                f"the budget of {budget}")
     args = {k: v for k, v in search_args.items() if k != "evaluator"}
-    labels, seeds = draw_labels(conditions, seed), calibration_seeds(seed, conditions)
+    n = conditions if validation_conditions is None else validation_conditions
+    if not isinstance(n, int) or n < 1:
+        raise NoiseSearchError(f"validation needs at least 1 condition, got {validation_conditions}")
+    labels, seeds = draw_labels(n, seed), calibration_seeds(seed, n)
     nfe = sum(s.info["calibration_nfe"] for s in tried)
     candidates = []
     for schedule in tried:
@@ -70,7 +74,8 @@ def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, m
     summary = [{key: s.info[key] for key in ("N", "K", "eps", "lambda_")} | {"B": b, "expected_gain": expected_gain(s),
                                                                            "validation_reward": r}
                for r, _, s, b in candidates]
-    return replace(best, info=best.info | {"B": B, "candidates": summary, "calibration_nfe": nfe,
+    return replace(best, info=best.info | {"B": B, "candidates": summary, "validation_conditions": n,
+                                           "calibration_nfe": nfe,
                                            "calibration_nfe_per_condition": nfe / conditions})
 
 

@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "validated best at the budget is kept")
     cal.add_argument("--beams", type=parse_beams, default=(1,),
                      help="numbers B of incumbents to validate, e.g. '1,2,4' (default 1)")
+    cal.add_argument("--validation-conditions", type=int, default=None,
+                     help="conditions that validate moves and beams (default: --conditions)")
     cal.add_argument("--target-nfe", type=int, default=None,
                      help="final and gain methods: calls per image the schedule's K_t spend (default: a third of "
                           "ε-greedy (N, K)'s)")
@@ -258,7 +260,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     if not args.out.parent.is_dir():
         raise NoiseSearchError(f"--out {args.out}: directory {args.out.parent} does not exist")
     schedule = calibrate(args.reward, args.conditions, args.seed, args.method, args.N, args.K, args.eps,
-                         args.lambda_, budget=args.target_nfe, moves=args.moves, beams=args.beams, steps=args.steps,
+                         args.lambda_, budget=args.target_nfe, moves=args.moves, beams=args.beams,
+                         validation_conditions=args.validation_conditions, steps=args.steps,
                          guidance=args.guidance, max_batch=args.max_batch, progress=not args.no_progress)
     schedule.save(args.out)
     info = schedule.info

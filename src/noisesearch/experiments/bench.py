@@ -273,7 +273,8 @@ def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, de
             path.parent.mkdir(exist_ok=True)
             plan = calibrate(column.reward, c.conditions, c.seed, c.method, c.N, c.K, c.eps, c.lambda_,
                              steps=preset.steps, denoiser=denoiser(column.guidance), guidance=column.guidance,
-                             moves=c.moves, beams=c.beams, max_batch=max_batch, evaluator=None, progress=progress)
+                             moves=c.moves, beams=c.beams, validation_conditions=c.validation_conditions,
+                             max_batch=max_batch, evaluator=None, progress=progress)
             tmp = path.with_suffix(".tmp")
             plan.save(tmp)
             tmp.replace(path)

@@ -42,6 +42,7 @@ class Calibration:
     lambda_: float = 0.15
     moves: tuple[tuple[int, float, float], ...] = ()  # further (N, eps, lambda_) moves to choose among
     beams: tuple[int, ...] = (1,)  # numbers B of incumbents to choose among
+    validation_conditions: int | None = None  # conditions that validate moves and beams (None: `conditions`)
 
     def __post_init__(self) -> None:
         try:
@@ -54,10 +55,11 @@ class Calibration:
         object.__setattr__(self, "beams", tuple(self.beams))
 
     def identity(self) -> dict[str, Any]:
-        """The fields that tell calibrations apart in cell keys; lambda_, moves and beams only where they are not
+        """The fields that tell calibrations apart in cell keys; the later-added ones only where they are not
         the defaults, so that the keys of runs made before they could be set stay what they were."""
         fields = asdict(self)
-        for name, default in (("lambda_", Calibration.lambda_), ("moves", ()), ("beams", (1,))):
+        for name, default in (("lambda_", Calibration.lambda_), ("moves", ()), ("beams", (1,)),
+                              ("validation_conditions", None)):
             if fields[name] == default:
                 del fields[name]
         return fields
