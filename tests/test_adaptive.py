@@ -274,13 +274,14 @@ def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(den
     from noisesearch.calibrate import calibrate, calibrate_move, calibration_seeds, expected_gain
 
     args = {"conditions": 3, "steps": 6, "denoiser": denoiser}
-    chosen = calibrate("brightness", N=2, K=8, moves=[(1, 0.15, 0.3)], beams=(1, 2), **args)
+    chosen = calibrate("brightness", N=2, K=8, moves=[(1, 0.15, 0.3)], beams=(1, 2), validation_conditions=4, **args)
     alone = [calibrate_move("brightness", N=2, K=8, **args),
              calibrate_move("brightness", N=1, K=16, eps=0.15, lambda_=0.3, **args)]
     candidates = chosen.info["candidates"]
     assert [(c["N"], c["K"], c["B"]) for c in candidates] == [(2, 8, 1), (2, 8, 2), (1, 16, 1), (1, 16, 2)]
     assert [c["expected_gain"] for c in candidates] == [expected_gain(s) for s in alone for _ in (1, 2)]
-    labels, seeds = draw_labels(3, 0), calibration_seeds(0, 3)
+    assert chosen.info["validation_conditions"] == 4  # the 3 calibration conditions and one more
+    labels, seeds = draw_labels(4, 0), calibration_seeds(0, 4)
     runs = [search("adaptive_eps_greedy", "brightness", labels=labels, seeds=seeds, steps=6, denoiser=denoiser,
                    evaluator=None, search_schedule=s, target_nfe=s.info["budget"], B=B) for s in alone for B in (1, 2)]
     measured = [float(r.rewards.mean()) for r in runs]

@@ -224,6 +224,8 @@ def test_calibration_lambda_reaches_the_schedule_and_keys_only_when_set(tmp_path
     with pytest.raises(NoiseSearchError, match="triples"):
         Calibration(moves=[[1, 0.15]])
     assert "beams" not in Calibration().identity() and Calibration(beams=[1, 2]).identity()["beams"] == (1, 2)
+    assert "validation_conditions" not in Calibration().identity()
+    assert Calibration(validation_conditions=64).identity()["validation_conditions"] == 64
     with pytest.raises(NoiseSearchError, match="beams"):
         Calibration(beams=[0])
     one_column = {**ADAPTIVE_PRESET, "rewards": ADAPTIVE_PRESET["rewards"][:1], "runs": ADAPTIVE_PRESET["runs"][:2]}

@@ -123,7 +123,8 @@ def candidate_blocks(schedules: dict[str, dict[str, Any]]) -> list[Block]:
     return [
         ("h", 3, "Moves and beams validated"),
         ("p", "Each candidate (move N, ε, λ with K·N/N' probe iterations; B incumbents) ran adaptive ε-greedy at the "
-              "calibration budget on the calibration conditions; the best mean reward was kept. Expected gain: the "
-              "sum of the calibrated per-step gains its K_t buy."),
+              "calibration budget on the validation conditions (the calibration's, and more drawn the same way where "
+              "the schedule's info gives a larger validation_conditions); the best mean reward was kept. Expected "
+              "gain: the sum of the calibrated per-step gains its K_t buy."),
         ("table", ["schedule", "N", "K", "ε", "λ", "B", "expected gain", "validation reward", ""], rows),
     ]
