@@ -303,11 +303,19 @@ def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(den
     (["calibrate", "--out", "."], "is a directory"),
     (["calibrate", "--out", "no/such/dir/s.json"], "does not exist"),
     (["calibrate", "--out", "s.json", "--method", "magic"], "unknown calibration method"),
+    (["calibrate", "--out", "s.json", "--beams", "1,0"], "beams must be a non-empty list of integers"),
 ])
 def test_calibrate_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unparsable_beams_are_a_one_line_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["calibrate", "--out", "s.json", "--beams", "two"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "is not a list of beam widths" in err and len(err.strip().splitlines()) == 1
 
 
 def test_search_schedule_passes_through_the_api_and_the_cli_flags(denoiser, tmp_path):

@@ -13,6 +13,7 @@ from noisesearch.sampling import EDMSchedule
 from noisesearch.search.allocation import allocate_iterations, iteration_costs, marginal_gain
 from noisesearch.search.calibration import fit_binomial, fit_eps, fit_final_gains, fit_gains
 from noisesearch.search.gain_probe import probe_final_gains, probe_ladder
+from noisesearch.search.local import check_beams
 from noisesearch.search.step_schedule import SearchSchedule
 
 CALIBRATION_SEED_BASE = 2**50  # calibration samples use seeds from here on; bench and sample seeds stay far below
@@ -44,9 +45,7 @@ def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, m
     from the same seed, the calibration's first), and the schedule of the best mean final reward is
     returned, with that B in its info. Its info lists every candidate's expected gain (the allocator's
     objective) and measured reward, and its calibration cost counts all probes and validation runs."""
-    beams = tuple(beams)
-    if not beams or any(not isinstance(b, int) or b < 1 for b in beams):
-        raise NoiseSearchError(f"beams must be integers of at least 1, got {list(beams)}")
+    beams = check_beams(beams)
     if not moves and beams == (1,):
         return calibrate_move(reward, conditions, seed, method, N, K, eps, lambda_, budget, steps, **search_args)
     if method == "binomial":
@@ -69,11 +68,11 @@ def calibrate(reward: str = "classifier", conditions: int = 16, seed: int = 0, m
             run = search("adaptive_eps_greedy", reward, labels=labels, seeds=seeds, steps=steps, evaluator=None,
                          search_schedule=schedule, target_nfe=budget, B=B, **args)
             nfe += int(run.nfe.sum())
-            candidates.append((float(run.rewards.mean()), -len(candidates), schedule, B))
-    reward_, _, best, B = max(candidates, key=lambda c: c[:2])
+            candidates.append((float(run.rewards.mean()), schedule, B))
+    _, best, B = max(candidates, key=lambda c: c[0])  # the first of equals
     summary = [{key: s.info[key] for key in ("N", "K", "eps", "lambda_")} | {"B": b, "expected_gain": expected_gain(s),
                                                                            "validation_reward": r}
-               for r, _, s, b in candidates]
+               for r, s, b in candidates]
     return replace(best, info=best.info | {"B": B, "candidates": summary, "validation_conditions": n,
                                            "calibration_nfe": nfe,
                                            "calibration_nfe_per_condition": nfe / conditions})

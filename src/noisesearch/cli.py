@@ -242,14 +242,11 @@ def parse_moves(text: str) -> tuple[tuple[int, float, float], ...]:
 
 
 def parse_beams(text: str) -> tuple[int, ...]:
-    """'1,2,4' -> (1, 2, 4)."""
+    """'1,2,4' -> (1, 2, 4); `calibrate` checks the values."""
     try:
-        beams = tuple(int(b) for b in text.split(","))
+        return tuple(int(b) for b in text.split(","))
     except ValueError:
-        beams = ()
-    if not beams or min(beams) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a list of beam widths such as '1,2,4'")
-    return beams
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list of beam widths such as '1,2,4'") from None
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:

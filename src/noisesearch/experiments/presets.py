@@ -13,6 +13,7 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards import reward_names
 from noisesearch.sampling import EDMSchedule
 from noisesearch.search import get_algorithm
+from noisesearch.search.local import check_beams
 from noisesearch.search.step_schedule import SearchSchedule
 
 
@@ -49,10 +50,8 @@ class Calibration:
             moves = tuple((int(n), float(e), float(lam)) for n, e, lam in self.moves)
         except (TypeError, ValueError):
             raise NoiseSearchError(f"calibration moves must be [N, eps, lambda_] triples, got {self.moves}") from None
-        if not isinstance(self.beams, (list, tuple)) or not all(isinstance(b, int) and b >= 1 for b in self.beams):
-            raise NoiseSearchError(f"calibration beams must be a list of integers of at least 1, got {self.beams}")
         object.__setattr__(self, "moves", moves)
-        object.__setattr__(self, "beams", tuple(self.beams))
+        object.__setattr__(self, "beams", check_beams(self.beams))
 
     def identity(self) -> dict[str, Any]:
         """The fields that tell calibrations apart in cell keys; the later-added ones only where they are not

@@ -26,6 +26,14 @@ def check_positive_int(**values: int) -> None:
             raise NoiseSearchError(f"{name} must be an integer of at least 1, got {value}")
 
 
+def check_beams(beams: object) -> tuple[int, ...]:
+    """Numbers B of incumbents to choose among, as a tuple: a non-empty list of integers of at least 1."""
+    if (not isinstance(beams, (list, tuple)) or not beams
+            or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in beams)):
+        raise NoiseSearchError(f"beams must be a non-empty list of integers of at least 1, got {beams}")
+    return tuple(beams)
+
+
 def local_draws(gens: SampleGenerators, pivots: torch.Tensor, lambda_: float,
                 which: Sequence[int] | None = None) -> torch.Tensor:
     """One draw p + r·v around each pivot p of pivots (C, n, ...): v uniform on the unit sphere,
@@ -168,12 +176,12 @@ class LocalSearch(SearchAlgorithm):
             scores = problem.score(pair[:, :, 1], which)
             win = scores.argmax(dim=1)
             win_score = scores[rows, win]
-            leader = best[a].max(dim=1).values
-            changed = win_score > leader if self.elitism else torch.ones(len(a), dtype=torch.bool)
+            changed = win_score > best[a, 0] if self.elitism else torch.ones(len(a), dtype=torch.bool)
             stale[a] = torch.where(win_score > record[a], 0, stale[a] + 1)
             record[a] = torch.maximum(record[a], win_score)
             incumbents = best[a] if self.elitism else torch.full_like(best[a], -math.inf)
             pool = torch.cat([incumbents, scores], dim=1)  # ties go to incumbents, then to earlier candidates
+            # best stays sorted in descending order, so best[:, 0] is each condition's leader
             keep = pool.sort(dim=1, descending=True, stable=True).indices[:, :B]
             pick = rows[:, None], keep
             best[a] = pool[pick]
