@@ -34,7 +34,7 @@ def main() -> None:
     print(f"| algorithm | params | {args.reward} mean ± std | evaluator mean | NFE / image | wall s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, params in DEFAULT_RUNS:
-        r = ns.search(name, reward=args.reward, labels=labels, seed=args.seed, denoiser=denoiser, **params)
+        r = ns.search(algorithm=name, reward=args.reward, labels=labels, seed=args.seed, denoiser=denoiser, **params)
         shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
         print(f"| {name} | {shown} | {r.rewards.mean():.4f} ± {r.rewards.std():.4f} | "
               f"{r.evaluator_rewards.mean():.4f} | {r.nfe_per_image:.0f} | {r.wall_time:.1f} |", flush=True)

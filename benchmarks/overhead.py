@@ -18,22 +18,21 @@ import time
 
 import torch
 
-from noisesearch import EDMSchedule, Problem, get_algorithm, get_reward, load_model
+from noisesearch import Problem, cost, get_algorithm, get_reward, load_model, make_sampler
 from noisesearch.backends import EmbeddedDenoiser
 from noisesearch.models.unet import EDMPrecond, UNetConfig
-from noisesearch.sampling import EDMSampler
+from noisesearch.sampling import Sampler
 
 
-def bare_trajectory(net: EDMPrecond, labels: torch.Tensor, noises: list[torch.Tensor], sched: EDMSchedule):
-    """The EDM sampler loop with direct network calls and no metering."""
-    sampler = EDMSampler(sched)
+def bare_trajectory(net: EDMPrecond, labels: torch.Tensor, noises: list[torch.Tensor], sampler: Sampler):
+    """The sampler loop with direct network calls and no metering."""
     x = sampler.initial_state(noises[0])
     b = x.shape[0]
     with torch.no_grad():
-        for i in range(sched.steps):
-            x_hat = sampler.churn(x, i, noises[i + 1])
+        for i in range(sampler.steps):
+            x_hat = sampler.propose(x, i, noises[i + 1])
             d = net(x_hat, sampler.sigma_hats[i].expand(b), labels)
-            x = sampler.heun_update(lambda y, s: net(y, s.expand(b), labels), x_hat, d, i)[0]
+            x = sampler.advance(lambda y, s: net(y, s.expand(b), labels), x_hat, d, i)[0]
     return x
 
 
@@ -74,16 +73,16 @@ def main() -> None:
     print(f"one call, batch {b}: bare {t_bare * 1e3:.2f} ms, Problem {t_problem * 1e3:.2f} ms, "
           f"ratio {t_problem / t_bare:.3f}")
 
-    sched = EDMSchedule()
+    sampler = make_sampler("heun")
     gens = [torch.Generator().manual_seed(s) for s in range(b)]
-    noises = [torch.stack([torch.randn(1, 28, 28, generator=g) for g in gens]) for _ in range(sched.steps + 1)]
+    noises = [torch.stack([torch.randn(1, 28, 28, generator=g) for g in gens]) for _ in range(sampler.steps + 1)]
     naive = get_algorithm("naive")
     reps = max(3, args.reps // 3)
     t_bare, t_problem = side_by_side(
-        lambda: bare_trajectory(net, labels, noises, sched),
-        lambda: naive.run(Problem(denoiser, get_reward("brightness"), labels, list(range(b)), sched)),
+        lambda: bare_trajectory(net, labels, noises, sampler),
+        lambda: naive.run(Problem(denoiser, get_reward("brightness"), labels, list(range(b)), sampler)),
         reps)
-    nfe = b * sched.nfe_per_trajectory()
+    nfe = b * cost.trajectory_calls(sampler)
     print(f"naive trajectory, batch {b}: bare {t_bare * 1e6 / nfe:.1f} us/NFE, Problem {t_problem * 1e6 / nfe:.1f} "
           f"us/NFE, ratio {t_problem / t_bare:.3f}")
 

@@ -16,7 +16,8 @@ import noisesearch as ns
 
 
 def seconds_per_nfe(algorithm: str, labels: list[int], reward: str, denoiser, **params) -> float:
-    result = ns.search(algorithm, reward=reward, labels=labels, seed=0, denoiser=denoiser, evaluator=None, **params)
+    result = ns.search(algorithm=algorithm, reward=reward, labels=labels, seed=0, denoiser=denoiser, evaluator=None,
+                       **params)
     return result.wall_time / float(result.nfe.sum())
 
 

@@ -10,15 +10,17 @@ import torch
 from conftest import make_problem
 from test_contract import TINY_PLAN
 
-from noisesearch import EDMSchedule, NoiseSearchError, get_algorithm
+from noisesearch import NoiseSearchError, cost, get_algorithm, make_sampler
+from noisesearch.adaptive import CalibrationConfig
+from noisesearch.adaptive.allocation import allocate_iterations, marginal_gain
+from noisesearch.adaptive.fits import fit_binomial, fit_eps, fit_final_gains, fit_gains
+from noisesearch.adaptive.gain_probe import FinalGains, probe_final_gains, probe_ladder
 from noisesearch.cli import main
-from noisesearch.search.allocation import allocate_iterations, marginal_gain
-from noisesearch.search.calibration import fit_binomial, fit_eps, fit_final_gains, fit_gains
-from noisesearch.search.gain_probe import FinalGains, probe_final_gains, probe_ladder
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.types import Trace
 
 LABELS, SEEDS = [3, 1, 4, 1, 5], [50, 51, 52, 53, 54]
+SIX = make_sampler("heun", 6)  # the sampler of conftest's make_problem
 
 
 def synthetic_trace(incumbent: np.ndarray, baseline: np.ndarray, global_took: np.ndarray,
@@ -120,13 +122,13 @@ def test_gp_fit_of_final_gains_interpolates_a_sparse_ladder():
 
 
 def test_probe_counts_every_call_and_does_not_depend_on_the_batch(denoiser):
-    schedule, ks, N = EDMSchedule(steps=6), (1, 3), 2
+    sampler, ks, N = SIX, (1, 3), 2
     problem = make_problem(denoiser, LABELS[:2], SEEDS[:2])
     probe = probe_final_gains(problem, ks, N=N)
-    searchable = schedule.searchable_steps()
-    left = [sum(schedule.search_step_calls(j, 0) for j in range(i + 1, schedule.steps)) for i in searchable]
-    expected = schedule.nfe_per_trajectory() + sum(
-        schedule.search_step_calls(i, N * k) + rest for i, rest in zip(searchable, left, strict=True) for k in ks)
+    searchable = sampler.searchable_steps()
+    left = [sum(cost.search_step_calls(sampler, j, 0) for j in range(i + 1, sampler.steps)) for i in searchable]
+    expected = cost.trajectory_calls(sampler) + sum(
+        cost.search_step_calls(sampler, i, N * k) + rest for i, rest in zip(searchable, left, strict=True) for k in ks)
     assert problem.nfe.tolist() == [expected, expected]
     assert probe.gain.shape == (len(searchable), 2) and probe.ks == ks
     assert int(probe.trace.iteration.max()) == 3 and len(probe.trace) == 2 * 3 * len(searchable)
@@ -182,14 +184,14 @@ def test_schedule_json_round_trip_and_table(tmp_path):
 
 
 def test_eps_greedy_with_a_uniform_schedule_is_plain_eps_greedy(denoiser):
-    plan = SearchSchedule.uniform(EDMSchedule(steps=6), K=3, eps=0.4, N=2)
+    plan = SearchSchedule.uniform(SIX, K=3, eps=0.4, N=2)
     a = get_algorithm("eps_greedy", N=2, K=3).run(make_problem(denoiser, LABELS, SEEDS))
     b = get_algorithm("eps_greedy", search_schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
     assert torch.equal(a.images, b.images) and torch.equal(a.nfe, b.nfe)
 
 
 def test_adaptive_searches_with_the_move_its_schedule_was_calibrated_for(denoiser):
-    plan = SearchSchedule.uniform(EDMSchedule(steps=6), K=3, eps=0.4, N=2, info={"lambda_": 0.3})
+    plan = SearchSchedule.uniform(SIX, K=3, eps=0.4, N=2, info={"lambda_": 0.3})
     wide = get_algorithm("eps_greedy", N=2, K=3, lambda_=0.3).run(make_problem(denoiser, LABELS, SEEDS))
     adaptive = get_algorithm("adaptive_eps_greedy", search_schedule=plan)
     assert adaptive.lambda_ == 0.3 and adaptive.params()["lambda_"] == 0.3
@@ -200,12 +202,12 @@ def test_adaptive_searches_with_the_move_its_schedule_was_calibrated_for(denoise
 
 def test_window_searches_only_inside_its_sigma_range(denoiser):
     algo = get_algorithm("eps_greedy_window", N=2, K_in=3, K_out=1, sigma_lo=0.5, sigma_hi=10.0)
-    plan = algo.plan_for(EDMSchedule(steps=6))
+    plan = algo.plan_for(SIX)
     assert [(round(s, 2), k) for s, k in zip(plan.sigmas, plan.K, strict=True)] == [
         (24.41, 1), (5.84, 3), (0.97, 3), (0.09, 1)]
     result = algo.run(make_problem(denoiser, LABELS, SEEDS))
     assert set(torch.unique(result.trace.step).tolist()) == {1, 2, 3, 4}
-    assert int(result.nfe[0]) == algo.nfe_formula(EDMSchedule(steps=6)) == 2 + 3 + 7 + 7 + 3 + 1
+    assert int(result.nfe[0]) == algo.nfe_formula(SIX) == 2 + 3 + 7 + 7 + 3 + 1
 
 
 def test_adaptive_target_nfe_is_spent_but_never_exceeded(denoiser):
@@ -220,7 +222,7 @@ def test_adaptive_target_nfe_is_spent_but_never_exceeded(denoiser):
 
 
 def test_patience_stops_steps_early_and_the_saved_calls_are_spent_later(denoiser):
-    plan = SearchSchedule.uniform(EDMSchedule(steps=6), K=6, eps=0.4, N=2, gains=((0.1,) * 6,) * 4)
+    plan = SearchSchedule.uniform(SIX, K=6, eps=0.4, N=2, gains=((0.1,) * 6,) * 4)
     fixed = get_algorithm("adaptive_eps_greedy", search_schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
     stopping = get_algorithm("adaptive_eps_greedy", search_schedule=plan, patience=1).run(
         make_problem(denoiser, LABELS, SEEDS))
@@ -240,7 +242,7 @@ def test_adaptive_needs_a_schedule_that_fits_the_sampler(denoiser, tmp_path):
         get_algorithm("adaptive_eps_greedy")
     with pytest.raises(NoiseSearchError, match="calibrate again"):
         get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN).run(make_problem(denoiser, [1], [1], steps=8))
-    no_gains = SearchSchedule.uniform(EDMSchedule(steps=6), K=1, eps=0.4, N=2)
+    no_gains = SearchSchedule.uniform(SIX, K=1, eps=0.4, N=2)
     with pytest.raises(NoiseSearchError, match="calibrated gains"):
         get_algorithm("adaptive_eps_greedy", search_schedule=no_gains, target_nfe=50)
     with pytest.raises(NoiseSearchError, match="cannot read search schedule"):
@@ -248,42 +250,47 @@ def test_adaptive_needs_a_schedule_that_fits_the_sampler(denoiser, tmp_path):
 
 
 def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
-    from noisesearch.calibrate import calibrate
+    from noisesearch.adaptive import calibrate
 
-    plan = calibrate("brightness", conditions=3, N=2, K=4, steps=6, method="gain", denoiser=denoiser, evaluator=None)
-    assert plan.steps == tuple(EDMSchedule(steps=6).searchable_steps())
+    def config(method):
+        return CalibrationConfig(conditions=3, N=2, K=4, method=method)
+
+    plan = calibrate("brightness", config("gain"), steps=6, denoiser=denoiser, evaluator=None)
+    assert plan.steps == tuple(SIX.searchable_steps())
     assert len(plan.gains) == len(plan.steps) and all(len(row) == 4 for row in plan.gains)
     assert all(0 < e < 1 for e in plan.eps)
     info = plan.info
-    assert info["calibration_nfe"] == 3 * EDMSchedule(steps=6).nfe_per_step_search(8)
-    assert plan.nfe(EDMSchedule(steps=6)) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
-    binomial = calibrate("brightness", conditions=3, N=2, K=4, steps=6, method="binomial", denoiser=denoiser,
-                         evaluator=None)
+    assert info["calibration_nfe"] == 3 * cost.per_step_search_calls(SIX, 8)
+    assert cost.plan_calls(SIX, plan) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
+    binomial = calibrate("brightness", config("binomial"), steps=6, denoiser=denoiser, evaluator=None)
     assert all(1 <= k <= 4 for k in binomial.K)
-    final = calibrate("brightness", conditions=3, N=2, K=4, steps=6, method="final", denoiser=denoiser)
+    final = calibrate("brightness", config("final"), steps=6, denoiser=denoiser)
     assert final.info["probed_k"] == [1, 2, 3, 4] and all(len(row) == 4 for row in final.gains)
-    assert final.nfe(EDMSchedule(steps=6)) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
+    assert cost.plan_calls(SIX, final) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
     path = tmp_path / "plan.json"
     plan.save(path)
     result = get_algorithm("adaptive_eps_greedy", search_schedule=str(path)).run(make_problem(denoiser, LABELS, SEEDS))
-    assert int(result.nfe[0]) == plan.nfe(EDMSchedule(steps=6))
+    assert int(result.nfe[0]) == cost.plan_calls(SIX, plan)
 
 
 def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(denoiser):
-    from noisesearch.api import draw_labels, search
-    from noisesearch.calibrate import calibrate, calibrate_move, calibration_seeds, expected_gain
+    from noisesearch.adaptive import calibrate, calibrate_move, expected_gain
+    from noisesearch.api import search
+    from noisesearch.seeds import calibration_seeds, draw_labels
 
-    args = {"conditions": 3, "steps": 6, "denoiser": denoiser}
-    chosen = calibrate("brightness", N=2, K=8, moves=[(1, 0.15, 0.3)], beams=(1, 2), validation_conditions=4, **args)
-    alone = [calibrate_move("brightness", N=2, K=8, **args),
-             calibrate_move("brightness", N=1, K=16, eps=0.15, lambda_=0.3, **args)]
+    args = {"steps": 6, "denoiser": denoiser}
+    chosen = calibrate("brightness", CalibrationConfig(conditions=3, N=2, K=8, moves=[(1, 0.15, 0.3)], beams=(1, 2),
+                                                       validation_conditions=4), **args)
+    alone = [calibrate_move("brightness", CalibrationConfig(conditions=3, N=2, K=8), **args),
+             calibrate_move("brightness", CalibrationConfig(conditions=3, N=1, K=16, eps=0.15, lambda_=0.3), **args)]
     candidates = chosen.info["candidates"]
     assert [(c["N"], c["K"], c["B"]) for c in candidates] == [(2, 8, 1), (2, 8, 2), (1, 16, 1), (1, 16, 2)]
     assert [c["expected_gain"] for c in candidates] == [expected_gain(s) for s in alone for _ in (1, 2)]
     assert chosen.info["validation_conditions"] == 4  # the 3 calibration conditions and one more
     labels, seeds = draw_labels(4, 0), calibration_seeds(0, 4)
-    runs = [search("adaptive_eps_greedy", "brightness", labels=labels, seeds=seeds, steps=6, denoiser=denoiser,
-                   evaluator=None, search_schedule=s, target_nfe=s.info["budget"], B=B) for s in alone for B in (1, 2)]
+    runs = [search(algorithm="adaptive_eps_greedy", reward="brightness", labels=labels, seeds=seeds, steps=6,
+                   denoiser=denoiser, evaluator=None, search_schedule=s, target_nfe=s.info["budget"], B=B)
+            for s in alone for B in (1, 2)]
     measured = [float(r.rewards.mean()) for r in runs]
     assert [c["validation_reward"] for c in candidates] == measured
     best = candidates[measured.index(max(measured))]
@@ -292,11 +299,11 @@ def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(den
                                               + sum(int(r.nfe.sum()) for r in runs))
     assert get_algorithm("adaptive_eps_greedy", search_schedule=chosen).B == best["B"]
     with pytest.raises(NoiseSearchError, match="binomial"):
-        calibrate("brightness", method="binomial", moves=[(1, 0.15, 0.3)], **args)
+        calibrate("brightness", CalibrationConfig(conditions=3, method="binomial", moves=[(1, 0.15, 0.3)]), **args)
     with pytest.raises(NoiseSearchError, match="beams"):
-        calibrate("brightness", beams=(0,), **args)
+        calibrate("brightness", CalibrationConfig(conditions=3, beams=(0,)), **args)
     with pytest.raises(NoiseSearchError, match="B = 9 incumbents need 99 calls per image, above the budget"):
-        calibrate("brightness", N=2, K=8, beams=(1, 9), **args)
+        calibrate("brightness", CalibrationConfig(conditions=3, N=2, K=8, beams=(1, 9)), **args)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -304,6 +311,9 @@ def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(den
     (["calibrate", "--out", "no/such/dir/s.json"], "does not exist"),
     (["calibrate", "--out", "s.json", "--method", "magic"], "unknown calibration method"),
     (["calibrate", "--out", "s.json", "--beams", "1,0"], "beams must be a non-empty list of integers"),
+    (["calibrate", "--out", "s.json", "--sampler", "nope", "--conditions", "2"], "unknown sampler 'nope'"),
+    (["calibrate", "--out", "s.json", "--backend", "nope", "--conditions", "2"], "unknown backend 'nope'"),
+    (["calibrate", "--out", "s.json", "--conditions", "1"], "at least 2 conditions"),
 ])
 def test_calibrate_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 1
@@ -322,9 +332,9 @@ def test_search_schedule_passes_through_the_api_and_the_cli_flags(denoiser, tmp_
     from noisesearch.api import search
     from noisesearch.cli import build_parser
 
-    result = search("adaptive_eps_greedy", "brightness", labels=[1, 2], denoiser=denoiser, steps=6, evaluator=None,
-                    search_schedule=TINY_PLAN)
-    assert int(result.nfe[0]) == TINY_PLAN.nfe(EDMSchedule(steps=6))
+    result = search(algorithm="adaptive_eps_greedy", reward="brightness", labels=[1, 2], denoiser=denoiser, steps=6,
+                    evaluator=None, search_schedule=TINY_PLAN)
+    assert int(result.nfe[0]) == cost.plan_calls(SIX, TINY_PLAN)
     assert result.config["params"]["search_schedule"]["K"] == list(TINY_PLAN.K)
     args = build_parser().parse_args(["sample", "--algorithm", "adaptive_eps_greedy", "--search-schedule", "s.json",
                                       "--target-nfe", "300", "--out", str(tmp_path)])
@@ -341,3 +351,23 @@ def test_the_validated_beam_shrinks_under_a_smaller_budget_and_an_explicit_b_win
     assert get_algorithm("adaptive_eps_greedy", search_schedule=plan).B == 4
     assert get_algorithm("adaptive_eps_greedy", search_schedule=plan, target_nfe=140, B=2).B == 2
     assert get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN, target_nfe=140).B == 1
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"method": "magic"}, "unknown calibration method"),
+    ({"conditions": 1}, "at least 2 conditions"),
+    ({"beams": ()}, "beams must be a non-empty list"),
+    ({"moves": [(1, 0.2)]}, "triples"),
+    ({"moves": [(0, 0.2, 0.3)]}, "N must be an integer of at least 1"),
+    ({"N": 0}, "N must be an integer of at least 1"),
+    ({"K": 0}, "K must be an integer of at least 1"),
+    ({"eps": 1.5}, r"eps must lie in \[0, 1\]"),
+    ({"lambda_": 0.0}, "lambda_ must be positive"),
+    ({"target_nfe": 0}, "target_nfe must be an integer of at least 1"),
+    ({"validation_conditions": 0}, "validation_conditions must be an integer of at least 1"),
+    ({"method": "binomial", "beams": (1, 2)}, "binomial fits no gains"),
+])
+def test_calibration_config_rejects_what_calibration_cannot_use(settings, message):
+    with pytest.raises(NoiseSearchError, match=message):
+        CalibrationConfig(**settings)
+    assert CalibrationConfig(moves=[[2, "0.3", 0.2]]).moves == ((2, 0.3, 0.2),)

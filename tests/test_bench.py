@@ -217,7 +217,8 @@ def test_calibration_lambda_reaches_the_schedule_and_keys_only_when_set(tmp_path
     from conftest import tiny_denoiser
 
     from noisesearch.experiments.bench import plan, run_bench
-    from noisesearch.experiments.presets import Calibration, Preset
+    from noisesearch.experiments.presets import CalibrationConfig as Calibration
+    from noisesearch.experiments.presets import Preset
 
     assert "lambda_" not in Calibration().identity() and Calibration(lambda_=0.3).identity()["lambda_"] == 0.3
     assert Calibration(moves=[[1, 0.15, 0.3]]).identity()["moves"] == ((1, 0.15, 0.3),)
@@ -235,3 +236,38 @@ def test_calibration_lambda_reaches_the_schedule_and_keys_only_when_set(tmp_path
     run_bench(Preset.from_dict("a", wide), tmp_path / "w", progress=False, model_loader=tiny_denoiser)
     schedule = json.loads((tmp_path / "w" / "schedules" / "brightness.json").read_text())
     assert schedule["info"]["lambda_"] == 0.3
+
+
+def test_bench_runs_the_sampler_asked_for_and_saves_every_trace(tmp_path):
+    import numpy as np
+    from conftest import tiny_denoiser
+
+    from noisesearch import cost, get_algorithm, make_sampler
+    from noisesearch.experiments.bench import plan, run_bench
+    from noisesearch.experiments.presets import Preset
+    from noisesearch.experiments.report import write_report
+    from noisesearch.types import TRACE_FIELDS
+
+    preset = Preset.from_dict("traces", {
+        "labels": 2, "steps": 6, "rewards": [{"name": "brightness", "reward": "brightness"}],
+        "runs": [{"algorithm": "naive"}, {"algorithm": "eps_greedy", "params": {"N": 2, "K": 2}},
+                 {"algorithm": "mcts", "params": {"N": 2, "S": 2}}]})
+    records = read_results(run_bench(preset, tmp_path, progress=False, sampler="euler", model_loader=tiny_denoiser))
+    euler = make_sampler("euler", 6)
+    nfe = {(r["algorithm"], r["label_index"]): r["nfe"] for r in records}
+    assert nfe["naive", 0] == nfe["naive", 1] == cost.trajectory_calls(euler) == 6  # Euler: 1 call per step
+    eps = get_algorithm("eps_greedy", N=2, K=2).nfe_formula(euler)
+    assert nfe["eps_greedy", 0] == nfe["eps_greedy", 1] == eps
+    cells = {cell.run.algorithm: cell for cell in plan(preset)}
+    greedy = np.load(tmp_path / "traces" / f"{cells['eps_greedy'].slug}_000.npz")
+    assert set(greedy.files) == set(TRACE_FIELDS) and set(greedy["condition"].tolist()) == {0, 1}
+    tree = np.load(tmp_path / "traces" / f"{cells['mcts'].slug}_000.npz")  # MCTS's TreeTrace is saved too
+    assert set(tree.files) == {"condition", "expanded_step"}
+    searchable = euler.searchable_steps()
+    prefix, per_sim = cost.tree_simulation_calls(euler, 2)
+    for c in (0, 1):
+        expanded = tree["expanded_step"][tree["condition"] == c].tolist()
+        assert len(expanded) == 2 * len(searchable)  # S simulations at every searchable step
+        assert set(expanded) <= {*searchable, euler.steps}
+        assert nfe["mcts", c] == prefix + sum(per_sim.get(j, 0) for j in expanded)  # the trace explains the NFE
+    assert write_report(tmp_path)[0].exists()  # the report reads a run with tree traces

@@ -29,6 +29,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["--algorithm", "eps_greedy", "--elitism", "maybe"], "expected true or false"),
     (["--algorithm", "beam", "--B", "0"], "B must be an integer of at least 1"),
     (["--algorithm", "mcts", "--S", "0"], "S must be an integer of at least 1"),
+    (["--sampler", "nope"], "unknown sampler 'nope'"),
+    (["--backend", "nope"], "unknown backend 'nope'"),
+    (["--backend", "edm"], "the edm backend needs --model PATH"),
 ])
 def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, args, fragment):
     code = 2
@@ -57,13 +60,30 @@ def test_unknown_subcommand_is_one_line():
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_list_shows_algorithms_rewards_and_nfe_formulas(capsys):
+def test_list_shows_algorithms_rewards_backends_samplers_and_nfe_formulas(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     expected = ["naive", "best_of_n", "eps_greedy", "mcts", "N=4", "brightness", "compressibility", "classifier",
                 "evaluator", "NFE per image:"]
     for name in expected:
         assert name in out
+    sections = out.index("algorithms:"), out.index("rewards:"), out.index("backends:"), out.index("samplers:")
+    assert list(sections) == sorted(sections)
+    backends, samplers = out[sections[2]:sections[3]], out[sections[3]:]
+    for name in ("embedded", "edm", "diffusers"):
+        assert f"  {name} " in backends
+    for name in ("heun", "euler"):
+        assert f"  {name} " in samplers
+
+
+def test_sample_with_the_euler_sampler_costs_one_call_per_step(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["sample", "--algorithm", "best_of_n", "--N", "2", "--reward", "brightness", "--labels", "3,5",
+                 "--sampler", "euler", "--steps", "4", "--evaluator", "none", "--no-progress", "--out", str(out)]) == 0
+    record = json.loads((out / "result.json").read_text())
+    assert [im["nfe"] for im in record["images"]] == [2 * 4, 2 * 4]
+    assert record["config"]["sampler"]["solver"] == "euler" and record["config"]["sampler"]["steps"] == 4
+    assert record["config"]["nfe_formula_per_image"] == 8
 
 
 def test_sample_writes_grid_pngs_and_result_json(tmp_path):

@@ -1,15 +1,18 @@
 """The diffusers backend on a tiny random Stable Diffusion pipeline saved to and loaded from disk."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 pytest.importorskip("diffusers")
 
-from test_contract import CASES, for_schedule  # noqa: E402
+from test_contract import CASES, for_sampler  # noqa: E402
 from tiny_pipeline import save_tiny_pipeline  # noqa: E402
 
 from noisesearch import NoiseSearchError, Problem, get_algorithm, get_reward  # noqa: E402
 from noisesearch.backends.diffusers_backend import DiffusersDenoiser, load_pipeline  # noqa: E402
+from noisesearch.sampling import Churn  # noqa: E402
 
 PROMPTS = ["a red cube", "a cat", "a dog on a hill"]
 
@@ -19,12 +22,12 @@ def pipe(request, tmp_path_factory):
     return load_pipeline(save_tiny_pipeline(tmp_path_factory.mktemp(request.param), request.param))
 
 
-def reference_heun(pipe, noise, prompt, steps):
-    """The pipeline's own Karras-Heun scheduler, driven as its __call__ does (guidance 1)."""
-    from diffusers import HeunDiscreteScheduler
+def reference_scheduler(pipe, noise, prompt, steps, solver="heun"):
+    """The pipeline's own Karras-Heun (or Karras-Euler) scheduler, driven as its __call__ does (guidance 1)."""
+    from diffusers import EulerDiscreteScheduler, HeunDiscreteScheduler
 
-    sched = HeunDiscreteScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True,
-                                              timestep_spacing="linspace")
+    cls = {"heun": HeunDiscreteScheduler, "euler": EulerDiscreteScheduler}[solver]
+    sched = cls.from_config(pipe.scheduler.config, use_karras_sigmas=True, timestep_spacing="linspace")
     sched.set_timesteps(steps)
     emb = DiffusersDenoiser(pipe, [prompt], guidance_scale=1.0).embeddings
     latents = noise * sched.init_noise_sigma
@@ -35,16 +38,18 @@ def reference_heun(pipe, noise, prompt, steps):
     return latents
 
 
-def test_deterministic_sampler_matches_the_pipelines_heun_scheduler(pipe):
+@pytest.mark.parametrize("solver", ["heun", "euler"])
+def test_deterministic_sampler_matches_the_pipelines_scheduler(pipe, solver):
     steps = 6
     denoiser = DiffusersDenoiser(pipe, [PROMPTS[0]], guidance_scale=1.0)
-    schedule = denoiser.default_schedule(steps, S_churn=0.0)
+    sampler = replace(denoiser.default_sampler(solver, steps), noise=Churn(S_churn=0.0))
+    assert sampler.searchable_steps() == []
     noise = torch.randn(1, *denoiser.image_shape, generator=torch.Generator().manual_seed(0))
-    ours = Problem(denoiser, get_reward("brightness"), torch.tensor([0]), [0], schedule)
+    ours = Problem(denoiser, get_reward("brightness"), torch.tensor([0]), [0], sampler)
     x = ours.initial_state(noise[:, None])
     for i in range(steps):
         x = ours.step(x, i, None).x_next
-    ref = reference_heun(pipe, noise, PROMPTS[0], steps)
+    ref = reference_scheduler(pipe, noise, PROMPTS[0], steps, solver)
     assert torch.allclose(x[:, 0], ref, rtol=1e-3, atol=1e-4), (x[:, 0] - ref).abs().max()
 
 
@@ -52,18 +57,18 @@ def test_deterministic_sampler_matches_the_pipelines_heun_scheduler(pipe):
 def test_every_algorithm_runs_on_the_pipeline_with_exact_nfe_and_reproducibly(pipe, case):
     name, params = CASES[case]
     denoiser = DiffusersDenoiser(pipe, PROMPTS, guidance_scale=4.0)
-    schedule = denoiser.default_schedule(5)
-    params = for_schedule(params, schedule)
+    sampler = denoiser.default_sampler("heun", 5)
+    params = for_sampler(params, sampler)
     labels, seeds = torch.tensor([0, 1, 2, 1]), [5, 6, 7, 8]
 
     def run(cond, sample_seeds):
-        problem = Problem(denoiser, get_reward("brightness"), cond, sample_seeds, schedule, max_batch=8)
+        problem = Problem(denoiser, get_reward("brightness"), cond, sample_seeds, sampler, max_batch=8)
         algo = get_algorithm(name, **params)
         return algo, problem, algo.run(problem)
 
     algo, problem, result = run(labels, seeds)
     assert result.images.shape == (4, 3, 16, 16)
-    assert torch.equal(result.nfe, algo.expected_calls(schedule, result) * 2)  # guidance: 2 NFE per call
+    assert torch.equal(result.nfe, algo.expected_calls(sampler, result) * 2)  # guidance: 2 NFE per call
     assert torch.equal(result.rewards, problem.score_images(result.images[:, None])[:, 0])
     assert torch.equal(run(labels, seeds)[2].images, result.images)
     one = run(labels[2:3], seeds[2:3])[2]
@@ -97,8 +102,8 @@ def test_cli_searches_a_local_pipeline_against_clip(pipe, tmp_path):
                  "--N", "2", "--K", "2", "--steps", "4", "--guidance", "3", "--out", str(out), "--no-progress"])
     assert code == 0
     record = json.loads((out / "result.json").read_text())
-    schedule = DiffusersDenoiser(pipe, ["a cat"]).default_schedule(4)  # the model's sigma range
-    expected = get_algorithm("eps_greedy", N=2, K=2).nfe_formula(schedule) * 2
+    sampler = DiffusersDenoiser(pipe, ["a cat"]).default_sampler("heun", 4)  # the model's sigma range
+    expected = get_algorithm("eps_greedy", N=2, K=2).nfe_formula(sampler) * 2
     assert [im["prompt"] for im in record["images"]] == ["a cat", "a dog"]
     assert [im["nfe"] for im in record["images"]] == [expected, expected]
     assert record["config"]["backend"] == "diffusers" and record["mean_evaluator"] is None
@@ -109,7 +114,7 @@ def test_half_precision_pipeline_runs_and_counts_the_same_nfe(pipe, tmp_path):
     from noisesearch import search
 
     pipe.save_pretrained(tmp_path / "pipe")
-    result = search("best_of_n", reward="brightness", backend="diffusers", model=str(tmp_path / "pipe"),
+    result = search(algorithm="best_of_n", reward="brightness", backend="diffusers", model=str(tmp_path / "pipe"),
                     prompts=["a cat"], steps=4, dtype="bfloat16", guidance=2.0, N=2)
     assert result.images.dtype == torch.float32 and torch.isfinite(result.images).all()
     assert result.nfe.tolist() == [2 * 2 * 7]  # N trajectories of 2T - 1 calls, 2 NFE per call with guidance

@@ -30,11 +30,12 @@ def test_loaded_network_passes_one_hot_labels(net_file):
 def test_algorithms_run_on_an_edm_network(net_file, case):
     name, params = CASES[case]
     denoiser = load_edm_network(net_file)
-    problem = Problem(denoiser, get_reward("brightness"), torch.tensor([1, 2]), [0, 1], denoiser.default_schedule(6))
+    problem = Problem(denoiser, get_reward("brightness"), torch.tensor([1, 2]), [0, 1],
+                      denoiser.default_sampler("heun", 6))
     algo = get_algorithm(name, **params)
     result = algo.run(problem)
     assert result.images.shape == (2, 3, 8, 8)
-    assert torch.equal(result.nfe, algo.expected_calls(problem.schedule, result))
+    assert torch.equal(result.nfe, algo.expected_calls(problem.sampler, result))
 
 
 def test_bad_networks_are_one_line_errors(tmp_path):
@@ -51,8 +52,8 @@ def test_bad_networks_are_one_line_errors(tmp_path):
 def test_search_api_drives_the_edm_backend(net_file):
     from noisesearch import search
 
-    result = search("best_of_n", reward="brightness", labels=[0, 4], backend="edm", model=str(net_file), steps=5,
-                    N=2)
+    result = search(algorithm="best_of_n", reward="brightness", labels=[0, 4], backend="edm", model=str(net_file),
+                    steps=5, N=2)
     assert result.images.shape == (2, 3, 8, 8) and result.evaluator_rewards is None
-    with pytest.raises(NoiseSearchError, match="labels must lie in 0-4"):
-        search("naive", reward="brightness", labels=[5], backend="edm", model=str(net_file), steps=3)
+    with pytest.raises(NoiseSearchError, match="label 5 is outside 0-4"):
+        search(algorithm="naive", reward="brightness", labels=[5], backend="edm", model=str(net_file), steps=3)

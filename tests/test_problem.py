@@ -107,3 +107,79 @@ def test_nan_reward_is_a_user_error(denoiser):
     problem.reward = NaNReward()
     with pytest.raises(NoiseSearchError, match="NaN"):
         get_algorithm("naive").run(problem)
+
+
+def test_a_denoiser_without_the_protocol_attributes_is_a_user_error():
+    from noisesearch import Problem, get_reward
+
+    class Bare:
+        image_shape, nfe_per_call = (1, 4, 4), 1
+
+        def __call__(self, x, sigma, cond):
+            return x
+
+    with pytest.raises(NoiseSearchError, match="lacks label_dim, latent, decode, default_sampler"):
+        Problem(Bare(), get_reward("brightness"), torch.tensor([0]), [0])
+
+
+def test_problem_defaults_to_the_denoisers_sampler(denoiser):
+    from noisesearch import Problem, get_reward, make_sampler
+
+    problem = Problem(denoiser, get_reward("brightness"), torch.tensor([1]), [0])
+    assert problem.sampler == make_sampler("heun", 18) == denoiser.default_sampler()
+
+
+def test_progress_callback_sees_start_every_nfe_and_end(denoiser):
+    from noisesearch.progress import ProgressEvent
+
+    events = []
+    problem = make_problem(denoiser, [1, 2, 3], [0, 1, 2], steps=6, callback=events.append)
+    result = get_algorithm("best_of_n", N=2).run(problem)
+    assert events[0] == ProgressEvent("start", 3 * 2 * 11, "best_of_n")  # 3 images × N × (2·6 − 1) calls
+    assert events[-1] == ProgressEvent("end")
+    spent = [e.nfe for e in events[1:-1]]
+    assert all(e.kind == "nfe" for e in events[1:-1]) and sum(spent) == int(result.nfe.sum()) == 66
+    guided = make_problem(tiny_denoiser(guidance=2.0), [1], [0], steps=6, callback=events.append)
+    events.clear()
+    get_algorithm("naive").run(guided)
+    assert events[0].nfe == 2 * 11 and sum(e.nfe for e in events[1:-1]) == 22  # guidance: 2 NFE per call
+
+
+def test_progress_bars_follow_the_events():
+    from noisesearch.progress import BarProgress, ProgressEvent, TqdmProgress
+
+    show = TqdmProgress()
+    show(ProgressEvent("start", 10, "x"))
+    assert show.bar is not None and show.bar.total == 10
+    show(ProgressEvent("nfe", 4))
+    assert show.bar.n == 4
+    show(ProgressEvent("end"))
+    assert show.bar is None
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    follow = BarProgress(bar)
+    for event in (ProgressEvent("start", 99), ProgressEvent("nfe", 3), ProgressEvent("nfe", 2), ProgressEvent("end")):
+        follow(event)
+    assert bar.n == 5
+
+
+def test_seed_policy_keeps_the_kinds_of_runs_apart():
+    import noisesearch
+    from noisesearch import seeds
+
+    assert seeds.sample_seeds(3, 2) == [3, 4] and noisesearch.sample_seeds is seeds.sample_seeds
+    assert seeds.bench_seed(1, 2, 3) == 1_002_003
+    calibration = seeds.calibration_seeds(0, 4)
+    assert calibration[0] == seeds.CALIBRATION_SEED_BASE and calibration == sorted(set(calibration))
+    assert max(seeds.bench_seed(999, 999, 999), seeds.sample_seeds(10**6, 1000)[-1]) < seeds.CALIBRATION_SEED_BASE
+    assert seeds.probe_seeds([5, 6], 2) == [5 * seeds.PROBE_SEED_STRIDE + 3, 6 * seeds.PROBE_SEED_STRIDE + 3]
+    labels = noisesearch.draw_labels(50, 7)
+    assert labels == seeds.draw_labels(50, 7) and set(labels) <= set(range(10)) and len(set(labels)) > 1
+    with pytest.raises(NoiseSearchError, match="non-negative"):
+        seeds.sample_seeds(-1, 2)

@@ -73,3 +73,19 @@ def test_ensemble_averages_member_ranks_among_reference_scores():
 def test_ensemble_errors_are_user_errors(kwargs, fragment):
     with pytest.raises(NoiseSearchError, match=fragment):
         get_reward("ensemble", **kwargs)
+
+
+def test_check_labels_names_the_first_label_outside_the_networks_range():
+    from noisesearch.models.labels import check_labels
+
+    assert check_labels([0, 9]).dtype == torch.long and check_labels(torch.tensor([3])).tolist() == [3]
+    with pytest.raises(NoiseSearchError, match="label 10 is outside 0-9: MNIST labels are digits 0 to 9"):
+        check_labels([1, 10, 11])
+    assert check_labels([4], label_dim=5).tolist() == [4]
+    with pytest.raises(NoiseSearchError, match="label 5 is outside 0-4: this network's labels are 0 to 4"):
+        check_labels([5], label_dim=5)
+    with pytest.raises(NoiseSearchError, match="label -1 is outside"):
+        check_labels([-1])
+    assert check_labels([0], label_dim=0).tolist() == [0]  # an unconditional network takes label 0 only
+    with pytest.raises(NoiseSearchError, match="label 1 is outside 0-0"):
+        check_labels([1], label_dim=0)

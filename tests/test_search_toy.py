@@ -3,34 +3,33 @@
 import pytest
 import torch
 
-from noisesearch import EDMSchedule, Problem, get_algorithm, get_reward
+from noisesearch import DenoiserBase, Problem, get_algorithm, get_reward, make_sampler
 from noisesearch.search.tracing import step_statistics
 
 SD = 0.5
 
 
-class GaussianDenoiser:
+class GaussianDenoiser(DenoiserBase):
     """Exact D for data ~ N(0, SD² I): x·SD² / (sigma² + SD²)."""
 
     image_shape = (1, 4, 4)
-    nfe_per_call = 1
 
     def __call__(self, x, sigma, cond):
         s = sigma.reshape(-1, 1, 1, 1)
         return x * SD**2 / (s**2 + SD**2)
 
 
-STOCHASTIC = EDMSchedule(steps=10)
+STOCHASTIC = make_sampler("heun", 10)
 
 
-def toy_problem(n=16, schedule=STOCHASTIC):
+def toy_problem(n=16, sampler=STOCHASTIC):
     return Problem(GaussianDenoiser(), get_reward("brightness"), torch.zeros(n, dtype=torch.long), list(range(n)),
-                   schedule)
+                   sampler)
 
 
 # With churn, every stochastic step replaces half of the noise variance, so x_T barely shapes the
 # result and initial-noise search needs a deterministic sampler (S_churn = 0) to have something to find.
-DETERMINISTIC = EDMSchedule(steps=10, sigma_max=2.0, S_churn=0)
+DETERMINISTIC = make_sampler("heun", 10, sigma_max=2.0, S_churn=0)
 
 
 SEARCHERS = {
@@ -51,9 +50,9 @@ def test_every_search_beats_naive_by_a_clear_margin(name):
 
 
 def test_initial_noise_search_beats_naive_with_a_deterministic_sampler():
-    naive = get_algorithm("naive").run(toy_problem(schedule=DETERMINISTIC)).rewards.mean().item()
+    naive = get_algorithm("naive").run(toy_problem(sampler=DETERMINISTIC)).rewards.mean().item()
     algo = get_algorithm("zero_order_initial", N=4, K=3, lambda_=0.3)
-    searched = algo.run(toy_problem(schedule=DETERMINISTIC)).rewards.mean().item()
+    searched = algo.run(toy_problem(sampler=DETERMINISTIC)).rewards.mean().item()
     assert searched > naive + 0.03
 
 
@@ -79,7 +78,7 @@ def test_eps_one_is_global_best_of_n_at_every_step():
 def test_step_statistics_reads_k_bar_and_global_win_rate():
     trace = get_algorithm("eps_greedy", N=4, K=5).run(toy_problem(4)).trace
     stats = step_statistics(trace)
-    assert [s["step"] for s in stats] == EDMSchedule(steps=10).searchable_steps()
+    assert [s["step"] for s in stats] == make_sampler("heun", 10).searchable_steps()
     for s in stats:
         assert 0 <= s["global_win_rate"] <= 1
         assert s["k_bar"] != s["k_bar"] or 0 <= s["k_bar"] <= 4  # NaN or a valid mean of k - 1
@@ -98,3 +97,22 @@ def test_a_beam_of_incumbents_with_one_global_iteration_is_beam_search():
 def test_more_incumbents_find_more():
     one, three = (get_algorithm("eps_greedy", N=2, K=3, B=b).run(toy_problem()).rewards.mean().item() for b in (1, 3))
     assert three > one + 0.01, (one, three)
+
+
+def test_search_api_takes_a_sampler_by_name_or_object_and_records_it():
+    from noisesearch import make_problem, search
+    from noisesearch.sampling import sampler_from_dict
+
+    euler = make_sampler("euler", 10)
+    args = {"reward": "brightness", "labels": [0, 1], "denoiser": GaussianDenoiser(), "evaluator": None}
+    by_name = search(algorithm="eps_greedy", sampler="euler", steps=10, N=2, K=2, **args)
+    formula = get_algorithm("eps_greedy", N=2, K=2).nfe_formula(euler)
+    assert by_name.nfe.tolist() == [formula, formula] and by_name.config["nfe_formula_per_image"] == formula
+    assert by_name.config["sampler"] == euler.to_dict() and sampler_from_dict(by_name.config["sampler"]) == euler
+    assert "schedule" not in by_name.config
+    by_object = search(algorithm="eps_greedy", sampler=euler, N=2, K=2, **args)
+    assert torch.equal(by_object.images, by_name.images)
+    problem, config = make_problem(sampler="heun", steps=4, **{k: v for k, v in args.items() if k != "evaluator"})
+    assert problem.sampler == make_sampler("heun", 4) and config["sampler"] == problem.sampler.to_dict()
+    with pytest.raises(TypeError):
+        search("naive", "brightness")  # keyword-only

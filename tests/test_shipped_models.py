@@ -43,6 +43,6 @@ def test_diffusion_model_is_small_has_a_card_and_needs_no_data():
 
 def test_naive_samples_are_recognised_as_their_label_by_the_evaluator():
     labels = list(range(10)) * 2
-    result = search("naive", reward="classifier", labels=labels, seed=0)
+    result = search(algorithm="naive", reward="classifier", labels=labels, seed=0)
     agree = result.evaluator_rewards > 0.5
     assert agree.float().mean().item() >= 0.8

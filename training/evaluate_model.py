@@ -37,7 +37,7 @@ def main() -> None:
     args = p.parse_args()
     labels = torch.arange(10).repeat_interleave(args.per_class)
     start = time.perf_counter()
-    result = search("naive", reward="classifier", labels=labels.tolist(), seed=0, denoiser=load_model(1.0),
+    result = search(algorithm="naive", reward="classifier", labels=labels.tolist(), seed=0, denoiser=load_model(1.0),
                     progress=True)
     seconds = time.perf_counter() - start
     quality = {"samples": len(labels), "sampler": "naive, default EDM schedule (18 steps, 35 NFE)", "seeds": "0-999"}

@@ -1,17 +1,22 @@
 """noisesearch: test-time scaling of diffusion models by searching over their noise."""
 
-from noisesearch.api import draw_labels, sample_seeds, search
-from noisesearch.backends import load_model
+from noisesearch import adaptive  # noqa: F401  (registers adaptive_eps_greedy; search/ registers the plain algorithms)
+from noisesearch.api import make_problem, search
+from noisesearch.backends import Backend, load_model, register_backend
+from noisesearch.denoiser import Denoiser, DenoiserBase
 from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.problem import Problem
+from noisesearch.progress import ProgressEvent
 from noisesearch.rewards import get_reward, register_reward
-from noisesearch.sampling import EDMSampler, EDMSchedule
+from noisesearch.sampling import Sampler, make_sampler, register_sampler
 from noisesearch.search import SearchAlgorithm, get_algorithm, register_algorithm
+from noisesearch.seeds import draw_labels, sample_seeds
 from noisesearch.types import SearchResult
 
 __version__ = "0.1.0"
 __all__ = [
-    "BudgetExceeded", "draw_labels", "EDMSampler", "EDMSchedule", "NoiseSearchError", "Problem", "SearchAlgorithm",
-    "SearchResult", "get_algorithm", "get_reward", "load_model", "register_algorithm", "register_reward",
-    "sample_seeds", "search",
+    "Backend", "BudgetExceeded", "Denoiser", "DenoiserBase", "NoiseSearchError", "Problem", "ProgressEvent",
+    "Sampler", "SearchAlgorithm", "SearchResult", "draw_labels", "get_algorithm", "get_reward", "load_model",
+    "make_problem", "make_sampler", "register_algorithm", "register_backend", "register_reward",
+    "register_sampler", "sample_seeds", "search",
 ]

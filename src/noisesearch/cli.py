@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from noisesearch.backends import backend_names, get_backend
 from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards import describe_reward, reward_names
-from noisesearch.sampling import EDMSchedule
+from noisesearch.sampling import describe_sampler, sampler_names
 from noisesearch.search import algorithm_class, algorithm_names, algorithm_params
 
 
@@ -69,16 +70,24 @@ def flag_parser(annotation: str) -> Callable[[str], object]:
     return str
 
 
+def add_model_flags(parser: argparse.ArgumentParser, steps_help: str = "sampler steps") -> None:
+    """--backend, --model, --sampler and --steps, shared by sample, bench and calibrate."""
+    parser.add_argument("--backend", default="embedded",
+                        help=f"registered backend: {', '.join(backend_names())} (see `noisesearch list`)")
+    parser.add_argument("--model", help="the backend's model: diffusers a local pipeline directory, edm a network "
+                                        ".pkl or torch file, embedded a weights directory (default: the packaged one)")
+    parser.add_argument("--sampler", default=None,
+                        help=f"registered sampler: {', '.join(sampler_names())} (default: the backend's, heun)")
+    parser.add_argument("--steps", type=int, default=18, help=steps_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="noisesearch", description="Search a diffusion sampler's noise against a reward.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     sample = sub.add_parser("sample", help="search one image per label and write PNGs and result.json")
     sample.add_argument("--algorithm", default="naive", help="registered algorithm (see `noisesearch list`)")
     sample.add_argument("--reward", default="classifier", help="reward used during search")
-    sample.add_argument("--backend", default="embedded",
-                        help="embedded (MNIST, the default), diffusers (a text-to-image pipeline) or edm (an EDM net)")
-    sample.add_argument("--model", help="diffusers: a local pipeline directory; edm: a network .pkl or torch file; "
-                                        "embedded: a weights directory")
+    add_model_flags(sample)
     sample.add_argument("--labels", type=parse_labels, default=[0], help="comma-separated digits, e.g. 3,5,7")
     sample.add_argument("--prompt", action="append", help="a prompt (diffusers backend; repeat for several)")
     sample.add_argument("--prompts-file", type=Path, help="a file with one prompt per line (diffusers backend)")
@@ -91,7 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--guidance", type=float, default=None,
                         help="w in D_null + w(D_cond - D_null): 1 conditional (embedded default), 0 unconditional, "
                              "other values classifier-free guidance at 2 NFE per call (diffusers default 7.5)")
-    sample.add_argument("--steps", type=int, default=18, help="EDM sampler steps")
     sample.add_argument("--max-batch", type=int, default=16,
                         help="rows per network call; every call has exactly this many (the last padded)")
     sample.add_argument("--budget", type=int, default=None, help="hard NFE budget per image")
@@ -103,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         dashed = [f"--{flag.replace('_', '-')}"] if "_" in flag.strip("_") else []
         sample.add_argument(f"--{flag}", *dashed, dest=flag, type=kind, default=None,
                             help=f"algorithm parameter {flag}")
-    sub.add_parser("list", help="show registered algorithms and rewards with their parameters")
+    sub.add_parser("list", help="show registered algorithms, rewards, backends and samplers")
     bench = sub.add_parser("bench", help="run a preset grid of searches into a resumable run directory")
     bench.add_argument("--preset", default="table1", help="built-in preset name or a .json file (see --list)")
     bench.add_argument("--out", type=Path, help="run directory; rerunning the same command resumes it")
@@ -114,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, help="seeds per label (default: the preset's)")
     bench.add_argument("--seed", type=int, default=0, help="draws the labels and the sample seeds")
     bench.add_argument("--max-batch", type=int, default=16, help="rows per network call")
+    bench.add_argument("--backend", default="embedded",
+                       help=f"registered label backend: {', '.join(backend_names())} (default: embedded)")
+    bench.add_argument("--model", help="the backend's model path (as for sample)")
+    bench.add_argument("--sampler", default=None,
+                       help=f"registered sampler: {', '.join(sampler_names())} (default: the backend's)")
     bench.add_argument("--reuse", type=Path, action="append", default=[], metavar="RUN_DIR",
                        help="copy finished identical cells (same labels, seeds, steps) from another run directory "
                             "instead of rerunning them (repeatable)")
@@ -123,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=Path, required=True, help="schedule JSON to write")
     cal.add_argument("--method", default="final", help="final (gains in the final reward of searching one step "
                                                        "alone, the default), gain (GP-smoothed marginal gains of "
-                                                       "x0-prediction scores) or binomial (the brief's K_t = "
+                                                       "x0-prediction scores) or binomial (K_t = "
                                                        "ceil(K p(t)))")
     cal.add_argument("--conditions", type=int, default=16, help="calibration conditions (labels drawn from --seed)")
     cal.add_argument("--seed", type=int, default=0, help="draws the calibration labels; their sample seeds are "
@@ -144,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="final and gain methods: calls per image the schedule's K_t spend (default: a third of "
                           "ε-greedy (N, K)'s)")
     cal.add_argument("--guidance", type=float, default=None, help="as for sample (embedded default 1)")
-    cal.add_argument("--steps", type=int, default=18, help="EDM sampler steps")
+    add_model_flags(cal)
     cal.add_argument("--max-batch", type=int, default=16, help="rows per network call")
     cal.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     report = sub.add_parser("report", help="write report.md and report.html for a bench run directory")
@@ -168,6 +181,16 @@ def cmd_list() -> None:
         shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "no parameters"
         print(f"  {name:<16} {shown}")
         print(f"  {'':<16} {doc}")
+    print("backends:")
+    for name in backend_names():
+        backend = get_backend(name)
+        guidance = "none (no unconditional branch)" if backend.default_guidance is None else backend.default_guidance
+        print(f"  {name:<16} conditions: {backend.conditions}, default guidance: {guidance}, "
+              f"default sampler: {backend.default_sampler}")
+        print(textwrap.fill(backend.description, 110, initial_indent=" " * 19, subsequent_indent=" " * 19))
+    print("samplers:")
+    for name in sampler_names():
+        print(textwrap.fill(describe_sampler(name), 110, initial_indent=f"  {name:<17}", subsequent_indent=" " * 19))
 
 
 def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
@@ -195,7 +218,7 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
     prepare_out_dir(args.out)
     result = search(
         algorithm=args.algorithm, reward=args.reward, labels=args.labels, seed=args.seed, guidance=args.guidance,
-        steps=args.steps, max_batch=args.max_batch, nfe_budget=args.budget,
+        steps=args.steps, sampler=args.sampler, max_batch=args.max_batch, nfe_budget=args.budget,
         evaluator=None if args.evaluator == "none" else args.evaluator, progress=not args.no_progress,
         backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
         reward_args=reward_args, **params,
@@ -224,7 +247,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         raise NoiseSearchError("bench needs --out DIR for its results (or --list to see the presets)")
     preset = override(get_preset(args.preset), args.algorithms, args.rewards, args.labels, args.repeats)
     results = run_bench(preset, args.out, seed=args.seed, max_batch=args.max_batch, progress=not args.no_progress,
-                        reuse=args.reuse)
+                        backend=args.backend, model=args.model, sampler=args.sampler, reuse=args.reuse)
     print(f"bench {preset.name}: {len(plan(preset))} cells x {preset.labels} labels in {results}")
 
 
@@ -250,27 +273,31 @@ def parse_beams(text: str) -> tuple[int, ...]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    from noisesearch.calibrate import calibrate
+    from noisesearch import cost
+    from noisesearch.adaptive import CalibrationConfig, calibrate
+    from noisesearch.sampling import sampler_from_dict
 
     if args.out.is_dir():
         raise NoiseSearchError(f"--out {args.out} is a directory; give the path of the schedule JSON to write")
     if not args.out.parent.is_dir():
         raise NoiseSearchError(f"--out {args.out}: directory {args.out.parent} does not exist")
-    schedule = calibrate(args.reward, args.conditions, args.seed, args.method, args.N, args.K, args.eps,
-                         args.lambda_, budget=args.target_nfe, moves=args.moves, beams=args.beams,
-                         validation_conditions=args.validation_conditions, steps=args.steps,
-                         guidance=args.guidance, max_batch=args.max_batch, progress=not args.no_progress)
-    schedule.save(args.out)
-    info = schedule.info
-    print(schedule.table())
+    config = CalibrationConfig(conditions=args.conditions, seed=args.seed, method=args.method, N=args.N, K=args.K,
+                               eps=args.eps, lambda_=args.lambda_, moves=args.moves, beams=args.beams,
+                               validation_conditions=args.validation_conditions, target_nfe=args.target_nfe)
+    plan = calibrate(args.reward, config, steps=args.steps, sampler=args.sampler, backend=args.backend,
+                     model=args.model, guidance=args.guidance, max_batch=args.max_batch,
+                     progress=not args.no_progress)
+    plan.save(args.out)
+    info = plan.info
+    print(plan.table())
     for c in info.get("candidates", []):
         print(f"candidate N={c['N']} K={c['K']} eps={c['eps']} lambda={c['lambda_']} B={c['B']}: expected gain "
               f"{c['expected_gain']:.4f}, validation reward {c['validation_reward']:.4f}")
     if "candidates" in info:
         print(f"kept N={info['N']} eps={info['eps']} lambda={info['lambda_']} B={info['B']}")
     print(f"calibrated on {info['conditions']} conditions at {info['calibration_nfe_per_condition']:.0f} NFE each "
-          f"({info['calibration_nfe']} NFE in all); schedule: {schedule.nfe(EDMSchedule(**info['sampler']))} "
-          f"calls per image -> {args.out}")
+          f"({info['calibration_nfe']} NFE in all); schedule: "
+          f"{cost.plan_calls(sampler_from_dict(info['sampler']), plan)} calls per image -> {args.out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """The metered Problem: the only door through which a search algorithm reaches model and reward.
 
-It holds the conditions being sampled (one per returned image), the seed of each, the sampler,
-the denoiser and the reward. Algorithms hand it tensors shaped (C, M, channels, H, W): M candidate
+It holds the conditions being sampled (one per returned image), the seed of each, the sampler it
+is given, the denoiser and the reward. Algorithms hand it tensors shaped (C, M, channels, H, W): M candidate
 states for each of the C conditions (or for the subset listed in `which`). Every denoiser call
 is counted per condition (one network evaluation of one image = 1 NFE, 2 with classifier-free
 guidance), made in calls of exactly `max_batch` rows (the last padded; padding is not NFE) so that
@@ -14,21 +14,15 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
-from tqdm.auto import tqdm
 
+from noisesearch.denoiser import Denoiser
 from noisesearch.errors import BudgetExceeded, NoiseSearchError
+from noisesearch.progress import ProgressCallback, ProgressEvent
 from noisesearch.rng import SampleGenerators
-from noisesearch.sampling import EDMSampler, EDMSchedule
+from noisesearch.sampling import Sampler
 from noisesearch.types import Proposal, StepOut
 
-
-class Denoiser(Protocol):
-    """D(x, sigma, cond) -> x0 in sigma space; x (B, C, H, W), sigma (B,), cond (B, ...)."""
-
-    image_shape: tuple[int, int, int]
-    nfe_per_call: int
-
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
+DENOISER_ATTRIBUTES = ("image_shape", "nfe_per_call", "label_dim", "latent", "decode", "default_sampler")
 
 
 class Reward(Protocol):
@@ -66,6 +60,14 @@ def check_settings(max_batch: int, nfe_budget: int | None) -> None:
         raise NoiseSearchError(f"the NFE budget must be at least 1, got {nfe_budget}")
 
 
+def check_denoiser(denoiser: object) -> None:
+    """A one-line error unless `denoiser` has every attribute of the Denoiser protocol."""
+    missing = [name for name in DENOISER_ATTRIBUTES if not hasattr(denoiser, name)]
+    if missing or not callable(denoiser):
+        raise NoiseSearchError(f"the denoiser lacks {', '.join(missing) or '__call__'}: subclass "
+                               "noisesearch.DenoiserBase (it supplies the defaults) or see the Denoiser protocol")
+
+
 class Problem:
     """Denoiser + sampler + reward + NFE meter + budget for C conditions with one seed each."""
 
@@ -75,26 +77,27 @@ class Problem:
         reward: Reward,
         cond: torch.Tensor,
         seeds: Sequence[int],
-        schedule: EDMSchedule | None = None,
+        sampler: Sampler | None = None,
+        *,
         max_batch: int = 16,
         nfe_budget: int | None = None,
-        progress: bool | tqdm = False,
+        callback: ProgressCallback | None = None,
     ) -> None:
+        """`sampler` defaults to the denoiser's default sampler; `callback` receives ProgressEvents."""
         if len(seeds) != cond.shape[0]:
             raise NoiseSearchError(f"got {cond.shape[0]} conditions but {len(seeds)} seeds: give one seed each")
         check_settings(max_batch, nfe_budget)
+        check_denoiser(denoiser)
         self.denoiser = denoiser
         self.reward = reward
         self.cond = cond
         self.seeds = [int(s) for s in seeds]
-        self.schedule = schedule or EDMSchedule()
-        self.sampler = EDMSampler(self.schedule)
+        self.sampler = sampler if sampler is not None else denoiser.default_sampler()
         self.max_batch = max_batch
         self.nfe_budget = nfe_budget
         self.nfe = torch.zeros(cond.shape[0], dtype=torch.long)
         self.padded_rows = 0
-        self._progress = progress
-        self._bar: tqdm | None = None if isinstance(progress, bool) else progress
+        self.callback = callback
 
     @property
     def n(self) -> int:
@@ -113,16 +116,14 @@ class Problem:
         return torch.arange(self.n) if which is None else torch.as_tensor(which, dtype=torch.long)
 
     def start_progress(self, total_nfe_per_image: int | None, desc: str) -> None:
-        """Open a progress bar in NFE units if the Problem was made with progress=True (a bar passed
-        as `progress` instead, such as a bench's bar over many problems, is only updated)."""
-        if self._progress is True:
+        """Tell the callback that a search of about `total_nfe_per_image` NFE per image starts."""
+        if self.callback is not None:
             total = None if total_nfe_per_image is None else total_nfe_per_image * self.n
-            self._bar = tqdm(total=total, desc=desc, unit="NFE", dynamic_ncols=True)
+            self.callback(ProgressEvent("start", total, desc))
 
     def close_progress(self) -> None:
-        if self._progress is True and self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        if self.callback is not None:
+            self.callback(ProgressEvent("end"))
 
     def _charge(self, idx: torch.Tensor, per_condition: int) -> None:
         cost = per_condition * self.denoiser.nfe_per_call
@@ -134,8 +135,8 @@ class Problem:
                     f"condition {c} would use {int(self.nfe[c]) + cost} NFE, over the hard budget of "
                     f"{self.nfe_budget} per image: raise the budget or lower the search parameters")
         self.nfe.index_add_(0, idx, torch.full_like(idx, cost))
-        if self._bar is not None:
-            self._bar.update(cost * len(idx))
+        if self.callback is not None:
+            self.callback(ProgressEvent("nfe", cost * len(idx)))
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, which=None) -> torch.Tensor:
         """Metered D(x, sigma, cond) on x of shape (C', M, *image); sigma scalar or shaped (C', M)."""
@@ -154,12 +155,11 @@ class Problem:
 
     def to_images(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from x0 predictions or final states shaped (C', M, *state), no NFE: the
-        denoiser's `decode` (e.g. a VAE, in calls of max_batch rows) where it has one, else clamping."""
-        decode = getattr(self.denoiser, "decode", None)
-        if decode is None:
-            return x.clamp(-1, 1)
+        denoiser's `decode` (latent models: e.g. a VAE, in calls of max_batch rows)."""
+        if not self.denoiser.latent:
+            return self.denoiser.decode(x)
         c, m = x.shape[:2]
-        images = padded_batches(decode, [x.reshape(c * m, *x.shape[2:])], self.max_batch)
+        images = padded_batches(self.denoiser.decode, [x.reshape(c * m, *x.shape[2:])], self.max_batch)
         return images.reshape(c, m, *images.shape[1:]).clamp(-1, 1)
 
     def score(self, x: torch.Tensor, which=None) -> torch.Tensor:
@@ -178,18 +178,18 @@ class Problem:
         return scores.reshape(c, m)
 
     def initial_state(self, noise: torch.Tensor) -> torch.Tensor:
-        """State at sigma_max from standard normal noise (no NFE)."""
+        """State at the sampler's first sigma from standard normal noise (no NFE)."""
         return self.sampler.initial_state(noise)
 
     def propose(self, x: torch.Tensor, i: int, noise: torch.Tensor | None, which=None) -> Proposal:
-        """Inject `noise` at step i and predict x0 from the churned state: 1 call per candidate."""
-        x_hat = self.sampler.churn(x, i, noise)
+        """Inject `noise` at step i and predict x0 from the noised state: 1 call per candidate."""
+        x_hat = self.sampler.propose(x, i, noise)
         return Proposal(i, x_hat, self.denoise(x_hat, self.sampler.sigma_hats[i], which))
 
     def advance(self, proposal: Proposal, which=None) -> StepOut:
-        """Finish the step of a proposal, reusing its x0 prediction: 1 more call unless last step."""
-        x_next, x0_next = self.sampler.heun_update(lambda x, s: self.denoise(x, s, which), proposal.x_hat,
-                                                   proposal.x0_hat, proposal.step)
+        """Finish the step of a proposal with the sampler's solver, reusing its x0 prediction."""
+        x_next, x0_next = self.sampler.advance(lambda x, s: self.denoise(x, s, which), proposal.x_hat,
+                                               proposal.x0_hat, proposal.step)
         return StepOut(x_next, proposal.x0_hat, x0_next)
 
     def step(self, x: torch.Tensor, i: int, noise: torch.Tensor | None, which=None) -> StepOut:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -32,7 +33,7 @@ class SearchResult:
     """One image per condition with its reward, the NFE spent on it and the run's config.
 
     images: (C, channels, H, W) in [-1, 1]; rewards and nfe: (C,), nfe counted per image as in the
-    brief's Table 3 (one network evaluation of one image = 1 NFE); evaluator_rewards: (C,) from
+    paper's Table 3 (one network evaluation of one image = 1 NFE); evaluator_rewards: (C,) from
     the held-out evaluator when one was given; config: everything needed to rerun.
     """
 
@@ -42,7 +43,7 @@ class SearchResult:
     wall_time: float
     config: dict[str, Any]
     evaluator_rewards: torch.Tensor | None = None
-    trace: Trace | None = None
+    trace: SearchTrace | None = None
 
     @property
     def nfe_per_image(self) -> float:
@@ -54,8 +55,16 @@ TRACE_FIELDS = ("condition", "step", "sigma", "iteration", "winner_score", "incu
                 "changed", "mean_score")
 
 
+class SearchTrace:
+    """What a search recorded about its choices, as columns of one row per record."""
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The trace as equal-length arrays, one of them "condition" (the condition's index in the Problem)."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class Trace:
+class Trace(SearchTrace):
     """Per condition, searched step and iteration of a per-step search, one row each (columns as tensors).
 
     sigma is the step's sigma_i; winner_score the best candidate score of the iteration; incumbent_score
@@ -79,3 +88,19 @@ class Trace:
 
     def to_dict(self) -> dict[str, list]:
         return {name: getattr(self, name).tolist() for name in TRACE_FIELDS}
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name).numpy() for name in TRACE_FIELDS}
+
+
+@dataclass(frozen=True)
+class TreeTrace(SearchTrace):
+    """Per condition, the step expanded by each simulation of a tree search (T when it reached x0 and cost
+    nothing)."""
+
+    expanded_steps: list[list[int]]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        steps = self.expanded_steps
+        return {"condition": np.array([c for c, row in enumerate(steps) for _ in row], dtype=np.int64),
+                "expanded_step": np.array([s for row in steps for s in row], dtype=np.int64)}

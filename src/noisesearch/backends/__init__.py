@@ -1,5 +1,16 @@
-"""Adapters from model families to the D(x, sigma, cond) -> x0 convention."""
+"""Adapters from model families to the D(x, sigma, cond) -> x0 convention, registered by name."""
 
-from noisesearch.backends.embedded import EmbeddedDenoiser, check_labels, load_model
+from noisesearch.backends import diffusers_backend, edm_network  # noqa: F401  (registration)
+from noisesearch.backends.embedded import EmbeddedDenoiser, load_model
+from noisesearch.backends.registry import (
+    DTYPES,
+    Backend,
+    LoadRequest,
+    backend_names,
+    get_backend,
+    load_backend_denoiser,
+    register_backend,
+)
 
-__all__ = ["EmbeddedDenoiser", "check_labels", "load_model"]
+__all__ = ["DTYPES", "Backend", "EmbeddedDenoiser", "LoadRequest", "backend_names", "get_backend",
+           "load_backend_denoiser", "load_model", "register_backend"]

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import torch
 
+from noisesearch.backends.registry import Backend, LoadRequest, register_backend
+from noisesearch.denoiser import DenoiserBase
 from noisesearch.errors import NoiseSearchError
-from noisesearch.sampling import EDMSchedule
+from noisesearch.sampling import Sampler, make_sampler
 
 
 def load_pipeline(model: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"):
@@ -38,12 +40,14 @@ def load_pipeline(model: str | Path, dtype: torch.dtype = torch.float32, device:
     return pipe.to(device)
 
 
-class DiffusersDenoiser:
+class DiffusersDenoiser(DenoiserBase):
     """D(x, sigma, prompt_id) for a text-to-image pipeline with classifier-free guidance.
 
     guidance_scale w: D = D_uncond + w·(D_prompt − D_uncond); w = 1 uses only the prompt and w = 0
     only the empty prompt (1 NFE per image per call); any other w costs 2 NFE per image per call.
     """
+
+    latent = True
 
     def __init__(self, pipe, prompts: Sequence[str], guidance_scale: float = 7.5) -> None:
         if not prompts:
@@ -72,10 +76,9 @@ class DiffusersDenoiser:
                                   truncation=True, return_tensors="pt")
         return self.pipe.text_encoder(tok.input_ids.to(self.device))[0]
 
-    def default_schedule(self, steps: int = 18, **overrides) -> EDMSchedule:
-        """Karras sigmas spanning the model's training range, EDM's churn settings otherwise."""
-        return EDMSchedule(steps=steps, sigma_min=float(self.train_sigmas[0]), sigma_max=float(self.train_sigmas[-1]),
-                           **overrides)
+    def default_sampler(self, name: str = "heun", steps: int = 18) -> Sampler:
+        """The registered sampler with Karras sigmas spanning the model's training range."""
+        return make_sampler(name, steps, sigma_min=float(self.train_sigmas[0]), sigma_max=float(self.train_sigmas[-1]))
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Fractional training timestep of each sigma, interpolating log sigma (k-diffusion's DiscreteSchedule)."""
@@ -119,3 +122,14 @@ def load_denoiser(model: str | Path, prompts: Sequence[str], guidance_scale: flo
                   dtype: torch.dtype = torch.float32, device: str = "cpu") -> DiffusersDenoiser:
     """The denoiser of a local pipeline for these prompts."""
     return DiffusersDenoiser(load_pipeline(model, dtype, device), prompts, guidance_scale)
+
+
+def load_from_request(request: LoadRequest) -> DiffusersDenoiser:
+    return load_denoiser(request.model, request.prompts or (), request.guidance, request.dtype, request.device)
+
+
+register_backend(Backend(
+    name="diffusers", description="a diffusers text-to-image pipeline of the Stable Diffusion family (epsilon or "
+                                  "v-prediction UNet; prompts; VAE latents)",
+    load=load_from_request, conditions="prompts", default_guidance=7.5, needs_model=True,
+    model_help="a local pipeline directory"))

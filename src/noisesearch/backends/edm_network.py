@@ -13,14 +13,14 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from noisesearch.backends.registry import Backend, register_backend
+from noisesearch.denoiser import DenoiserBase
 from noisesearch.errors import NoiseSearchError
-from noisesearch.sampling import EDMSchedule
+from noisesearch.sampling import Sampler, make_sampler
 
 
-class EDMNetworkDenoiser:
+class EDMNetworkDenoiser(DenoiserBase):
     """D(x, sigma, label) of an EDM-style network; classifier-free guidance is not part of EDM's nets."""
-
-    nfe_per_call = 1
 
     def __init__(self, net: torch.nn.Module, device: str = "cpu") -> None:
         for attr in ("img_channels", "img_resolution", "label_dim"):
@@ -31,11 +31,12 @@ class EDMNetworkDenoiser:
         self.image_shape = (net.img_channels, net.img_resolution, net.img_resolution)
         self.label_dim = int(net.label_dim)
 
-    def default_schedule(self, steps: int = 18, **overrides) -> EDMSchedule:
-        """EDM's reference schedule, clipped to the network's sigma range where it declares one."""
+    def default_sampler(self, name: str = "heun", steps: int = 18) -> Sampler:
+        """The registered sampler with EDM's reference sigmas, clipped to the network's sigma range where it
+        declares one."""
         lo = max(0.002, float(getattr(self.net, "sigma_min", 0.002)))
         hi = min(80.0, float(getattr(self.net, "sigma_max", 80.0)))
-        return EDMSchedule(steps=steps, sigma_min=lo, sigma_max=hi, **overrides)
+        return make_sampler(name, steps, sigma_min=lo, sigma_max=hi)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -64,3 +65,9 @@ def load_edm_network(path: str | Path, device: str = "cpu") -> EDMNetworkDenoise
     if not isinstance(net, torch.nn.Module):
         raise NoiseSearchError(f"{path} holds no network module (expected a module or a dict with 'ema')")
     return EDMNetworkDenoiser(net, device)
+
+
+register_backend(Backend(
+    name="edm", description="a user's EDM-style network (NVlabs/edm's EDMPrecond and kin; class labels)",
+    load=lambda r: load_edm_network(r.model, r.device), default_guidance=None, needs_model=True,
+    model_help="a network pickle or torch file"))

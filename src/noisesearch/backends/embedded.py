@@ -7,17 +7,20 @@ from pathlib import Path
 import torch
 
 from noisesearch.assets import load_card, load_weights
-from noisesearch.errors import NoiseSearchError
+from noisesearch.backends.registry import Backend, register_backend
+from noisesearch.denoiser import DenoiserBase
 from noisesearch.models.unet import NULL_LABEL, NUM_CLASSES, EDMPrecond, UNetConfig
 
 
-class EmbeddedDenoiser:
+class EmbeddedDenoiser(DenoiserBase):
     """D = D_null + w·(D_label − D_null) on labels 0..9.
 
     w = 1 (default) is the conditional model and w = 0 the unconditional one, each 1 NFE per image
     per call; any other w is classifier-free guidance, 2 NFE per image per call (both predictions
     go through the network in one batch).
     """
+
+    label_dim = NUM_CLASSES
 
     def __init__(self, model: EDMPrecond, guidance: float = 1.0) -> None:
         self.model = model.eval().requires_grad_(False)
@@ -38,15 +41,6 @@ class EmbeddedDenoiser:
         return d_null + self.guidance * (d_label - d_null)
 
 
-def check_labels(labels: torch.Tensor) -> torch.Tensor:
-    """Labels as int64, or a NoiseSearchError naming the first one outside 0..9."""
-    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-    bad = (labels < 0) | (labels >= NUM_CLASSES)
-    if bool(bad.any()):
-        raise NoiseSearchError(f"label {int(labels[bad][0])} is outside 0-9: MNIST labels are digits 0 to 9")
-    return labels
-
-
 def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None) -> EmbeddedDenoiser:
     """The embedded class-conditional MNIST EDM model (packaged EMA weights unless weights_dir)."""
     card = load_card("diffusion", weights_dir)
@@ -55,3 +49,9 @@ def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None) -> 
     model = EDMPrecond(cfg)
     model.load_state_dict(load_weights("diffusion", weights_dir))
     return EmbeddedDenoiser(model, guidance)
+
+
+register_backend(Backend(
+    name="embedded", description="the embedded class-conditional MNIST EDM model (labels 0-9; --model: a weights "
+                                 "directory to use instead of the packaged one)",
+    load=lambda r: load_model(r.guidance, weights_dir=r.model), default_guidance=1.0, evaluator="evaluator"))

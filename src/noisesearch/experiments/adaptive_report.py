@@ -77,9 +77,9 @@ def calibration_blocks(records: list[dict[str, Any]], run_dir: Path) -> list[Blo
     schedules = {p.stem: json.loads(p.read_text()) for p in paths}
     served = dict.fromkeys(schedules, 0)
     for r in records:
-        schedule = r["params"].get("search_schedule")
-        if isinstance(schedule, str) and schedule.startswith(CALIBRATED):
-            source = schedule[len(CALIBRATED):].lstrip(":") or r["column"]
+        named = r["params"].get("search_schedule")
+        if isinstance(named, str) and named.startswith(CALIBRATED):
+            source = named[len(CALIBRATED):].lstrip(":") or r["column"]
             served[source] = served.get(source, 0) + 1
     cost_rows = []
     for name, data in schedules.items():

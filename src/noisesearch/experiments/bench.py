@@ -27,19 +27,21 @@ import torch
 from tqdm.auto import tqdm
 
 import noisesearch
-from noisesearch.api import draw_labels
-from noisesearch.backends import load_model
-from noisesearch.calibrate import calibrate
+from noisesearch import cost
+from noisesearch.adaptive import CalibrationConfig, calibrate
+from noisesearch.backends import get_backend, load_backend_denoiser
+from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
-from noisesearch.experiments.presets import Calibration, Preset, RewardColumn, RunSpec
+from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
 from noisesearch.imaging import to_uint8
 from noisesearch.outputs import prepare_out_dir
-from noisesearch.problem import Denoiser, Problem
+from noisesearch.problem import Problem
+from noisesearch.progress import BarProgress
 from noisesearch.rewards import get_reward
-from noisesearch.sampling import EDMSchedule
+from noisesearch.sampling import Sampler
 from noisesearch.search import get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
-from noisesearch.types import TRACE_FIELDS, Trace
+from noisesearch.seeds import bench_seed, draw_labels
 
 RESULTS = "results.jsonl"
 
@@ -49,7 +51,7 @@ class Cell:
     run: RunSpec
     column: RewardColumn
     repeat: int
-    calibration: Calibration | None = None  # how its schedule is calibrated, for runs of a calibrated schedule
+    calibration: CalibrationConfig | None = None  # how its schedule is calibrated, for runs of a calibrated schedule
 
     @property
     def key(self) -> str:
@@ -68,11 +70,6 @@ class Cell:
         params = "_".join(f"{k}{v}" for k, v in self.run.params.items())
         name = f"{self.run.algorithm}{'_' + params if params else ''}__{self.column.name}__r{self.repeat}"
         return re.sub(r"[^A-Za-z0-9._-]", "-", name)
-
-
-def sample_seed(seed: int, repeat: int, index: int) -> int:
-    """Seed of label `index` in repeat `repeat` of a bench with base seed `seed`."""
-    return seed * 1_000_000 + repeat * 1_000 + index
 
 
 def plan(preset: Preset) -> list[Cell]:
@@ -132,18 +129,24 @@ def prepare_run_dir(out: Path, preset: Preset, seed: int) -> None:
         f.write(json.dumps(environment()) + "\n")
 
 
-def expected_nfe(cell: Cell, schedule: EDMSchedule, n: int, schedules: dict[str, SearchSchedule]) -> int:
+def expected_nfe(cell: Cell, sampler: Sampler, denoiser: Denoiser, n: int, schedules: dict[str, SearchSchedule]
+                 ) -> int:
     """NFE the cell will spend (MCTS: its per-step estimate), for the progress bar."""
     algo = get_algorithm(cell.run.algorithm, **cell.run.algorithm_params(schedules, cell.column.name))
-    per_call = 1 if cell.column.guidance in (0.0, 1.0) else 2
-    return algo.nfe_estimate(schedule) * per_call * n
+    return cost.nfe(algo.nfe_estimate(sampler), denoiser) * n
 
 
-def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, progress: bool = True,
-              model_loader: Callable[[float], Denoiser] = load_model, reuse: Sequence[Path] = ()) -> Path:
-    """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Results of
+def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, progress: bool = True,
+              backend: str = "embedded", model: str | None = None, sampler: str | None = None,
+              model_loader: Callable[[float], Denoiser] | None = None, reuse: Sequence[Path] = ()) -> Path:
+    """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Cells run on
+    the `backend`'s model (`model`: its path; `model_loader(guidance)` replaces the loader) with its
+    default sampler or the registered `sampler`; conditions are labels drawn from `seed`. Results of
     identical cells, labels and seeds in the `reuse` run directories are copied instead of rerun, and so
     are their schedules calibrated exactly as `preset` would calibrate them."""
+    spec = get_backend(backend)
+    if spec.conditions != "labels":
+        raise NoiseSearchError(f"bench draws class labels; the {backend} backend takes prompts")
     prepare_run_dir(out, preset, seed)
     results = out / RESULTS
     labels = draw_labels(preset.labels, seed)
@@ -151,7 +154,6 @@ def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, pro
         copy_schedules(source, out, preset)
         copy_results(source, out, preset, seed, labels)
     done = {(r["cell"], r["label_index"]) for r in read_results(results)}
-    schedule = EDMSchedule(steps=preset.steps)
     todo = []
     for cell in plan(preset):
         missing = [k for k in range(preset.labels) if (cell.key, k) not in done]
@@ -161,16 +163,21 @@ def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, pro
 
     def denoiser(guidance: float) -> Denoiser:
         if guidance not in denoisers:
-            denoisers[guidance] = model_loader(guidance)
+            denoisers[guidance] = (model_loader(guidance) if model_loader is not None
+                                   else load_backend_denoiser(backend, model, guidance))
         return denoisers[guidance]
+
+    def sampler_of(guidance: float) -> Sampler:
+        return denoiser(guidance).default_sampler(sampler or spec.default_sampler, preset.steps)
 
     needed = {cell.run.calibrated_column(cell.column.name) for cell, _ in todo} - {None}
     schedules = calibrate_columns(preset, [c for c in preset.rewards if c.name in needed], out, denoiser,
-                                  max_batch, progress)
-    total = sum(expected_nfe(cell, schedule, len(missing), schedules) for cell, missing in todo)
+                                  sampler_of, max_batch, progress)
+    total = sum(expected_nfe(cell, sampler_of(cell.column.guidance), denoiser(cell.column.guidance), len(missing),
+                             schedules) for cell, missing in todo)
     bar = tqdm(total=total, unit="NFE", desc=f"bench {preset.name}", disable=not progress, dynamic_ncols=True)
     rewards: dict[str, Any] = {}
-    evaluator = get_reward("evaluator")
+    evaluator = get_reward(spec.evaluator) if spec.evaluator is not None else None
     try:
         for cell, missing in todo:
             bar.set_postfix_str(cell.slug, refresh=False)
@@ -178,23 +185,24 @@ def run_bench(preset: Preset, out: Path, seed: int = 0, max_batch: int = 16, pro
             if cell.column.reward not in rewards:
                 rewards[cell.column.reward] = get_reward(cell.column.reward)
             cond = torch.tensor([labels[k] for k in missing])
-            seeds = [sample_seed(seed, cell.repeat, k) for k in missing]
-            problem = Problem(denoiser(guidance), rewards[cell.column.reward], cond, seeds, schedule,
-                              max_batch=max_batch, progress=bar)
+            seeds = [bench_seed(seed, cell.repeat, k) for k in missing]
+            problem = Problem(denoiser(guidance), rewards[cell.column.reward], cond, seeds, sampler_of(guidance),
+                              max_batch=max_batch, callback=BarProgress(bar))
             params = cell.run.algorithm_params(schedules, cell.column.name)
             result = get_algorithm(cell.run.algorithm, **params).run(problem)
-            held_out = evaluator(result.images, cond)
+            held_out = evaluator(result.images, cond) if evaluator is not None else None
             np.savez_compressed(out / "images" / f"{cell.slug}_{missing[0]:03d}.npz",
                                 images=to_uint8(result.images), label_index=np.array(missing))
-            if isinstance(result.trace, Trace):
-                columns = {name: getattr(result.trace, name).numpy() for name in TRACE_FIELDS}
-                columns["condition"] = np.array(missing)[columns["condition"]]
+            if result.trace is not None:
+                columns = result.trace.columns()
+                columns["condition"] = np.array(missing, dtype=np.int64)[columns["condition"]]
                 np.savez_compressed(out / "traces" / f"{cell.slug}_{missing[0]:03d}.npz", **columns)
             lines = [json.dumps({
                 "cell": cell.key, "algorithm": cell.run.algorithm, "params": cell.run.params,
                 "column": cell.column.name, "reward": cell.column.reward, "guidance": guidance,
                 "repeat": cell.repeat, "label_index": k, "label": labels[k], "seed": seeds[row],
-                "reward_value": float(result.rewards[row]), "evaluator": float(held_out[row]),
+                "reward_value": float(result.rewards[row]),
+                "evaluator": None if held_out is None else float(held_out[row]),
                 "nfe": int(result.nfe[row]), "wall_time_s": result.wall_time / len(missing),
                 "cell_wall_time_s": result.wall_time, "steps": preset.steps,
             }) + "\n" for row, k in enumerate(missing)]
@@ -239,7 +247,7 @@ def copy_results(source: Path, out: Path, preset: Preset, seed: int, labels: lis
     take = [r for r in read_results(source / RESULTS)
             if r["cell"] in keys and (r["cell"], r["label_index"]) not in done and r["label_index"] < preset.labels
             and r["label"] == labels[r["label_index"]] and r["steps"] == preset.steps
-            and r["seed"] == sample_seed(seed, r["repeat"], r["label_index"])]
+            and r["seed"] == bench_seed(seed, r["repeat"], r["label_index"])]
     if not take:
         return 0
     wanted: dict[str, set[int]] = defaultdict(set)
@@ -261,7 +269,8 @@ def copy_results(source: Path, out: Path, preset: Preset, seed: int, labels: lis
 
 
 def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, denoiser: Callable[[float], Denoiser],
-                      max_batch: int, progress: bool) -> dict[str, SearchSchedule]:
+                      sampler_of: Callable[[float], Sampler], max_batch: int, progress: bool
+                      ) -> dict[str, SearchSchedule]:
     """The calibrated schedule of each column, read from out/schedules/COLUMN.json or calibrated into it
     (on the preset's calibration conditions, whose seeds no bench cell uses); each calibration's cost
     is kept in the schedule's info."""
@@ -269,12 +278,10 @@ def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, de
     for column in columns:
         path = out / "schedules" / f"{column.name}.json"
         if not path.exists():
-            c = preset.calibration
             path.parent.mkdir(exist_ok=True)
-            plan = calibrate(column.reward, c.conditions, c.seed, c.method, c.N, c.K, c.eps, c.lambda_,
-                             steps=preset.steps, denoiser=denoiser(column.guidance), guidance=column.guidance,
-                             moves=c.moves, beams=c.beams, validation_conditions=c.validation_conditions,
-                             max_batch=max_batch, evaluator=None, progress=progress)
+            plan = calibrate(column.reward, preset.calibration, denoiser=denoiser(column.guidance),
+                             sampler=sampler_of(column.guidance), guidance=column.guidance, max_batch=max_batch,
+                             evaluator=None, progress=progress)
             tmp = path.with_suffix(".tmp")
             plan.save(tmp)
             tmp.replace(path)

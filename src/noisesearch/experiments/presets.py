@@ -9,11 +9,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from noisesearch.adaptive import CalibrationConfig
 from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards import reward_names
-from noisesearch.sampling import EDMSchedule
+from noisesearch.sampling import make_sampler
 from noisesearch.search import get_algorithm
-from noisesearch.search.local import check_beams
 from noisesearch.search.step_schedule import SearchSchedule
 
 
@@ -30,41 +30,6 @@ CALIBRATED = "calibrated"  # a run's "search_schedule" parameter naming a schedu
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """How the bench calibrates the search schedules its runs name as "calibrated" (the column's own
-    reward) or "calibrated:COLUMN" (another column's, to measure transfer); see noisesearch.calibrate."""
-
-    conditions: int = 16
-    seed: int = 0
-    method: str = "final"
-    N: int = 4
-    K: int = 20
-    eps: float = 0.4
-    lambda_: float = 0.15
-    moves: tuple[tuple[int, float, float], ...] = ()  # further (N, eps, lambda_) moves to choose among
-    beams: tuple[int, ...] = (1,)  # numbers B of incumbents to choose among
-    validation_conditions: int | None = None  # conditions that validate moves and beams (None: `conditions`)
-
-    def __post_init__(self) -> None:
-        try:
-            moves = tuple((int(n), float(e), float(lam)) for n, e, lam in self.moves)
-        except (TypeError, ValueError):
-            raise NoiseSearchError(f"calibration moves must be [N, eps, lambda_] triples, got {self.moves}") from None
-        object.__setattr__(self, "moves", moves)
-        object.__setattr__(self, "beams", check_beams(self.beams))
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that tell calibrations apart in cell keys; the later-added ones only where they are not
-        the defaults, so that the keys of runs made before they could be set stay what they were."""
-        fields = asdict(self)
-        for name, default in (("lambda_", Calibration.lambda_), ("moves", ()), ("beams", (1,)),
-                              ("validation_conditions", None)):
-            if fields[name] == default:
-                del fields[name]
-        return fields
-
-
-@dataclass(frozen=True)
 class RunSpec:
     """A row: a registered algorithm with its parameters."""
 
@@ -73,10 +38,10 @@ class RunSpec:
 
     def calibrated_column(self, column: str) -> str | None:
         """The column whose calibrated schedule this run uses in `column`, or None."""
-        schedule = self.params.get("search_schedule")
-        if not isinstance(schedule, str) or not schedule.startswith(CALIBRATED):
+        named = self.params.get("search_schedule")
+        if not isinstance(named, str) or not named.startswith(CALIBRATED):
             return None
-        source = schedule[len(CALIBRATED):].lstrip(":")
+        source = named[len(CALIBRATED):].lstrip(":")
         return source or column
 
     def algorithm_params(self, schedules: dict[str, Any], column: str) -> dict[str, Any]:
@@ -99,7 +64,7 @@ class Preset:
     labels: int = 36
     repeats: int = 1
     steps: int = 18
-    calibration: Calibration | None = None
+    calibration: CalibrationConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,7 +81,7 @@ class Preset:
                 labels=int(d.get("labels", 36)),
                 repeats=int(d.get("repeats", 1)),
                 steps=int(d.get("steps", 18)),
-                calibration=Calibration(**d["calibration"]) if d.get("calibration") else None,
+                calibration=CalibrationConfig(**d["calibration"]) if d.get("calibration") else None,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise NoiseSearchError(f"preset '{name}' is malformed ({err!r}): see experiments/presets.json") from None
@@ -126,8 +91,8 @@ class Preset:
     def validate(self) -> None:
         """Raise a NoiseSearchError for an unknown algorithm or reward, or bad parameters or counts."""
         columns = [c.name for c in self.rewards]
-        placeholder = SearchSchedule.uniform(EDMSchedule(steps=self.steps), 1, 0.5, 1,
-                                             gains=((1.0,),) * len(EDMSchedule(steps=self.steps).searchable_steps()))
+        sampler = make_sampler("heun", self.steps)
+        placeholder = SearchSchedule.uniform(sampler, 1, 0.5, 1, gains=((1.0,),) * len(sampler.searchable_steps()))
         for run in self.runs:
             for column in columns:
                 source = run.calibrated_column(column)

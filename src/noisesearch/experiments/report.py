@@ -1,8 +1,8 @@
 """`noisesearch report RUN_DIR`: tables, plots and image grids from a bench run, never rerunning it.
 
-Writes RUN_DIR/report/report.md and report.html (images inline) with the table in the brief's
+Writes RUN_DIR/report/report.md and report.html (images inline) with the table in the paper's
 layout (mean ± std, ± standard error, NFE per image, wall time, the held-out evaluator beside the
-verifier), the brief's published figures for reference, image grids per method, reward against
+verifier), the paper's published figures for reference, image grids per method, reward against
 NFE, k̄(σ) and the global-win rate of ε-greedy, and the incumbent's reward over iterations.
 """
 
@@ -28,8 +28,9 @@ from noisesearch.imaging import make_grid
 from noisesearch.search.tracing import step_statistics
 from noisesearch.types import TRACE_FIELDS, Trace
 
-# The brief's Table 1: EDM on ImageNet, 36 random class labels, mean ± std over 20 generations.
-BRIEF_TABLE1 = [
+# Table 1 of Ramesh and Mardani (arXiv 2506.03164): EDM on ImageNet, 36 random class labels, mean ± std over
+# 20 generations.
+PAPER_TABLE1 = [
     ("Naive Sampling", "0.4965 ± 0.01", "0.3563 ± 0.07", "0.3778 ± 0.04", 18),
     ("Best of 4 Sampling", "0.5767 ± 0.01", "0.4220 ± 0.02", "0.5461 ± 0.00", 72),
     ("Beam Search (N = 4, B = 2)", "0.6334 ± 0.02", "0.4679 ± 0.05", "0.5536 ± 0.02", 144),
@@ -140,8 +141,8 @@ def save_figure(fig, out: Path, name: str) -> Path:
 
 def series_name(record: dict[str, Any]) -> str:
     """The line a result belongs to in reward-against-NFE plots: its algorithm, and a schedule's source."""
-    schedule = record["params"].get("search_schedule")
-    return f"{record['algorithm']} [{schedule}]" if isinstance(schedule, str) else record["algorithm"]
+    named = record["params"].get("search_schedule")
+    return f"{record['algorithm']} [{named}]" if isinstance(named, str) else record["algorithm"]
 
 
 def plot_scaling(records: list[dict[str, Any]], out: Path) -> list[Block]:
@@ -208,7 +209,7 @@ def load_traces(run: Run) -> dict[str, Trace]:
 
 
 def plot_traces(traces: dict[str, Trace], out: Path) -> list[Block]:
-    """k̄(σ) and the global-win rate per step (the brief's Fig. 2), and the incumbent over iterations."""
+    """k̄(σ) and the global-win rate per step (the paper's Fig. 2), and the incumbent over iterations."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -286,9 +287,9 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
                         "the held-out evaluator's mean probability of the label (verifier hacking shows as a gap "
                         "between the classifier column and its evaluator score). NFE per image is metered."))
     blocks.append(results_table(run.records))
-    blocks.append(("h", 2, "Published: the brief's Table 1 (EDM on ImageNet, not directly comparable)"))
+    blocks.append(("h", 2, "Published: the paper's Table 1 (EDM on ImageNet, not directly comparable)"))
     blocks.append(("table", ["method", "brightness", "compressibility", "classifier", "NFE"],
-                   [[m, b, c, k, str(n)] for m, b, c, k, n in BRIEF_TABLE1]))
+                   [[m, b, c, k, str(n)] for m, b, c, k, n in PAPER_TABLE1]))
     scaling = plot_scaling(run.records, out)
     if scaling:
         blocks.append(("h", 2, "Reward against NFE"))
@@ -296,7 +297,7 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     blocks.extend(adaptive_blocks(run.records, summarize(run.records), run.directory))
     traces = plot_traces(load_traces(run), out)
     if traces:
-        blocks.append(("h", 2, "When does exploitation pay? (ε-greedy traces, the brief's Fig. 2)"))
+        blocks.append(("h", 2, "When does exploitation pay? (ε-greedy traces, the paper's Fig. 2)"))
         blocks.extend(traces)
     grids = image_grids(run, out)
     if grids:

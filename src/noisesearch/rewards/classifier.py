@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from noisesearch.assets import load_weights
-from noisesearch.backends.embedded import check_labels
 from noisesearch.errors import NoiseSearchError
 from noisesearch.models.classifier import DigitClassifier
+from noisesearch.models.labels import check_labels
 from noisesearch.rewards.registry import register_reward
 
 

@@ -1,6 +1,10 @@
-"""Noise schedules and the stochastic EDM sampler."""
+"""Samplers: noise-level schedules × solvers × noise injection, as pure steps with explicit noise."""
 
-from noisesearch.sampling.edm import EDMSampler
-from noisesearch.sampling.schedule import EDMSchedule
+from noisesearch.sampling.noise import Churn
+from noisesearch.sampling.registry import describe_sampler, make_sampler, register_sampler, sampler_names
+from noisesearch.sampling.sampler import Sampler, StochasticSampler, sampler_from_dict
+from noisesearch.sampling.schedules import KarrasSchedule
+from noisesearch.sampling.solvers import Euler, Heun
 
-__all__ = ["EDMSampler", "EDMSchedule"]
+__all__ = ["Churn", "Euler", "Heun", "KarrasSchedule", "Sampler", "StochasticSampler", "describe_sampler",
+           "make_sampler", "register_sampler", "sampler_from_dict", "sampler_names"]

@@ -1,6 +1,6 @@
-"""Search algorithms over a diffusion sampler's noise, registered by name."""
+"""Search algorithms over a diffusion sampler's noise, one per module, registered by name."""
 
-from noisesearch.search import adaptive, beam, best_of_n, initial_noise, local, mcts, paths  # noqa: F401  (registration)
+from noisesearch.search import beam, best_of_n, initial_noise, local, mcts, paths  # noqa: F401  (registration)
 from noisesearch.search.base import SearchAlgorithm
 from noisesearch.search.registry import (
     algorithm_class,

@@ -1,4 +1,4 @@
-"""The SearchAlgorithm base: a frozen dataclass whose fields are its parameters."""
+"""The SearchAlgorithm base (a frozen dataclass whose fields are its parameters) and the shared argument checks."""
 
 from __future__ import annotations
 
@@ -9,10 +9,41 @@ from typing import Any, ClassVar
 
 import torch
 
+from noisesearch import cost
+from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.rng import SampleGenerators
-from noisesearch.sampling import EDMSchedule
-from noisesearch.types import SearchResult, Trace
+from noisesearch.sampling import Sampler
+from noisesearch.types import SearchResult, SearchTrace
+
+CALLS_DOC = "c_i = the sampler's calls of step i (Heun: 2, 1 at the last step; Euler: 1)"
+
+
+def check_positive_int(**values: object) -> None:
+    """A one-line error for any value that is not an integer of at least 1."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise NoiseSearchError(f"{name} must be an integer of at least 1, got {value}")
+
+
+def check_beams(beams: object) -> tuple[int, ...]:
+    """Numbers B of incumbents to choose among, as a tuple: a non-empty list of integers of at least 1."""
+    if (not isinstance(beams, (list, tuple)) or not beams
+            or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in beams)):
+        raise NoiseSearchError(f"beams must be a non-empty list of integers of at least 1, got {beams}")
+    return tuple(beams)
+
+
+def check_eps(eps: float, name: str = "eps") -> None:
+    """A one-line error unless the global-draw probability lies in [0, 1]."""
+    if not 0 <= eps <= 1:
+        raise NoiseSearchError(f"{name} must lie in [0, 1], got {eps}")
+
+
+def check_lambda(lambda_: float) -> None:
+    """A one-line error unless the local-draw radius is positive."""
+    if not lambda_ > 0:
+        raise NoiseSearchError(f"lambda_ must be positive, got {lambda_}")
 
 
 @dataclass(frozen=True)
@@ -20,9 +51,10 @@ class SearchAlgorithm:
     """Chooses the sampler's noises through a metered Problem.
 
     Subclasses set `name`, declare their parameters as dataclass fields, document their NFE formula
-    in `nfe_formula` and implement `_search`, which returns one final sampler state per condition
-    (in the denoiser's space: pixels, or latents that the Problem decodes), its reward and, for
-    per-step searches, a Trace.
+    in `nfe_doc` (in the sampler's calls per step c_i, so that it holds for every solver), compute it
+    in `nfe_formula` through `noisesearch.cost`, and implement `_search`, which returns one final
+    sampler state per condition (in the denoiser's space: pixels, or latents that the Problem decodes),
+    its reward and, for per-step searches, a trace.
     """
 
     name: ClassVar[str] = ""
@@ -32,30 +64,31 @@ class SearchAlgorithm:
         """Append the NFE formula to the docstring, so that `help()` and the docs show it."""
         super().__init_subclass__(**kwargs)
         if cls.nfe_doc and cls.__doc__ and "NFE per image:" not in cls.__doc__:
-            cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n    NFE per image: {cls.nfe_doc}."
+            cls.__doc__ = (f"{cls.__doc__.rstrip()}\n\n    NFE per image: {cls.nfe_doc}; ×2 with classifier-free "
+                           "guidance.")
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int | None:
+    def nfe_formula(self, sampler: Sampler) -> int | None:
         """Denoiser calls per image (×2 with classifier-free guidance); None where it depends on the run."""
         raise NotImplementedError
 
-    def nfe_estimate(self, schedule: EDMSchedule) -> int:
+    def nfe_estimate(self, sampler: Sampler) -> int:
         """Denoiser calls per image to expect before running (the formula where it is exact)."""
-        return self.nfe_formula(schedule)
+        return self.nfe_formula(sampler)
 
-    def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
+    def expected_calls(self, sampler: Sampler, result: SearchResult) -> torch.Tensor:
         """Denoiser calls per image that the documented formula gives for this result, (C,)."""
-        return torch.full_like(result.nfe, self.nfe_formula(schedule))
+        return torch.full_like(result.nfe, self.nfe_formula(sampler))
 
-    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
+    def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, SearchTrace | None]:
         raise NotImplementedError
 
     def run(self, problem: Problem) -> SearchResult:
         """Search every condition of `problem` and return the chosen images with their rewards."""
         start = time.perf_counter()
-        problem.start_progress(self.nfe_estimate(problem.schedule) * problem.denoiser.nfe_per_call, self.name)
+        problem.start_progress(cost.nfe(self.nfe_estimate(problem.sampler), problem.denoiser), self.name)
         try:
             states, rewards, trace = self._search(problem)
         finally:
@@ -74,7 +107,7 @@ def run_steps(problem: Problem, gens: SampleGenerators, x: torch.Tensor, start: 
               which: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sampler steps start..stop-1 on x (C', M, ...) with fresh noise from each condition's generator at
     searchable steps; returns the state and the last step's x0 prediction (None if no step ran)."""
-    searchable = set(problem.schedule.searchable_steps())
+    searchable = set(problem.sampler.searchable_steps())
     x0_hat = None
     for i in range(start, stop):
         noise = gens.randn(x.shape[1], *x.shape[2:], which=which) if i in searchable else None

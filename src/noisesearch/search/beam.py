@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from noisesearch import cost
 from noisesearch.problem import Problem
-from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm, select_best
-from noisesearch.search.local import check_positive_int
+from noisesearch.sampling import Sampler
+from noisesearch.search.base import CALLS_DOC, SearchAlgorithm, check_positive_int, select_best
 from noisesearch.search.registry import register_algorithm
 from noisesearch.types import Proposal, Trace
 
@@ -22,23 +22,23 @@ class Beam(SearchAlgorithm):
     its own parent's state; the best final beam is returned."""
 
     name = "beam"
-    nfe_doc = "B·[Σ over steps: (N + 1) at searchable steps, 2 elsewhere, 1 less at the last step]"
+    nfe_doc = f"B·[Σ over steps: N + c_i − 1 at searchable steps, c_i elsewhere], {CALLS_DOC}"
     N: int = 4
     B: int = 2
 
     def __post_init__(self) -> None:
         check_positive_int(N=self.N, B=self.B)
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int:
-        return self.B * schedule.nfe_per_step_search(self.N)
+    def nfe_formula(self, sampler: Sampler) -> int:
+        return self.B * cost.per_step_search_calls(sampler, self.N)
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         gens = problem.generators()
         shape, c = problem.image_shape, problem.n
         rows = torch.arange(c)[:, None]
         x = problem.initial_state(gens.randn(self.B, *shape))
-        searchable = set(problem.schedule.searchable_steps())
-        for i in range(problem.schedule.steps):
+        searchable = set(problem.sampler.searchable_steps())
+        for i in range(problem.sampler.steps):
             if i not in searchable:
                 x = problem.step(x, i, None).x_next
                 continue

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from noisesearch.errors import NoiseSearchError
+from noisesearch import cost
 from noisesearch.problem import Problem
-from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm, run_steps, select_best
+from noisesearch.sampling import Sampler
+from noisesearch.search.base import CALLS_DOC, SearchAlgorithm, check_positive_int, run_steps, select_best
 from noisesearch.search.registry import register_algorithm
 from noisesearch.types import Trace
 
@@ -20,20 +20,19 @@ class BestOfN(SearchAlgorithm):
     """N independent trajectories per condition; keep the one with the best final reward."""
 
     name = "best_of_n"
-    nfe_doc = "N·(2T − 1) for T sampler steps (×2 with classifier-free guidance)"
+    nfe_doc = f"N·Σ_i c_i, {CALLS_DOC}: N·(2T − 1) for T Heun steps, N·T for Euler"
     N: int = 4
 
     def __post_init__(self) -> None:
-        if not isinstance(self.N, int) or self.N < 1:
-            raise NoiseSearchError(f"N must be an integer of at least 1, got {self.N}")
+        check_positive_int(N=self.N)
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int:
-        return self.N * schedule.nfe_per_trajectory()
+    def nfe_formula(self, sampler: Sampler) -> int:
+        return self.N * cost.trajectory_calls(sampler)
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         gens = problem.generators()
         shape = problem.image_shape
-        x, _ = run_steps(problem, gens, problem.initial_state(gens.randn(self.N, *shape)), 0, problem.schedule.steps)
+        x, _ = run_steps(problem, gens, problem.initial_state(gens.randn(self.N, *shape)), 0, problem.sampler.steps)
         states, rewards = select_best(x, problem.score(x))
         return states, rewards, None
 
@@ -41,8 +40,8 @@ class BestOfN(SearchAlgorithm):
 @register_algorithm
 @dataclass(frozen=True)
 class Naive(BestOfN):
-    """One stochastic EDM trajectory per condition, no search."""
+    """One stochastic trajectory of the sampler per condition, no search."""
 
     name = "naive"
-    nfe_doc = "2T − 1 (35 for the default 18 steps; ×2 with classifier-free guidance)"
+    nfe_doc = "Σ_i c_i: 2T − 1 for T Heun steps (35 at the default 18), T for Euler (18)"
     N: int = field(default=1, init=False)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from noisesearch.errors import NoiseSearchError
+from noisesearch import cost
 from noisesearch.problem import Problem
-from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm
-from noisesearch.search.local import check_positive_int, local_draws
+from noisesearch.sampling import Sampler
+from noisesearch.search.base import CALLS_DOC, SearchAlgorithm, check_lambda, check_positive_int
+from noisesearch.search.local import local_draws
 from noisesearch.search.registry import register_algorithm
 from noisesearch.types import Trace
 
@@ -23,32 +23,31 @@ class ZeroOrderInitial(SearchAlgorithm):
     the condition's fixed per-step noises; the pivot moves to the best neighbour if it improves."""
 
     name = "zero_order_initial"
-    nfe_doc = "K·N·(2T − 1)"
+    nfe_doc = f"K·N·Σ_i c_i, {CALLS_DOC}: K·N·(2T − 1) for T Heun steps"
     N: int = 4
     K: int = 5
     lambda_: float = 0.15
 
     def __post_init__(self) -> None:
         check_positive_int(N=self.N, K=self.K)
-        if not self.lambda_ > 0:
-            raise NoiseSearchError(f"lambda_ must be positive, got {self.lambda_}")
+        check_lambda(self.lambda_)
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int:
-        return self.K * self.N * schedule.nfe_per_trajectory()
+    def nfe_formula(self, sampler: Sampler) -> int:
+        return self.K * self.N * cost.trajectory_calls(sampler)
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         gens = problem.generators()
         shape, c = problem.image_shape, problem.n
         rows = torch.arange(c)
         pivot = gens.randn(*shape)
-        searchable = problem.schedule.searchable_steps()
+        searchable = problem.sampler.searchable_steps()
         step_noise = dict(zip(searchable, gens.randn(len(searchable), *shape).unbind(1), strict=True))
         best_images = torch.zeros(c, *shape)
         best = torch.full((c,), -math.inf)
         for _ in range(self.K):
             candidates = local_draws(gens, pivot[:, None].expand(c, self.N, *shape), self.lambda_)
             x = problem.initial_state(candidates)
-            for i in range(problem.schedule.steps):
+            for i in range(problem.sampler.steps):
                 noise = step_noise[i][:, None].expand_as(x) if i in step_noise else None
                 x = problem.step(x, i, noise).x_next
             final = x

@@ -1,5 +1,6 @@
-"""Per-step local noise search: ε-greedy (the brief's Algorithm 1) and zero-order search (ε = 0), driven
-by a SearchSchedule (K_t, ε_t, N_t per searchable step)."""
+"""Per-step local noise search: ε-greedy (Algorithm 1 of Ramesh and Mardani, "Test-Time Scaling of Diffusion
+Models via Noise Trajectory Search", arXiv 2506.03164), zero-order search (ε = 0) and the paper's σ window
+(its Appendix J.1), driven by a SearchSchedule (K_t, ε_t, N_t per searchable step)."""
 
 from __future__ import annotations
 
@@ -9,29 +10,16 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from noisesearch import cost
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.rng import SampleGenerators
-from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm, select_best
+from noisesearch.sampling import Sampler
+from noisesearch.search.base import CALLS_DOC, SearchAlgorithm, check_eps, check_lambda, check_positive_int, select_best
 from noisesearch.search.registry import register_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.search.tracing import TraceRecorder
 from noisesearch.types import Proposal, SearchResult, Trace
-
-
-def check_positive_int(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise NoiseSearchError(f"{name} must be an integer of at least 1, got {value}")
-
-
-def check_beams(beams: object) -> tuple[int, ...]:
-    """Numbers B of incumbents to choose among, as a tuple: a non-empty list of integers of at least 1."""
-    if (not isinstance(beams, (list, tuple)) or not beams
-            or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in beams)):
-        raise NoiseSearchError(f"beams must be a non-empty list of integers of at least 1, got {beams}")
-    return tuple(beams)
 
 
 def local_draws(gens: SampleGenerators, pivots: torch.Tensor, lambda_: float,
@@ -45,9 +33,9 @@ def local_draws(gens: SampleGenerators, pivots: torch.Tensor, lambda_: float,
     return pivots + radius[:, :, None, None, None] * direction
 
 
-def load_schedule(schedule: SearchSchedule | str | None) -> SearchSchedule | None:
+def load_schedule(plan: SearchSchedule | str | None) -> SearchSchedule | None:
     """A SearchSchedule given as itself or as the path of its JSON file."""
-    return SearchSchedule.load(schedule) if isinstance(schedule, str) else schedule
+    return SearchSchedule.load(plan) if isinstance(plan, str) else plan
 
 
 @dataclass(frozen=True)
@@ -59,13 +47,14 @@ class LocalSearch(SearchAlgorithm):
     With B > 1 (a beam of incumbents) B trajectories are searched together: every incumbent proposes
     N_t candidates from its own parent state, the B best of incumbents and candidates continue (a
     trajectory may take over another's place), and the best final image is returned. B = 1 is the
-    brief's algorithm; K_t = 1 with ε_t = 1 is beam search (N_t, B). Every call counts B times.
+    paper's Algorithm 1; K_t = 1 with ε_t = 1 is beam search (N_t, B). Every call counts B times.
 
     Candidates are scored on the x0 prediction of their first call (score_with="x0"), or after the full
-    Heun step on the correction's x0 prediction (score_with="step", twice the calls). With elitism the
-    incumbent changes only when a candidate strictly beats it; elitism=False is the plain algorithm.
-    Subclasses choose the schedule (`plan_for`) and, optionally, per-condition iteration limits
-    (`_iterations`) and a patience after which a step stops when its best score has not improved."""
+    solver step on its latest x0 prediction (score_with="step": twice the calls with Heun, the same with
+    Euler). With elitism the incumbent changes only when a candidate strictly beats it; elitism=False
+    is the plain algorithm. Subclasses choose the search schedule (`plan_for`) and, optionally,
+    per-condition iteration limits (`_iterations`) and a patience after which a step stops when its best
+    score has not improved."""
 
     lambda_: float = 0.15
     elitism: bool = True
@@ -74,53 +63,53 @@ class LocalSearch(SearchAlgorithm):
 
     def __post_init__(self) -> None:
         check_positive_int(B=self.B)
-        if not self.lambda_ > 0:
-            raise NoiseSearchError(f"lambda_ must be positive, got {self.lambda_}")
+        check_lambda(self.lambda_)
         if self.score_with not in ("x0", "step"):
             raise NoiseSearchError(f"score_with must be 'x0' or 'step', got '{self.score_with}'")
 
-    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
-        """K_t, ε_t and N_t at every searchable step of `schedule`."""
+    def plan_for(self, sampler: Sampler) -> SearchSchedule:
+        """K_t, ε_t and N_t at every searchable step of `sampler`."""
         raise NotImplementedError
 
     @property
     def stop_patience(self) -> int | None:
         return None
 
-    def _iterations(self, schedule: EDMSchedule, plan: SearchSchedule, t: int,
+    def _iterations(self, sampler: Sampler, plan: SearchSchedule, t: int,
                     extra_calls: torch.Tensor) -> torch.Tensor:
         """Iteration limit of each condition at searchable step t, given the calls each has spent so far
         beyond a plain trajectory."""
         return torch.full_like(extra_calls, plan.K[t])
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int | None:
-        return self.B * self.plan_for(schedule).nfe(schedule, full_step=self.score_with == "step")
+    def nfe_formula(self, sampler: Sampler) -> int | None:
+        plan = self.plan_for(sampler)
+        plan.check_matches(sampler)
+        return self.B * cost.plan_calls(sampler, plan, full_step=self.score_with == "step")
 
-    def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
+    def expected_calls(self, sampler: Sampler, result: SearchResult) -> torch.Tensor:
         """The documented per-step cost applied to the iterations the trace shows at each step."""
-        plan = self.plan_for(schedule)
-        return self.B * iterations_to_calls(schedule, plan, result.trace, len(result.nfe),
+        return self.B * iterations_to_calls(sampler, self.plan_for(sampler), result.trace, len(result.nfe),
                                              self.score_with == "step")
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
-        schedule = problem.schedule
-        plan = self.plan_for(schedule)
-        plan.check_matches(schedule)
+        sampler = problem.sampler
+        plan = self.plan_for(sampler)
+        plan.check_matches(sampler)
         position = {i: t for t, i in enumerate(plan.steps)}
         gens = problem.generators()
         recorder = TraceRecorder()
         x = problem.initial_state(gens.randn(self.B, *problem.image_shape))
         extra = torch.zeros(problem.n, dtype=torch.long)
         full_step = self.score_with == "step"
-        for i in range(schedule.steps):
+        for i in range(sampler.steps):
             if i not in position:
                 x = problem.step(x, i, None).x_next
                 continue
             t = position[i]
-            limit = self._iterations(schedule, plan, t, extra)
+            limit = self._iterations(sampler, plan, t, extra)
             x, done = self._search_step(problem, gens, x, i, plan.N[t], plan.eps[t], limit, recorder)
-            plain = schedule.search_step_calls(i, 0)
-            extra += torch.tensor([self.B * (schedule.search_step_calls(i, plan.N[t] * n, full_step) - plain)
+            plain = cost.search_step_calls(sampler, i, 0)
+            extra += torch.tensor([self.B * (cost.search_step_calls(sampler, i, plan.N[t] * n, full_step) - plain)
                                    for n in done.tolist()])
         return *select_best(x, problem.score(x)), recorder.build()
 
@@ -136,15 +125,17 @@ class LocalSearch(SearchAlgorithm):
             x_next[plain] = problem.step(x[plain], i, noise, plain).x_next
         searched = (limit > 0).nonzero().flatten()
         if len(searched):
-            x_next[searched], done[searched] = self._climb(problem, gens, x[searched], i, N, eps, searched,
-                                                           limit[searched], recorder)
+            x_next[searched], done[searched] = self.climb(problem, gens, x[searched], i, N, eps, searched,
+                                                          limit[searched], recorder)
         return x_next, done
 
-    def _climb(self, problem: Problem, gens: SampleGenerators, x: torch.Tensor, i: int, N: int, eps: float,
-               conditions: torch.Tensor, limit: torch.Tensor, recorder: TraceRecorder
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Up to limit[c] iterations of ε-greedy at step i for the given conditions, from the states
-        x (S, B, ...) of their B incumbents."""
+    def climb(self, problem: Problem, gens: SampleGenerators, x: torch.Tensor, i: int, N: int, eps: float,
+              conditions: torch.Tensor, limit: torch.Tensor, recorder: TraceRecorder
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up to limit[c] iterations of ε-greedy (N candidates, global-draw probability eps) at step i for
+        the given conditions (indices into the Problem), from the states x (S, B, ...) of their B
+        incumbents; draws come from `gens`, iterations are recorded in `recorder`. Returns the next
+        states (S, B, ...) and the iterations run per condition."""
         shape, s, B = problem.image_shape, len(conditions), x.shape[1]
         sigma = problem.sampler.sigmas[i].item()
         parent = x.clone()
@@ -196,28 +187,27 @@ class LocalSearch(SearchAlgorithm):
         return problem.advance(Proposal(i, kept[:, :, 0], kept[:, :, 1]), conditions.tolist()).x_next, done
 
 
-def iterations_to_calls(schedule: EDMSchedule, plan: SearchSchedule, trace: Trace, conditions: int,
+def iterations_to_calls(sampler: Sampler, plan: SearchSchedule, trace: Trace, conditions: int,
                         full_step: bool) -> torch.Tensor:
     """Denoiser calls per condition implied by the iterations a trace records at each searchable step."""
     calls = torch.zeros(conditions, dtype=torch.long)
-    position = {i: t for t, i in enumerate(plan.steps)}
     for c in range(conditions):
-        for i in range(schedule.steps):
-            n = int(((trace.condition == c) & (trace.step == i)).sum()) if i in position else 0
-            calls[c] += schedule.search_step_calls(i, plan.N[position[i]] * n if n else 0, full_step)
+        proposals = {i: plan.N[t] * int(((trace.condition == c) & (trace.step == i)).sum())
+                     for t, i in enumerate(plan.steps)}
+        calls[c] = cost.searched_calls(sampler, proposals, full_step)
     return calls
 
 
 @register_algorithm
 @dataclass(frozen=True)
 class EpsGreedy(LocalSearch):
-    """ε-greedy noise search (brief, Algorithm 1): per searchable step, K iterations of N candidates,
+    """ε-greedy noise search (the paper's Algorithm 1): per searchable step, K iterations of N candidates,
     each a global N(0, I) draw with probability eps, else a local draw around the pivot. Given a
     `search_schedule` (a SearchSchedule or the path of its JSON), its K_t, ε_t and N_t replace K, eps and N."""
 
     name = "eps_greedy"
-    nfe_doc = ("Σ over steps: N·K + 1 at searchable steps (gamma > 0), 2 elsewhere, 1 less at the last step; "
-               "2·N·K at searchable steps with score_with='step'")
+    nfe_doc = (f"Σ over steps: N·K + c_i − 1 at searchable steps (gamma > 0), c_i elsewhere, {CALLS_DOC}; "
+               "N·K·c_i at searchable steps with score_with='step'; all ×B")
     N: int = 4
     K: int = 20
     eps: float = 0.4
@@ -226,8 +216,7 @@ class EpsGreedy(LocalSearch):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_int(N=self.N, K=self.K)
-        if not 0 <= self.eps <= 1:
-            raise NoiseSearchError(f"eps must lie in [0, 1], got {self.eps}")
+        check_eps(self.eps)
         object.__setattr__(self, "search_schedule", load_schedule(self.search_schedule))
 
     def params(self) -> dict:
@@ -236,18 +225,51 @@ class EpsGreedy(LocalSearch):
             params["search_schedule"] = params["search_schedule"].to_dict()
         return params
 
-    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
-        return self.search_schedule or SearchSchedule.uniform(schedule, self.K, self.eps, self.N)
+    def plan_for(self, sampler: Sampler) -> SearchSchedule:
+        return self.search_schedule or SearchSchedule.uniform(sampler, self.K, self.eps, self.N)
 
 
 @register_algorithm
 @dataclass(frozen=True)
 class ZeroOrder(EpsGreedy):
-    """Zero-order search (the brief's baseline): ε-greedy with local draws only (eps = 0)."""
+    """Zero-order search (the paper's baseline, Ma et al.'s zero-order search at every step): ε-greedy with
+    local draws only (eps = 0)."""
 
     name = "zero_order"
     eps: float = field(default=0.0, init=False)
 
-    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
-        plan = super().plan_for(schedule)
+    def plan_for(self, sampler: Sampler) -> SearchSchedule:
+        plan = super().plan_for(sampler)
         return replace(plan, eps=(0.0,) * len(plan.steps))
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class EpsGreedyWindow(LocalSearch):
+    """ε-greedy with K_in iterations at the searchable steps with sigma_lo <= σ_i <= sigma_hi and K_out
+    elsewhere (the paper's Appendix J.1 proof of concept: K = 20 inside 0.01 <= σ <= 1, K = 1 outside)."""
+
+    name = "eps_greedy_window"
+    nfe_doc = (f"Σ over steps: N·K_t + c_i − 1 at searchable steps (K_t = K_in inside the window, K_out outside), "
+               f"c_i elsewhere, {CALLS_DOC}")
+    N: int = 4
+    eps: float = 0.4
+    sigma_lo: float = 0.01
+    sigma_hi: float = 1.0
+    K_in: int = 20
+    K_out: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_int(N=self.N, K_in=self.K_in)
+        if not isinstance(self.K_out, int) or self.K_out < 0:
+            raise NoiseSearchError(f"K_out must be an integer >= 0, got {self.K_out}")
+        if not 0 <= self.sigma_lo <= self.sigma_hi:
+            raise NoiseSearchError(f"need 0 <= sigma_lo <= sigma_hi, got {self.sigma_lo} and {self.sigma_hi}")
+        check_eps(self.eps)
+
+    def plan_for(self, sampler: Sampler) -> SearchSchedule:
+        sigmas = sampler.sigmas
+        K = [self.K_in if self.sigma_lo <= float(sigmas[i]) <= self.sigma_hi else self.K_out
+             for i in sampler.searchable_steps()]
+        return SearchSchedule.uniform(sampler, K, self.eps, self.N)

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from noisesearch import cost
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.rng import SampleGenerators
-from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm, run_steps
-from noisesearch.search.local import check_positive_int
+from noisesearch.sampling import Sampler
+from noisesearch.search.base import CALLS_DOC, SearchAlgorithm, check_positive_int, run_steps
 from noisesearch.search.registry import register_algorithm
-from noisesearch.types import SearchResult
+from noisesearch.types import SearchResult, TreeTrace
 
 
 @dataclass
@@ -38,20 +38,13 @@ class Node:
         return max(self.children, key=lambda ch: ch.value / ch.visits + c_uct * math.sqrt(log_n / ch.visits))
 
 
-@dataclass(frozen=True)
-class TreeTrace:
-    """Per condition, the step expanded by each simulation (T when it reached x0 and cost nothing)."""
-
-    expanded_steps: list[list[int]]
-
-
 class StepRunner:
     """Runs the deterministic (gamma = 0) steps between searchable ones and rollouts to x0."""
 
     def __init__(self, problem: Problem, gens: SampleGenerators) -> None:
         self.problem, self.gens = problem, gens
-        self.steps = problem.schedule.steps
-        self.searchable = problem.schedule.searchable_steps()
+        self.steps = problem.sampler.steps
+        self.searchable = problem.sampler.searchable_steps()
 
     def next_searchable(self, step: int) -> int:
         return next((s for s in self.searchable if s >= step), self.steps)
@@ -77,10 +70,9 @@ class MCTS(SearchAlgorithm):
     (keeping its subtree) and descend. Conditions run side by side, batched by the step they expand."""
 
     name = "mcts"
-    nfe_doc = ("steps before the first searchable one, plus per simulation that expands step j: "
-               "N·(1 + h_j + g_j) + r_j, where h_j = 1 (Heun) unless j is last, g_j the calls of the gamma = 0 "
-               "steps up to the next searchable step k and r_j those of a trajectory from k; "
-               "a simulation that reaches x0 costs nothing")
+    nfe_doc = ("Σ c_i over the steps before the first searchable one, plus per simulation that expands step j: "
+               "N·(c_j + g_j) + r_j, where g_j is Σ c_i over the gamma = 0 steps up to the next searchable step k "
+               f"and r_j Σ c_i from k on; a simulation that reaches x0 costs nothing; {CALLS_DOC}")
     N: int = 4
     S: int = 8
     c_uct: float = 1.0
@@ -90,31 +82,23 @@ class MCTS(SearchAlgorithm):
         if not self.c_uct >= 0:
             raise NoiseSearchError(f"c_uct must be non-negative, got {self.c_uct}")
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int | None:
+    def nfe_formula(self, sampler: Sampler) -> int | None:
         return None
 
-    def simulation_calls(self, schedule: EDMSchedule) -> tuple[int, dict[int, int]]:
-        """Calls before the first searchable step, and those of a simulation expanding each searchable step."""
-        steps, searchable = schedule.steps, schedule.searchable_steps()
-        calls = schedule.step_calls()
-        nxt = lambda s: next((k for k in searchable if k >= s), steps)  # noqa: E731
-        per_sim = {j: self.N * (calls[j] + sum(calls[j + 1:nxt(j + 1)])) + sum(calls[nxt(j + 1):]) for j in searchable}
-        return sum(calls[:nxt(0)]), per_sim
-
-    def nfe_estimate(self, schedule: EDMSchedule) -> int:
+    def nfe_estimate(self, sampler: Sampler) -> int:
         """As if every simulation expanded the step being committed (later ones go deeper and cost less)."""
-        prefix, per_sim = self.simulation_calls(schedule)
+        prefix, per_sim = cost.tree_simulation_calls(sampler, self.N)
         return prefix + self.S * sum(per_sim.values())
 
-    def expected_calls(self, schedule: EDMSchedule, result: SearchResult) -> torch.Tensor:
-        prefix, per_sim = self.simulation_calls(schedule)
+    def expected_calls(self, sampler: Sampler, result: SearchResult) -> torch.Tensor:
+        prefix, per_sim = cost.tree_simulation_calls(sampler, self.N)
         return torch.tensor([prefix + sum(per_sim.get(j, 0) for j in expanded)
                              for expanded in result.trace.expanded_steps])
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, TreeTrace]:
         gens = problem.generators()
         runner = StepRunner(problem, gens)
-        c, steps = problem.n, problem.schedule.steps
+        c, steps = problem.n, problem.sampler.steps
         everyone = list(range(c))
         first = runner.next_searchable(0)
         x = runner.run(problem.initial_state(gens.randn(1, *problem.image_shape)), 0, first, everyone)

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
+from noisesearch import cost
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
-from noisesearch.sampling import EDMSchedule
-from noisesearch.search.base import SearchAlgorithm, run_steps, select_best
-from noisesearch.search.local import check_positive_int
+from noisesearch.sampling import Sampler
+from noisesearch.search.base import CALLS_DOC, SearchAlgorithm, check_positive_int, run_steps, select_best
 from noisesearch.search.registry import register_algorithm
 from noisesearch.types import Trace
 
@@ -24,7 +24,8 @@ class Paths(SearchAlgorithm):
     survive. delta_f and delta_b count steps of the sampler's sigma schedule; delta_b > delta_f."""
 
     name = "paths"
-    nfe_doc = "N·(calls of the steps before sigma_start) + Σ over rounds N·M·(calls of the delta_b steps)"
+    nfe_doc = (f"N·Σ c_i over the steps before sigma_start + Σ over rounds N·M·Σ c_i over the round's delta_b "
+               f"steps, {CALLS_DOC}")
     N: int = 4
     M: int = 2
     sigma_start: float = 10.0
@@ -38,29 +39,29 @@ class Paths(SearchAlgorithm):
         if not self.sigma_start > 0:
             raise NoiseSearchError(f"sigma_start must be positive, got {self.sigma_start}")
 
-    def rounds(self, schedule: EDMSchedule) -> tuple[int, list[tuple[int, int]]]:
+    def rounds(self, sampler: Sampler) -> tuple[int, list[tuple[int, int]]]:
         """The step where search starts and each round's (noised-up step, step reached)."""
-        sigmas = schedule.sigmas()[:-1].tolist()
-        start = next((j for j, s in enumerate(sigmas) if s <= self.sigma_start), schedule.steps)
+        sigmas = sampler.sigmas[:-1].tolist()
+        start = next((j for j, s in enumerate(sigmas) if s <= self.sigma_start), sampler.steps)
         start = max(start, self.delta_f)
         rounds, j = [], start
-        while j < schedule.steps:
+        while j < sampler.steps:
             up = j - self.delta_f
-            rounds.append((up, min(up + self.delta_b, schedule.steps)))
+            rounds.append((up, min(up + self.delta_b, sampler.steps)))
             j = rounds[-1][1]
         return start, rounds
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int:
-        calls = schedule.step_calls()
-        start, rounds = self.rounds(schedule)
-        return self.N * sum(calls[:start]) + sum(self.N * self.M * sum(calls[a:b]) for a, b in rounds)
+    def nfe_formula(self, sampler: Sampler) -> int:
+        start, rounds = self.rounds(sampler)
+        return self.N * cost.steps_calls(sampler, 0, start) + sum(self.N * self.M * cost.steps_calls(sampler, a, b)
+                                                                   for a, b in rounds)
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         gens = problem.generators()
         shape, c = problem.image_shape, problem.n
         rows = torch.arange(c)[:, None]
         sigmas = problem.sampler.sigmas
-        start, rounds = self.rounds(problem.schedule)
+        start, rounds = self.rounds(problem.sampler)
         x, _ = run_steps(problem, gens, problem.initial_state(gens.randn(self.N, *shape)), 0, start)
         j = start
         for up, reached in rounds:

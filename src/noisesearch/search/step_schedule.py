@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from noisesearch.errors import NoiseSearchError
-from noisesearch.sampling import EDMSchedule
+from noisesearch.sampling import Sampler
 
 SCHEDULE_FORMAT = "noisesearch.search_schedule/1"
 
 
 @dataclass(frozen=True)
 class SearchSchedule:
-    """K_t, ε_t and N_t per searchable step of one sampler schedule (`steps` are sampler step indices,
+    """K_t, ε_t and N_t per searchable step of one sampler (`steps` are sampler step indices,
     `sigmas` their σ_i). `gains[t][k-1]`, when present, is the expected reward gain of iteration k at
     step t (k = 1: best of N_t over a single draw); the budget allocator and early stopping use it.
     `info` records how the schedule was made (method, reward, calibration cost)."""
@@ -49,35 +49,27 @@ class SearchSchedule:
             raise NoiseSearchError("schedule: gains must be finite numbers")
 
     @classmethod
-    def uniform(cls, schedule: EDMSchedule, K: int | Sequence[int], eps: float | Sequence[float],
+    def uniform(cls, sampler: Sampler, K: int | Sequence[int], eps: float | Sequence[float],
                 N: int | Sequence[int], **kwargs: Any) -> SearchSchedule:
-        """The same (or the given per-step) K, ε and N at every searchable step of `schedule`."""
-        steps = schedule.searchable_steps()
-        sigmas = schedule.sigmas()
+        """The same (or the given per-step) K, ε and N at every searchable step of `sampler`."""
+        steps = sampler.searchable_steps()
 
         def per_step(value: Any) -> tuple:
             return tuple(value) if isinstance(value, Sequence) else (value,) * len(steps)
 
-        return cls(tuple(steps), tuple(float(sigmas[i]) for i in steps), per_step(K), per_step(eps), per_step(N),
-                   **kwargs)
+        return cls(tuple(steps), tuple(float(sampler.sigmas[i]) for i in steps), per_step(K), per_step(eps),
+                   per_step(N), **kwargs)
 
     def with_K(self, K: Sequence[int]) -> SearchSchedule:
         return replace(self, K=tuple(int(k) for k in K))
 
-    def nfe(self, schedule: EDMSchedule, full_step: bool = False) -> int:
-        """Denoiser calls per image of ε-greedy under this schedule (without early stopping)."""
-        self.check_matches(schedule)
-        proposals = {i: self.N[t] * self.K[t] for t, i in enumerate(self.steps)}
-        return sum(schedule.search_step_calls(i, proposals.get(i, 0), full_step) for i in range(schedule.steps))
-
-    def check_matches(self, schedule: EDMSchedule) -> None:
-        """A one-line error unless this schedule was made for the searchable steps of `schedule`."""
-        sigmas = schedule.sigmas()
+    def check_matches(self, sampler: Sampler) -> None:
+        """A one-line error unless this search schedule was made for the searchable steps of `sampler`."""
         ours = [round(s, 5) for s in self.sigmas]
-        theirs = [round(float(sigmas[i]), 5) for i in schedule.searchable_steps()]
-        if list(self.steps) != schedule.searchable_steps() or ours != theirs:
+        theirs = [round(float(sampler.sigmas[i]), 5) for i in sampler.searchable_steps()]
+        if list(self.steps) != sampler.searchable_steps() or ours != theirs:
             raise NoiseSearchError(f"the search schedule was made for searchable sigmas {ours}, but this sampler's "
-                                   f"are {theirs}; calibrate again for this sampler schedule")
+                                   f"are {theirs}; calibrate again for this sampler")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

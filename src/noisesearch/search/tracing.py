@@ -1,4 +1,4 @@
-"""Recording per-step search traces and the brief's statistics over them (k̄(σ), global-win rate)."""
+"""Recording per-step search traces and the statistics of the paper's Fig. 2 over them (k̄(σ), global-win rate)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class TraceRecorder:
 
 
 def step_statistics(trace: Trace) -> list[dict[str, float]]:
-    """Per searched step: sigma, the brief's k̄ and the global-win rate.
+    """Per searched step: sigma, k̄ (the paper's Fig. 2) and the global-win rate.
 
     k̄ of one condition at one step is the mean of (k − 1) over the iterations k at which a global
     draw became the incumbent; the table averages it over the conditions that had such an

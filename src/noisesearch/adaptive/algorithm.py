@@ -1,4 +1,4 @@
-"""ε-greedy with per-step effort: the brief's σ window (J.1) and the calibrated, budgeted adaptive search."""
+"""Adaptive ε-greedy: per-step effort from a calibrated search schedule, under an optional NFE budget."""
 
 from __future__ import annotations
 
@@ -7,44 +7,14 @@ from dataclasses import dataclass
 
 import torch
 
+from noisesearch import cost
+from noisesearch.adaptive.allocation import allocate_iterations, marginal_gain
 from noisesearch.errors import NoiseSearchError
-from noisesearch.sampling import EDMSchedule
-from noisesearch.search.allocation import allocate_iterations, iteration_costs, marginal_gain
-from noisesearch.search.local import LocalSearch, check_positive_int, load_schedule
+from noisesearch.sampling import Sampler
+from noisesearch.search.base import CALLS_DOC, check_positive_int
+from noisesearch.search.local import LocalSearch, load_schedule
 from noisesearch.search.registry import register_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
-
-
-@register_algorithm
-@dataclass(frozen=True)
-class EpsGreedyWindow(LocalSearch):
-    """ε-greedy with K_in iterations at the searchable steps with sigma_lo <= σ_i <= sigma_hi and K_out
-    elsewhere (the brief's J.1 proof of concept: K = 20 inside 0.01 <= σ <= 1, K = 1 outside)."""
-
-    name = "eps_greedy_window"
-    nfe_doc = "Σ over steps: N·K_t + 1 at searchable steps (K_t = K_in inside the window, K_out outside), 2 elsewhere"
-    N: int = 4
-    eps: float = 0.4
-    sigma_lo: float = 0.01
-    sigma_hi: float = 1.0
-    K_in: int = 20
-    K_out: int = 1
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive_int(N=self.N, K_in=self.K_in)
-        if not isinstance(self.K_out, int) or self.K_out < 0:
-            raise NoiseSearchError(f"K_out must be an integer >= 0, got {self.K_out}")
-        if not 0 <= self.sigma_lo <= self.sigma_hi:
-            raise NoiseSearchError(f"need 0 <= sigma_lo <= sigma_hi, got {self.sigma_lo} and {self.sigma_hi}")
-        if not 0 <= self.eps <= 1:
-            raise NoiseSearchError(f"eps must lie in [0, 1], got {self.eps}")
-
-    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
-        sigmas = schedule.sigmas()
-        K = [self.K_in if self.sigma_lo <= float(sigmas[i]) <= self.sigma_hi else self.K_out
-             for i in schedule.searchable_steps()]
-        return SearchSchedule.uniform(schedule, K, self.eps, self.N)
 
 
 def schedule_beam(plan: SearchSchedule, target_nfe: int | None) -> int:
@@ -72,7 +42,8 @@ class AdaptiveEpsGreedy(LocalSearch):
     see `schedule_beam` for B under another budget."""
 
     name = "adaptive_eps_greedy"
-    nfe_doc = "at most `target_nfe`; without one, Σ over steps: N_t·K_t + 1 at searchable steps, 2 elsewhere"
+    nfe_doc = (f"at most `target_nfe`; without one, B·Σ over steps: N_t·K_t + c_i − 1 at searchable steps, c_i "
+               f"elsewhere, {CALLS_DOC}")
     search_schedule: SearchSchedule | str | None = None
     target_nfe: int | None = None
     patience: int | None = None
@@ -108,7 +79,7 @@ class AdaptiveEpsGreedy(LocalSearch):
     def stop_patience(self) -> int | None:
         return self.patience
 
-    def plan_for(self, schedule: EDMSchedule) -> SearchSchedule:
+    def plan_for(self, sampler: Sampler) -> SearchSchedule:
         plan = self.search_schedule
         if plan.gains is None or self.target_nfe is not None:
             return plan
@@ -116,26 +87,27 @@ class AdaptiveEpsGreedy(LocalSearch):
              for k, row in zip(plan.K, plan.gains, strict=True)]
         return plan.with_K(K)
 
-    def nfe_formula(self, schedule: EDMSchedule) -> int | None:
+    def nfe_formula(self, sampler: Sampler) -> int | None:
         if self.target_nfe is not None or self.patience is not None:
             return None
-        return super().nfe_formula(schedule)
+        return super().nfe_formula(sampler)
 
-    def nfe_estimate(self, schedule: EDMSchedule) -> int:
-        return self.target_nfe if self.target_nfe is not None else super().nfe_formula(schedule)
+    def nfe_estimate(self, sampler: Sampler) -> int:
+        return self.target_nfe if self.target_nfe is not None else super().nfe_formula(sampler)
 
-    def _iterations(self, schedule: EDMSchedule, plan: SearchSchedule, t: int,
+    def _iterations(self, sampler: Sampler, plan: SearchSchedule, t: int,
                     extra_calls: torch.Tensor) -> torch.Tensor:
         """With a budget: per condition, the first entry of the allocation of its remaining budget over
         steps t, t+1, ... (so calls saved by early stopping are re-spent later)."""
         if self.target_nfe is None:
-            return super()._iterations(schedule, plan, t, extra_calls)
-        first, then = iteration_costs(schedule, plan.steps[t:], plan.N[t:], self.score_with == "step")
+            return super()._iterations(sampler, plan, t, extra_calls)
+        first, then = cost.iteration_costs(sampler, plan.steps[t:], plan.N[t:], self.score_with == "step")
         first, then = [self.B * c for c in first], [self.B * c for c in then]
-        left = self.target_nfe - self.B * schedule.nfe_per_trajectory()
+        trajectories = self.B * cost.trajectory_calls(sampler)
+        left = self.target_nfe - trajectories
         if left < 0:
             raise NoiseSearchError(f"target_nfe {self.target_nfe} is below B = {self.B} plain sampler trajectories "
-                                   f"({self.B * schedule.nfe_per_trajectory()} calls)")
+                                   f"({trajectories} calls)")
         K = {spent: allocate_iterations(plan.gains[t:], first, then, left - spent, self.min_gain)[0]
              for spent in set(extra_calls.tolist())}
         return torch.tensor([K[spent] for spent in extra_calls.tolist()])

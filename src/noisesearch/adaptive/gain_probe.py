@@ -21,9 +21,8 @@ from noisesearch.problem import Problem
 from noisesearch.rng import SampleGenerators
 from noisesearch.search.local import EpsGreedy
 from noisesearch.search.tracing import TraceRecorder
+from noisesearch.seeds import probe_seeds
 from noisesearch.types import Trace
-
-PROBE_SEED_STRIDE = 1 << 8  # the climb at searchable step t of a sample with seed s draws from seed s·stride + t + 1
 
 
 @dataclass(frozen=True)
@@ -50,17 +49,17 @@ def probe_final_gains(problem: Problem, ks: Sequence[int], N: int = 4, eps: floa
                       lambda_: float = 0.15) -> FinalGains:
     """Final-reward gains of k ∈ ks ε-greedy (N, eps, lambda_) iterations at each searchable step alone.
 
-    Costs per condition one naive trajectory, and per searchable step Σ_k (N·k + 1 + the calls left
-    after the step); every call goes through the metered `problem`."""
+    Costs per condition one naive trajectory, and per searchable step i Σ_k (N·k + c_i − 1 + the calls left
+    after the step), c_i the sampler's calls of step i; every call goes through the metered `problem`."""
     if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
         raise NoiseSearchError(f"probe iteration counts must be integers of at least 1, got {list(ks)}")
     climber = EpsGreedy(N=N, K=max(ks), eps=eps, lambda_=lambda_)
-    schedule, shape = problem.schedule, problem.image_shape
-    searchable = schedule.searchable_steps()
+    sampler, shape = problem.sampler, problem.image_shape
+    searchable = sampler.searchable_steps()
     gens = problem.generators()
     x = problem.initial_state(gens.randn(1, *shape))
     states, noises = [], []
-    for i in range(schedule.steps):
+    for i in range(sampler.steps):
         states.append(x)
         noises.append(gens.randn(1, *shape) if i in searchable else None)
         x = problem.step(x, i, noises[i]).x_next
@@ -71,14 +70,14 @@ def probe_final_gains(problem: Problem, ks: Sequence[int], N: int = 4, eps: floa
     sem = np.zeros_like(gain)
     for t, i in enumerate(searchable):
         for j, k in enumerate(sorted(ks)):
-            climb_gens = SampleGenerators([s * PROBE_SEED_STRIDE + t + 1 for s in problem.seeds])
+            climb_gens = SampleGenerators(probe_seeds(problem.seeds, t))
             limit = torch.full((problem.n,), k, dtype=torch.long)
-            y, _ = climber._climb(problem, climb_gens, states[i], i, N, eps, conditions, limit,
-                                  recorder if k == max(ks) else TraceRecorder())
-            for later in range(i + 1, schedule.steps):
+            y, _ = climber.climb(problem, climb_gens, states[i], i, N, eps, conditions, limit,
+                                 recorder if k == max(ks) else TraceRecorder())
+            for later in range(i + 1, sampler.steps):
                 y = problem.step(y, later, noises[later]).x_next
             diff = (problem.score(y)[:, 0] - naive).double().numpy()
             gain[t, j] = diff.mean()
             sem[t, j] = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-    sigmas = np.array([float(schedule.sigmas()[i]) for i in searchable])
+    sigmas = np.array([float(sampler.sigmas[i]) for i in searchable])
     return FinalGains(gain, sem, sigmas, tuple(sorted(ks)), float(naive.mean()), recorder.build())

@@ -1,7 +1,8 @@
 """Fitting a SearchSchedule from the traces of ε-greedy runs on calibration conditions.
 
 Three fits of K_t, one of ε_t:
-- `fit_binomial` (the brief's naive idea): k̄_c(t) ~ Bin(K, p(t)) ⇒ p(t) = mean k̄(t) / K, K_t = ceil(K·p(t)).
+- `fit_binomial` (the naive idea of our research notes on the paper's Fig. 2): k̄_c(t) ~ Bin(K, p(t))
+  ⇒ p(t) = mean k̄(t) / K, K_t = ceil(K·p(t)).
 - `fit_gains` (ours): the expected reward gain of the k-th iteration at each step, smoothed over
   (log σ, log k) by a Gaussian process, made non-negative and non-increasing in k; K_t then follows from
   a budget by `allocate_iterations`, which spends calls where the gain per call is largest.
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from noisesearch.adaptive.gain_probe import FinalGains
 from noisesearch.errors import NoiseSearchError
-from noisesearch.search.gain_probe import FinalGains
 from noisesearch.types import Trace
 
 

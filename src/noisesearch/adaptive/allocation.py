@@ -6,7 +6,6 @@ import heapq
 from collections.abc import Sequence
 
 from noisesearch.errors import NoiseSearchError
-from noisesearch.sampling import EDMSchedule
 
 
 def marginal_gain(row: Sequence[float], k: int) -> float:
@@ -26,24 +25,13 @@ def marginal_gain(row: Sequence[float], k: int) -> float:
     return tail * min(rate ** (k - len(row)), len(row) / k)
 
 
-def iteration_costs(schedule: EDMSchedule, steps: Sequence[int], N: Sequence[int],
-                    full_step: bool = False) -> tuple[list[int], list[int]]:
-    """Extra calls of the first and of each further search iteration at the given sampler steps, over
-    their plain step (the costs `allocate_iterations` takes)."""
-    first, then = [], []
-    for i, n in zip(steps, N, strict=True):
-        once = schedule.search_step_calls(i, n, full_step)
-        first.append(once - schedule.search_step_calls(i, 0))
-        then.append(schedule.search_step_calls(i, 2 * n, full_step) - once)
-    return first, then
-
-
 def allocate_iterations(gains: Sequence[Sequence[float]], first_cost: Sequence[int], next_cost: Sequence[int],
                         extra_calls: int, min_gain: float = 0.0, cap: int = 1000) -> list[int]:
     """Iterations K_t per step that spend at most `extra_calls` denoiser calls beyond a plain trajectory.
 
     Searching step t at all (K_t = 1) costs first_cost[t] calls more than its plain step (N_t − 1 when
-    candidates are scored on their first call); every further iteration costs next_cost[t] (N_t).
+    candidates are scored on their first call); every further iteration costs next_cost[t] (N_t); both
+    from `noisesearch.cost.iteration_costs`.
     Iterations are bought greedily by expected gain per call (optimal when the gains fall with k, as
     calibrated ones do), skipping any whose gain is not above `min_gain`, until nothing affordable is
     left. `cap` bounds K_t.

@@ -1,0 +1,115 @@
+"""calibrate(): probe ε-greedy on calibration conditions and fit a SearchSchedule from what it observed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+from noisesearch import cost
+from noisesearch.adaptive.allocation import allocate_iterations, marginal_gain
+from noisesearch.adaptive.config import CalibrationConfig
+from noisesearch.adaptive.fits import fit_binomial, fit_eps, fit_final_gains, fit_gains
+from noisesearch.adaptive.gain_probe import probe_final_gains, probe_ladder
+from noisesearch.api import make_problem, search
+from noisesearch.errors import NoiseSearchError
+from noisesearch.sampling import sampler_from_dict
+from noisesearch.search.step_schedule import SearchSchedule
+from noisesearch.seeds import calibration_seeds, draw_labels
+
+
+def expected_gain(plan: SearchSchedule) -> float:
+    """The calibrated gain of the iterations K_t a search schedule buys, summed over steps (the allocator's
+    objective)."""
+    if plan.gains is None:
+        return math.nan
+    return sum(marginal_gain(row, k) for row, K_t in zip(plan.gains, plan.K, strict=True) for k in range(1, K_t + 1))
+
+
+def calibrate(reward: str = "classifier", config: CalibrationConfig | None = None, **problem_args: Any
+              ) -> SearchSchedule:
+    """A search schedule for `reward`, calibrated as `config` says on its calibration conditions (labels
+    drawn from config.seed, sample seeds disjoint from any evaluation run); `problem_args` go to
+    `make_problem` (steps, sampler, guidance, max_batch, progress, backend, denoiser, ...).
+
+    With further moves or several beams, every pair of a move's schedule and a B is validated:
+    adaptive_eps_greedy runs with it at the budget on the validation conditions (the calibration's first,
+    and more drawn from the same seed), and the schedule of the best mean final reward is returned, with
+    that B in its info. Its info lists every candidate's expected gain (the allocator's objective) and
+    measured reward, and its calibration cost counts all probes and validation runs."""
+    config = config or CalibrationConfig()
+    if not config.validates:
+        return calibrate_move(reward, config, **problem_args)
+    moves = [(config.N, config.eps, config.lambda_), *config.moves]
+    tried = [calibrate_move(reward, replace(config, N=n, K=max(1, round(config.K * config.N / n)), eps=e, lambda_=lam),
+                            **problem_args) for n, e, lam in moves]
+    budget = tried[0].info["budget"]
+    trajectory = cost.trajectory_calls(sampler_from_dict(tried[0].info["sampler"]))
+    if max(config.beams) * trajectory > budget:
+        raise NoiseSearchError(f"B = {max(config.beams)} incumbents need {max(config.beams) * trajectory} calls per "
+                               f"image, above the budget of {budget}")
+    args = {k: v for k, v in problem_args.items() if k != "evaluator"}
+    n = config.conditions if config.validation_conditions is None else config.validation_conditions
+    labels, seeds = draw_labels(n, config.seed), calibration_seeds(config.seed, n)
+    nfe = sum(s.info["calibration_nfe"] for s in tried)
+    candidates = []
+    for plan in tried:
+        for B in config.beams:
+            run = search(algorithm="adaptive_eps_greedy", reward=reward, labels=labels, seeds=seeds, evaluator=None,
+                         search_schedule=plan, target_nfe=budget, B=B, **args)
+            nfe += int(run.nfe.sum())
+            candidates.append((float(run.rewards.mean()), plan, B))
+    _, best, B = max(candidates, key=lambda c: c[0])  # the first of equals
+    summary = [{key: s.info[key] for key in ("N", "K", "eps", "lambda_")} | {"B": b, "expected_gain": expected_gain(s),
+                                                                           "validation_reward": r}
+               for r, s, b in candidates]
+    return replace(best, info=best.info | {"B": B, "candidates": summary, "validation_conditions": n,
+                                           "calibration_nfe": nfe,
+                                           "calibration_nfe_per_condition": nfe / config.conditions})
+
+
+def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) -> SearchSchedule:
+    """A search schedule for config's one move (N, eps, lambda_) by config's method.
+
+    "final": gains in the final reward of searching one step at a time for 1 to K iterations
+    (`probe_final_gains`); "gain": gains per iteration from the x0-prediction scores of ε-greedy (N, K,
+    eps) runs that search every step; with either, K_t spends config.target_nfe calls per image (default:
+    a third of ε-greedy (N, K)'s) where the gain per call is largest. "binomial": K_t = ceil(K·p(t)). All
+    fit ε_t from the improvements and keep the gains, so a budget can be given later."""
+    c = config
+    labels, seeds = draw_labels(c.conditions, c.seed), calibration_seeds(c.seed, c.conditions)
+    if c.method == "final":
+        args = {k: v for k, v in problem_args.items() if k != "evaluator"}
+        problem, _ = make_problem(reward=reward, labels=labels, seeds=seeds, **args)
+        problem.start_progress(None, "calibrate")
+        try:
+            probe = probe_final_gains(problem, probe_ladder(c.K), c.N, c.eps, c.lambda_)
+        finally:
+            problem.close_progress()
+        sampler, trace, gains, nfe = problem.sampler, probe.trace, fit_final_gains(probe, c.K), problem.nfe
+        outcome = {"calibration_naive_reward": probe.naive_reward, "probed_k": list(probe.ks)}
+    else:
+        result = search(algorithm="eps_greedy", reward=reward, labels=labels, seeds=seeds, N=c.N, K=c.K, eps=c.eps,
+                        lambda_=c.lambda_, elitism=True, **problem_args)
+        sampler, trace, nfe = sampler_from_dict(result.config["sampler"]), result.trace, result.nfe
+        gains = fit_gains(trace) if trace is not None and len(trace) else []
+        outcome = {"calibration_reward": float(result.rewards.mean()),
+                   **({"calibration_evaluator": float(result.evaluator_rewards.mean())}
+                      if result.evaluator_rewards is not None else {})}
+    if trace is None or len(trace) == 0:
+        raise NoiseSearchError("the calibration run searched no step (does the sampler inject noise?)")
+    budget = None
+    if c.method == "binomial":
+        K_t = fit_binomial(trace, c.K)
+    else:
+        budget = math.ceil(cost.per_step_search_calls(sampler, c.N * c.K) / 3) if c.target_nfe is None else c.target_nfe
+        steps = sampler.searchable_steps()
+        first, then = cost.iteration_costs(sampler, steps, [c.N] * len(steps))
+        K_t = allocate_iterations(gains, first, then, budget - cost.trajectory_calls(sampler))
+    info = {
+        "method": c.method, "reward": reward, "conditions": c.conditions, "seed": c.seed, "N": c.N, "K": c.K,
+        "eps": c.eps, "lambda_": c.lambda_, "budget": budget, "sampler": sampler.to_dict(),
+        "calibration_nfe": int(nfe.sum()), "calibration_nfe_per_condition": float(nfe.double().mean()), **outcome,
+    }
+    return SearchSchedule.uniform(sampler, K_t, fit_eps(trace, c.eps), c.N,
+                                  gains=tuple(tuple(row) for row in gains), info=info)

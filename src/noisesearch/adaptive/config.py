@@ -1,0 +1,74 @@
+"""CalibrationConfig: how a search schedule is calibrated, shared by `calibrate()`, the CLI and bench presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.search.base import check_beams, check_eps, check_lambda, check_positive_int
+
+METHODS = ("final", "gain", "binomial")
+Move = tuple[int, float, float]  # a local-search move: (N candidates per iteration, eps, lambda_)
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """method "final" (the default): gains in the final reward of searching one step at a time for 1 to K
+    iterations; "gain": GP-smoothed gains per iteration from the x0-prediction scores of ε-greedy (N, K,
+    eps) runs that search every step; "binomial": K_t = ceil(K·p(t)). The move (N, eps, lambda_) is the
+    one probed; further `moves` are probed with K·N/N' iterations each and, with several `beams` (numbers
+    B of incumbents), every (move, B) is validated at the budget on `validation_conditions` conditions
+    (default: `conditions`). `target_nfe`: calls per image the schedule's K_t spend (default: a third of
+    ε-greedy (N, K)'s)."""
+
+    conditions: int = 16
+    seed: int = 0
+    method: str = "final"
+    N: int = 4
+    K: int = 20
+    eps: float = 0.4
+    lambda_: float = 0.15
+    moves: tuple[Move, ...] = ()
+    beams: tuple[int, ...] = (1,)
+    validation_conditions: int | None = None
+    target_nfe: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            moves = tuple((int(n), float(e), float(lam)) for n, e, lam in self.moves)
+        except (TypeError, ValueError):
+            raise NoiseSearchError(f"calibration moves must be [N, eps, lambda_] triples, got {self.moves}") from None
+        object.__setattr__(self, "moves", moves)
+        object.__setattr__(self, "beams", check_beams(self.beams))
+        if self.method not in METHODS:
+            raise NoiseSearchError(f"unknown calibration method '{self.method}': choose one of {', '.join(METHODS)}")
+        if not isinstance(self.conditions, int) or self.conditions < 2:
+            raise NoiseSearchError(f"calibration needs at least 2 conditions, got {self.conditions}")
+        check_positive_int(N=self.N, K=self.K)
+        for n, e, lam in ((self.N, self.eps, self.lambda_), *moves):
+            check_positive_int(N=n)
+            check_eps(e)
+            check_lambda(lam)
+        if self.validation_conditions is not None:
+            check_positive_int(validation_conditions=self.validation_conditions)
+        if self.target_nfe is not None:
+            check_positive_int(target_nfe=self.target_nfe)
+        if (moves or self.beams != (1,)) and self.method == "binomial":
+            raise NoiseSearchError("choosing among moves or beams needs the final or gain method (binomial fits no "
+                                   "gains)")
+
+    @property
+    def validates(self) -> bool:
+        """Whether several (move, B) candidates are validated against each other."""
+        return bool(self.moves) or self.beams != (1,)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that tell calibrations apart in bench cell keys; the later-added ones only where they
+        are not the defaults, so that the keys of runs made before they could be set stay what they were."""
+        fields = asdict(self)
+        for name, default in (("lambda_", CalibrationConfig.lambda_), ("moves", ()), ("beams", (1,)),
+                              ("validation_conditions", None), ("target_nfe", None)):
+            if fields[name] == default:
+                del fields[name]
+        return fields

@@ -1,0 +1,105 @@
+"""Backends register under a name: how a model loads as a Denoiser, what its conditions are, its defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from noisesearch.denoiser import Denoiser
+from noisesearch.errors import NoiseSearchError
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a backend's loader gets: the model path (None: the backend's own), the guidance weight, the
+    prompts of a prompt backend, device and dtype."""
+
+    model: str | None
+    guidance: float
+    prompts: Sequence[str] | None
+    device: str
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A model family in the D(x, sigma, cond) convention.
+
+    conditions: "labels" (class indices) or "prompts" (condition i is prompt i); default_guidance: its
+    classifier-free guidance weight when none is given (None: the model has no unconditional branch and
+    takes none); default_sampler: a registered sampler name; evaluator: the held-out reward that scores
+    final images by default (None: none); needs_model: whether `model` (a path) is required."""
+
+    name: str
+    description: str
+    load: Callable[[LoadRequest], Denoiser]
+    conditions: str = "labels"
+    default_guidance: float | None = 1.0
+    default_sampler: str = "heun"
+    evaluator: str | None = None
+    needs_model: bool = False
+    model_help: str = ""
+
+    def __post_init__(self) -> None:
+        if self.conditions not in ("labels", "prompts"):
+            raise ValueError(f"backend conditions must be 'labels' or 'prompts', got '{self.conditions}'")
+
+    def guidance_or_default(self, guidance: float | None) -> float:
+        """The guidance weight to use, or a one-line error where the model cannot take the one given."""
+        if self.default_guidance is None:
+            if guidance not in (None, 1.0):
+                raise NoiseSearchError(f"{self.name} models have no unconditional branch: leave --guidance at 1")
+            return 1.0
+        return self.default_guidance if guidance is None else float(guidance)
+
+    def make_conditions(self, labels: Sequence[int] | None, prompts: Sequence[str] | None
+                        ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The condition tensor of a Problem and the config entry that names the conditions."""
+        if self.conditions == "prompts":
+            if not prompts:
+                raise NoiseSearchError(f"the {self.name} backend needs at least one prompt")
+            return torch.arange(len(prompts)), {"prompts": list(prompts)}
+        if prompts:
+            raise NoiseSearchError(f"prompts need a prompt backend such as diffusers; {self.name} takes --labels")
+        try:
+            cond = torch.as_tensor(list(labels or ()), dtype=torch.long)
+        except (TypeError, ValueError):
+            raise NoiseSearchError(f"labels must be integers, got {labels}") from None
+        if len(cond) == 0:
+            raise NoiseSearchError("give at least one condition")
+        return cond, {"labels": cond.tolist()}
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Make a backend selectable by its name (CLI --backend, `search(backend=...)`, bench)."""
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def backend_names() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in _BACKENDS:
+        raise NoiseSearchError(f"unknown backend '{name}': choose one of {', '.join(backend_names())}")
+    return _BACKENDS[name]
+
+
+def load_backend_denoiser(name: str, model: str | None = None, guidance: float | None = None,
+                  prompts: Sequence[str] | None = None, device: str = "cpu", dtype: str = "float32") -> Denoiser:
+    """The denoiser of backend `name` (defaults as the backend declares them)."""
+    backend = get_backend(name)
+    if dtype not in DTYPES:
+        raise NoiseSearchError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
+    if model is None and backend.needs_model:
+        raise NoiseSearchError(f"the {name} backend needs --model PATH ({backend.model_help})")
+    return backend.load(LoadRequest(model, backend.guidance_or_default(guidance), prompts, device, DTYPES[dtype]))

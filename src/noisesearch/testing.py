@@ -1,0 +1,151 @@
+"""The contract suite every search algorithm must pass, importable by anyone who registers one.
+
+    from noisesearch.testing import Contract
+    Contract(MyAlgorithm(N=2)).check_all()                        # raises AssertionError on a broken contract
+    Contract(MyAlgorithm(N=2), sampler=make_sampler("euler", 6)).check_all()
+
+or one pytest test per check: parametrize over `CHECKS` and call `getattr(contract, check)()`.
+The checks run the algorithm through a metered Problem on a tiny randomly initialised model of the
+embedded architecture (no weights needed): the NFE it reports equals the metered count and its
+documented formula, a hard budget is never exceeded, the same seeds give bit-identical images, a
+condition's result does not depend on the other conditions in the batch, the returned reward is the
+reward of the returned image, an elitist incumbent never gets worse within a step, and latent
+denoisers are decoded for rewards and results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+import torch
+
+from noisesearch.backends.embedded import EmbeddedDenoiser
+from noisesearch.denoiser import Denoiser, DenoiserBase
+from noisesearch.errors import BudgetExceeded
+from noisesearch.models.unet import EDMPrecond, UNetConfig
+from noisesearch.problem import Problem
+from noisesearch.rewards import get_reward
+from noisesearch.sampling import Sampler, make_sampler
+from noisesearch.search.base import SearchAlgorithm
+from noisesearch.types import SearchResult, Trace
+
+TINY = UNetConfig(channels=(8, 16), emb_dim=16)
+LABELS, SEEDS = (2, 7, 1, 8, 2, 8, 1, 8), tuple(range(20, 28))
+CHECKS = ("check_metered_nfe_equals_documented_formula", "check_hard_budget_is_never_exceeded",
+          "check_same_seed_is_bit_identical", "check_batch_of_one_equals_batch_of_eight",
+          "check_returned_reward_is_the_reward_of_the_returned_image",
+          "check_elitist_incumbent_never_gets_worse_within_a_step",
+          "check_latent_denoisers_are_decoded_for_rewards_and_results")
+
+
+def tiny_denoiser(guidance: float = 1.0, seed: int = 0) -> EmbeddedDenoiser:
+    """The embedded architecture at toy width with random weights (perturbed so that it is not the identity)."""
+    torch.manual_seed(seed)
+    model = EDMPrecond(TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return EmbeddedDenoiser(model, guidance)
+
+
+class LatentToyDenoiser(DenoiserBase):
+    """A denoiser over (2, 4, 4) latents whose images are (1, 8, 8): decode averages the channels and
+    upsamples; the exact Gaussian denoiser of data ~ N(0, 0.25 I) in latent space. Records the rows of
+    each decode call."""
+
+    image_shape = (2, 4, 4)
+    latent = True
+
+    def __init__(self) -> None:
+        self.decoded_rows: list[int] = []
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return x * 0.25 / (sigma.reshape(-1, 1, 1, 1) ** 2 + 0.25)
+
+    def decode(self, states: torch.Tensor) -> torch.Tensor:
+        self.decoded_rows.append(states.shape[0])
+        return torch.nn.functional.interpolate(states.mean(1, keepdim=True), scale_factor=2.0)
+
+
+class Contract:
+    """The contract checks of one algorithm (with its parameters) on one sampler; each check raises an
+    AssertionError naming what broke. The reference run on all conditions is made once and shared."""
+
+    def __init__(self, algorithm: SearchAlgorithm, sampler: Sampler | None = None, denoiser: Denoiser | None = None,
+                 reward: str = "brightness", labels: Sequence[int] = LABELS, seeds: Sequence[int] = SEEDS) -> None:
+        self.algorithm = algorithm
+        self.sampler = sampler if sampler is not None else make_sampler("heun", 6)
+        self.denoiser = denoiser if denoiser is not None else tiny_denoiser()
+        self.reward = get_reward(reward)
+        self.labels, self.seeds = list(labels), list(seeds)
+
+    def problem(self, labels: Sequence[int] | None = None, seeds: Sequence[int] | None = None,
+                denoiser: Denoiser | None = None, nfe_budget: int | None = None) -> Problem:
+        return Problem(denoiser or self.denoiser, self.reward, torch.tensor(labels or self.labels),
+                       seeds or self.seeds, self.sampler, nfe_budget=nfe_budget)
+
+    def run(self, **problem_args) -> tuple[Problem, SearchResult]:
+        problem = self.problem(**problem_args)
+        return problem, self.algorithm.run(problem)
+
+    @cached_property
+    def reference(self) -> tuple[Problem, SearchResult]:
+        return self.run()
+
+    def check_all(self) -> None:
+        for check in CHECKS:
+            getattr(self, check)()
+
+    def check_metered_nfe_equals_documented_formula(self) -> None:
+        problem, result = self.reference
+        expected = self.algorithm.expected_calls(self.sampler, result) * self.denoiser.nfe_per_call
+        assert torch.equal(result.nfe, expected), f"metered NFE {result.nfe.tolist()} != formula {expected.tolist()}"
+        assert torch.equal(result.nfe, problem.nfe), "the result's NFE is not the Problem's metered count"
+
+    def check_hard_budget_is_never_exceeded(self) -> None:
+        need = int(self.reference[1].nfe.max())
+        tight = self.problem(nfe_budget=need - 1)
+        try:
+            self.algorithm.run(tight)
+        except BudgetExceeded:
+            pass
+        else:
+            raise AssertionError(f"a budget of {need - 1} NFE below the {need} used raised no BudgetExceeded")
+        assert int(tight.nfe.max()) <= need - 1, "a condition spent more than the hard budget"
+
+    def check_same_seed_is_bit_identical(self) -> None:
+        a, b = self.reference[1], self.run()[1]
+        assert torch.equal(a.images, b.images) and torch.equal(a.rewards, b.rewards), "same seeds, different images"
+
+    def check_batch_of_one_equals_batch_of_eight(self) -> None:
+        full = self.reference[1]
+        for k in (0, len(self.labels) - 3):
+            one = self.run(labels=[self.labels[k]], seeds=[self.seeds[k]])[1]
+            assert torch.equal(one.images[0], full.images[k]), f"condition {k} alone differs from it in the batch"
+            assert torch.equal(one.rewards[0], full.rewards[k])
+
+    def check_returned_reward_is_the_reward_of_the_returned_image(self) -> None:
+        problem, result = self.reference
+        assert torch.equal(result.rewards, problem.score_images(result.images[:, None])[:, 0]), \
+            "the returned rewards are not those of the returned images"
+        assert result.images.min() >= -1 and result.images.max() <= 1, "images outside [-1, 1]"
+
+    def check_elitist_incumbent_never_gets_worse_within_a_step(self) -> None:
+        """Elitist local searches only (parameter elitism=True); others pass trivially."""
+        if not self.algorithm.params().get("elitism"):
+            return
+        trace = self.reference[1].trace
+        assert isinstance(trace, Trace) and len(trace) > 0, "an elitist search recorded no per-step trace"
+        for c in range(len(self.labels)):
+            for step in torch.unique(trace.step).tolist():
+                at = (trace.condition == c) & (trace.step == step)
+                assert torch.equal(trace.incumbent_score[at], torch.cummax(trace.winner_score[at], dim=0).values), \
+                    f"the incumbent of condition {c} got worse at step {step}"
+
+    def check_latent_denoisers_are_decoded_for_rewards_and_results(self) -> None:
+        denoiser = LatentToyDenoiser()
+        problem, result = self.run(denoiser=denoiser)
+        assert result.images.shape == (len(self.labels), 1, 8, 8), "results are not decoded images"
+        assert torch.equal(result.rewards, problem.score_images(result.images[:, None])[:, 0])
+        assert set(denoiser.decoded_rows) == {problem.max_batch}, "decoding is not in fixed-shape chunks"
