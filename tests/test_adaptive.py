@@ -362,7 +362,7 @@ def test_the_validated_beam_shrinks_under_a_smaller_budget_and_an_explicit_b_win
     ({"N": 0}, "N must be an integer of at least 1"),
     ({"K": 0}, "K must be an integer of at least 1"),
     ({"eps": 1.5}, r"eps must lie in \[0, 1\]"),
-    ({"lambda_": 0.0}, "lambda_ must be positive"),
+    ({"lambda_": 0.0}, "lambda_ must be a positive"),
     ({"target_nfe": 0}, "target_nfe must be an integer of at least 1"),
     ({"validation_conditions": 0}, "validation_conditions must be an integer of at least 1"),
     ({"method": "binomial", "beams": (1, 2)}, "binomial fits no gains"),

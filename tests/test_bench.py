@@ -60,11 +60,17 @@ def test_a_killed_bench_resumes_to_the_uninterrupted_result(tmp_path):
             assert resumed[key][field] == record[field]
 
 
-def test_a_torn_last_line_is_cut_off(tmp_path):
+def test_a_torn_last_line_is_skipped_by_readers_and_cut_only_by_the_writer(tmp_path):
+    from noisesearch.experiments.bench import cut_torn_line
+
     path = tmp_path / "results.jsonl"
-    path.write_text('{"cell": "a", "label_index": 0}\n{"cell": "a", "lab')
-    assert read_results(path) == [{"cell": "a", "label_index": 0}]
-    assert path.read_text() == '{"cell": "a", "label_index": 0}\n'
+    whole = json.dumps({"cell": "a", "algorithm": "naive", "params": {}, "column": "b", "reward": "brightness",
+                        "guidance": 1.0, "repeat": 0, "label_index": 0, "label": 3, "seed": 0, "reward_value": 0.5,
+                        "evaluator": None, "nfe": 6, "wall_time_s": 1.0, "steps": 6}) + "\n"
+    path.write_text(whole + '{"cell": "a", "lab')
+    assert [r["label_index"] for r in read_results(path)] == [0]
+    assert path.read_text() == whole + '{"cell": "a", "lab'  # reading never writes
+    assert cut_torn_line(path) and path.read_text() == whole and not cut_torn_line(path)
 
 
 def test_presets_are_valid_and_overrides_restrict_them():

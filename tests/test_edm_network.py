@@ -4,6 +4,7 @@ import pytest
 import torch
 from edm_toy_net import ToyEDMPrecond
 from test_contract import CASES
+from test_trust_model_code import TOY_GLOBALS
 
 from noisesearch import NoiseSearchError, Problem, get_algorithm, get_reward
 from noisesearch.backends.edm_network import EDMNetworkDenoiser, load_edm_network
@@ -18,7 +19,7 @@ def net_file(tmp_path_factory):
 
 
 def test_loaded_network_passes_one_hot_labels(net_file):
-    denoiser = load_edm_network(net_file)
+    denoiser = load_edm_network(net_file, trust_model_code=True)
     x, sigma = torch.randn(3, 3, 8, 8), torch.tensor([0.5, 2.0, 10.0])
     labels = torch.tensor([0, 3, 4])
     expected = denoiser.net(x, sigma, torch.nn.functional.one_hot(labels, 5).float())
@@ -29,7 +30,7 @@ def test_loaded_network_passes_one_hot_labels(net_file):
 @pytest.mark.parametrize("case", ["naive", "eps_greedy", "beam", "mcts"])
 def test_algorithms_run_on_an_edm_network(net_file, case):
     name, params = CASES[case]
-    denoiser = load_edm_network(net_file)
+    denoiser = load_edm_network(net_file, trust_model_code=True)
     problem = Problem(denoiser, get_reward("brightness"), torch.tensor([1, 2]), [0, 1],
                       denoiser.default_sampler("heun", 6))
     algo = get_algorithm(name, **params)
@@ -52,8 +53,9 @@ def test_bad_networks_are_one_line_errors(tmp_path):
 def test_search_api_drives_the_edm_backend(net_file):
     from noisesearch import search
 
-    result = search(algorithm="best_of_n", reward="brightness", labels=[0, 4], backend="edm", model=str(net_file),
-                    steps=5, N=2)
+    with torch.serialization.safe_globals(TOY_GLOBALS):  # allowlisted classes: loads with weights_only=True
+        result = search(algorithm="best_of_n", reward="brightness", labels=[0, 4], backend="edm", model=str(net_file),
+                        steps=5, N=2)
     assert result.images.shape == (2, 3, 8, 8) and result.evaluator_rewards is None
-    with pytest.raises(NoiseSearchError, match="label 5 is outside 0-4"):
+    with pytest.raises(NoiseSearchError, match="label 5 is outside 0-4"), torch.serialization.safe_globals(TOY_GLOBALS):
         search(algorithm="naive", reward="brightness", labels=[5], backend="edm", model=str(net_file), steps=3)

@@ -81,6 +81,36 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert "holds no results.jsonl" in capsys.readouterr().err
 
 
+def test_report_out_that_is_a_file_or_the_run_directory_is_one_line(tmp_path, capsys):
+    synthetic_run(tmp_path)
+    target = tmp_path / "notes.txt"
+    target.write_text("x")
+    assert main(["report", str(tmp_path), "--out", str(target)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"noisesearch: --out {target} is a file: give a directory for the report"
+    assert main(["report", str(tmp_path), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip().startswith(f"noisesearch: --out {tmp_path} is the run directory")
+    assert target.read_text() == "x" and not (tmp_path / "report").exists()
+
+
+def test_report_only_reads_the_run_even_with_a_torn_last_line_and_duplicates(tmp_path):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import read_results
+
+    preset = Preset.from_dict("small", {**PRESET, "labels": 2, "runs": PRESET["runs"][:2]})
+    results = run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser)
+    complete = results.read_text().splitlines()
+    results.write_text("\n".join([*complete, complete[0]]) + "\n" + complete[1][:25])  # a duplicate, a torn line
+    run_files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    md, _ = write_report(tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and "report" not in p.parts} == run_files
+    text = md.read_text()
+    assert "1 duplicate lines of results.jsonl are left out" in text and "is incomplete" in text
+    assert f"{len(complete)} results from" in text and "Partial run" not in text
+    assert len(read_results(results)) == len(complete)
+
+
 def test_adaptive_section_measures_gain_kept_and_nfe_against_eps_greedy(tmp_path):
     from noisesearch.experiments.adaptive_report import adaptive_blocks
 

@@ -2,21 +2,95 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
+
+import torch
 
 from noisesearch import cost
 from noisesearch.backends import get_backend, load_backend_denoiser
 from noisesearch.denoiser import Denoiser
+from noisesearch.errors import NoiseSearchError
 from noisesearch.models.labels import check_labels
 from noisesearch.problem import Problem, check_denoiser, check_settings
 from noisesearch.progress import ProgressCallback, TqdmProgress
-from noisesearch.rewards.registry import make_reward
+from noisesearch.rewards.registry import make_reward, parse_reward_args
 from noisesearch.sampling import Sampler
-from noisesearch.search import get_algorithm
-from noisesearch.seeds import sample_seeds
+from noisesearch.search import SearchAlgorithm, get_algorithm
+from noisesearch.seeds import check_seeds, sample_seeds
 from noisesearch.types import SearchResult
+
+
+@dataclass(frozen=True)
+class PlannedSearch:
+    """A search ready to run: the algorithm, its metered Problem, the config entries that describe it and the
+    held-out evaluator's name (None: none)."""
+
+    algorithm: SearchAlgorithm
+    problem: Problem
+    config: dict[str, Any]
+    evaluator: str | None
+
+    def estimate(self) -> RunEstimate:
+        """NFE the run will spend and its time at the rate of a timed (unmetered, uncounted) call of max_batch rows."""
+        problem = self.problem
+        per_image = cost.nfe(self.algorithm.nfe_estimate(problem.sampler), problem.denoiser)
+        x = torch.zeros(problem.max_batch, *problem.image_shape)
+        sigma = torch.full((problem.max_batch,), float(problem.sampler.sigmas[0]))
+        cond = problem.cond[:1].expand(problem.max_batch, *problem.cond.shape[1:])
+        seconds_per_call = math.inf
+        with torch.no_grad():
+            for _ in range(2):  # the first call also pays for lazy initialisation
+                start = time.perf_counter()
+                problem.denoiser(x, sigma, cond)
+                seconds_per_call = min(seconds_per_call, time.perf_counter() - start)
+        rows = per_image * problem.n / problem.denoiser.nfe_per_call
+        return RunEstimate(per_image, per_image * problem.n, math.ceil(rows / problem.max_batch) * seconds_per_call)
+
+    def run(self) -> SearchResult:
+        """Run the search and score its images with the held-out evaluator."""
+        algo, problem = self.algorithm, self.problem
+        result = algo.run(problem)
+        described = {k: v for k, v in self.config.items() if k not in ("device", "dtype")}
+        formula = algo.nfe_formula(problem.sampler)
+        config = result.config | described | {
+            "nfe_budget": self.config["nfe_budget"], "evaluator": self.evaluator, "nfe_formula": algo.nfe_doc,
+            "nfe_formula_per_image": None if formula is None else cost.nfe(formula, problem.denoiser),
+            "device": self.config["device"], "dtype": self.config["dtype"]}
+        held_out = None
+        if self.evaluator is not None:
+            scorer = make_reward(self.evaluator, self.config.get("prompts"), self.config["device"])
+            held_out = scorer(result.images, problem.cond)
+        return replace(result, config=config, evaluator_rewards=held_out)
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """What a planned search will cost: NFE per image and in all, and seconds at the measured call rate."""
+
+    nfe_per_image: int
+    nfe_total: int
+    seconds: float
+
+
+def plan_search(
+    *,
+    algorithm: str = "naive",
+    reward: str = "classifier",
+    evaluator: str | None = "auto",
+    **problem_args: Any,
+) -> PlannedSearch:
+    """Everything `search` checks and builds before the first denoiser call (arguments as there)."""
+    problem_keys = set(make_problem.__kwdefaults__)
+    params = {k: v for k, v in problem_args.items() if k not in problem_keys}
+    algo = get_algorithm(algorithm, **params)
+    problem, config = make_problem(reward=reward, **{k: v for k, v in problem_args.items() if k in problem_keys})
+    if evaluator == "auto":
+        evaluator = get_backend(config["backend"]).evaluator
+    return PlannedSearch(algo, problem, config, evaluator)
 
 
 def search(
@@ -34,23 +108,7 @@ def search(
     backend's, e.g. the MNIST evaluator on the embedded backend; None: none) scores the final images.
     The result's config holds everything needed to rerun.
     """
-    problem_keys = set(make_problem.__kwdefaults__)
-    params = {k: v for k, v in problem_args.items() if k not in problem_keys}
-    algo = get_algorithm(algorithm, **params)
-    problem, config = make_problem(reward=reward, **{k: v for k, v in problem_args.items() if k in problem_keys})
-    if evaluator == "auto":
-        evaluator = get_backend(config["backend"]).evaluator
-    result = algo.run(problem)
-    described = {k: v for k, v in config.items() if k not in ("device", "dtype")}
-    formula = algo.nfe_formula(problem.sampler)
-    config = result.config | described | {
-        "nfe_budget": config["nfe_budget"], "evaluator": evaluator, "nfe_formula": algo.nfe_doc,
-        "nfe_formula_per_image": None if formula is None else cost.nfe(formula, problem.denoiser),
-        "device": config["device"], "dtype": config["dtype"]}
-    held_out = None
-    if evaluator is not None:
-        held_out = make_reward(evaluator, config.get("prompts"), config["device"])(result.images, problem.cond)
-    return replace(result, config=config, evaluator_rewards=held_out)
+    return plan_search(algorithm=algorithm, reward=reward, evaluator=evaluator, **problem_args).run()
 
 
 def make_problem(
@@ -72,6 +130,7 @@ def make_problem(
     device: str = "cpu",
     dtype: str = "float32",
     reward_args: dict[str, Any] | None = None,
+    trust_model_code: bool = False,
 ) -> tuple[Problem, dict[str, Any]]:
     """The metered Problem that `search` runs an algorithm on, and the config entries that describe it.
 
@@ -81,15 +140,21 @@ def make_problem(
     registered backends. A `denoiser` object replaces the backend's loader. Sample i uses seed
     `seed + i` unless `seeds` lists one per condition. `sampler` is a registered sampler name (default:
     the backend's) fitted to the denoiser with `steps` steps, or a Sampler. `progress`: True for a
-    progress bar, or a callback that receives ProgressEvents."""
+    progress bar, or a callback that receives ProgressEvents. `reward_args` are parsed against the reward's
+    constructor (strings such as "95" become its int). Model files that need code to load (pickles, full
+    modules) load only with `trust_model_code=True`."""
     spec = get_backend(backend)
     check_settings(max_batch, nfe_budget)
+    if guidance is not None and not (isinstance(guidance, (int, float)) and math.isfinite(guidance)):
+        raise NoiseSearchError(f"guidance must be a finite number, got {guidance}")
     cond, conditions = spec.make_conditions(labels, prompts)
     guidance = spec.guidance_or_default(guidance)
-    seed_list = list(seeds) if seeds is not None else sample_seeds(seed, len(cond))
-    reward_fn = make_reward(reward, prompts, device, **(reward_args or {}))
+    seed_list = check_seeds(seeds) if seeds is not None else sample_seeds(seed, len(cond))
+    reward_args = parse_reward_args(reward, reward_args or {})
+    reward_fn = make_reward(reward, prompts, device, **reward_args)
     if denoiser is None:
-        denoiser = load_backend_denoiser(backend, model, guidance, prompts, device, dtype)
+        denoiser = load_backend_denoiser(backend, model, guidance, prompts, device, dtype,
+                                         trust_model_code=trust_model_code)
     check_denoiser(denoiser)
     if spec.conditions == "labels" and denoiser.label_dim is not None:
         cond = check_labels(cond, denoiser.label_dim)
@@ -101,7 +166,7 @@ def make_problem(
     problem = Problem(denoiser, reward_fn, cond, seed_list, chosen, max_batch=max_batch, nfe_budget=nfe_budget,
                       callback=callback)
     return problem, conditions | {
-        "backend": backend, "model": model, "reward": reward, "reward_args": reward_args or {},
+        "backend": backend, "model": model, "reward": reward, "reward_args": reward_args,
         "seeds": seed_list, "guidance": guidance, "sampler": chosen.to_dict(), "max_batch": max_batch,
         "nfe_budget": nfe_budget, "device": device, "dtype": dtype,
     }

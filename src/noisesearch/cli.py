@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
+import signal
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from noisesearch.backends import backend_names, get_backend
 from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards import describe_reward, reward_names
 from noisesearch.sampling import describe_sampler, sampler_names
 from noisesearch.search import algorithm_class, algorithm_names, algorithm_params
+
+if TYPE_CHECKING:
+    from noisesearch.api import PlannedSearch
+
+SHOW_ESTIMATE_S = 30  # runs expected to take longer print their estimate first
+CONFIRM_ESTIMATE_S = 3600  # and longer ones than this need --yes
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -33,6 +42,13 @@ def parse_labels(text: str) -> list[int]:
     if not labels:
         raise argparse.ArgumentTypeError("give at least one label, such as --labels 3,5,7")
     return labels
+
+
+def parse_out(text: str) -> Path:
+    """An output path; the empty string (which would mean the current directory) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty: give a directory or file name")
+    return Path(text)
 
 
 def parse_bool(text: str) -> bool:
@@ -79,6 +95,9 @@ def add_model_flags(parser: argparse.ArgumentParser, steps_help: str = "sampler 
     parser.add_argument("--sampler", default=None,
                         help=f"registered sampler: {', '.join(sampler_names())} (default: the backend's, heun)")
     parser.add_argument("--steps", type=int, default=18, help=steps_help)
+    parser.add_argument("--trust-model-code", action="store_true",
+                        help="allow a --model file that needs code to load (a pickle or a full torch module): "
+                             "loading it can run arbitrary code, so only for files you trust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     sample.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 (diffusers backend)")
     sample.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
-    sample.add_argument("--out", type=Path, required=True, help="output directory")
+    sample.add_argument("--out", type=parse_out, required=True, help="output directory")
     sample.add_argument("--guidance", type=float, default=None,
                         help="w in D_null + w(D_cond - D_null): 1 conditional (embedded default), 0 unconditional, "
                              "other values classifier-free guidance at 2 NFE per call (diffusers default 7.5)")
@@ -107,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
                              "or a reward name")
     sample.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sample.add_argument("--yes", action="store_true",
+                        help=f"start a run estimated to take over {CONFIRM_ESTIMATE_S // 60} min (longer runs "
+                             "are refused without it; runs over half a minute print their estimate first)")
     for flag, kind in algorithm_flags().items():
         dashed = [f"--{flag.replace('_', '-')}"] if "_" in flag.strip("_") else []
         sample.add_argument(f"--{flag}", *dashed, dest=flag, type=kind, default=None,
@@ -114,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="show registered algorithms, rewards, backends and samplers")
     bench = sub.add_parser("bench", help="run a preset grid of searches into a resumable run directory")
     bench.add_argument("--preset", default="table1", help="built-in preset name or a .json file (see --list)")
-    bench.add_argument("--out", type=Path, help="run directory; rerunning the same command resumes it")
+    bench.add_argument("--out", type=parse_out, help="run directory; rerunning the same command resumes it")
     bench.add_argument("--list", action="store_true", help="show the built-in presets and exit")
     bench.add_argument("--algorithms", type=parse_names, help="only these algorithms of the preset, e.g. naive,beam")
     bench.add_argument("--rewards", type=parse_names, help="only these reward columns of the preset")
@@ -127,13 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", help="the backend's model path (as for sample)")
     bench.add_argument("--sampler", default=None,
                        help=f"registered sampler: {', '.join(sampler_names())} (default: the backend's)")
+    bench.add_argument("--trust-model-code", action="store_true",
+                       help="allow a --model file that needs code to load (as for sample)")
     bench.add_argument("--reuse", type=Path, action="append", default=[], metavar="RUN_DIR",
                        help="copy finished identical cells (same labels, seeds, steps) from another run directory "
                             "instead of rerunning them (repeatable)")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     cal = sub.add_parser("calibrate", help="fit a per-step search schedule (K_t, eps_t) from eps-greedy runs")
     cal.add_argument("--reward", default="classifier", help="reward to calibrate for")
-    cal.add_argument("--out", type=Path, required=True, help="schedule JSON to write")
+    cal.add_argument("--out", type=parse_out, required=True, help="schedule JSON to write")
     cal.add_argument("--method", default="final", help="final (gains in the final reward of searching one step "
                                                        "alone, the default), gain (GP-smoothed marginal gains of "
                                                        "x0-prediction scores) or binomial (K_t = "
@@ -162,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     report = sub.add_parser("report", help="write report.md and report.html for a bench run directory")
     report.add_argument("run_dir", type=Path, help="directory written by `noisesearch bench`")
-    report.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/report)")
+    report.add_argument("--out", type=parse_out, help="report directory (default: RUN_DIR/report)")
     return parser
 
 
@@ -193,9 +217,21 @@ def cmd_list() -> None:
         print(textwrap.fill(describe_sampler(name), 110, initial_indent=f"  {name:<17}", subsequent_indent=" " * 19))
 
 
+def check_estimate(planned: PlannedSearch, confirmed: bool) -> None:
+    """Print the estimate of a long run on stderr; refuse a very long one unless confirmed."""
+    estimate = planned.estimate()
+    if estimate.seconds < SHOW_ESTIMATE_S:
+        return
+    text = (f"about {estimate.nfe_per_image:,} NFE per image, {estimate.nfe_total:,} in all, "
+            f"{estimate.seconds / 60:,.1f} min at the measured rate")
+    if estimate.seconds > CONFIRM_ESTIMATE_S and not confirmed:
+        raise NoiseSearchError(f"this run needs {text}: pass --yes to start it")
+    print(f"noisesearch: {text}", file=sys.stderr)
+
+
 def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
-    from noisesearch.api import search
-    from noisesearch.outputs import prepare_out_dir, write_result
+    from noisesearch.api import plan_search
+    from noisesearch.outputs import prepare_out_dir, removed_if_failed, write_result
 
     params = {k: getattr(args, k) for k in algorithm_flags() if getattr(args, k) is not None}
     accepted = algorithm_params(args.algorithm)
@@ -215,15 +251,19 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
         if not sep or not key:
             raise NoiseSearchError(f"--reward-arg takes KEY=VALUE, got '{item}'")
         reward_args[key] = value
-    prepare_out_dir(args.out)
-    result = search(
-        algorithm=args.algorithm, reward=args.reward, labels=args.labels, seed=args.seed, guidance=args.guidance,
-        steps=args.steps, sampler=args.sampler, max_batch=args.max_batch, nfe_budget=args.budget,
-        evaluator=None if args.evaluator == "none" else args.evaluator, progress=not args.no_progress,
-        backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
-        reward_args=reward_args, **params,
-    )
-    record = write_result(result, args.out, command="noisesearch " + shlex.join(argv))
+    with removed_if_failed(args.out):
+        prepare_out_dir(args.out)
+        planned = plan_search(
+            algorithm=args.algorithm, reward=args.reward, labels=args.labels, seed=args.seed, guidance=args.guidance,
+            steps=args.steps, sampler=args.sampler, max_batch=args.max_batch, nfe_budget=args.budget,
+            evaluator=None if args.evaluator == "none" else args.evaluator, progress=not args.no_progress,
+            backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
+            reward_args=reward_args, trust_model_code=args.trust_model_code, **params,
+        )
+        planned.algorithm.check_budget(planned.problem)
+        check_estimate(planned, args.yes)
+        result = planned.run()
+        record = write_result(result, args.out, command="noisesearch " + shlex.join(argv))
     ev = record["mean_evaluator"]
     print(f"{args.algorithm}: mean {args.reward} reward {record['mean_reward']:.4f}"
           + ("" if ev is None else f", evaluator {ev:.4f}")
@@ -247,7 +287,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         raise NoiseSearchError("bench needs --out DIR for its results (or --list to see the presets)")
     preset = override(get_preset(args.preset), args.algorithms, args.rewards, args.labels, args.repeats)
     results = run_bench(preset, args.out, seed=args.seed, max_batch=args.max_batch, progress=not args.no_progress,
-                        backend=args.backend, model=args.model, sampler=args.sampler, reuse=args.reuse)
+                        backend=args.backend, model=args.model, sampler=args.sampler, reuse=args.reuse,
+                        trust_model_code=args.trust_model_code)
     print(f"bench {preset.name}: {len(plan(preset))} cells x {preset.labels} labels in {results}")
 
 
@@ -286,7 +327,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                                validation_conditions=args.validation_conditions, target_nfe=args.target_nfe)
     plan = calibrate(args.reward, config, steps=args.steps, sampler=args.sampler, backend=args.backend,
                      model=args.model, guidance=args.guidance, max_batch=args.max_batch,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, trust_model_code=args.trust_model_code)
     plan.save(args.out)
     info = plan.info
     print(plan.table())
@@ -300,8 +341,22 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
           f"{cost.plan_calls(sampler_from_dict(info['sampler']), plan)} calls per image -> {args.out}")
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """warnings.showwarning for the command line: one line, no source location."""
+    print(f"noisesearch: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def terminate(signum: int, frame: object) -> None:
+    raise SystemExit(f"noisesearch: terminated by signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """The command line; with argv None (the installed command) it also prints warnings on one line and
+    ends on SIGTERM as on Ctrl-C, with one line."""
+    if argv is None:
+        argv = sys.argv[1:]
+        warnings.showwarning = one_line_warning
+        signal.signal(signal.SIGTERM, terminate)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
@@ -323,6 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("noisesearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the reader left: stay quiet at exit
+        return 141
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        print(f"noisesearch: cannot write output ({err.strerror})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,3 +7,7 @@ class NoiseSearchError(Exception):
 
 class BudgetExceeded(NoiseSearchError):
     """A denoiser call would take a condition past the hard NFE budget."""
+
+
+class NoiseSearchWarning(UserWarning):
+    """A run that works but probably not as intended (the CLI prints it on one line)."""

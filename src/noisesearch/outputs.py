@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -14,18 +16,36 @@ from noisesearch.types import SearchResult
 
 
 def prepare_out_dir(out: Path, subdirs: tuple[str, ...] = ("images",), hint: str = "a directory path") -> Path:
-    """Create `out` and its `subdirs`, or raise a NoiseSearchError saying why it cannot be written."""
+    """Create `out` and its `subdirs` and check that each can be written, or raise a NoiseSearchError saying
+    why not."""
     if out.exists() and not out.is_dir():
         raise NoiseSearchError(f"--out {out} is a file: give {hint}")
     try:
-        for sub in subdirs:
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        for folder in (out, *(out / sub for sub in subdirs)):
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
     except OSError as err:
         raise NoiseSearchError(f"cannot write to --out {out} ({err.strerror}): choose a writable directory") from None
     return out
+
+
+@contextmanager
+def removed_if_failed(out: Path) -> Iterator[None]:
+    """On an exception inside the block, remove the directories under `out` (and `out`) that did not exist
+    before it and are still empty, so that a run that fails validation leaves nothing behind."""
+    before = {p for p in [out, *out.parents] if p.exists()}
+    try:
+        yield
+    except BaseException:
+        if out.is_dir() and out not in before:
+            for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+            if not any(out.iterdir()):
+                out.rmdir()
+        raise
 
 
 def result_record(result: SearchResult, files: list[str], command: str | None = None) -> dict:
@@ -65,5 +85,9 @@ def write_result(result: SearchResult, out: Path, command: str | None = None) ->
         files.append(name)
     make_grid(result.images, ncol=min(10, len(files)), scale=2).save(out / "grid.png")
     record = result_record(result, files, command)
-    (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+    try:
+        text = json.dumps(record, indent=2, allow_nan=False, default=str)
+    except ValueError:
+        raise NoiseSearchError("the result holds NaN or inf, which strict JSON cannot store") from None
+    (out / "result.json").write_text(text + "\n")
     return record

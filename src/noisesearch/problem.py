@@ -20,6 +20,7 @@ from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.progress import ProgressCallback, ProgressEvent
 from noisesearch.rng import SampleGenerators
 from noisesearch.sampling import Sampler
+from noisesearch.seeds import check_seeds
 from noisesearch.types import Proposal, StepOut
 
 DENOISER_ATTRIBUTES = ("image_shape", "nfe_per_call", "label_dim", "latent", "decode", "default_sampler")
@@ -66,6 +67,20 @@ def check_denoiser(denoiser: object) -> None:
     if missing or not callable(denoiser):
         raise NoiseSearchError(f"the denoiser lacks {', '.join(missing) or '__call__'}: subclass "
                                "noisesearch.DenoiserBase (it supplies the defaults) or see the Denoiser protocol")
+    per_call = denoiser.nfe_per_call
+    if not isinstance(per_call, int) or isinstance(per_call, bool) or per_call < 1:
+        raise NoiseSearchError(f"the denoiser's nfe_per_call must be an integer of at least 1, got {per_call!r}")
+    shape = denoiser.image_shape
+    if (not isinstance(shape, (tuple, list)) or len(shape) != 3
+            or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in shape)):
+        raise NoiseSearchError(f"the denoiser's image_shape must be three positive integers, got {shape!r}")
+
+
+def describe_output(out: object) -> str:
+    """What a model or reward returned, for error messages."""
+    if isinstance(out, torch.Tensor):
+        return f"a {str(out.dtype).removeprefix('torch.')} tensor of shape {tuple(out.shape)}"
+    return f"a {type(out).__name__}"
 
 
 class Problem:
@@ -91,7 +106,7 @@ class Problem:
         self.denoiser = denoiser
         self.reward = reward
         self.cond = cond
-        self.seeds = [int(s) for s in seeds]
+        self.seeds = check_seeds(seeds)
         self.sampler = sampler if sampler is not None else denoiser.default_sampler()
         self.max_batch = max_batch
         self.nfe_budget = nfe_budget
@@ -138,8 +153,10 @@ class Problem:
         if self.callback is not None:
             self.callback(ProgressEvent("nfe", cost * len(idx)))
 
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, which=None) -> torch.Tensor:
-        """Metered D(x, sigma, cond) on x of shape (C', M, *image); sigma scalar or shaped (C', M)."""
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, which=None, step: int | None = None
+                ) -> torch.Tensor:
+        """Metered D(x, sigma, cond) on x of shape (C', M, *image); sigma scalar or shaped (C', M). A NaN or
+        inf in the output is a NoiseSearchError naming the sampler `step` and sigma."""
         idx = self._which(which)
         c, m = x.shape[:2]
         if c != len(idx) or tuple(x.shape[2:]) != self.image_shape:
@@ -151,6 +168,13 @@ class Problem:
         rows = c * m
         self.padded_rows += -rows % self.max_batch
         out = padded_batches(self.denoiser, [x.reshape(rows, *x.shape[2:]), sig, cond], self.max_batch)
+        if out.shape != (rows, *x.shape[2:]):
+            raise NoiseSearchError(f"the denoiser returned {describe_output(out)} for {rows} rows of shape "
+                                   f"{tuple(x.shape[2:])}: it must return one x0 prediction per row")
+        if not bool(torch.isfinite(out).all()):
+            where = "" if step is None else f" at sampler step {step}"
+            raise NoiseSearchError(f"the denoiser returned NaN or inf{where} (sigma {float(sig.max()):.4g}): check "
+                                   "the model and its settings (guidance, dtype) and the search's (lambda_)")
         return out.reshape(x.shape)
 
     def to_images(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,10 +196,24 @@ class Problem:
         c, m = images.shape[:2]
         cond = self.cond[idx].repeat_interleave(m, dim=0)
         flat = images.reshape(c * m, *images.shape[2:])
-        scores = padded_batches(self.reward, [flat, cond], self.max_batch)
-        if not torch.isfinite(scores).all():
-            raise NoiseSearchError(f"reward '{self.reward.name}' returned NaN or inf: check the reward function")
+        scores = padded_batches(self._reward_rows, [flat, cond], self.max_batch)
+        if not bool(torch.isfinite(scores).all()):
+            raise NoiseSearchError(f"reward '{self._reward_name}' returned NaN or inf for finite images: check the "
+                                   "reward function")
         return scores.reshape(c, m)
+
+    @property
+    def _reward_name(self) -> str:
+        return getattr(self.reward, "name", type(self.reward).__name__)
+
+    def _reward_rows(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The reward of one chunk, checked to be a float tensor of one score per image."""
+        out = self.reward(images, cond)
+        if not isinstance(out, torch.Tensor) or out.shape != (images.shape[0],) or not out.dtype.is_floating_point:
+            raise NoiseSearchError(f"reward '{self._reward_name}' returned {describe_output(out)} for "
+                                   f"{images.shape[0]} images: it must return a float tensor of shape "
+                                   f"({images.shape[0]},), one score per image")
+        return out
 
     def initial_state(self, noise: torch.Tensor) -> torch.Tensor:
         """State at the sampler's first sigma from standard normal noise (no NFE)."""
@@ -184,12 +222,12 @@ class Problem:
     def propose(self, x: torch.Tensor, i: int, noise: torch.Tensor | None, which=None) -> Proposal:
         """Inject `noise` at step i and predict x0 from the noised state: 1 call per candidate."""
         x_hat = self.sampler.propose(x, i, noise)
-        return Proposal(i, x_hat, self.denoise(x_hat, self.sampler.sigma_hats[i], which))
+        return Proposal(i, x_hat, self.denoise(x_hat, self.sampler.sigma_hats[i], which, step=i))
 
     def advance(self, proposal: Proposal, which=None) -> StepOut:
         """Finish the step of a proposal with the sampler's solver, reusing its x0 prediction."""
-        x_next, x0_next = self.sampler.advance(lambda x, s: self.denoise(x, s, which), proposal.x_hat,
-                                               proposal.x0_hat, proposal.step)
+        x_next, x0_next = self.sampler.advance(lambda x, s: self.denoise(x, s, which, step=proposal.step),
+                                               proposal.x_hat, proposal.x0_hat, proposal.step)
         return StepOut(x_next, proposal.x0_hat, x0_next)
 
     def step(self, x: torch.Tensor, i: int, noise: torch.Tensor | None, which=None) -> StepOut:

@@ -10,12 +10,14 @@ from collections.abc import Sequence
 
 import torch
 
+from noisesearch.seeds import check_seeds
+
 
 class SampleGenerators:
     """One generator per sample; draws return a tensor with the samples stacked on dim 0."""
 
     def __init__(self, seeds: Sequence[int]) -> None:
-        self.seeds = [int(s) for s in seeds]
+        self.seeds = check_seeds(seeds)
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
 
     def __len__(self) -> int:

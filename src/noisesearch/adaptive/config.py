@@ -7,6 +7,7 @@ from typing import Any
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.search.base import check_beams, check_eps, check_lambda, check_positive_int
+from noisesearch.seeds import check_seed
 
 METHODS = ("final", "gain", "binomial")
 Move = tuple[int, float, float]  # a local-search move: (N candidates per iteration, eps, lambda_)
@@ -41,6 +42,7 @@ class CalibrationConfig:
             raise NoiseSearchError(f"calibration moves must be [N, eps, lambda_] triples, got {self.moves}") from None
         object.__setattr__(self, "moves", moves)
         object.__setattr__(self, "beams", check_beams(self.beams))
+        check_seed(self.seed, "the calibration seed")
         if self.method not in METHODS:
             raise NoiseSearchError(f"unknown calibration method '{self.method}': choose one of {', '.join(METHODS)}")
         if not isinstance(self.conditions, int) or self.conditions < 2:

@@ -8,6 +8,7 @@ and sigma_min / sigma_max. Conditions are class indices.
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -47,27 +48,68 @@ class EDMNetworkDenoiser(DenoiserBase):
         return out.float().to(x.device)
 
 
-def load_edm_network(path: str | Path, device: str = "cpu") -> EDMNetworkDenoiser:
+def load_edm_network(path: str | Path, device: str = "cpu", trust_model_code: bool = False) -> EDMNetworkDenoiser:
     """An EDM network from a pickle (NVlabs' network-snapshot-*.pkl, its 'ema' entry; their code must be
-    importable) or a torch file holding the module (torch.load with weights_only=False: trusted files only)."""
+    importable) or a torch file holding the module (or a dict with 'ema' or 'net').
+
+    Unpickling runs whatever code the file names, so files that need it load only with
+    `trust_model_code=True` (the CLI's --trust-model-code), as transformers' `trust_remote_code`: a pickle
+    always (refused before it is opened), a torch file when `torch.load(weights_only=True)` cannot read it
+    (its module classes are not allowlisted with torch.serialization.add_safe_globals)."""
     path = Path(path)
     if not path.is_file():
         raise NoiseSearchError(f"EDM network file {path} not found")
-    try:
-        if path.suffix == ".pkl":
-            with path.open("rb") as f:
-                obj = pickle.load(f)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (ModuleNotFoundError, AttributeError) as err:
-        raise NoiseSearchError(f"cannot unpickle {path} ({err}): put the network's code on PYTHONPATH") from None
+    obj = read_network_file(path, trust_model_code)
     net = obj.get("ema", obj.get("net")) if isinstance(obj, dict) else obj
     if not isinstance(net, torch.nn.Module):
-        raise NoiseSearchError(f"{path} holds no network module (expected a module or a dict with 'ema')")
+        raise NoiseSearchError(f"{path} holds no network module (expected a module or a dict with 'ema'): "
+                               "a state dict alone does not say the architecture")
     return EDMNetworkDenoiser(net, device)
+
+
+PICKLE_SUFFIXES = (".pkl", ".pickle")  # plain pickles: loading one always runs the code it names
+
+
+def untrusted(path: Path, why: str) -> NoiseSearchError:
+    return NoiseSearchError(f"{path} {why}, and loading it can run arbitrary code: pass --trust-model-code "
+                            "(trust_model_code=True) only if you trust the file and its source")
+
+
+def read_network_file(path: Path, trust_model_code: bool) -> object:
+    """The unpickled contents of a network file; code-carrying files only with `trust_model_code`."""
+    try:
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            if not trust_model_code:
+                raise untrusted(path, "is a pickle")
+            with path.open("rb") as f:
+                return pickle.load(f)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:  # names a class or function torch does not allowlist, or worse
+            needed = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+            why = (f"needs code to load ({needed.group(1)})" if needed else
+                   "is not a file that torch.load(weights_only=True) can read"
+                   + (f" ({detail.group(1).strip()})" if detail else ""))
+        except RuntimeError as err:
+            if "TorchScript" not in str(err):
+                raise
+            why = "is a TorchScript archive"
+        if not trust_model_code:
+            raise untrusted(path, why)
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (ModuleNotFoundError, AttributeError) as err:
+        raise NoiseSearchError(f"cannot unpickle {path} ({err}): put the network's code on PYTHONPATH") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
+        raise NoiseSearchError(f"cannot read {path} as a network file ({first_line(err)})") from None
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 register_backend(Backend(
     name="edm", description="a user's EDM-style network (NVlabs/edm's EDMPrecond and kin; class labels)",
-    load=lambda r: load_edm_network(r.model, r.device), default_guidance=None, needs_model=True,
-    model_help="a network pickle or torch file"))
+    load=lambda r: load_edm_network(r.model, r.device, r.trust_model_code), default_guidance=None, needs_model=True,
+    model_help="a network pickle or torch file; one that runs code when loaded needs --trust-model-code"))

@@ -22,15 +22,20 @@ class EmbeddedDenoiser(DenoiserBase):
 
     label_dim = NUM_CLASSES
 
-    def __init__(self, model: EDMPrecond, guidance: float = 1.0) -> None:
-        self.model = model.eval().requires_grad_(False)
+    def __init__(self, model: EDMPrecond, guidance: float = 1.0, device: str = "cpu") -> None:
+        self.device = device
+        self.model = model.eval().requires_grad_(False).to(device)
         self.guidance = float(guidance)
         cfg = model.cfg
         self.image_shape = (cfg.img_channels, cfg.img_size, cfg.img_size)
         self.nfe_per_call = 1 if self.guidance in (0.0, 1.0) else 2
 
-    @torch.no_grad()
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x0 predictions on x's device (the network runs on `device`)."""
+        return self.predict(x.to(self.device), sigma.to(self.device), cond.to(self.device)).to(x.device)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         if self.guidance == 1.0:
             return self.model(x, sigma, cond)
         null = torch.full_like(cond, NULL_LABEL)
@@ -41,17 +46,19 @@ class EmbeddedDenoiser(DenoiserBase):
         return d_null + self.guidance * (d_label - d_null)
 
 
-def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None) -> EmbeddedDenoiser:
-    """The embedded class-conditional MNIST EDM model (packaged EMA weights unless weights_dir)."""
+def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None, device: str = "cpu"
+               ) -> EmbeddedDenoiser:
+    """The embedded class-conditional MNIST EDM model (packaged EMA weights unless weights_dir) on `device`."""
     card = load_card("diffusion", weights_dir)
     cfg = UNetConfig.from_dict({k: v for k, v in card.get("architecture", {}).items()
                                 if k in UNetConfig.__dataclass_fields__})
     model = EDMPrecond(cfg)
     model.load_state_dict(load_weights("diffusion", weights_dir))
-    return EmbeddedDenoiser(model, guidance)
+    return EmbeddedDenoiser(model, guidance, device)
 
 
 register_backend(Backend(
     name="embedded", description="the embedded class-conditional MNIST EDM model (labels 0-9; --model: a weights "
                                  "directory to use instead of the packaged one)",
-    load=lambda r: load_model(r.guidance, weights_dir=r.model), default_guidance=1.0, evaluator="evaluator"))
+    load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device), default_guidance=1.0,
+    evaluator="evaluator"))

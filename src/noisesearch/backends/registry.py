@@ -10,6 +10,7 @@ import torch
 
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
+from noisesearch.naming import claim_name
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -17,13 +18,15 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 @dataclass(frozen=True)
 class LoadRequest:
     """What a backend's loader gets: the model path (None: the backend's own), the guidance weight, the
-    prompts of a prompt backend, device and dtype."""
+    prompts of a prompt backend, device and dtype, and whether the user trusts model files that run code
+    when loaded (pickles; --trust-model-code)."""
 
     model: str | None
     guidance: float
     prompts: Sequence[str] | None
     device: str
     dtype: torch.dtype
+    trust_model_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,11 @@ class Backend:
 _BACKENDS: dict[str, Backend] = {}
 
 
-def register_backend(backend: Backend) -> Backend:
-    """Make a backend selectable by its name (CLI --backend, `search(backend=...)`, bench)."""
-    _BACKENDS[backend.name] = backend
+def register_backend(backend: Backend, *, replace: bool = False) -> Backend:
+    """Make a backend selectable by its name (CLI --backend, `search(backend=...)`, bench). A name that
+    another backend holds is a NoiseSearchError unless `replace=True`; the same backend again (same
+    loader: a module imported twice) is no clash."""
+    claim_name(_BACKENDS, backend.name, backend, "backend", replace, definition=lambda entry: entry.load)
     return backend
 
 
@@ -94,12 +99,28 @@ def get_backend(name: str) -> Backend:
     return _BACKENDS[name]
 
 
+def check_device(device: str) -> None:
+    """A one-line error unless torch knows `device` and it is available on this machine."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise NoiseSearchError(f"unknown device '{device}': use cpu, cuda, cuda:N or mps") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, False):
+        raise NoiseSearchError(f"device '{device}' is not available on this machine (torch "
+                               f"{torch.__version__}): use --device cpu")
+
+
 def load_backend_denoiser(name: str, model: str | None = None, guidance: float | None = None,
-                  prompts: Sequence[str] | None = None, device: str = "cpu", dtype: str = "float32") -> Denoiser:
-    """The denoiser of backend `name` (defaults as the backend declares them)."""
+                          prompts: Sequence[str] | None = None, device: str = "cpu", dtype: str = "float32", *,
+                          trust_model_code: bool = False) -> Denoiser:
+    """The denoiser of backend `name` (defaults as the backend declares them). `trust_model_code` lets a
+    backend load model files that run code when loaded (pickles); without it they are a NoiseSearchError."""
     backend = get_backend(name)
     if dtype not in DTYPES:
         raise NoiseSearchError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
     if model is None and backend.needs_model:
         raise NoiseSearchError(f"the {name} backend needs --model PATH ({backend.model_help})")
-    return backend.load(LoadRequest(model, backend.guidance_or_default(guidance), prompts, device, DTYPES[dtype]))
+    check_device(device)
+    return backend.load(LoadRequest(model, backend.guidance_or_default(guidance), prompts, device, DTYPES[dtype],
+                                    trust_model_code))

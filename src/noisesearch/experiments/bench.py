@@ -4,6 +4,19 @@ A cell is one run (algorithm and parameters) under one reward column for one rep
 searched together in one batched Problem. When a cell finishes, one JSON line per label is appended
 in a single write, so a run killed at any moment loses at most the cell in flight, and a rerun of the
 same command skips every finished (cell, label).
+
+Integrity of a run directory:
+- A cell's key names everything that determines its records (algorithm and parameters, column with its
+  reward and guidance, repeat, the bench seed from which labels and sample seeds derive, steps, the
+  resolved sampler, backend, model and max_batch, and the calibration of calibrated runs). A resume or
+  `--reuse` takes a record only where its key matches exactly; records written before keys held all of
+  this (directories without run.json) are never matched, so never mixed in.
+- run.json keeps the settings the whole run shares (preset, seed, steps, sampler, backend, model, max_batch,
+  calibration, the definition of each column); a resume with other ones is refused.
+- One writer at a time: run_bench holds an exclusive lock on LOCK in the directory for its whole run.
+- Records are validated when read (one-line error naming file and line) and de-duplicated by (cell key,
+  label index), the first kept. A torn last line (a kill mid-write) is skipped when reading; only run_bench,
+  holding the lock, cuts it off before appending.
 """
 
 from __future__ import annotations
@@ -17,7 +30,8 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,35 +46,49 @@ from noisesearch.adaptive import CalibrationConfig, calibrate
 from noisesearch.backends import get_backend, load_backend_denoiser
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
-from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
+from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec, is_int, is_number, shown
 from noisesearch.imaging import to_uint8
 from noisesearch.outputs import prepare_out_dir
 from noisesearch.problem import Problem
 from noisesearch.progress import BarProgress
 from noisesearch.rewards import get_reward
-from noisesearch.sampling import Sampler
+from noisesearch.sampling import Sampler, make_sampler
 from noisesearch.search import get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
-from noisesearch.seeds import bench_seed, draw_labels
+from noisesearch.seeds import bench_seed, check_seed, draw_labels
+
+try:  # the lock: fcntl.flock where there is one (POSIX), msvcrt.locking on Windows
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 RESULTS = "results.jsonl"
+SETTINGS = "run.json"  # the settings every cell of a run directory shares
+LOCK = "bench.lock"  # held (flock, exclusive) by the one bench writing to the directory
+FORMAT = 2  # run.json's format: 2 = cell keys with seed, steps, sampler, backend, model and max_batch
 
 
 @dataclass(frozen=True)
 class Cell:
+    """One run × one reward column × one repeat; `setting` is what every cell of its run shares (run_bench's
+    bench seed, steps, resolved sampler, backend, model and max_batch), None where it is not known."""
+
     run: RunSpec
     column: RewardColumn
     repeat: int
     calibration: CalibrationConfig | None = None  # how its schedule is calibrated, for runs of a calibrated schedule
+    setting: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:
-        """Stable identity of the cell in results.jsonl (with the calibration for calibrated runs, so that
-        runs under different calibrations are never taken for one another)."""
-        identity = [self.run.algorithm, self.run.params, self.column.name, self.column.reward,
-                    self.column.guidance, self.repeat]
+        """Stable identity of the cell in results.jsonl, a JSON object with sorted keys: everything that
+        determines its records (with the label index, which gives the label and the sample seed from the
+        bench seed), with the calibration for calibrated runs, so that cells are never taken for one another."""
+        identity = {"algorithm": self.run.algorithm, "params": self.run.params, "column": self.column.name,
+                    "reward": self.column.reward, "guidance": self.column.guidance, "repeat": self.repeat,
+                    **(self.setting or {})}
         if self.calibration is not None:
-            identity.append(self.calibration.identity())
+            identity["calibration"] = self.calibration.identity()
         return json.dumps(identity, sort_keys=True)
 
     @property
@@ -72,21 +100,104 @@ class Cell:
         return re.sub(r"[^A-Za-z0-9._-]", "-", name)
 
 
-def plan(preset: Preset) -> list[Cell]:
-    return [Cell(run, column, r, preset.calibration if run.calibrated_column(column.name) else None)
+def plan(preset: Preset, setting: Callable[[RewardColumn], dict[str, Any]] | None = None) -> list[Cell]:
+    """The cells of `preset`, with `setting(column)` (what the run shares) in their keys where it is given."""
+    return [Cell(run, column, r, preset.calibration if run.calibrated_column(column.name) else None,
+                 None if setting is None else setting(column))
             for column in preset.rewards for run in preset.runs for r in range(preset.repeats)]
 
 
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """Records of results.jsonl; a torn last line (from a kill mid-write) is cut off the file."""
+def is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+# Fields every record of results.jsonl has, with their JSON types.
+RECORD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "cell": (is_str, "a string"), "algorithm": (is_str, "a string"),
+    "params": (lambda v: isinstance(v, dict), "a JSON object"), "column": (is_str, "a string"),
+    "reward": (is_str, "a string"), "guidance": (is_number, "a number"),
+    "repeat": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+    "label_index": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+    "label": (is_int, "an integer"), "seed": (is_int, "an integer"), "reward_value": (is_number, "a number"),
+    "evaluator": (lambda v: v is None or is_number(v), "a number or null"),
+    "nfe": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"), "wall_time_s": (is_number, "a number"),
+    "steps": (is_int, "an integer"),
+}
+
+
+def check_record(record: Any, where: str) -> dict[str, Any]:
+    """The record of one results.jsonl line, or a one-line NoiseSearchError naming `where` (file and line)."""
+    hint = "fix or delete the line; bench reruns what is missing"
+    if not isinstance(record, dict):
+        raise NoiseSearchError(f"{where}: a record must be a JSON object, got {shown(record)} ({hint})")
+    for name, (check, noun) in RECORD_FIELDS.items():
+        if name not in record:
+            raise NoiseSearchError(f"{where}: the record has no \"{name}\" ({hint})")
+        if not check(record[name]):
+            raise NoiseSearchError(f"{where}: \"{name}\" must be {noun}, got {shown(record[name])} ({hint})")
+    return record
+
+
+@dataclass(frozen=True)
+class Results:
+    """The records of a results file: valid, unique by (cell key, label index) (the first kept), and how
+    many duplicate lines were dropped and whether an unterminated last line was skipped."""
+
+    records: list[dict[str, Any]]
+    duplicates: int = 0
+    torn: bool = False
+
+
+def load_results(path: Path) -> Results:
+    """Read results.jsonl without writing to it: every complete line is validated (a malformed one is a
+    one-line NoiseSearchError naming file and line), duplicates of (cell, label_index) are dropped keeping
+    the first, and a torn last line (no trailing newline: a kill mid-write, or a bench still writing) is
+    skipped."""
     if not path.exists():
-        return []
+        return Results([])
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise NoiseSearchError(f"cannot read {path} ({err.strerror})") from None
+    end = data.rfind(b"\n") + 1
+    records, seen, duplicates = [], set(), 0
+    for n, line in enumerate(data[:end].split(b"\n")[:-1], 1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {n}"
+        try:
+            record = check_record(json.loads(line), where)
+        except UnicodeDecodeError:
+            raise NoiseSearchError(f"{where}: not UTF-8 text (fix or delete the line)") from None
+        except json.JSONDecodeError as err:
+            raise NoiseSearchError(f"{where}: not a JSON record ({err.msg} at column {err.colno}); fix or delete "
+                                   "the line") from None
+        identity = (record["cell"], record["label_index"])
+        if identity in seen:
+            duplicates += 1
+            continue
+        seen.add(identity)
+        records.append(record)
+    return Results(records, duplicates, bool(data[end:].strip()))
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The valid, unique records of results.jsonl (see load_results); the file is never written."""
+    return load_results(path).records
+
+
+def cut_torn_line(path: Path) -> bool:
+    """Cut an unterminated last line off results.jsonl before appending to it; only the writer holding the
+    run directory's lock may call this. Returns whether there was one."""
+    if not path.exists():
+        return False
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with path.open("r+b") as f:
-            f.truncate(end)
-    return [json.loads(line) for line in data[:end].decode().splitlines() if line.strip()]
+    if end == len(data):
+        return False
+    with path.open("r+b") as f:
+        f.truncate(end)
+    return True
 
 
 def cpu_model() -> str:
@@ -121,12 +232,108 @@ def environment() -> dict[str, Any]:
     }
 
 
-def prepare_run_dir(out: Path, preset: Preset, seed: int) -> None:
+@contextmanager
+def run_dir_lock(out: Path) -> Iterator[None]:
+    """Create the run directory `out` and hold an exclusive lock on its LOCK file while the block runs, or
+    raise a one-line NoiseSearchError if another process holds it (the lock goes with the process, even if
+    it is killed; the file stays)."""
+    if out.exists() and not out.is_dir():
+        raise NoiseSearchError(f"--out {out} is a file: give a directory for the run")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = (out / LOCK).open("a")
+    except OSError as err:
+        raise NoiseSearchError(f"cannot write to --out {out} ({err.strerror}): choose a writable directory") from None
+    busy = f"another bench is writing to {out}: let it finish, or use another --out"
+    with handle:
+        try:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:  # pragma: no cover
+                import msvcrt
+
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except BlockingIOError:
+            raise NoiseSearchError(busy) from None
+        except OSError as err:
+            if fcntl is None:  # pragma: no cover  (msvcrt raises a PermissionError when the lock is taken)
+                raise NoiseSearchError(busy) from None
+            raise NoiseSearchError(f"cannot lock {out / LOCK} ({err.strerror})") from None
+        yield
+
+
+def model_identity(model: str | None) -> str | None:
+    """The model of a run as its key names it: the absolute path of an existing file or directory, else as given."""
+    if model is None:
+        return None
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def run_settings(preset: Preset, seed: int, sampler: str, backend: str, model: str | None, max_batch: int
+                 ) -> dict[str, Any]:
+    """What every cell of a run shares, as run.json keeps it (JSON values only)."""
+    return json.loads(json.dumps({
+        "format": FORMAT, "preset": preset.name, "seed": seed, "steps": preset.steps, "sampler": sampler,
+        "backend": backend, "model": model, "max_batch": max_batch,
+        "calibration": None if preset.calibration is None else preset.calibration.identity(),
+        "columns": {c.name: {"reward": c.reward, "guidance": c.guidance} for c in preset.rewards},
+    }))
+
+
+SHARED = ("format", "preset", "seed", "steps", "sampler", "backend", "model", "max_batch", "calibration")
+
+
+def read_settings(directory: Path, hint: str = "") -> dict[str, Any] | None:
+    """The run.json of a bench run directory, None where there is none; a one-line NoiseSearchError (ending
+    in `hint`) where it cannot be read."""
+    path = directory / SETTINGS
+    if not path.exists():
+        return None
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise NoiseSearchError(f"{path} is unreadable ({err}){hint}") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("columns"), dict):
+        raise NoiseSearchError(f"{path} is not the settings of a bench run{hint}")
+    return settings
+
+
+def resume_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings to keep in out/run.json: `settings`, with the columns of earlier starts; a one-line
+    NoiseSearchError if the directory holds a run of other settings (another seed, steps, sampler, backend,
+    model, max_batch, preset or calibration, or a column of this name defined otherwise), or one written
+    before run directories kept their settings."""
+    theirs = read_settings(out, ": use another --out")
+    if theirs is None:
+        if (out / "preset.json").exists() or load_results(out / RESULTS).records:
+            raise NoiseSearchError(f"{out} holds a bench run from before run directories kept their settings "
+                                   f"({SETTINGS}); its records cannot be matched to this one: use another --out")
+        return settings
+    differ = [f"{name} {shown(theirs.get(name))}, not {shown(settings[name])}"
+              for name in SHARED if theirs.get(name) != settings[name]]
+    differ += [f"column {name} {shown(theirs['columns'][name])}, not {shown(column)}"
+               for name, column in settings["columns"].items()
+               if name in theirs["columns"] and theirs["columns"][name] != column]
+    if differ:
+        raise NoiseSearchError(f"{out} holds a bench run with other settings ({'; '.join(differ)}): use another "
+                               "--out for this one")
+    return {**settings, "columns": {**theirs["columns"], **settings["columns"]}}
+
+
+def prepare_run_dir(out: Path, preset: Preset, seed: int, settings: dict[str, Any]) -> None:
+    """Write run.json, preset.json and a line of environment.jsonl, make the folders, and cut a torn last
+    line off results.jsonl; the caller holds the directory's lock."""
     prepare_out_dir(out, ("images", "traces"), hint="a directory for the run")
+    tmp = out / f"{SETTINGS}.tmp"
+    tmp.write_text(json.dumps(settings, indent=2) + "\n")
+    tmp.replace(out / SETTINGS)
     (out / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": seed}, indent=2) + "\n")
     history = out / "environment.jsonl"
     with history.open("a") as f:
         f.write(json.dumps(environment()) + "\n")
+    cut_torn_line(out / RESULTS)
 
 
 def expected_nfe(cell: Cell, sampler: Sampler, denoiser: Denoiser, n: int, schedules: dict[str, SearchSchedule]
@@ -136,40 +343,79 @@ def expected_nfe(cell: Cell, sampler: Sampler, denoiser: Denoiser, n: int, sched
     return cost.nfe(algo.nfe_estimate(sampler), denoiser) * n
 
 
+def strict_json(record: dict[str, Any], cell: Cell) -> str:
+    """A record as strict JSON (no bare NaN), or a one-line error naming the cell."""
+    try:
+        return json.dumps(record, allow_nan=False)
+    except ValueError:
+        raise NoiseSearchError(f"cell {cell.slug} produced NaN or inf (evaluator or timing): not recorded") from None
+
+
 def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, progress: bool = True,
               backend: str = "embedded", model: str | None = None, sampler: str | None = None,
-              model_loader: Callable[[float], Denoiser] | None = None, reuse: Sequence[Path] = ()) -> Path:
+              model_loader: Callable[[float], Denoiser] | None = None, reuse: Sequence[Path] = (),
+              trust_model_code: bool = False) -> Path:
     """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Cells run on
-    the `backend`'s model (`model`: its path; `model_loader(guidance)` replaces the loader) with its
-    default sampler or the registered `sampler`; conditions are labels drawn from `seed`. Results of
-    identical cells, labels and seeds in the `reuse` run directories are copied instead of rerun, and so
-    are their schedules calibrated exactly as `preset` would calibrate them."""
+    the `backend`'s model (`model`: its path; `model_loader(guidance)` replaces the loader, and `model` then
+    only names it in the cell keys) with its default sampler or the registered `sampler`; conditions are
+    labels drawn from `seed`. Results of identical cells (equal keys: see Cell.key) in the `reuse` run
+    directories are copied instead of rerun, and so are their schedules calibrated exactly as `preset` would
+    calibrate them. `trust_model_code` lets the backend load a model file that needs code to load.
+
+    The whole run holds `out`'s lock (a second bench on `out` gets a one-line NoiseSearchError); a resume
+    with other settings than out/run.json's is refused, as is one of a directory written before run.json."""
     spec = get_backend(backend)
     if spec.conditions != "labels":
         raise NoiseSearchError(f"bench draws class labels; the {backend} backend takes prompts")
-    prepare_run_dir(out, preset, seed)
-    results = out / RESULTS
-    labels = draw_labels(preset.labels, seed)
+    check_seed(seed, "the bench seed")
+    bench_seed(seed, preset.repeats - 1, preset.labels - 1)  # the largest sample seed, checked before writing
+    if not is_int(max_batch) or max_batch < 1:
+        raise NoiseSearchError(f"max_batch must be an integer of at least 1, got {shown(max_batch)}")
+    out = Path(out)
     for source in reuse:
-        copy_schedules(source, out, preset)
-        copy_results(source, out, preset, seed, labels)
-    done = {(r["cell"], r["label_index"]) for r in read_results(results)}
-    todo = []
-    for cell in plan(preset):
-        missing = [k for k in range(preset.labels) if (cell.key, k) not in done]
-        if missing:
-            todo.append((cell, missing))
+        check_reuse_source(Path(source))
+    sampler_name = sampler or spec.default_sampler
+    make_sampler(sampler_name, preset.steps)  # an unknown sampler is an error before anything is written
+    settings = run_settings(preset, seed, sampler_name, backend, model_identity(model), max_batch)
+    with run_dir_lock(out):
+        settings = resume_settings(out, settings)
+        return run_locked(preset, out, settings, spec.evaluator, progress, model_loader, reuse, trust_model_code)
+
+
+def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_name: str | None, progress: bool,
+               model_loader: Callable[[float], Denoiser] | None, reuse: Sequence[Path], trust_model_code: bool
+               ) -> Path:
+    """run_bench's work once it holds `out`'s lock and has checked `settings` (see run_settings)."""
+    seed, max_batch = settings["seed"], settings["max_batch"]
     denoisers: dict[float, Denoiser] = {}
 
     def denoiser(guidance: float) -> Denoiser:
         if guidance not in denoisers:
             denoisers[guidance] = (model_loader(guidance) if model_loader is not None
-                                   else load_backend_denoiser(backend, model, guidance))
+                                   else load_backend_denoiser(settings["backend"], settings["model"], guidance,
+                                                              trust_model_code=trust_model_code))
         return denoisers[guidance]
 
     def sampler_of(guidance: float) -> Sampler:
-        return denoiser(guidance).default_sampler(sampler or spec.default_sampler, preset.steps)
+        return denoiser(guidance).default_sampler(settings["sampler"], preset.steps)
 
+    shared = {name: settings[name] for name in ("seed", "steps", "backend", "model", "max_batch")}
+    cells = plan(preset, lambda column: {**shared, "sampler": sampler_of(column.guidance).to_dict()})
+    if len({c.key for c in cells}) < len(cells) or len({c.slug for c in cells}) < len(cells):
+        raise NoiseSearchError(f"preset '{preset.name}' has two cells of one name: give runs and columns "
+                               "distinct parameters and names")
+    prepare_run_dir(out, preset, seed, settings)
+    results = out / RESULTS
+    labels = draw_labels(preset.labels, seed)
+    for source in reuse:
+        copy_schedules(Path(source), out, preset, settings)
+        copy_results(Path(source), out, cells, labels, seed)
+    done = {(r["cell"], r["label_index"]) for r in read_results(results)}
+    todo = []
+    for cell in cells:
+        missing = [k for k in range(preset.labels) if (cell.key, k) not in done]
+        if missing:
+            todo.append((cell, missing))
     needed = {cell.run.calibrated_column(cell.column.name) for cell, _ in todo} - {None}
     schedules = calibrate_columns(preset, [c for c in preset.rewards if c.name in needed], out, denoiser,
                                   sampler_of, max_batch, progress)
@@ -177,7 +423,7 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
                              schedules) for cell, missing in todo)
     bar = tqdm(total=total, unit="NFE", desc=f"bench {preset.name}", disable=not progress, dynamic_ncols=True)
     rewards: dict[str, Any] = {}
-    evaluator = get_reward(spec.evaluator) if spec.evaluator is not None else None
+    evaluator = get_reward(evaluator_name) if evaluator_name is not None else None
     try:
         for cell, missing in todo:
             bar.set_postfix_str(cell.slug, refresh=False)
@@ -197,7 +443,7 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
                 columns = result.trace.columns()
                 columns["condition"] = np.array(missing, dtype=np.int64)[columns["condition"]]
                 np.savez_compressed(out / "traces" / f"{cell.slug}_{missing[0]:03d}.npz", **columns)
-            lines = [json.dumps({
+            lines = [strict_json({
                 "cell": cell.key, "algorithm": cell.run.algorithm, "params": cell.run.params,
                 "column": cell.column.name, "reward": cell.column.reward, "guidance": guidance,
                 "repeat": cell.repeat, "label_index": k, "label": labels[k], "seed": seeds[row],
@@ -205,7 +451,7 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
                 "evaluator": None if held_out is None else float(held_out[row]),
                 "nfe": int(result.nfe[row]), "wall_time_s": result.wall_time / len(missing),
                 "cell_wall_time_s": result.wall_time, "steps": preset.steps,
-            }) + "\n" for row, k in enumerate(missing)]
+            }, cell) + "\n" for row, k in enumerate(missing)]
             with results.open("a") as f:
                 f.write("".join(lines))
                 f.flush()
@@ -215,38 +461,46 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
     return results
 
 
-def copy_schedules(source: Path, out: Path, preset: Preset) -> list[str]:
+def check_reuse_source(source: Path) -> None:
+    """A one-line NoiseSearchError unless `source` is a bench run directory (it has results)."""
+    if not (source / RESULTS).is_file():
+        raise NoiseSearchError(f"--reuse {source}: no {RESULTS} there (not a bench run directory)")
+
+
+def copy_schedules(source: Path, out: Path, preset: Preset, settings: dict[str, Any]) -> list[str]:
     """Copy into out/schedules the schedules that `source` (another bench run directory) calibrated as
-    `preset` would: same calibration, sampler steps and column (reward, guidance); returns their columns."""
-    if preset.calibration is None or not (source / "preset.json").is_file():
+    `preset` would: same calibration, steps, sampler, backend, model and max_batch (its run.json's) and the
+    same column (reward, guidance); returns their columns. Directories without run.json give none."""
+    theirs = read_settings(source) if source.is_dir() else None
+    if preset.calibration is None or theirs is None:
         return []
-    theirs = Preset.from_dict("source", json.loads((source / "preset.json").read_text())["preset"])
-    if theirs.calibration != preset.calibration or theirs.steps != preset.steps:
+    if any(theirs.get(name) != settings[name]
+           for name in ("calibration", "steps", "sampler", "backend", "model", "max_batch")):
         return []
-    their_columns = {column.name: column for column in theirs.rewards}
     copied = []
     for column in preset.rewards:
         made, wanted = source / "schedules" / f"{column.name}.json", out / "schedules" / f"{column.name}.json"
-        if made.is_file() and not wanted.exists() and their_columns.get(column.name) == column:
+        if (made.is_file() and not wanted.exists()
+                and theirs["columns"].get(column.name) == settings["columns"][column.name]):
             wanted.parent.mkdir(exist_ok=True)
             shutil.copyfile(made, wanted)
             copied.append(column.name)
     return copied
 
 
-def copy_results(source: Path, out: Path, preset: Preset, seed: int, labels: list[int]) -> int:
-    """Append to out's results the records of `source` (another bench run directory) for cells of `preset`
-    with the same label, sample seed and steps that `out` lacks, with their images and traces; returns
-    how many were copied. Results are batch-independent, so these are the records a rerun would write."""
-    if not (source / RESULTS).is_file():
-        raise NoiseSearchError(f"--reuse {source}: no {RESULTS} there (not a bench run directory)")
+def copy_results(source: Path, out: Path, cells: Sequence[Cell], labels: list[int], seed: int) -> int:
+    """Append to out's results the records of `source` (another bench run directory) whose cell key is one of
+    `cells`' (so the same settings: see Cell.key) with the same label and sample seed that `out` lacks, with
+    their images and traces; returns how many were copied. Results are batch-independent, so these are the
+    records a rerun would write. Records of directories written before keys held the settings never match."""
+    check_reuse_source(source)
     if source.resolve() == out.resolve():
         return 0
-    keys = {cell.key: cell for cell in plan(preset)}
+    keys = {cell.key: cell for cell in cells}
     done = {(r["cell"], r["label_index"]) for r in read_results(out / RESULTS)}
     take = [r for r in read_results(source / RESULTS)
-            if r["cell"] in keys and (r["cell"], r["label_index"]) not in done and r["label_index"] < preset.labels
-            and r["label"] == labels[r["label_index"]] and r["steps"] == preset.steps
+            if r["cell"] in keys and (r["cell"], r["label_index"]) not in done and r["label_index"] < len(labels)
+            and r["label"] == labels[r["label_index"]]
             and r["seed"] == bench_seed(seed, r["repeat"], r["label_index"])]
     if not take:
         return 0

@@ -1,8 +1,16 @@
-"""Bench presets: data (presets.json, or a JSON file of the user's) naming runs and reward columns."""
+"""Bench presets: data (presets.json, or a JSON file of the user's) naming runs and reward columns.
+
+A preset is checked when it is read: every value has its JSON type (an integer is no `true`, a number no
+string), every field is known, no run appears twice and no two reward columns share a name (they would
+share a cell and its files); any mistake is one NoiseSearchError line that names the preset.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
@@ -13,8 +21,87 @@ from noisesearch.adaptive import CalibrationConfig
 from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards import reward_names
 from noisesearch.sampling import make_sampler
-from noisesearch.search import get_algorithm
+from noisesearch.search import algorithm_class, get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
+
+PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration")
+RUN_FIELDS = ("algorithm", "params")
+COLUMN_FIELDS = ("name", "reward", "guidance")
+MAX_COUNT = 1000  # labels and repeats: bench_seed gives repeat r and label k of seed s the seed s·10⁶ + r·1000 + k
+COLUMN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a column names files (schedules, plots): no separators
+REQUIRED = object()
+
+
+def shown(value: Any) -> str:
+    """A value as it is written in JSON (true, "x", 2.5), for error messages."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks written as escapes, so that an error quoting a user's value stays one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (is_int, "an integer"),
+    "number": (is_number, "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "object": (lambda v: isinstance(v, dict), "a JSON object"),
+}
+
+
+def json_object(value: Any, fields: tuple[str, ...], where: str) -> dict[str, Any]:
+    """`value` as a dict with only the given fields, or a one-line NoiseSearchError about `where`."""
+    if not isinstance(value, dict):
+        raise NoiseSearchError(f"{where} must be a JSON object, got {shown(value)}")
+    unknown = [key for key in value if key not in fields]
+    if unknown:
+        raise NoiseSearchError(f"{where} has no field {', '.join(map(shown, unknown))}: it takes {', '.join(fields)}")
+    return value
+
+
+def typed(d: dict[str, Any], key: str, kind: str, where: str, default: Any = REQUIRED) -> Any:
+    """d[key], which must be of `kind` (see KINDS; JSON true is no integer), or `default` where it is absent."""
+    if key not in d:
+        if default is REQUIRED:
+            raise NoiseSearchError(f"{where} needs the \"{key}\" field")
+        return default
+    check, noun = KINDS[kind]
+    if not check(d[key]):
+        raise NoiseSearchError(f"{where}: \"{key}\" must be {noun}, got {shown(d[key])}")
+    return d[key]
+
+
+SIMPLE_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "bool": (lambda v: isinstance(v, bool), "true or false"), "int": (is_int, "an integer"),
+    "float": (is_number, "a number"), "str": (lambda v: isinstance(v, str), "a string"),
+    "None": (lambda v: v is None, "null"),
+}
+
+
+def check_field_types(cls: type, values: dict[str, Any], where: str) -> None:
+    """A one-line NoiseSearchError for a value of a dataclass field annotated with a union of bool, int,
+    float, str and None that has none of these types (so `"N": true` or `"eps": "x"` fails here, not in a
+    comparison deep inside); fields of other annotations are left to the class's own checks."""
+    for f in dataclasses.fields(cls):
+        if f.name not in values or not isinstance(f.type, str):
+            continue
+        kinds = [kind.strip() for kind in f.type.split("|")]
+        if all(kind in SIMPLE_TYPES for kind in kinds) and not any(SIMPLE_TYPES[k][0](values[f.name]) for k in kinds):
+            wanted = " or ".join(SIMPLE_TYPES[kind][1] for kind in kinds)
+            raise NoiseSearchError(f"{where}: {f.name} must be {wanted}, got {shown(values[f.name])}")
 
 
 @dataclass(frozen=True)
@@ -70,44 +157,95 @@ class Preset:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, name: str, d: dict[str, Any]) -> Preset:
-        try:
-            preset = cls(
-                name=name,
-                description=d.get("description", ""),
-                runs=tuple(RunSpec(r["algorithm"], dict(r.get("params", {}))) for r in d["runs"]),
-                rewards=tuple(RewardColumn(c["name"], c["reward"], float(c.get("guidance", 1.0)))
-                              for c in d["rewards"]),
-                labels=int(d.get("labels", 36)),
-                repeats=int(d.get("repeats", 1)),
-                steps=int(d.get("steps", 18)),
-                calibration=CalibrationConfig(**d["calibration"]) if d.get("calibration") else None,
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise NoiseSearchError(f"preset '{name}' is malformed ({err!r}): see experiments/presets.json") from None
+    def from_dict(cls, name: str, d: Any) -> Preset:
+        """The preset `name` from its JSON data; a one-line NoiseSearchError naming the preset for a missing
+        field, an unknown one, a value of the wrong type, or any check of `validate`."""
+        where = one_line(f"preset '{name}'")
+        d = json_object(d, PRESET_FIELDS, where)
+        runs = []
+        for i, r in enumerate(typed(d, "runs", "list", where), 1):
+            r = json_object(r, RUN_FIELDS, f"{where}, run {i}")
+            runs.append(RunSpec(typed(r, "algorithm", "str", f"{where}, run {i}"),
+                                dict(typed(r, "params", "object", f"{where}, run {i}", {}))))
+        columns = []
+        for i, c in enumerate(typed(d, "rewards", "list", where), 1):
+            c = json_object(c, COLUMN_FIELDS, f"{where}, reward column {i}")
+            columns.append(RewardColumn(typed(c, "name", "str", f"{where}, reward column {i}"),
+                                        typed(c, "reward", "str", f"{where}, reward column {i}"),
+                                        float(typed(c, "guidance", "number", f"{where}, reward column {i}", 1.0))))
+        calibration = d.get("calibration")
+        if calibration == {}:  # an empty entry is none, as it always was
+            calibration = None
+        if calibration is not None:
+            calibration = json_object(calibration, tuple(f.name for f in dataclasses.fields(CalibrationConfig)),
+                                      f"{where}, calibration")
+            check_field_types(CalibrationConfig, calibration, f"{where}, calibration")
+            try:
+                calibration = CalibrationConfig(**calibration)
+            except (NoiseSearchError, TypeError, ValueError) as err:
+                raise NoiseSearchError(one_line(f"{where}, calibration: {err}")) from None
+        preset = cls(
+            name=name,
+            description=typed(d, "description", "str", where, ""),
+            runs=tuple(runs),
+            rewards=tuple(columns),
+            labels=typed(d, "labels", "int", where, 36),
+            repeats=typed(d, "repeats", "int", where, 1),
+            steps=typed(d, "steps", "int", where, 18),
+            calibration=calibration,
+        )
         preset.validate()
         return preset
 
     def validate(self) -> None:
-        """Raise a NoiseSearchError for an unknown algorithm or reward, or bad parameters or counts."""
+        """Raise a one-line NoiseSearchError naming the preset for an unknown algorithm or reward, parameters of
+        the wrong type or value, a run given twice, two reward columns of one name, or bad counts."""
+        where = one_line(f"preset '{self.name}'")
+        for what, value in (("labels", self.labels), ("repeats", self.repeats), ("steps", self.steps)):
+            if not is_int(value):
+                raise NoiseSearchError(f"{where}: {what} must be an integer, got {shown(value)}")
+        if self.labels < 1 or self.repeats < 1:
+            raise NoiseSearchError(f"{where}: labels and repeats must be at least 1")
+        if self.steps < 1:
+            raise NoiseSearchError(f"{where}: steps must be at least 1, got {self.steps}")
+        if self.labels > MAX_COUNT or self.repeats > MAX_COUNT:
+            raise NoiseSearchError(f"{where}: labels and repeats must be at most {MAX_COUNT} (the bench's sample "
+                                   "seeds would repeat)")
+        if not self.runs or not self.rewards:
+            raise NoiseSearchError(f"{where} selects no runs or no reward columns")
         columns = [c.name for c in self.rewards]
+        for column in self.rewards:
+            if not COLUMN_NAME.fullmatch(column.name):
+                raise NoiseSearchError(f"{where}: reward column name {shown(column.name)} must be letters, digits, "
+                                       "'.', '_' or '-' (it names files)")
+            if columns.count(column.name) > 1:
+                raise NoiseSearchError(f"{where}: two reward columns are named '{column.name}': give each its own "
+                                       "name (they would share a cell and its images)")
+            if column.reward not in reward_names():
+                raise NoiseSearchError(one_line(f"{where}: unknown reward '{column.reward}'"))
+            if not math.isfinite(column.guidance):
+                raise NoiseSearchError(f"{where}: reward column '{column.name}' has guidance {column.guidance}")
+        seen = set()
+        for run in self.runs:
+            identity = json.dumps([run.algorithm, run.params], sort_keys=True, default=repr)
+            if identity in seen:
+                raise NoiseSearchError(one_line(f"{where}: run {run.label} is listed twice: remove the copy (more "
+                                                "seeds per label are \"repeats\")"))
+            seen.add(identity)
         sampler = make_sampler("heun", self.steps)
         placeholder = SearchSchedule.uniform(sampler, 1, 0.5, 1, gains=((1.0,),) * len(sampler.searchable_steps()))
         for run in self.runs:
             for column in columns:
                 source = run.calibrated_column(column)
                 if source is not None and self.calibration is None:
-                    raise NoiseSearchError(f"preset '{self.name}': {run.label} needs a \"calibration\" entry")
+                    raise NoiseSearchError(one_line(f"{where}: {run.label} needs a \"calibration\" entry"))
                 if source is not None and source not in columns:
-                    raise NoiseSearchError(f"preset '{self.name}': {run.label} names no reward column of the preset")
-                get_algorithm(run.algorithm, **run.algorithm_params({source: placeholder}, column))
-        for column in self.rewards:
-            if column.reward not in reward_names():
-                raise NoiseSearchError(f"preset '{self.name}': unknown reward '{column.reward}'")
-        if self.labels < 1 or self.repeats < 1:
-            raise NoiseSearchError(f"preset '{self.name}': labels and repeats must be at least 1")
-        if not self.runs or not self.rewards:
-            raise NoiseSearchError(f"preset '{self.name}' selects no runs or no reward columns")
+                    raise NoiseSearchError(one_line(f"{where}: {run.label} names no reward column of the preset"))
+                try:
+                    check_field_types(algorithm_class(run.algorithm), run.params, f"run {run.label}")
+                    get_algorithm(run.algorithm, **run.algorithm_params({source: placeholder}, column))
+                except (NoiseSearchError, TypeError, ValueError) as err:
+                    raise NoiseSearchError(one_line(f"{where}: {err}")) from None
 
     def calibrated_columns(self) -> list[str]:
         """Columns whose calibrated schedules some run uses, in column order."""

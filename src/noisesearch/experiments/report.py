@@ -4,6 +4,10 @@ Writes RUN_DIR/report/report.md and report.html (images inline) with the table i
 layout (mean ± std, ± standard error, NFE per image, wall time, the held-out evaluator beside the
 verifier), the paper's published figures for reference, image grids per method, reward against
 NFE, k̄(σ) and the global-win rate of ε-greedy, and the incumbent's reward over iterations.
+
+The report only reads the run's files (it writes nothing but its own output directory, and may run
+while a bench is still writing): records are validated and de-duplicated as bench reads them, and a
+torn last line is skipped, not cut off; the report says how many lines it left out.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.adaptive_report import adaptive_blocks
-from noisesearch.experiments.bench import RESULTS, plan, read_results
+from noisesearch.experiments.bench import RESULTS, SETTINGS, load_results, plan
 from noisesearch.experiments.presets import Preset, RunSpec
 from noisesearch.imaging import make_grid
 from noisesearch.search.tracing import step_statistics
@@ -49,21 +53,41 @@ class Run:
     preset: Preset | None
     seed: int | None
     environment: dict[str, Any]
+    duplicates: int = 0  # duplicate lines of results.jsonl left out (the first record of a cell and label counts)
+    torn: bool = False  # whether an unterminated last line was left out
+    settings: dict[str, Any] | None = None  # run.json (None for runs written before it)
+
+
+def read_json(path: Path, lines: bool = False) -> Any:
+    """A JSON file of the run directory (lines: the last line of a JSON-lines file), or a one-line error."""
+    try:
+        text = path.read_text()
+        return json.loads(text.splitlines()[-1] if lines else text) if text.strip() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise NoiseSearchError(f"cannot read {path} ({err})") from None
 
 
 def load_run(directory: Path) -> Run:
-    """Read a bench run directory (results, preset and environment) without running anything."""
+    """Read a bench run directory (results, preset, settings and environment) without running or writing
+    anything."""
     directory = Path(directory)
-    if not (directory / RESULTS).exists():
+    if not (directory / RESULTS).is_file():
         raise NoiseSearchError(f"{directory} holds no {RESULTS}: give a directory written by `noisesearch bench`")
     preset, seed = None, None
     if (directory / "preset.json").exists():
-        meta = json.loads((directory / "preset.json").read_text())
-        preset = Preset.from_dict(meta["preset"]["name"], meta["preset"])
-        seed = meta["seed"]
+        meta = read_json(directory / "preset.json")
+        try:
+            preset = Preset.from_dict(meta["preset"]["name"], meta["preset"])
+            seed = meta["seed"]
+        except (KeyError, TypeError) as err:
+            raise NoiseSearchError(f"{directory / 'preset.json'} is not a bench preset ({err!r})") from None
+        except NoiseSearchError as err:
+            raise NoiseSearchError(f"{directory / 'preset.json'}: {err}") from None
+    settings = read_json(directory / SETTINGS) if (directory / SETTINGS).exists() else None
     env_path = directory / "environment.jsonl"
-    environment = json.loads(env_path.read_text().splitlines()[-1]) if env_path.exists() else {}
-    return Run(directory, read_results(directory / RESULTS), preset, seed, environment)
+    environment = read_json(env_path, lines=True) if env_path.exists() else {}
+    results = load_results(directory / RESULTS)
+    return Run(directory, results.records, preset, seed, environment, results.duplicates, results.torn, settings)
 
 
 def run_label(record: dict[str, Any]) -> str:
@@ -88,15 +112,23 @@ def summarize(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
     return stats
 
 
+def slot(algorithm: str, params: dict[str, Any], column: str, repeat: int) -> str:
+    """A cell's place in the preset's grid: its run, column and repeat (the settings all cells of a run
+    directory share, since run.json refuses a resume with others)."""
+    return json.dumps([algorithm, params, column, repeat], sort_keys=True)
+
+
 def missing_cells(run: Run) -> list[str]:
     """Cells of the run's preset with fewer results than labels."""
     if run.preset is None:
         return []
     counts: dict[str, int] = defaultdict(int)
     for r in run.records:
-        counts[r["cell"]] += 1
-    return [f"{c.run.label} / {c.column.name} / repeat {c.repeat}: {counts[c.key]} of {run.preset.labels} labels"
-            for c in plan(run.preset) if counts[c.key] < run.preset.labels]
+        if r["label_index"] < run.preset.labels:
+            counts[slot(r["algorithm"], r["params"], r["column"], r["repeat"])] += 1
+    found = [(c, counts[slot(c.run.algorithm, c.run.params, c.column.name, c.repeat)]) for c in plan(run.preset)]
+    return [f"{c.run.label} / {c.column.name} / repeat {c.repeat}: {n} of {run.preset.labels} labels"
+            for c, n in found if n < run.preset.labels]
 
 
 def results_table(records: list[dict[str, Any]]) -> Block:
@@ -278,6 +310,18 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
                         f"{env.get('cpu_capability') or 'vector ISA not recorded'}), "
                         f"git commit {env.get('git_commit')}"
                         f"{' with uncommitted changes to the package' if env.get('git_dirty') else ''}."))
+    left_out = []
+    if run.duplicates:
+        left_out.append(f"{run.duplicates} duplicate lines of {RESULTS} are left out (the first record of each "
+                        "cell and label counts)")
+    if run.torn:
+        left_out.append(f"the last line of {RESULTS} is incomplete (a bench killed mid-write, or still writing) "
+                        "and is left out")
+    if run.settings is None:
+        left_out.append(f"the run has no {SETTINGS} (written before bench kept its settings): it cannot be "
+                        "resumed or reused")
+    if left_out:
+        blocks.append(("p", "**Note**: " + "; ".join(left_out) + "."))
     missing = missing_cells(run)
     if missing:
         blocks.append(("p", f"**Partial run**: {len(missing)} cells are missing or incomplete:"))
@@ -343,12 +387,23 @@ def to_html(blocks: list[Block]) -> str:
 
 
 def write_report(run_dir: Path, out: Path | None = None) -> tuple[Path, Path]:
-    """Write report.md and report.html (with its PNGs) for a bench run; returns both paths."""
+    """Write report.md and report.html (with its PNGs) for a bench run into `out` (default RUN_DIR/report);
+    returns both paths. Nothing else is written: the run's own files are only read. An `out` that is a file
+    or the run directory itself is a one-line NoiseSearchError."""
     run = load_run(Path(run_dir))
     out = Path(out) if out is not None else Path(run_dir) / "report"
-    blocks = build_blocks(run, out)
-    md, page = out / "report.md", out / "report.html"
-    md.write_text(to_markdown(blocks, out) + "\n")
-    page.write_text(to_html(blocks))
+    if out.exists() and not out.is_dir():
+        raise NoiseSearchError(f"--out {out} is a file: give a directory for the report")
+    if out.resolve() == Path(run_dir).resolve():
+        raise NoiseSearchError(f"--out {out} is the run directory: give another directory for the report "
+                               "(default RUN_DIR/report)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        blocks = build_blocks(run, out)
+        md, page = out / "report.md", out / "report.html"
+        md.write_text(to_markdown(blocks, out) + "\n")
+        page.write_text(to_html(blocks))
+    except OSError as err:
+        raise NoiseSearchError(f"the report to {out} failed: {err.strerror} ({err.filename})") from None
     return md, page
 

@@ -94,6 +94,7 @@ class Aesthetic:
 
     def __init__(self, head: str = "", model: str = DEFAULT_CLIP, device: str = "cpu",
                  prompts: Sequence[str] = ()) -> None:
+        head = str(head)
         if not head or not Path(head).is_file():
             raise NoiseSearchError(f"aesthetic needs head=PATH to the LAION predictor's weights, got '{head}'")
         self.encoder = ClipImageEncoder(model, device)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import numbers
 from functools import lru_cache
 
 import numpy as np
 import torch
 from PIL import Image
 
+from noisesearch.errors import NoiseSearchError
 from noisesearch.imaging import to_uint8
 from noisesearch.rewards.registry import register_reward
 
@@ -40,7 +42,10 @@ class Compressibility:
     name = "compressibility"
 
     def __init__(self, quality: int = 95) -> None:
-        self.quality = quality
+        if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) or not 0 <= quality <= 100:
+            raise NoiseSearchError(f"compressibility quality must be an integer from 0 to 100 (JPEG quality; "
+                                   f"default 95), got {quality!r}")
+        self.quality = int(quality)
 
     def __call__(self, images: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         pixels = to_uint8(images)

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+import json
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.naming import claim_name
 
 _REWARDS: dict[str, Callable[..., Any]] = {}
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def register_reward(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Class decorator: make a reward constructible by name."""
+def register_reward(name: str, *, replace: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Class decorator: make a reward constructible by name; a name that another class or factory holds is a
+    NoiseSearchError unless `replace=True` (the same class again, as a module imported twice, is no clash)."""
 
     def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
-        _REWARDS[name] = factory
+        claim_name(_REWARDS, name, factory, "reward", replace)
         return factory
 
     return wrap
@@ -33,27 +40,139 @@ def reward_factory(name: str) -> Callable[..., Any]:
 
 
 def get_reward(name: str, **kwargs: Any) -> Any:
-    """Construct the reward registered as `name` with its constructor arguments."""
-    return reward_factory(name)(**kwargs)
+    """Construct the reward registered as `name` with its constructor arguments (as given: no parsing);
+    a constructor that rejects their types or values is a one-line NoiseSearchError."""
+    factory = reward_factory(name)
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise NoiseSearchError(f"reward '{name}' cannot be built with {kwargs or 'no arguments'} ({first})") from None
 
 
 def describe_reward(name: str) -> tuple[str, dict[str, Any]]:
     """First docstring line and constructor defaults of a registered reward."""
-    factory = _REWARDS[name]
+    factory = reward_factory(name)
     doc = (inspect.getdoc(factory) or "").splitlines()[0]
     params = {p.name: p.default for p in inspect.signature(factory).parameters.values()}
     return doc, params
 
 
+def reward_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of a reward's constructor, annotations evaluated where they can be."""
+    factory = reward_factory(name)
+    try:
+        signature = inspect.signature(factory, eval_str=True)
+    except (NameError, TypeError, SyntaxError):  # an annotation names what only type checkers import
+        signature = inspect.signature(factory)
+    return {p.name: p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def parse_reward_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of reward `name` with string values parsed to the parameter's type.
+
+    The type is the parameter's annotation, or else the type of its default: int, float, bool (true/false,
+    1/0, yes/no, on/off), str, Path, JSON for dict and list, `X | None` ("none" gives None); a union
+    tries its types in that order (str last). Values that are not strings (from the Python API) pass as
+    they are. An unknown key or an unparsable value is a one-line NoiseSearchError naming the accepted
+    keys or the expected type, e.g. parse_reward_args("compressibility", {"quality": "95"}) == {"quality": 95}.
+    """
+    params = reward_parameters(name)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(reward_factory(name)).parameters.values())
+    unknown = sorted(set(args) - set(params))
+    if unknown and not takes_any:
+        raise NoiseSearchError(f"reward '{name}' takes no argument {', '.join(unknown)}; "
+                               f"it takes: {', '.join(params) or 'none'}")
+    parsed = {}
+    for key, value in args.items():
+        param = params.get(key)
+        if not isinstance(value, str) or param is None:
+            parsed[key] = value
+            continue
+        kinds = value_types(param)
+        try:
+            parsed[key] = parse_value(value, kinds)
+        except ValueError:
+            raise NoiseSearchError(f"reward '{name}': {key}={value!r} is not {describe_types(kinds)}") from None
+    return parsed
+
+
+def value_types(param: inspect.Parameter) -> list[Any]:
+    """The types a parameter accepts, from its annotation or else its default (str where neither says)."""
+    annotation = param.annotation
+    if annotation is inspect.Parameter.empty or isinstance(annotation, str):
+        default = param.default
+        if default is inspect.Parameter.empty or default is None:
+            return [type(None), str] if default is None else [str]
+        return [type(default)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return list(typing.get_args(annotation))
+    return [annotation]
+
+
+ORDER = (type(None), bool, int, float, dict, list, tuple, Path)
+
+
+def parse_value(text: str, kinds: Sequence[Any]) -> Any:
+    """`text` as the first of `kinds` (in the order of ORDER, str last) that parses it; ValueError if none."""
+    plain = [typing.get_origin(k) or k for k in kinds]
+    candidates = [k for k in ORDER if k in plain or (k is list and is_sequence(plain))]
+    if str in plain or Any in plain:
+        candidates.append(str)
+    for kind in candidates:
+        try:
+            return parse_as(text, kind)
+        except ValueError:
+            continue
+    raise ValueError(text)
+
+
+def is_sequence(kinds: Sequence[Any]) -> bool:
+    """Whether one of `kinds` is a sequence type other than str (Sequence[str] parses as a JSON list)."""
+    return any(isinstance(k, type) and issubclass(k, Sequence) and k is not str for k in kinds)
+
+
+def parse_as(text: str, kind: Any) -> Any:
+    """`text` as one type; ValueError if it is not one."""
+    stripped = text.strip()
+    if kind is type(None):
+        if stripped.lower() == "none":
+            return None
+        raise ValueError(text)
+    if kind is bool:
+        if stripped.lower() in TRUE + FALSE:
+            return stripped.lower() in TRUE
+        raise ValueError(text)
+    if kind in (int, float):
+        return kind(stripped)
+    if kind in (dict, list, tuple):
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError:
+            raise ValueError(text) from None
+        if not isinstance(value, dict if kind is dict else list):
+            raise ValueError(text)
+        return tuple(value) if kind is tuple else value
+    if kind is Path:
+        return Path(text)
+    return text
+
+
+def describe_types(kinds: Sequence[Any]) -> str:
+    """'an int', 'a float or none', 'a JSON object' ... for an error message."""
+    names = {type(None): "none", bool: "a bool (true/false)", int: "an int", float: "a float", str: "a string",
+             dict: "a JSON object", list: "a JSON list", tuple: "a JSON list", Path: "a path"}
+    plain = [typing.get_origin(k) or k for k in kinds]
+    words = [names.get(k, "a JSON list" if is_sequence([k]) else getattr(k, "__name__", str(k))) for k in plain]
+    return " or ".join(dict.fromkeys(w for w in words if w != "none")) + (" or none" if "none" in words else "")
+
+
 def make_reward(name: str, prompts: Sequence[str] | None = None, device: str = "cpu", **kwargs: Any) -> Any:
-    """A registered reward, given the prompts and device where its constructor takes them."""
+    """A registered reward, given the prompts and device where its constructor takes them; string arguments
+    (from the command line) are parsed to the constructor's types by `parse_reward_args`."""
     accepted = inspect.signature(reward_factory(name)).parameters
     if prompts is not None and "prompts" in accepted:
         kwargs.setdefault("prompts", list(prompts))
     if "device" in accepted:
         kwargs.setdefault("device", device)
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise NoiseSearchError(f"reward '{name}' takes no argument {', '.join(unknown)}; "
-                               f"it takes: {', '.join(accepted) or 'none'}")
-    return get_reward(name, **kwargs)
+    return get_reward(name, **parse_reward_args(name, kwargs))

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.naming import claim_name
 from noisesearch.sampling.noise import Churn
 from noisesearch.sampling.sampler import Sampler, StochasticSampler
 from noisesearch.sampling.schedules import KarrasSchedule
@@ -17,10 +18,12 @@ _SAMPLERS: dict[str, tuple[SamplerFactory, str]] = {}
 CHURN_FIELDS = tuple(Churn.__dataclass_fields__)
 
 
-def register_sampler(name: str, description: str) -> Callable[[SamplerFactory], SamplerFactory]:
-    """Decorator: make `factory(steps=..., **settings) -> Sampler` constructible by `name`."""
+def register_sampler(name: str, description: str, *, replace: bool = False
+                     ) -> Callable[[SamplerFactory], SamplerFactory]:
+    """Decorator: make `factory(steps=..., **settings) -> Sampler` constructible by `name`; a name already
+    taken by another factory is a NoiseSearchError unless `replace=True`."""
     def add(factory: SamplerFactory) -> SamplerFactory:
-        _SAMPLERS[name] = (factory, description)
+        claim_name(_SAMPLERS, name, (factory, description), "sampler", replace, definition=lambda entry: entry[0])
         return factory
     return add
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -10,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from noisesearch import cost
-from noisesearch.errors import NoiseSearchError
+from noisesearch.errors import BudgetExceeded, NoiseSearchError, NoiseSearchWarning
 from noisesearch.problem import Problem
 from noisesearch.rng import SampleGenerators
 from noisesearch.sampling import Sampler
@@ -42,8 +44,8 @@ def check_eps(eps: float, name: str = "eps") -> None:
 
 def check_lambda(lambda_: float) -> None:
     """A one-line error unless the local-draw radius is positive."""
-    if not lambda_ > 0:
-        raise NoiseSearchError(f"lambda_ must be positive, got {lambda_}")
+    if not (math.isfinite(lambda_) and lambda_ > 0):
+        raise NoiseSearchError(f"lambda_ must be a positive finite number, got {lambda_}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class SearchAlgorithm:
 
     name: ClassVar[str] = ""
     nfe_doc: ClassVar[str] = ""
+    searches_step_noise: ClassVar[bool] = False  # True where the search chooses the noise of sampler steps
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Append the NFE formula to the docstring, so that `help()` and the docs show it."""
@@ -86,7 +89,14 @@ class SearchAlgorithm:
         raise NotImplementedError
 
     def run(self, problem: Problem) -> SearchResult:
-        """Search every condition of `problem` and return the chosen images with their rewards."""
+        """Search every condition of `problem` and return the chosen images with their rewards.
+
+        Where the NFE formula is exact, a hard budget it cannot meet is a BudgetExceeded before any call."""
+        self.check_budget(problem)
+        if self.searches_step_noise and not problem.sampler.searchable_steps():
+            warnings.warn(f"{self.name}: the sampler injects noise at none of its {problem.sampler.steps} steps, so "
+                          "there is no step noise to search: use more steps or a sampler with churn",
+                          NoiseSearchWarning, stacklevel=2)
         start = time.perf_counter()
         problem.start_progress(cost.nfe(self.nfe_estimate(problem.sampler), problem.denoiser), self.name)
         try:
@@ -101,6 +111,16 @@ class SearchAlgorithm:
             config={"algorithm": self.name, "params": self.params()},
             trace=trace,
         )
+
+
+    def check_budget(self, problem: Problem) -> None:
+        formula = self.nfe_formula(problem.sampler)
+        if problem.nfe_budget is None or formula is None:
+            return
+        need = int(problem.nfe.max()) + cost.nfe(formula, problem.denoiser)
+        if need > problem.nfe_budget:
+            raise BudgetExceeded(f"{self.name} needs {need} NFE per image by its formula, over the hard budget of "
+                                 f"{problem.nfe_budget}: raise the budget or lower the search parameters")
 
 
 def run_steps(problem: Problem, gens: SampleGenerators, x: torch.Tensor, start: int, stop: int,

@@ -23,6 +23,7 @@ class Beam(SearchAlgorithm):
 
     name = "beam"
     nfe_doc = f"B·[Σ over steps: N + c_i − 1 at searchable steps, c_i elsewhere], {CALLS_DOC}"
+    searches_step_noise = True
     N: int = 4
     B: int = 2
 

@@ -56,6 +56,7 @@ class LocalSearch(SearchAlgorithm):
     per-condition iteration limits (`_iterations`) and a patience after which a step stops when its best
     score has not improved."""
 
+    searches_step_noise = True
     lambda_: float = 0.15
     elitism: bool = True
     score_with: str = "x0"

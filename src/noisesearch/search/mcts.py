@@ -73,14 +73,15 @@ class MCTS(SearchAlgorithm):
     nfe_doc = ("Σ c_i over the steps before the first searchable one, plus per simulation that expands step j: "
                "N·(c_j + g_j) + r_j, where g_j is Σ c_i over the gamma = 0 steps up to the next searchable step k "
                f"and r_j Σ c_i from k on; a simulation that reaches x0 costs nothing; {CALLS_DOC}")
+    searches_step_noise = True
     N: int = 4
     S: int = 8
     c_uct: float = 1.0
 
     def __post_init__(self) -> None:
         check_positive_int(N=self.N, S=self.S)
-        if not self.c_uct >= 0:
-            raise NoiseSearchError(f"c_uct must be non-negative, got {self.c_uct}")
+        if not (math.isfinite(self.c_uct) and self.c_uct >= 0):
+            raise NoiseSearchError(f"c_uct must be a non-negative finite number, got {self.c_uct}")
 
     def nfe_formula(self, sampler: Sampler) -> int | None:
         return None

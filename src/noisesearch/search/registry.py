@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, overload
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.naming import claim_name
 from noisesearch.search.base import SearchAlgorithm
 
-_ALGORITHMS: dict[str, type[SearchAlgorithm]] = {}
+AlgorithmClass = type[SearchAlgorithm]
+_ALGORITHMS: dict[str, AlgorithmClass] = {}
 
 
-def register_algorithm(cls: type[SearchAlgorithm]) -> type[SearchAlgorithm]:
-    """Class decorator: make an algorithm constructible by its `name`."""
-    _ALGORITHMS[cls.name] = cls
-    return cls
+@overload
+def register_algorithm(cls: AlgorithmClass, *, replace: bool = False) -> AlgorithmClass: ...
+@overload
+def register_algorithm(cls: None = None, *, replace: bool = False) -> Callable[[AlgorithmClass], AlgorithmClass]: ...
+
+
+def register_algorithm(cls: AlgorithmClass | None = None, *, replace: bool = False
+                       ) -> AlgorithmClass | Callable[[AlgorithmClass], AlgorithmClass]:
+    """Class decorator: make an algorithm constructible by its `name`.
+
+    `@register_algorithm` or `register_algorithm(cls)` refuses a name that another class holds (a
+    NoiseSearchError); `@register_algorithm(replace=True)` or `register_algorithm(cls, replace=True)`
+    replaces it. Registering the same class again (or its re-import: same module and qualified name) is
+    not a clash."""
+
+    def add(new: AlgorithmClass) -> AlgorithmClass:
+        claim_name(_ALGORITHMS, new.name, new, "algorithm", replace)
+        return new
+
+    return add if cls is None else add(cls)
 
 
 def algorithm_names() -> list[str]:

@@ -16,6 +16,13 @@ from noisesearch.sampling import Sampler
 SCHEDULE_FORMAT = "noisesearch.search_schedule/1"
 
 
+def whole(value: Any, name: str) -> int:
+    """An integer-valued entry of a schedule file (3 or 3.0, not 2.7 or true); a ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ValueError(f"{name} entries must be whole numbers, got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class SearchSchedule:
     """K_t, ε_t and N_t per searchable step of one sampler (`steps` are sampler step indices,
@@ -78,13 +85,13 @@ class SearchSchedule:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSchedule:
-        if data.get("format") != SCHEDULE_FORMAT:
+        if not isinstance(data, dict) or data.get("format") != SCHEDULE_FORMAT:
             raise NoiseSearchError(f"not a search schedule (expected format '{SCHEDULE_FORMAT}')")
         try:
             gains = data.get("gains")
-            return cls(tuple(int(s) for s in data["steps"]), tuple(float(s) for s in data["sigmas"]),
-                       tuple(int(k) for k in data["K"]), tuple(float(e) for e in data["eps"]),
-                       tuple(int(n) for n in data["N"]),
+            return cls(tuple(whole(s, "steps") for s in data["steps"]), tuple(float(s) for s in data["sigmas"]),
+                       tuple(whole(k, "K") for k in data["K"]), tuple(float(e) for e in data["eps"]),
+                       tuple(whole(n, "N") for n in data["N"]),
                        tuple(tuple(float(g) for g in row) for row in gains) if gains is not None else None,
                        dict(data.get("info", {})))
         except (KeyError, TypeError, ValueError) as err:
@@ -96,9 +103,11 @@ class SearchSchedule:
     @classmethod
     def load(cls, path: str | Path) -> SearchSchedule:
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as err:
             raise NoiseSearchError(f"cannot read search schedule '{path}': {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise NoiseSearchError(f"search schedule '{path}' is not UTF-8 text (not a schedule JSON)") from None
         except json.JSONDecodeError as err:
             raise NoiseSearchError(f"search schedule '{path}' is not JSON: {err.msg} (line {err.lineno})") from None
         return cls.from_dict(data)
