@@ -218,6 +218,7 @@ def test_result_json_stays_strict_for_a_normal_run(tmp_path, denoiser):
 def test_a_long_run_prints_its_estimate_and_a_longer_one_needs_yes(tmp_path, capsys, monkeypatch):
     import noisesearch.cli as cli
 
+    monkeypatch.setattr(cli, "ESTIMATE_MIN_NFE", 0)
     monkeypatch.setattr(cli, "CONFIRM_ESTIMATE_S", 0.0)
     monkeypatch.setattr(cli, "SHOW_ESTIMATE_S", 0.0)
     argv = ["sample", "--algorithm", "best_of_n", "--N", "2", "--labels", "1,2", "--steps", "3", "--no-progress"]
@@ -253,3 +254,12 @@ def test_typed_reward_arguments_reach_the_reward_and_the_config(tmp_path, capsys
     assert main(["sample", "--reward", "compressibility", "--reward-arg", "quality=95", "--steps", "3",
                  "--no-progress", "--out", str(out)]) == 0
     assert json.loads((out / "result.json").read_text())["config"]["reward_args"] == {"quality": 95}
+
+
+def test_a_small_run_spends_no_timed_call_on_its_estimate(tmp_path, monkeypatch):
+    import noisesearch.cli as cli
+    from noisesearch.api import PlannedSearch
+
+    monkeypatch.setattr(cli, "SHOW_ESTIMATE_S", 0.0)
+    monkeypatch.setattr(PlannedSearch, "estimate", lambda self: pytest.fail("a 35-NFE run was timed"))
+    assert main(["sample", "--labels", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 0

@@ -34,10 +34,17 @@ class PlannedSearch:
     config: dict[str, Any]
     evaluator: str | None
 
+    def nfe_per_image(self) -> int:
+        """NFE per image the run will spend (the formula, or the algorithm's estimate where it has none)."""
+        return cost.nfe(self.algorithm.nfe_estimate(self.problem.sampler), self.problem.denoiser)
+
+    def nfe_total(self) -> int:
+        return self.nfe_per_image() * self.problem.n
+
     def estimate(self) -> RunEstimate:
         """NFE the run will spend and its time at the rate of a timed (unmetered, uncounted) call of max_batch rows."""
         problem = self.problem
-        per_image = cost.nfe(self.algorithm.nfe_estimate(problem.sampler), problem.denoiser)
+        per_image = self.nfe_per_image()
         x = torch.zeros(problem.max_batch, *problem.image_shape)
         sigma = torch.full((problem.max_batch,), float(problem.sampler.sigmas[0]))
         cond = problem.cond[:1].expand(problem.max_batch, *problem.cond.shape[1:])

@@ -23,6 +23,7 @@ from noisesearch.search import algorithm_class, algorithm_names, algorithm_param
 if TYPE_CHECKING:
     from noisesearch.api import PlannedSearch
 
+ESTIMATE_MIN_NFE = 1000  # runs of fewer NFE in all are not timed (a timed call costs two network calls)
 SHOW_ESTIMATE_S = 30  # runs expected to take longer print their estimate first
 CONFIRM_ESTIMATE_S = 3600  # and longer ones than this need --yes
 
@@ -219,6 +220,8 @@ def cmd_list() -> None:
 
 def check_estimate(planned: PlannedSearch, confirmed: bool) -> None:
     """Print the estimate of a long run on stderr; refuse a very long one unless confirmed."""
+    if planned.nfe_total() < ESTIMATE_MIN_NFE:
+        return
     estimate = planned.estimate()
     if estimate.seconds < SHOW_ESTIMATE_S:
         return
