@@ -237,6 +237,8 @@ def test_the_estimate_counts_the_formula_with_guidance():
     estimate = planned.estimate()
     assert estimate.nfe_per_image == 2 * planned.algorithm.nfe_formula(planned.problem.sampler)
     assert estimate.nfe_total == 3 * estimate.nfe_per_image and estimate.seconds > 0
+    weights = sum(p.numel() * 4 for p in planned.problem.denoiser.model.parameters()) / 2**20
+    assert weights <= estimate.model_mb < weights + 1 and estimate.call_mb >= 0
     assert planned.problem.nfe.sum() == 0  # estimating spends no metered NFE
 
 

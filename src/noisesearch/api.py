@@ -24,6 +24,25 @@ from noisesearch.seeds import check_seeds, sample_seeds
 from noisesearch.types import SearchResult
 
 
+def peak_memory_mb() -> float:
+    """The process's peak memory so far: CUDA's allocator where CUDA is in use, else the host's peak resident
+    set (0 where the platform cannot tell)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def module_mb(owner: object) -> float:
+    """Parameters and buffers of the torch modules among `owner`'s attributes (each module counted once)."""
+    modules = {id(m): m for m in vars(owner).values() if isinstance(m, torch.nn.Module)}
+    tensors = {id(t): t for m in modules.values() for t in [*m.parameters(), *m.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values()) / 2**20
+
+
 @dataclass(frozen=True)
 class PlannedSearch:
     """A search ready to run: the algorithm, its metered Problem, the config entries that describe it and the
@@ -49,13 +68,15 @@ class PlannedSearch:
         sigma = torch.full((problem.max_batch,), float(problem.sampler.sigmas[0]))
         cond = problem.cond[:1].expand(problem.max_batch, *problem.cond.shape[1:])
         seconds_per_call = math.inf
+        before = peak_memory_mb()
         with torch.no_grad():
             for _ in range(2):  # the first call also pays for lazy initialisation
                 start = time.perf_counter()
                 problem.denoiser(x, sigma, cond)
                 seconds_per_call = min(seconds_per_call, time.perf_counter() - start)
         rows = per_image * problem.n / problem.denoiser.nfe_per_call
-        return RunEstimate(per_image, per_image * problem.n, math.ceil(rows / problem.max_batch) * seconds_per_call)
+        return RunEstimate(per_image, per_image * problem.n, math.ceil(rows / problem.max_batch) * seconds_per_call,
+                           module_mb(problem.denoiser), max(0.0, peak_memory_mb() - before))
 
     def run(self) -> SearchResult:
         """Run the search and score its images with the held-out evaluator."""
@@ -76,11 +97,14 @@ class PlannedSearch:
 
 @dataclass(frozen=True)
 class RunEstimate:
-    """What a planned search will cost: NFE per image and in all, and seconds at the measured call rate."""
+    """What a planned search will cost: NFE per image and in all, seconds at the measured call rate and memory
+    (the model, and what a network call of max_batch rows added to the peak)."""
 
     nfe_per_image: int
     nfe_total: int
     seconds: float
+    model_mb: float  # parameters and buffers of the denoiser's modules
+    call_mb: float  # growth of the peak memory (host, or the GPU's where CUDA is used) over the timed calls
 
 
 def plan_search(

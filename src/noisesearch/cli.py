@@ -226,7 +226,8 @@ def check_estimate(planned: PlannedSearch, confirmed: bool) -> None:
     if estimate.seconds < SHOW_ESTIMATE_S:
         return
     text = (f"about {estimate.nfe_per_image:,} NFE per image, {estimate.nfe_total:,} in all, "
-            f"{estimate.seconds / 60:,.1f} min at the measured rate")
+            f"{estimate.seconds / 60:,.1f} min at the measured rate, memory: model {estimate.model_mb:,.0f} MB "
+            f"+ {estimate.call_mb:,.0f} MB for a call of --max-batch rows")
     if estimate.seconds > CONFIRM_ESTIMATE_S and not confirmed:
         raise NoiseSearchError(f"this run needs {text}: pass --yes to start it")
     print(f"noisesearch: {text}", file=sys.stderr)
