@@ -265,3 +265,10 @@ def test_a_small_run_spends_no_timed_call_on_its_estimate(tmp_path, monkeypatch)
     monkeypatch.setattr(cli, "SHOW_ESTIMATE_S", 0.0)
     monkeypatch.setattr(PlannedSearch, "estimate", lambda self: pytest.fail("a 35-NFE run was timed"))
     assert main(["sample", "--labels", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+
+
+def test_bench_and_calibrate_loaders_refuse_non_finite_guidance_too():
+    from noisesearch.backends import load_backend_denoiser
+
+    with pytest.raises(NoiseSearchError, match="guidance must be a finite number, got nan"):
+        load_backend_denoiser("embedded", guidance=float("nan"))

@@ -13,7 +13,6 @@ import torch
 from noisesearch import cost
 from noisesearch.backends import get_backend, load_backend_denoiser
 from noisesearch.denoiser import Denoiser
-from noisesearch.errors import NoiseSearchError
 from noisesearch.models.labels import check_labels
 from noisesearch.problem import Problem, check_denoiser, check_settings
 from noisesearch.progress import ProgressCallback, TqdmProgress
@@ -176,8 +175,6 @@ def make_problem(
     modules) load only with `trust_model_code=True`."""
     spec = get_backend(backend)
     check_settings(max_batch, nfe_budget)
-    if guidance is not None and not (isinstance(guidance, (int, float)) and math.isfinite(guidance)):
-        raise NoiseSearchError(f"guidance must be a finite number, got {guidance}")
     cond, conditions = spec.make_conditions(labels, prompts)
     guidance = spec.guidance_or_default(guidance)
     seed_list = check_seeds(seeds) if seeds is not None else sample_seeds(seed, len(cond))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,9 @@ class Backend:
             raise ValueError(f"backend conditions must be 'labels' or 'prompts', got '{self.conditions}'")
 
     def guidance_or_default(self, guidance: float | None) -> float:
-        """The guidance weight to use, or a one-line error where the model cannot take the one given."""
+        """The guidance weight to use, or a one-line error for a non-finite one or one the model cannot take."""
+        if guidance is not None and not (isinstance(guidance, (int, float)) and math.isfinite(guidance)):
+            raise NoiseSearchError(f"guidance must be a finite number, got {guidance}")
         if self.default_guidance is None:
             if guidance not in (None, 1.0):
                 raise NoiseSearchError(f"{self.name} models have no unconditional branch: leave --guidance at 1")
