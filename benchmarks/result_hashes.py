@@ -3,7 +3,11 @@ model, to prove that a refactor changes no result: run it before and after on th
 output. Prints one line per cell: reward, cell, sha256 prefix, NFE per image.
 
     python benchmarks/result_hashes.py > before.txt   # ... change ...   then again > after.txt; diff
+
+--batch-invariant runs every search in batch-invariant mode (calls padded to max_batch rows), the mode that
+code from before the mode existed always ran in.
 """
+import argparse
 import hashlib
 import json
 
@@ -31,6 +35,9 @@ def digest(result) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-invariant", action="store_true")
+    mode = {"batch_invariant": True} if parser.parse_args().batch_invariant else {}
     labels = [3, 8, 0]
     cells = {
         "naive": dict(algorithm="naive"),
@@ -48,10 +55,10 @@ def main() -> None:
     }
     for reward in ("brightness", "classifier"):
         for name, kw in cells.items():
-            r = noisesearch.search(reward=reward, labels=labels, seed=11, **kw)
+            r = noisesearch.search(reward=reward, labels=labels, seed=11, **kw, **mode)
             print(f"{reward:12s} {name:22s} {digest(r)} nfe={r.nfe.tolist()}", flush=True)
     cal_kwargs = dict(conditions=3, seed=5, method="final", N=2, K=3, eps=0.4, lambda_=0.15)
-    plan = calibrate("brightness", CalibrationConfig(**cal_kwargs, target_nfe=90))
+    plan = calibrate("brightness", CalibrationConfig(**cal_kwargs, target_nfe=90), **mode)
     d = plan.to_dict()
     d["info"] = {k: v for k, v in d["info"].items() if k != "sampler"}
     print("calibrated schedule", hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16],
@@ -60,7 +67,7 @@ def main() -> None:
                 "adaptive_budget_patience_B2": dict(target_nfe=120, patience=1, B=2)}
     for name, kw in adaptive.items():
         r = noisesearch.search(algorithm="adaptive_eps_greedy", reward="brightness", labels=labels, seed=11,
-                               search_schedule=plan, **kw)
+                               search_schedule=plan, **kw, **mode)
         print(f"{'brightness':12s} {name:22s} {digest(r)} nfe={r.nfe.tolist()}", flush=True)
 
 

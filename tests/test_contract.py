@@ -22,6 +22,7 @@ CASES = {  # case name: (registered algorithm, small parameters)
     "zero_order_initial": ("zero_order_initial", {"N": 2, "K": 2}),
     "beam": ("beam", {"N": 2, "B": 2}),
     "mcts": ("mcts", {"N": 2, "S": 3}),
+    "mcts_parallel": ("mcts", {"N": 2, "S": 3, "parallel": 2}),
     "paths": ("paths", {"N": 2, "M": 2, "sigma_start": 5.0, "delta_f": 1, "delta_b": 2}),
     "eps_greedy_schedule": ("eps_greedy", {"search_schedule": TINY_PLAN}),
     "eps_greedy_window": ("eps_greedy_window", {"N": 2, "K_in": 3, "K_out": 0, "sigma_lo": 0.5, "sigma_hi": 10.0}),

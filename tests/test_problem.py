@@ -3,7 +3,7 @@ import torch
 from conftest import make_problem, tiny_denoiser
 
 from noisesearch import BudgetExceeded, NoiseSearchError, get_algorithm
-from noisesearch.problem import padded_batches
+from noisesearch.problem import padded_batches, row_batches
 
 
 def test_naive_and_best_of_n_nfe_with_default_18_steps(denoiser):
@@ -38,10 +38,41 @@ def test_budget_error_is_raised_before_the_call_that_would_exceed_it(denoiser):
 
 
 def test_padding_is_not_counted_as_nfe(denoiser):
-    problem = make_problem(denoiser, [1, 2, 3], [0, 1, 2], steps=3, max_batch=8)
+    problem = make_problem(denoiser, [1, 2, 3], [0, 1, 2], steps=3, max_batch=8, batch_invariant=True)
     res = get_algorithm("naive").run(problem)
     assert res.nfe.tolist() == [5, 5, 5]
-    assert problem.padded_rows == 5 * 5  # each call of 3 rows was padded to 8
+    assert problem.padded_rows == 5 * 5 + 5  # each call of 3 rows padded to 8, and the final reward call
+
+
+class CallSizes:
+    """Wraps a denoiser and records the rows of every call."""
+
+    def __init__(self, denoiser):
+        self.denoiser, self.rows = denoiser, []
+
+    def __getattr__(self, name):
+        return getattr(self.denoiser, name)
+
+    def __call__(self, x, sigma, cond):
+        self.rows.append(x.shape[0])
+        return self.denoiser(x, sigma, cond)
+
+
+def test_by_default_calls_carry_real_rows_only(denoiser):
+    one = CallSizes(denoiser)
+    problem = make_problem(one, [1], [0], steps=3, max_batch=16)
+    get_algorithm("best_of_n", N=4).run(problem)
+    assert set(one.rows) == {4} and problem.padded_rows == 0  # one image, N = 4: 4 rows per call, not 16
+    many = CallSizes(denoiser)
+    get_algorithm("best_of_n", N=4).run(make_problem(many, list(range(5)), list(range(5)), steps=3, max_batch=16))
+    assert set(many.rows) == {10}  # 20 rows in two equal calls of at most 16
+
+
+def test_batch_invariant_mode_pads_every_call_to_max_batch(denoiser):
+    wrapped = CallSizes(denoiser)
+    problem = make_problem(wrapped, [1], [0], steps=3, max_batch=16, batch_invariant=True)
+    get_algorithm("best_of_n", N=4).run(problem)
+    assert set(wrapped.rows) == {16} and problem.padded_rows > 0
 
 
 def test_same_seed_gives_bit_identical_images(denoiser):
@@ -52,12 +83,20 @@ def test_same_seed_gives_bit_identical_images(denoiser):
     assert not torch.equal(a.images, c.images)
 
 
-def test_batch_of_one_and_batch_of_eight_are_bit_identical(denoiser):
+def test_batch_of_one_and_batch_of_eight_are_bit_identical_in_batch_invariant_mode(denoiser):
     labels, seeds = [3, 1, 4, 1, 5, 9, 2, 6], list(range(100, 108))
-    full = get_algorithm("naive").run(make_problem(denoiser, labels, seeds))
+    full = get_algorithm("naive").run(make_problem(denoiser, labels, seeds, batch_invariant=True))
     for k in range(8):
-        one = get_algorithm("naive").run(make_problem(denoiser, [labels[k]], [seeds[k]]))
+        one = get_algorithm("naive").run(make_problem(denoiser, [labels[k]], [seeds[k]], batch_invariant=True))
         assert torch.equal(one.images[0], full.images[k])
+
+
+def test_the_default_mode_is_bit_identical_for_the_same_command_and_close_to_batch_invariant(denoiser):
+    labels, seeds = [3, 1, 4, 1, 5], list(range(100, 105))
+    runs = [get_algorithm("naive").run(make_problem(denoiser, labels, seeds, **mode))
+            for mode in ({}, {}, {"batch_invariant": True})]
+    assert torch.equal(runs[0].images, runs[1].images)
+    assert torch.allclose(runs[0].images, runs[2].images, atol=1e-4)
 
 
 def test_max_batch_changes_results_only_by_float_rounding(denoiser):
@@ -79,6 +118,19 @@ def test_padded_batches_chunks_pads_and_unpads():
     out = padded_batches(fn, [a, b], batch=8)
     assert torch.equal(out, a + 1)
     assert seen == [8, 8, 8]
+
+
+def test_row_batches_splits_into_equal_calls_without_padding():
+    seen = []
+
+    def fn(a):
+        seen.append(a.shape[0])
+        return a * 2
+
+    a = torch.arange(19.0)
+    assert torch.equal(row_batches(fn, [a], batch=8), a * 2) and seen == [7, 7, 5]
+    seen.clear()
+    assert torch.equal(row_batches(fn, [a[:4]], batch=8), a[:4] * 2) and seen == [4]
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -12,7 +12,9 @@ import torch
 
 from noisesearch import cost
 from noisesearch.backends import get_backend, load_backend_denoiser
+from noisesearch.batching import DEFAULT_MAX_BATCH, auto_max_batch, parse_max_batch
 from noisesearch.denoiser import Denoiser
+from noisesearch.errors import NoiseSearchError
 from noisesearch.models.labels import check_labels
 from noisesearch.problem import Problem, check_denoiser, check_settings
 from noisesearch.progress import ProgressCallback, TqdmProgress
@@ -133,7 +135,8 @@ def search(
     """Search the noise of one sample per condition with a registered algorithm and reward.
 
     `problem_args` are those of `make_problem` (labels or prompts, seed or seeds, backend, model,
-    denoiser, sampler, steps, guidance, max_batch, nfe_budget, progress, device, dtype, reward_args);
+    denoiser, sampler, steps, guidance, max_batch, batch_invariant, nfe_budget, progress, device, dtype,
+    reward_args);
     any other keyword is a parameter of the algorithm (e.g. N=4). The held-out `evaluator` ("auto": the
     backend's, e.g. the MNIST evaluator on the embedded backend; None: none) scores the final images.
     The result's config holds everything needed to rerun.
@@ -154,7 +157,8 @@ def make_problem(
     guidance: float | None = None,
     sampler: str | Sampler | None = None,
     steps: int = 18,
-    max_batch: int = 16,
+    max_batch: int | str = DEFAULT_MAX_BATCH,
+    batch_invariant: bool = False,
     nfe_budget: int | None = None,
     progress: bool | ProgressCallback = False,
     device: str = "cpu",
@@ -172,9 +176,16 @@ def make_problem(
     the backend's) fitted to the denoiser with `steps` steps, or a Sampler. `progress`: True for a
     progress bar, or a callback that receives ProgressEvents. `reward_args` are parsed against the reward's
     constructor (strings such as "95" become its int). Model files that need code to load (pickles, full
-    modules) load only with `trust_model_code=True`."""
+    modules) load only with `trust_model_code=True`. Calls carry at most `max_batch` real rows; with
+    `batch_invariant=True` every call has exactly `max_batch` rows (padded), so that a condition's result is
+    bit-identical whatever else shares the batch (what `bench` uses). `max_batch="auto"` sizes calls from the
+    free CUDA memory (16 elsewhere; see noisesearch.batching) and is recorded as the number it chose."""
     spec = get_backend(backend)
-    check_settings(max_batch, nfe_budget)
+    max_batch = parse_max_batch(max_batch)
+    if max_batch == "auto" and batch_invariant:
+        raise NoiseSearchError("batch-invariant mode needs a fixed max_batch, not 'auto' (the call shape is what "
+                               "makes results independent of the batch)")
+    check_settings(DEFAULT_MAX_BATCH if max_batch == "auto" else max_batch, nfe_budget)
     cond, conditions = spec.make_conditions(labels, prompts)
     guidance = spec.guidance_or_default(guidance)
     seed_list = check_seeds(seeds) if seeds is not None else sample_seeds(seed, len(cond))
@@ -190,12 +201,14 @@ def make_problem(
         chosen = sampler
     else:
         chosen = denoiser.default_sampler(sampler or spec.default_sampler, steps)
+    if max_batch == "auto":
+        max_batch = auto_max_batch(denoiser, denoiser.image_shape, cond, float(chosen.sigmas[0]), device)
     callback = TqdmProgress() if progress is True else (progress or None)
     problem = Problem(denoiser, reward_fn, cond, seed_list, chosen, max_batch=max_batch, nfe_budget=nfe_budget,
-                      callback=callback)
+                      callback=callback, batch_invariant=batch_invariant)
     return problem, conditions | {
         "backend": backend, "model": model, "reward": reward, "reward_args": reward_args,
         "seeds": seed_list, "guidance": guidance, "sampler": chosen.to_dict(), "max_batch": max_batch,
-        "nfe_budget": nfe_budget, "device": device, "dtype": dtype,
+        "batch_invariant": problem.batch_invariant, "nfe_budget": nfe_budget, "device": device, "dtype": dtype,
     }
 

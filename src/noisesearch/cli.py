@@ -120,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--guidance", type=float, default=None,
                         help="w in D_null + w(D_cond - D_null): 1 conditional (embedded default), 0 unconditional, "
                              "other values classifier-free guidance at 2 NFE per call (diffusers default 7.5)")
-    sample.add_argument("--max-batch", type=int, default=16,
-                        help="rows per network call; every call has exactly this many (the last padded)")
+    sample.add_argument("--max-batch", default="16",
+                        help="most rows per network call (default 16), or auto: sized from the free CUDA memory "
+                             "(16 on CPU); calls carry real rows only, unless --batch-invariant")
+    sample.add_argument("--batch-invariant", action="store_true",
+                        help="pad every call to exactly --max-batch rows, so that each image is bit-identical "
+                             "whatever else shares the batch (what bench does); slower for few images")
     sample.add_argument("--budget", type=int, default=None, help="hard NFE budget per image")
     sample.add_argument("--evaluator", default="auto",
                         help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
@@ -144,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--labels", type=int, help="number of labels drawn from --seed (default: the preset's)")
     bench.add_argument("--repeats", type=int, help="seeds per label (default: the preset's)")
     bench.add_argument("--seed", type=int, default=0, help="draws the labels and the sample seeds")
-    bench.add_argument("--max-batch", type=int, default=16, help="rows per network call")
+    bench.add_argument("--max-batch", type=int, default=16,
+                       help="rows per network call: bench pads every call to exactly this many (batch-invariant "
+                            "mode), so that records are exact whatever a cell's labels and --reuse can copy them")
     bench.add_argument("--backend", default="embedded",
                        help=f"registered label backend: {', '.join(backend_names())} (default: embedded)")
     bench.add_argument("--model", help="the backend's model path (as for sample)")
@@ -183,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "ε-greedy (N, K)'s)")
     cal.add_argument("--guidance", type=float, default=None, help="as for sample (embedded default 1)")
     add_model_flags(cal)
-    cal.add_argument("--max-batch", type=int, default=16, help="rows per network call")
+    cal.add_argument("--max-batch", type=int, default=16, help="most rows per network call")
+    cal.add_argument("--batch-invariant", action="store_true",
+                     help="pad every call to exactly --max-batch rows (as bench's calibrations do)")
     cal.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     report = sub.add_parser("report", help="write report.md and report.html for a bench run directory")
     report.add_argument("run_dir", type=Path, help="directory written by `noisesearch bench`")
@@ -259,7 +267,8 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
         prepare_out_dir(args.out)
         planned = plan_search(
             algorithm=args.algorithm, reward=args.reward, labels=args.labels, seed=args.seed, guidance=args.guidance,
-            steps=args.steps, sampler=args.sampler, max_batch=args.max_batch, nfe_budget=args.budget,
+            steps=args.steps, sampler=args.sampler, max_batch=args.max_batch, batch_invariant=args.batch_invariant,
+            nfe_budget=args.budget,
             evaluator=None if args.evaluator == "none" else args.evaluator, progress=not args.no_progress,
             backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
             reward_args=reward_args, trust_model_code=args.trust_model_code, **params,
@@ -331,6 +340,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                                validation_conditions=args.validation_conditions, target_nfe=args.target_nfe)
     plan = calibrate(args.reward, config, steps=args.steps, sampler=args.sampler, backend=args.backend,
                      model=args.model, guidance=args.guidance, max_batch=args.max_batch,
+                     batch_invariant=args.batch_invariant,
                      progress=not args.no_progress, trust_model_code=args.trust_model_code)
     plan.save(args.out)
     info = plan.info

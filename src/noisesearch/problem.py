@@ -4,8 +4,13 @@ It holds the conditions being sampled (one per returned image), the seed of each
 is given, the denoiser and the reward. Algorithms hand it tensors shaped (C, M, channels, H, W): M candidate
 states for each of the C conditions (or for the subset listed in `which`). Every denoiser call
 is counted per condition (one network evaluation of one image = 1 NFE, 2 with classifier-free
-guidance), made in calls of exactly `max_batch` rows (the last padded; padding is not NFE) so that
-results do not depend on batch size, and checked against the optional hard budget before it runs.
+guidance) and checked against the optional hard budget before it runs.
+
+Calls carry at most `max_batch` rows. By default they carry real rows only (the rows of one request split
+into equal chunks), so a one-image search pays for no padding; the same command on the same machine is
+bit-identical. With `batch_invariant=True` every call (network, decoder, reward) has exactly `max_batch`
+rows, the last chunk padded (padding is not NFE): a condition's result is then bit-identical whatever else
+shares the batch (on CPU a row's output can change in the last bits with the call's batch size).
 """
 
 from __future__ import annotations
@@ -53,6 +58,16 @@ def padded_batches(fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor]
     return torch.cat(outs)
 
 
+def row_batches(fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor], batch: int) -> torch.Tensor:
+    """Apply a row-wise `fn` to `args` in as few calls of at most `batch` rows as possible, of equal size
+    (the last may be smaller), with no padding, and return the outputs concatenated."""
+    n = args[0].shape[0]
+    if n <= batch:
+        return fn(*args)
+    size = -(-n // -(-n // batch))
+    return torch.cat([fn(*[a[start:start + size] for a in args]) for start in range(0, n, size)])
+
+
 def check_settings(max_batch: int, nfe_budget: int | None) -> None:
     """Raise a NoiseSearchError for a batch size or NFE budget a Problem cannot use."""
     if not isinstance(max_batch, int) or max_batch < 1:
@@ -97,8 +112,10 @@ class Problem:
         max_batch: int = 16,
         nfe_budget: int | None = None,
         callback: ProgressCallback | None = None,
+        batch_invariant: bool = False,
     ) -> None:
-        """`sampler` defaults to the denoiser's default sampler; `callback` receives ProgressEvents."""
+        """`sampler` defaults to the denoiser's default sampler; `callback` receives ProgressEvents;
+        `batch_invariant` pads every call to exactly `max_batch` rows (see the module docstring)."""
         if len(seeds) != cond.shape[0]:
             raise NoiseSearchError(f"got {cond.shape[0]} conditions but {len(seeds)} seeds: give one seed each")
         check_settings(max_batch, nfe_budget)
@@ -111,8 +128,16 @@ class Problem:
         self.max_batch = max_batch
         self.nfe_budget = nfe_budget
         self.nfe = torch.zeros(cond.shape[0], dtype=torch.long)
+        self.batch_invariant = bool(batch_invariant)
         self.padded_rows = 0
         self.callback = callback
+
+    def _batched(self, fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor]) -> torch.Tensor:
+        """`fn` over the rows of `args` in calls of the Problem's mode (padded to max_batch or real rows only)."""
+        if self.batch_invariant:
+            self.padded_rows += -args[0].shape[0] % self.max_batch
+            return padded_batches(fn, args, self.max_batch)
+        return row_batches(fn, args, self.max_batch)
 
     @property
     def n(self) -> int:
@@ -142,14 +167,15 @@ class Problem:
 
     def _charge(self, idx: torch.Tensor, per_condition: int) -> None:
         cost = per_condition * self.denoiser.nfe_per_call
+        spend = torch.bincount(idx, minlength=self.n) * cost  # a condition listed twice pays twice
         if self.nfe_budget is not None:
-            over = self.nfe[idx] + cost > self.nfe_budget
+            over = self.nfe + spend > self.nfe_budget
             if bool(over.any()):
-                c = int(idx[over][0])
+                c = int(over.nonzero()[0])
                 raise BudgetExceeded(
-                    f"condition {c} would use {int(self.nfe[c]) + cost} NFE, over the hard budget of "
+                    f"condition {c} would use {int(self.nfe[c] + spend[c])} NFE, over the hard budget of "
                     f"{self.nfe_budget} per image: raise the budget or lower the search parameters")
-        self.nfe.index_add_(0, idx, torch.full_like(idx, cost))
+        self.nfe += spend
         if self.callback is not None:
             self.callback(ProgressEvent("nfe", cost * len(idx)))
 
@@ -166,8 +192,7 @@ class Problem:
         sig = torch.as_tensor(sigma, dtype=x.dtype).expand(c, m).reshape(-1)
         cond = self.cond[idx].repeat_interleave(m, dim=0)
         rows = c * m
-        self.padded_rows += -rows % self.max_batch
-        out = padded_batches(self.denoiser, [x.reshape(rows, *x.shape[2:]), sig, cond], self.max_batch)
+        out = self._batched(self.denoiser, [x.reshape(rows, *x.shape[2:]), sig, cond])
         if out.shape != (rows, *x.shape[2:]):
             raise NoiseSearchError(f"the denoiser returned {describe_output(out)} for {rows} rows of shape "
                                    f"{tuple(x.shape[2:])}: it must return one x0 prediction per row")
@@ -179,11 +204,11 @@ class Problem:
 
     def to_images(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from x0 predictions or final states shaped (C', M, *state), no NFE: the
-        denoiser's `decode` (latent models: e.g. a VAE, in calls of max_batch rows)."""
+        denoiser's `decode` (latent models: e.g. a VAE, in calls of at most max_batch rows)."""
         if not self.denoiser.latent:
             return self.denoiser.decode(x)
         c, m = x.shape[:2]
-        images = padded_batches(self.denoiser.decode, [x.reshape(c * m, *x.shape[2:])], self.max_batch)
+        images = self._batched(self.denoiser.decode, [x.reshape(c * m, *x.shape[2:])])
         return images.reshape(c, m, *images.shape[1:]).clamp(-1, 1)
 
     def score(self, x: torch.Tensor, which=None) -> torch.Tensor:
@@ -196,7 +221,7 @@ class Problem:
         c, m = images.shape[:2]
         cond = self.cond[idx].repeat_interleave(m, dim=0)
         flat = images.reshape(c * m, *images.shape[2:])
-        scores = padded_batches(self._reward_rows, [flat, cond], self.max_batch)
+        scores = self._batched(self._reward_rows, [flat, cond])
         if not bool(torch.isfinite(scores).all()):
             raise NoiseSearchError(f"reward '{self._reward_name}' returned NaN or inf for finite images: check the "
                                    "reward function")

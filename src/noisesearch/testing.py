@@ -8,7 +8,8 @@ or one pytest test per check: parametrize over `CHECKS` and call `getattr(contra
 The checks run the algorithm through a metered Problem on a tiny randomly initialised model of the
 embedded architecture (no weights needed): the NFE it reports equals the metered count and its
 documented formula, a hard budget is never exceeded, the same seeds give bit-identical images, a
-condition's result does not depend on the other conditions in the batch, the returned reward is the
+condition's result does not depend on the other conditions in the batch (the Problem's batch-invariant mode,
+which the checks use), the default mode pays for no padding and is reproducible, the returned reward is the
 reward of the returned image, an elitist incumbent never gets worse within a step, and latent
 denoisers are decoded for rewards and results.
 """
@@ -36,7 +37,8 @@ CHECKS = ("check_metered_nfe_equals_documented_formula", "check_hard_budget_is_n
           "check_same_seed_is_bit_identical", "check_batch_of_one_equals_batch_of_eight",
           "check_returned_reward_is_the_reward_of_the_returned_image",
           "check_elitist_incumbent_never_gets_worse_within_a_step",
-          "check_latent_denoisers_are_decoded_for_rewards_and_results")
+          "check_latent_denoisers_are_decoded_for_rewards_and_results",
+          "check_default_mode_pads_nothing_and_is_reproducible")
 
 
 def tiny_denoiser(guidance: float = 1.0, seed: int = 0) -> EmbeddedDenoiser:
@@ -81,9 +83,10 @@ class Contract:
         self.labels, self.seeds = list(labels), list(seeds)
 
     def problem(self, labels: Sequence[int] | None = None, seeds: Sequence[int] | None = None,
-                denoiser: Denoiser | None = None, nfe_budget: int | None = None) -> Problem:
+                denoiser: Denoiser | None = None, nfe_budget: int | None = None, batch_invariant: bool = True
+                ) -> Problem:
         return Problem(denoiser or self.denoiser, self.reward, torch.tensor(labels or self.labels),
-                       seeds or self.seeds, self.sampler, nfe_budget=nfe_budget)
+                       seeds or self.seeds, self.sampler, nfe_budget=nfe_budget, batch_invariant=batch_invariant)
 
     def run(self, **problem_args) -> tuple[Problem, SearchResult]:
         problem = self.problem(**problem_args)
@@ -149,3 +152,11 @@ class Contract:
         assert result.images.shape == (len(self.labels), 1, 8, 8), "results are not decoded images"
         assert torch.equal(result.rewards, problem.score_images(result.images[:, None])[:, 0])
         assert set(denoiser.decoded_rows) == {problem.max_batch}, "decoding is not in fixed-shape chunks"
+
+    def check_default_mode_pads_nothing_and_is_reproducible(self) -> None:
+        runs = [self.run(batch_invariant=False) for _ in range(2)]
+        (problem, a), (_, b) = runs
+        assert problem.padded_rows == 0, f"the default mode padded {problem.padded_rows} rows"
+        assert torch.equal(a.images, b.images) and torch.equal(a.nfe, b.nfe), "the same command gave other images"
+        expected = self.algorithm.expected_calls(self.sampler, a) * self.denoiser.nfe_per_call
+        assert torch.equal(a.nfe, expected), f"metered NFE {a.nfe.tolist()} != formula {expected.tolist()}"

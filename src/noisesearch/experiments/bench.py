@@ -1,9 +1,10 @@
 """Run a preset's grid of searches, appending every finished cell to results.jsonl; rerunning resumes.
 
 A cell is one run (algorithm and parameters) under one reward column for one repeat; its labels are
-searched together in one batched Problem. When a cell finishes, one JSON line per label is appended
-in a single write, so a run killed at any moment loses at most the cell in flight, and a rerun of the
-same command skips every finished (cell, label).
+searched together in one batched Problem in batch-invariant mode (every call padded to max_batch rows), so a
+record does not depend on which other labels shared its cell; each record says so ("batch_invariant").
+When a cell finishes, one JSON line per label is appended in a single write, so a run killed at any moment
+loses at most the cell in flight, and a rerun of the same command skips every finished (cell, label).
 
 Integrity of a run directory:
 - A cell's key names everything that determines its records (algorithm and parameters, column with its
@@ -433,7 +434,7 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
             cond = torch.tensor([labels[k] for k in missing])
             seeds = [bench_seed(seed, cell.repeat, k) for k in missing]
             problem = Problem(denoiser(guidance), rewards[cell.column.reward], cond, seeds, sampler_of(guidance),
-                              max_batch=max_batch, callback=BarProgress(bar))
+                              max_batch=max_batch, callback=BarProgress(bar), batch_invariant=True)
             params = cell.run.algorithm_params(schedules, cell.column.name)
             result = get_algorithm(cell.run.algorithm, **params).run(problem)
             held_out = evaluator(result.images, cond) if evaluator is not None else None
@@ -450,7 +451,7 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
                 "reward_value": float(result.rewards[row]),
                 "evaluator": None if held_out is None else float(held_out[row]),
                 "nfe": int(result.nfe[row]), "wall_time_s": result.wall_time / len(missing),
-                "cell_wall_time_s": result.wall_time, "steps": preset.steps,
+                "cell_wall_time_s": result.wall_time, "steps": preset.steps, "batch_invariant": True,
             }, cell) + "\n" for row, k in enumerate(missing)]
             with results.open("a") as f:
                 f.write("".join(lines))
@@ -491,15 +492,17 @@ def copy_schedules(source: Path, out: Path, preset: Preset, settings: dict[str, 
 def copy_results(source: Path, out: Path, cells: Sequence[Cell], labels: list[int], seed: int) -> int:
     """Append to out's results the records of `source` (another bench run directory) whose cell key is one of
     `cells`' (so the same settings: see Cell.key) with the same label and sample seed that `out` lacks, with
-    their images and traces; returns how many were copied. Results are batch-independent, so these are the
-    records a rerun would write. Records of directories written before keys held the settings never match."""
+    their images and traces; returns how many were copied. Bench results are batch-invariant (records written
+    before the mode was recorded were too; a record of another mode is never taken), so these are the records a
+    rerun would write. Records of directories written before keys held the settings never match."""
     check_reuse_source(source)
     if source.resolve() == out.resolve():
         return 0
     keys = {cell.key: cell for cell in cells}
     done = {(r["cell"], r["label_index"]) for r in read_results(out / RESULTS)}
     take = [r for r in read_results(source / RESULTS)
-            if r["cell"] in keys and (r["cell"], r["label_index"]) not in done and r["label_index"] < len(labels)
+            if r["cell"] in keys and r.get("batch_invariant", True)
+            and (r["cell"], r["label_index"]) not in done and r["label_index"] < len(labels)
             and r["label"] == labels[r["label_index"]]
             and r["seed"] == bench_seed(seed, r["repeat"], r["label_index"])]
     if not take:
@@ -535,7 +538,7 @@ def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, de
             path.parent.mkdir(exist_ok=True)
             plan = calibrate(column.reward, preset.calibration, denoiser=denoiser(column.guidance),
                              sampler=sampler_of(column.guidance), guidance=column.guidance, max_batch=max_batch,
-                             evaluator=None, progress=progress)
+                             batch_invariant=True, evaluator=None, progress=progress)
             tmp = path.with_suffix(".tmp")
             plan.save(tmp)
             tmp.replace(path)

@@ -1,4 +1,5 @@
-"""Monte Carlo tree search over per-step noises, one simulation's back-up before the next selection."""
+"""Monte Carlo tree search over per-step noises: sequential UCT (one simulation's back-up before the next
+selection), or rounds of several simulations selected with virtual visits and batched (`parallel`)."""
 
 from __future__ import annotations
 
@@ -54,20 +55,19 @@ class StepRunner:
         return run_steps(self.problem, self.gens, x, start, stop, which)[0]
 
 
-def group_by_step(leaves: dict[int, Node]) -> dict[int, list[int]]:
-    groups: dict[int, list[int]] = defaultdict(list)
-    for c, node in leaves.items():
-        groups[node.step].append(c)
-    return dict(sorted(groups.items()))
-
-
 @register_algorithm
 @dataclass(frozen=True)
 class MCTS(SearchAlgorithm):
     """(N, S) MCTS: at every searchable step, S simulations of select (UCT) → expand (N candidate noises,
     each stepped) → roll out the child with the best x0 prediction to x0 with fresh noise → back up its
     reward, each simulation's back-up before the next selection; then commit the most-visited child
-    (keeping its subtree) and descend. Conditions run side by side, batched by the step they expand."""
+    (keeping its subtree) and descend. Conditions run side by side, batched by the step they expand.
+
+    parallel = P > 1 runs the S simulations in rounds of up to P per condition, selected one after the other
+    with virtual visits (each selected path's nodes count one extra visit worth their mean value until the
+    round's back-ups, so later selections of the round diverge; a leaf is expanded at most once per round),
+    expanded, rolled out and backed up together: P times larger network calls, the same NFE per simulation,
+    but a different (no longer sequential) tree policy. P = 1 is the sequential UCT."""
 
     name = "mcts"
     nfe_doc = ("Σ c_i over the steps before the first searchable one, plus per simulation that expands step j: "
@@ -77,9 +77,10 @@ class MCTS(SearchAlgorithm):
     N: int = 4
     S: int = 8
     c_uct: float = 1.0
+    parallel: int = 1
 
     def __post_init__(self) -> None:
-        check_positive_int(N=self.N, S=self.S)
+        check_positive_int(N=self.N, S=self.S, parallel=self.parallel)
         if not (math.isfinite(self.c_uct) and self.c_uct >= 0):
             raise NoiseSearchError(f"c_uct must be a non-negative finite number, got {self.c_uct}")
 
@@ -116,40 +117,79 @@ class MCTS(SearchAlgorithm):
 
     def _simulate(self, problem: Problem, runner: StepRunner, roots: dict[int, Node],
                   expanded: list[list[int]]) -> None:
-        paths = {}
+        """S simulations from every root, in rounds of up to `parallel` distinct leaves per condition."""
+        done = dict.fromkeys(roots, 0)
+        while any(n < self.S for n in done.values()):
+            paths = self._select(roots, {k: min(self.parallel, self.S - n) for k, n in done.items()}, runner.steps)
+            values = self._expand(problem, runner, paths, expanded)
+            for (k, path), value in zip(paths, values, strict=True):
+                done[k] += 1
+                for node in path:
+                    node.visits += 1
+                    node.value += value
+
+    def _select(self, roots: dict[int, Node], wanted: dict[int, int], steps: int) -> list[tuple[int, list[Node]]]:
+        """Up to wanted[k] root-to-leaf paths per condition k by UCT, each leaf at most once: after each path
+        its nodes carry a virtual visit worth their mean value (an unvisited node's: its parent's), which
+        lowers their exploration bonus so that the next path diverges; the virtual visits are taken back."""
+        paths: list[tuple[int, list[Node]]] = []
         for k, root in roots.items():
-            node, path = root, [root]
-            while node.children and node.step < runner.steps:
-                node = node.uct_child(self.c_uct)
-                path.append(node)
-            paths[k] = path
-        leaves = {k: path[-1] for k, path in paths.items()}
-        values: dict[int, float] = {}
-        finished = [k for k, leaf in leaves.items() if leaf.step >= runner.steps]
+            virtual: list[tuple[Node, float]] = []
+            leaves: set[int] = set()
+            for _ in range(wanted[k]):
+                node, path = root, [root]
+                while node.children and node.step < steps:
+                    node = node.uct_child(self.c_uct)
+                    path.append(node)
+                if id(node) in leaves:
+                    break
+                leaves.add(id(node))
+                paths.append((k, path))
+                if len(leaves) < wanted[k]:
+                    parent_mean = 0.0
+                    for node in path:
+                        mean = node.value / node.visits if node.visits else parent_mean
+                        node.visits += 1
+                        node.value += mean
+                        virtual.append((node, mean))
+                        parent_mean = mean
+            for node, mean in virtual:
+                node.visits -= 1
+                node.value -= mean
+        return paths
+
+    def _expand(self, problem: Problem, runner: StepRunner, paths: list[tuple[int, list[Node]]],
+                expanded: list[list[int]]) -> list[float]:
+        """Expand the leaf of every path (all paths that expand one step in one batch), roll the best child out
+        and return each path's value; a path whose leaf is x0 takes its reward (no NFE)."""
+        values = [0.0] * len(paths)
+        leaves = [path[-1] for _, path in paths]
+        finished = [p for p, leaf in enumerate(leaves) if leaf.step >= runner.steps]
         if finished:
-            done = torch.stack([leaves[k].x for k in finished])[:, None]
-            values.update(zip(finished, problem.score(done, finished)[:, 0].tolist(), strict=True))
-            for k in finished:
-                expanded[k].append(runner.steps)
-        open_leaves = {k: leaf for k, leaf in leaves.items() if leaf.step < runner.steps}
-        for j, group in group_by_step(open_leaves).items():
-            x = torch.stack([open_leaves[k].x for k in group])[:, None].expand(-1, self.N, *problem.image_shape)
-            proposal = problem.propose(x, j, runner.gens.randn(self.N, *problem.image_shape, which=group), group)
-            priors = problem.score(proposal.x0_hat, group)
-            children = problem.advance(proposal, group).x_next
+            done = torch.stack([leaves[p].x for p in finished])[:, None]
+            scores = problem.score(done, [paths[p][0] for p in finished])[:, 0].tolist()
+            for p, score in zip(finished, scores, strict=True):
+                values[p] = score
+                expanded[paths[p][0]].append(runner.steps)
+        by_step: dict[int, list[int]] = defaultdict(list)
+        for p, leaf in enumerate(leaves):
+            if leaf.step < runner.steps:
+                by_step[leaf.step].append(p)
+        for j, group in sorted(by_step.items()):
+            which = [paths[p][0] for p in group]
+            x = torch.stack([leaves[p].x for p in group])[:, None].expand(-1, self.N, *problem.image_shape)
+            proposal = problem.propose(x, j, runner.gens.randn(self.N, *problem.image_shape, which=which), which)
+            priors = problem.score(proposal.x0_hat, which)
+            children = problem.advance(proposal, which).x_next
             k_next = runner.next_searchable(j + 1)
-            children = runner.run(children, j + 1, k_next, group)  # gamma = 0 steps only
+            children = runner.run(children, j + 1, k_next, which)  # gamma = 0 steps only
             best = priors.argmax(dim=1)
-            rollout = runner.run(children[torch.arange(len(group)), best][:, None], k_next, runner.steps, group)
-            scores = problem.score(rollout, group)[:, 0]
-            for row, k in enumerate(group):
-                leaf = open_leaves[k]
+            rollout = runner.run(children[torch.arange(len(group)), best][:, None], k_next, runner.steps, which)
+            scores = problem.score(rollout, which)[:, 0]
+            for row, p in enumerate(group):
+                leaf = leaves[p]
                 leaf.children = [Node(k_next, children[row, n], float(priors[row, n])) for n in range(self.N)]
-                chosen = leaf.children[int(best[row])]
-                paths[k].append(chosen)
-                values[k] = float(scores[row])
-                expanded[k].append(j)
-        for k, path in paths.items():
-            for node in path:
-                node.visits += 1
-                node.value += values[k]
+                paths[p][1].append(leaf.children[int(best[row])])
+                values[p] = float(scores[row])
+                expanded[which[row]].append(j)
+        return values
