@@ -9,6 +9,7 @@ import torch
 from noisesearch.assets import load_card, load_weights
 from noisesearch.backends.registry import Backend, register_backend
 from noisesearch.denoiser import DenoiserBase
+from noisesearch.errors import NoiseSearchError
 from noisesearch.models.unet import NULL_LABEL, NUM_CLASSES, EDMPrecond, UNetConfig
 
 
@@ -17,13 +18,19 @@ class EmbeddedDenoiser(DenoiserBase):
 
     w = 1 (default) is the conditional model and w = 0 the unconditional one, each 1 NFE per image
     per call; any other w is classifier-free guidance, 2 NFE per image per call (both predictions
-    go through the network in one batch).
+    go through the network in one batch). dtype bfloat16 runs the network under bfloat16 autocast
+    (faster on CPUs with AVX512-BF16 or AMX; x0 predictions differ from float32's by up to ~3e-2) and
+    returns float32.
     """
 
     label_dim = NUM_CLASSES
 
-    def __init__(self, model: EDMPrecond, guidance: float = 1.0, device: str = "cpu") -> None:
+    def __init__(self, model: EDMPrecond, guidance: float = 1.0, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise NoiseSearchError(f"the embedded model runs in float32 or bfloat16, not {str(dtype)[6:]}")
         self.device = device
+        self.dtype = dtype
         self.model = model.eval().requires_grad_(False).to(device)
         self.guidance = float(guidance)
         cfg = model.cfg
@@ -36,6 +43,12 @@ class EmbeddedDenoiser(DenoiserBase):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.dtype == torch.float32:
+            return self.guided(x, sigma, cond)
+        with torch.autocast(torch.device(self.device).type, dtype=self.dtype):
+            return self.guided(x, sigma, cond).float()
+
+    def guided(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         if self.guidance == 1.0:
             return self.model(x, sigma, cond)
         null = torch.full_like(cond, NULL_LABEL)
@@ -46,19 +59,20 @@ class EmbeddedDenoiser(DenoiserBase):
         return d_null + self.guidance * (d_label - d_null)
 
 
-def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None, device: str = "cpu"
-               ) -> EmbeddedDenoiser:
-    """The embedded class-conditional MNIST EDM model (packaged EMA weights unless weights_dir) on `device`."""
+def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None, device: str = "cpu",
+               dtype: torch.dtype = torch.float32) -> EmbeddedDenoiser:
+    """The embedded class-conditional MNIST EDM model (packaged EMA weights unless weights_dir) on `device`,
+    in float32 or under bfloat16 autocast."""
     card = load_card("diffusion", weights_dir)
     cfg = UNetConfig.from_dict({k: v for k, v in card.get("architecture", {}).items()
                                 if k in UNetConfig.__dataclass_fields__})
     model = EDMPrecond(cfg)
     model.load_state_dict(load_weights("diffusion", weights_dir))
-    return EmbeddedDenoiser(model, guidance, device)
+    return EmbeddedDenoiser(model, guidance, device, dtype)
 
 
 register_backend(Backend(
     name="embedded", description="the embedded class-conditional MNIST EDM model (labels 0-9; --model: a weights "
                                  "directory to use instead of the packaged one)",
-    load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device), default_guidance=1.0,
+    load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, dtype=r.dtype), default_guidance=1.0,
     evaluator="evaluator"))

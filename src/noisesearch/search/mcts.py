@@ -107,8 +107,7 @@ class MCTS(SearchAlgorithm):
         roots = {k: Node(first, x[k, 0]) for k in everyone}
         expanded: list[list[int]] = [[] for _ in everyone]
         while roots[0].step < steps:
-            for _ in range(self.S):
-                self._simulate(problem, runner, roots, expanded)
+            self._simulate(problem, runner, roots, expanded)
             for k in everyone:
                 root = roots[k]
                 roots[k] = max(root.children, key=lambda ch: (ch.visits, ch.value / max(ch.visits, 1)))
