@@ -216,3 +216,46 @@ def test_ray_is_imported_only_when_asked_for():
             "from noisesearch.experiments.executors import make_executor; "
             "[make_executor(name).close() for name in ('serial', 'process')]; assert 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids of the processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers in /proc")
+def test_a_killed_driver_leaves_no_worker_behind_and_its_rerun_resumes(tmp_path):
+    import subprocess
+    import sys
+
+    preset_file = tmp_path / "slow.json"
+    preset_file.write_text(json.dumps({"slow": {  # cells of about a second on the packaged model
+        "labels": 2, "steps": 4, "rewards": [{"name": "brightness", "reward": "brightness"}],
+        "runs": [{"algorithm": "eps_greedy", "params": {"N": 2, "K": k}} for k in (2, 3, 4, 5)]}}))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "noisesearch.cli", "bench", "--preset", str(preset_file), "--out", str(out),
+               "--no-progress", "--executor", "process", "--workers", "2"]
+    driver = subprocess.Popen(command)
+    stop = time.monotonic() + 60
+    while time.monotonic() < stop and not ((out / RESULTS).exists() and (out / RESULTS).read_text().count("\n") >= 2):
+        time.sleep(0.01)
+    workers = children_of(driver.pid)
+    driver.kill()
+    driver.wait()
+    before = (out / RESULTS).read_text().splitlines()
+    assert workers and 2 <= len(before) < 8
+    stop = time.monotonic() + 30  # a worker finishes its cell, cannot hand it back, and exits
+    while time.monotonic() < stop and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    subprocess.run(command, check=True, timeout=90)
+    after = (out / RESULTS).read_text().splitlines()
+    assert after[:len(before)] == before  # the records before the kill stand; the rerun adds only the rest
+    assert len(after) == len({(json.loads(line)["cell"], json.loads(line)["label_index"]) for line in after}) == 8

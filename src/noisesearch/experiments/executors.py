@@ -313,11 +313,12 @@ class RayExecutor(Executor):
                 raise NoiseSearchError(one_line(f"cannot start or reach Ray at {address or 'this machine'}: "
                                                 f"{err}")) from None
         self.remote = self.ray.remote(execute)
+        self.settings = {"executor": self.name, "cpus_per_task": cpus_per_task, "gpus_per_task": gpus_per_task,
+                         "retries": retries, "cluster": {k: v for k, v in self.ray.cluster_resources().items()
+                                                         if k in ("CPU", "GPU", "memory")}}
 
     def describe(self) -> dict[str, Any]:
-        return {"executor": self.name, "cpus_per_task": self.cpus_per_task, "gpus_per_task": self.gpus_per_task,
-                "retries": self.retries, "cluster": {k: v for k, v in self.ray.cluster_resources().items()
-                                                     if k in ("CPU", "GPU", "memory")}}
+        return self.settings
 
     def options(self, resources: Resources | None, have: dict[str, float]) -> dict[str, Any]:
         """Ray's options for a task of `resources` on a cluster of resources `have`; a one-line error where
