@@ -31,8 +31,8 @@ SMALL = Preset.from_dict("small", {
               "params": {"search_schedule": "calibrated:brightness", "target_nfe": 12}}],
 })
 SLOW_CELLS = Preset.from_dict("slow_cells", {  # cells long enough to kill a worker in the middle of one
-    "labels": 2, "repeats": 1, "steps": 6, "rewards": [{"name": "brightness", "reward": "brightness"}],
-    "runs": [{"algorithm": "eps_greedy", "params": {"N": 4, "K": k}} for k in (6, 7, 8, 9)],
+    "labels": 2, "repeats": 1, "steps": 5, "rewards": [{"name": "brightness", "reward": "brightness"}],
+    "runs": [{"algorithm": "eps_greedy", "params": {"N": 4, "K": k}} for k in (4, 5, 6, 7)],
 })
 FAILING = Preset.from_dict("failing", {
     "labels": 2, "repeats": 1, "steps": 4,
@@ -187,12 +187,15 @@ def test_a_failing_cell_fails_alone_with_its_error_recorded(kind, tmp_path, requ
         assert len(records) == len({(r["cell"], r["label_index"]) for r in records}) == 2 * 2 * 2
 
 
-def test_calibrate_on_a_process_pool_gives_the_serial_schedule(tmp_path, capsys):
-    args = ["calibrate", "--conditions", "2", "--N", "2", "--K", "2", "--steps", "4", "--moves", "1,0.15,0.3",
-            "--target-nfe", "16", "--no-progress"]
-    assert main([*args, "--out", str(tmp_path / "serial.json")]) == 0
-    assert main([*args, "--out", str(tmp_path / "pool.json"), "--executor", "process", "--workers", "2"]) == 0
-    assert (tmp_path / "pool.json").read_text() == (tmp_path / "serial.json").read_text()
+def test_calibrate_on_a_process_pool_gives_the_serial_schedule():
+    from noisesearch.adaptive import CalibrationConfig, calibrate
+
+    config = CalibrationConfig(conditions=2, N=2, K=2, target_nfe=16, moves=((1, 0.15, 0.3),), beams=(1, 2))
+    args = {"steps": 4, "denoiser": tiny_denoiser(), "progress": False}
+    serial = calibrate("brightness", config, **args)
+    with ProcessExecutor(workers=2) as pool:
+        pooled = calibrate("brightness", config, pool, **args)
+    assert pooled.to_dict() == serial.to_dict() and len(serial.info["candidates"]) == 4
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -206,6 +209,8 @@ def test_executor_options_are_checked_in_one_line(tmp_path, capsys, args, fragme
     err = capsys.readouterr().err
     assert fragment in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+    assert main(["calibrate", "--out", str(tmp_path / "s.json"), *args]) == 1  # calibrate takes the same options
+    assert fragment in capsys.readouterr().err and not (tmp_path / "s.json").exists()
 
 
 def test_ray_is_imported_only_when_asked_for():

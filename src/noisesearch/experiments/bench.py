@@ -5,6 +5,11 @@ searched together in one batched Problem. When a cell finishes, one JSON line pe
 in a single write, so a run killed at any moment loses at most the cell in flight, and a rerun of the
 same command skips every finished (cell, label).
 
+Cells run on an executor (serial in this process, a local process pool, or Ray: see executors.py): each is
+`compute_cell(CellTask) -> CellOutput`, a pure function whose records, images and traces come back as data,
+and this process alone writes them (write_cell), so the integrity rules below hold for every executor. A
+cell that fails is logged in cells.jsonl with its error, and the others go on.
+
 Integrity of a run directory:
 - A cell's key names everything that determines its records (algorithm and parameters, column with its
   reward and guidance, repeat, the bench seed from which labels and sample seeds derive, steps, the
