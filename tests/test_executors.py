@@ -17,7 +17,7 @@ from executor_helpers import FAILING_GUIDANCE, failing_loader
 from noisesearch.cli import main
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.bench import CELL_LOG, RESULTS, run_bench
-from noisesearch.experiments.executors import ProcessExecutor, RayExecutor, SerialExecutor
+from noisesearch.experiments.executors import ProcessExecutor, RayExecutor, Resources, SerialExecutor
 from noisesearch.experiments.presets import Preset
 from noisesearch.testing import tiny_denoiser
 
@@ -168,6 +168,26 @@ def test_a_worker_killed_mid_cell_loses_nothing_and_duplicates_nothing(kind, ser
     assert len(log) == 4 and all(line["status"] == "done" for line in log)
     if kind == "process":  # Ray retries on its own and does not say how often
         assert sorted(line["attempts"] for line in log) == [1, 1, 1, 2]
+
+
+def test_a_process_worker_dead_idle_is_replaced_and_one_that_always_dies_fails_its_task():
+    with ProcessExecutor(workers=1, retries=1) as pool:
+        assert [o.value for o in pool.map(abs, [-1])] == [1]
+        idle = pool.pool[0].process
+        os.kill(idle.pid, signal.SIGKILL)
+        idle.join()
+        (dying,) = pool.map(os._exit, [3])  # every attempt ends its worker with exit code 3
+        assert dying.attempts == 2 and dying.error.startswith("the worker running it died 2 times (last exit code 3")
+        assert sorted(o.value for o in pool.map(abs, [-2, -3])) == [2, 3]
+
+
+def test_a_ray_task_larger_than_the_cluster_is_refused_not_left_waiting(request):
+    ray_executor = executor("ray", request)
+    with pytest.raises(NoiseSearchError, match="a task needs 4 CPUs but the Ray cluster has 2 in all"):
+        list(ray_executor.map(abs, [-1], [Resources(cpus=4)]))
+    with pytest.raises(NoiseSearchError, match="a task needs 1 GPUs but the Ray cluster has 0 in all"):
+        list(RayExecutor(gpus_per_task=1).map(abs, [-1]))
+    assert [o.value for o in ray_executor.map(abs, [-5])] == [5]
 
 
 @pytest.mark.parametrize("kind", ["serial", "process", "ray"])

@@ -213,11 +213,14 @@ class ProcessExecutor(Executor):
         left = len(tasks)
         try:
             while left:
-                for worker in self.pool:
+                for n, worker in enumerate(self.pool):
                     if worker.task is None and queue:
                         index, attempt = queue.popleft()
-                        self.send(worker, (fn, tasks[index], threads[index]))
-                        worker.task = (index, attempt)
+                        if self.send(worker, (fn, tasks[index], threads[index])):
+                            worker.task = (index, attempt)
+                        else:  # it died idle: its task waits for the one that replaces it
+                            queue.appendleft((index, attempt))
+                            self.pool[n] = self.start_worker()
                 busy = [w for w in self.pool if w.task is not None]
                 ready = connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy], POLL_S)
                 for worker in busy:
@@ -240,13 +243,20 @@ class ProcessExecutor(Executor):
             self.close()  # workers may be running tasks the driver no longer waits for
             raise
 
-    def send(self, worker: Worker, message: tuple[Any, Any, int]) -> None:
+    def send(self, worker: Worker, message: tuple[Any, Any, int]) -> bool:
+        """Hand a task to an idle worker; False where the worker is gone."""
         try:
             data = pickle.dumps(message)
         except (pickle.PicklingError, TypeError, AttributeError) as err:
             raise NoiseSearchError(one_line(f"the process executor cannot send a task to its workers ({err}): "
                                             "give module-level functions and plain data")) from None
-        worker.conn.send_bytes(data)
+        try:
+            worker.conn.send_bytes(data)
+        except OSError:
+            worker.process.join(POLL_S)
+            worker.conn.close()
+            return False
+        return True
 
     def receive(self, worker: Worker, index: int, attempt: int) -> Outcome | None:
         """The outcome a worker sent, or None where it died before sending one."""
