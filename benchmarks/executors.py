@@ -1,13 +1,14 @@
 """One preset's bench under the serial, process and Ray executors, side by side in one run, and Ray's cost per cell.
 
-For each executor: the time to start it (spawning the pool, starting Ray), the bench's wall time, and each
-worker's cells, CPU seconds and CPU use (CPU / wall of its cells, from cells.jsonl), with the driver's own
-CPU seconds; the records are checked to be identical to serial's. Then the fixed cost of one cell: M
-trivial tasks through the process pool and through Ray (latency of one alone, and the time per task when M
-run on the W workers, so o = W x that is what one task costs a worker's slot), which gives the break-even
-cell size c* = o / (W - 1) (W workers beat serial once cells take longer), and a cost model of the preset on
-more workers (start + ceil(cells / W) rounds of a mean cell + o): what the design gives on W single-CPU
-workers spread over N machines, while only 2 cores are here.
+For each executor (serial with torch's threads, as the CLI runs it; serial-1t, serial on one thread, whose
+cell times are a one-CPU worker's; process; ray): the time to start it (spawning the pool, starting Ray),
+the bench's wall time, and each worker's cells, CPU seconds and CPU use (CPU / wall of its cells, from
+cells.jsonl), with the driver's own CPU seconds; the records are checked to be identical to serial's. Then
+the fixed cost of one cell: M trivial tasks through the process pool and through Ray (latency of one alone,
+and the time per task when M run on the W workers, so o = W x that is what one task costs a worker's slot),
+which gives the break-even cell size c* = o / (W - 1) (W workers beat serial once cells take longer), and a
+cost model of the preset on more workers (start + ceil(cells / W) rounds of a mean serial-1t cell + o): what
+the design gives on W single-CPU workers spread over N machines, while only 2 cores are here.
 
     python benchmarks/executors.py [--preset table1 --rewards brightness --labels 4] [--workers 2]
     python benchmarks/executors.py --tiny     # a seconds-long check on a random tiny model
@@ -47,7 +48,17 @@ def records(run: Path) -> list[dict]:
 
 def bench_under(name: str, make: Callable[[], Executor], workers: int, preset, root: Path, loader) -> dict:
     """Start the executor (and its `workers` workers), run the preset on it, and read where and how long its
-    cells ran."""
+    cells ran; "serial-1t" is serial with one torch thread (a one-CPU worker's cell times)."""
+    threads = torch.get_num_threads()
+    if name == "serial-1t":
+        torch.set_num_threads(1)
+    try:
+        return bench_on(name, make, workers, preset, root, loader)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def bench_on(name: str, make: Callable[[], Executor], workers: int, preset, root: Path, loader) -> dict:
     start = time.perf_counter()
     executor: Executor = make()
     list(executor.map(trivial, list(range(4 * workers))))  # its workers up, so that start_s is the whole start
@@ -106,6 +117,7 @@ def main() -> None:
 
     engines = {
         "serial": SerialExecutor,
+        "serial-1t": SerialExecutor,
         "process": lambda: ProcessExecutor(workers=W),
         "ray": lambda: RayExecutor(address="local", num_cpus=W, include_dashboard=False, log_to_driver=False),
     }
@@ -114,7 +126,7 @@ def main() -> None:
           f"{W} workers / Ray CPUs on {torch.get_num_threads()}-thread torch")
     with tempfile.TemporaryDirectory() as tmp:
         results = {name: bench_under(name, make, W, preset, Path(tmp), loader) for name, make in engines.items()}
-    cells = sum(w["cells"] for w in results["serial"]["workers"].values())
+    cells = sum(w["cells"] for w in results["serial-1t"]["workers"].values())
     print("\nstart: the executor and its warm workers (without their models); bench: run_bench on it")
     print(f"{'executor':<9} {'start s':>8} {'bench s':>8} {'vs serial':>9} {'driver CPU s':>12}  records")
     for name, r in results.items():
@@ -133,8 +145,8 @@ def main() -> None:
     with RayExecutor(address="local", num_cpus=W, include_dashboard=False, log_to_driver=False) as on_ray:
         overheads["ray"] = task_overhead(on_ray, args.trivial)
     assert not ray.is_initialized()
-    cell_s = sum(w["wall_s"] for w in results["serial"]["workers"].values()) / cells
-    print(f"\nper-cell overhead ({args.trivial} trivial tasks); mean serial cell of this preset: {cell_s:.3f} s")
+    cell_s = sum(w["wall_s"] for w in results["serial-1t"]["workers"].values()) / cells
+    print(f"\nper-cell overhead ({args.trivial} trivial tasks); mean cell of this preset on one thread: {cell_s:.3f} s")
     print(f"{'executor':<9} {'one task ms':>11} {'per task at W ms':>16} {'break-even cell s':>17}")
     slot = {name: per_task * W for name, (_, per_task) in overheads.items()}  # what a task costs a worker
     for name, (latency, per_task) in overheads.items():
