@@ -22,6 +22,7 @@ from noisesearch.search import algorithm_class, algorithm_names, algorithm_param
 
 if TYPE_CHECKING:
     from noisesearch.api import PlannedSearch
+    from noisesearch.experiments.executors import Executor
 
 ESTIMATE_MIN_NFE = 1000  # runs of fewer NFE in all are not timed (a timed call costs two network calls)
 SHOW_ESTIMATE_S = 30  # runs expected to take longer print their estimate first
@@ -101,6 +102,33 @@ def add_model_flags(parser: argparse.ArgumentParser, steps_help: str = "sampler 
                              "loading it can run arbitrary code, so only for files you trust")
 
 
+def add_executor_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """--executor and its options, shared by bench and calibrate."""
+    parser.add_argument("--executor", default="serial", choices=("serial", "process", "ray"),
+                        help=f"where {what} run: serial (this process, the default), process (a local pool of "
+                             "--workers processes) or ray (a Ray cluster, see --ray-address)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="process executor: worker processes (default: one per core)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="ray executor: the cluster to join, e.g. HEAD_IP:6379 or auto (default: a cluster "
+                             "started on this machine, else a new local Ray instance)")
+    parser.add_argument("--cpus-per-cell", type=float, default=None,
+                        help="CPUs (torch threads) per task (default: process the workers' share of the cores, "
+                             "ray 1)")
+    parser.add_argument("--gpus-per-cell", type=float, default=None,
+                        help="ray executor: GPUs per task, fractions allowed (default 0)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="further attempts of a task whose worker died (killed, out of memory, node lost)")
+
+
+def executor_of(args: argparse.Namespace) -> Executor:
+    """The executor that --executor and its options name (Ray is imported only for --executor ray)."""
+    from noisesearch.experiments.executors import make_executor
+
+    return make_executor(args.executor, workers=args.workers, ray_address=args.ray_address,
+                         cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell, retries=args.retries)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="noisesearch", description="Search a diffusion sampler's noise against a reward.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -164,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="copy finished identical cells (same labels, seeds, steps) from another run directory "
                             "instead of rerunning them (repeatable)")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_executor_flags(bench, "cells")
     cal = sub.add_parser("calibrate", help="fit a per-step search schedule (K_t, eps_t) from eps-greedy runs")
     cal.add_argument("--reward", default="classifier", help="reward to calibrate for")
     cal.add_argument("--out", type=parse_out, required=True, help="schedule JSON to write")
@@ -195,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--batch-invariant", action="store_true",
                      help="pad every call to exactly --max-batch rows (as bench's calibrations do)")
     cal.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_executor_flags(cal, "probes and validation runs")
     report = sub.add_parser("report", help="write report.md and report.html for a bench run directory")
     report.add_argument("run_dir", type=Path, help="directory written by `noisesearch bench`")
     report.add_argument("--out", type=parse_out, help="report directory (default: RUN_DIR/report)")
@@ -301,9 +331,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.out is None:
         raise NoiseSearchError("bench needs --out DIR for its results (or --list to see the presets)")
     preset = override(get_preset(args.preset), args.algorithms, args.rewards, args.labels, args.repeats)
-    results = run_bench(preset, args.out, seed=args.seed, max_batch=args.max_batch, progress=not args.no_progress,
-                        backend=args.backend, model=args.model, sampler=args.sampler, reuse=args.reuse,
-                        trust_model_code=args.trust_model_code)
+    with executor_of(args) as executor:
+        results = run_bench(preset, args.out, seed=args.seed, max_batch=args.max_batch,
+                            progress=not args.no_progress, backend=args.backend, model=args.model,
+                            sampler=args.sampler, reuse=args.reuse, trust_model_code=args.trust_model_code,
+                            executor=executor)
     print(f"bench {preset.name}: {len(plan(preset))} cells x {preset.labels} labels in {results}")
 
 
@@ -340,10 +372,11 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     config = CalibrationConfig(conditions=args.conditions, seed=args.seed, method=args.method, N=args.N, K=args.K,
                                eps=args.eps, lambda_=args.lambda_, moves=args.moves, beams=args.beams,
                                validation_conditions=args.validation_conditions, target_nfe=args.target_nfe)
-    plan = calibrate(args.reward, config, steps=args.steps, sampler=args.sampler, backend=args.backend,
-                     model=args.model, guidance=args.guidance, max_batch=args.max_batch,
-                     batch_invariant=args.batch_invariant,
-                     progress=not args.no_progress, trust_model_code=args.trust_model_code)
+    with executor_of(args) as executor:
+        plan = calibrate(args.reward, config, executor, steps=args.steps, sampler=args.sampler,
+                         backend=args.backend, model=args.model, guidance=args.guidance, max_batch=args.max_batch,
+                         batch_invariant=args.batch_invariant,
+                         progress=not args.no_progress, trust_model_code=args.trust_model_code)
     plan.save(args.out)
     info = plan.info
     print(plan.table())

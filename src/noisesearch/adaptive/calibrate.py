@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noisesearch import cost
 from noisesearch.adaptive.allocation import allocate_iterations, marginal_gain
@@ -17,6 +18,9 @@ from noisesearch.sampling import sampler_from_dict
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.seeds import calibration_seeds, draw_labels
 
+if TYPE_CHECKING:
+    from noisesearch.experiments.executors import Executor
+
 
 def expected_gain(plan: SearchSchedule) -> float:
     """The calibrated gain of the iterations K_t a search schedule buys, summed over steps (the allocator's
@@ -26,8 +30,8 @@ def expected_gain(plan: SearchSchedule) -> float:
     return sum(marginal_gain(row, k) for row, K_t in zip(plan.gains, plan.K, strict=True) for k in range(1, K_t + 1))
 
 
-def calibrate(reward: str = "classifier", config: CalibrationConfig | None = None, **problem_args: Any
-              ) -> SearchSchedule:
+def calibrate(reward: str = "classifier", config: CalibrationConfig | None = None, executor: Executor | None = None,
+              **problem_args: Any) -> SearchSchedule:
     """A search schedule for `reward`, calibrated as `config` says on its calibration conditions (labels
     drawn from config.seed, sample seeds disjoint from any evaluation run); `problem_args` go to
     `make_problem` (steps, sampler, guidance, max_batch, progress, backend, denoiser, ...).
@@ -36,13 +40,17 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     adaptive_eps_greedy runs with it at the budget on the validation conditions (the calibration's first,
     and more drawn from the same seed), and the schedule of the best mean final reward is returned, with
     that B in its info. Its info lists every candidate's expected gain (the allocator's objective) and
-    measured reward, and its calibration cost counts all probes and validation runs."""
+    measured reward, and its calibration cost counts all probes and validation runs.
+
+    With an `executor` (see noisesearch.experiments.executors), each move's probe and each validation run is
+    one of its tasks (`problem_args` must then be picklable); the schedule is the one calibrated without."""
     config = config or CalibrationConfig()
     if not config.validates:
-        return calibrate_move(reward, config, **problem_args)
+        return run_all(executor, calibrate_move_task, [(reward, config)], problem_args, "the calibration")[0]
     moves = [(config.N, config.eps, config.lambda_), *config.moves]
-    tried = [calibrate_move(reward, replace(config, N=n, K=max(1, round(config.K * config.N / n)), eps=e, lambda_=lam),
-                            **problem_args) for n, e, lam in moves]
+    tried = run_all(executor, calibrate_move_task,
+                    [(reward, replace(config, N=n, K=max(1, round(config.K * config.N / n)), eps=e, lambda_=lam))
+                     for n, e, lam in moves], problem_args, "the calibration of move")
     budget = tried[0].info["budget"]
     trajectory = cost.trajectory_calls(sampler_from_dict(tried[0].info["sampler"]))
     if max(config.beams) * trajectory > budget:
@@ -51,14 +59,11 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     args = {k: v for k, v in problem_args.items() if k != "evaluator"}
     n = config.conditions if config.validation_conditions is None else config.validation_conditions
     labels, seeds = draw_labels(n, config.seed), calibration_seeds(config.seed, n)
-    nfe = sum(s.info["calibration_nfe"] for s in tried)
-    candidates = []
-    for plan in tried:
-        for B in config.beams:
-            run = search(algorithm="adaptive_eps_greedy", reward=reward, labels=labels, seeds=seeds, evaluator=None,
-                         search_schedule=plan, target_nfe=budget, B=B, **args)
-            nfe += int(run.nfe.sum())
-            candidates.append((float(run.rewards.mean()), plan, B))
+    pairs = [(plan, B) for plan in tried for B in config.beams]
+    runs = run_all(executor, validation_task, [(reward, labels, seeds, plan, budget, B) for plan, B in pairs], args,
+                   "validation run")
+    nfe = sum(s.info["calibration_nfe"] for s in tried) + sum(spent for _, spent in runs)
+    candidates = [(mean, plan, B) for (mean, _), (plan, B) in zip(runs, pairs, strict=True)]
     _, best, B = max(candidates, key=lambda c: c[0])  # the first of equals
     summary = [{key: s.info[key] for key in ("N", "K", "eps", "lambda_")} | {"B": b, "expected_gain": expected_gain(s),
                                                                            "validation_reward": r}
@@ -66,6 +71,32 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     return replace(best, info=best.info | {"B": B, "candidates": summary, "validation_conditions": n,
                                            "calibration_nfe": nfe,
                                            "calibration_nfe_per_condition": nfe / config.conditions})
+
+
+def run_all(executor: Executor | None, fn: Callable[[tuple], Any], tasks: Sequence[tuple], problem_args: dict[str, Any],
+            what: str) -> list[Any]:
+    """fn((*task, problem_args)) for every task, in this process or as the executor's tasks (where their
+    progress cannot reach this process, without progress bars)."""
+    if executor is not None and not executor.reports_progress:
+        problem_args = {**problem_args, "progress": False}
+    tasks = [(*task, problem_args) for task in tasks]
+    if executor is None:
+        return [fn(task) for task in tasks]
+    return executor.run_all(fn, tasks, what)
+
+
+def calibrate_move_task(task: tuple[str, CalibrationConfig, dict[str, Any]]) -> SearchSchedule:
+    reward, config, problem_args = task
+    return calibrate_move(reward, config, **problem_args)
+
+
+def validation_task(task: tuple[str, list[int], list[int], SearchSchedule, int, int, dict[str, Any]]
+                    ) -> tuple[float, int]:
+    """The mean final reward and the NFE of adaptive_eps_greedy with a candidate schedule and B."""
+    reward, labels, seeds, plan, budget, B, problem_args = task
+    run = search(algorithm="adaptive_eps_greedy", reward=reward, labels=labels, seeds=seeds, evaluator=None,
+                 search_schedule=plan, target_nfe=budget, B=B, **problem_args)
+    return float(run.rewards.mean()), int(run.nfe.sum())
 
 
 def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) -> SearchSchedule:

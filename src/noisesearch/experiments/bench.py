@@ -6,6 +6,11 @@ record does not depend on which other labels shared its cell; each record says s
 When a cell finishes, one JSON line per label is appended in a single write, so a run killed at any moment
 loses at most the cell in flight, and a rerun of the same command skips every finished (cell, label).
 
+Cells run on an executor (serial in this process, a local process pool, or Ray: see executors.py): each is
+`compute_cell(CellTask) -> CellOutput`, a pure function whose records, images and traces come back as data,
+and this process alone writes them (write_cell), so the integrity rules below hold for every executor. A
+cell that fails is logged in cells.jsonl with its error, and the others go on.
+
 Integrity of a run directory:
 - A cell's key names everything that determines its records (algorithm and parameters, column with its
   reward and guidance, repeat, the bench seed from which labels and sample seeds derive, steps, the
@@ -34,6 +39,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +50,16 @@ from tqdm.auto import tqdm
 import noisesearch
 from noisesearch import cost
 from noisesearch.adaptive import CalibrationConfig, calibrate
+from noisesearch.api import module_mb, peak_memory_mb
 from noisesearch.backends import get_backend, load_backend_denoiser
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
+from noisesearch.experiments.executors import Executor, Outcome, Resources, SerialExecutor
 from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec, is_int, is_number, shown
 from noisesearch.imaging import to_uint8
 from noisesearch.outputs import prepare_out_dir
 from noisesearch.problem import Problem
-from noisesearch.progress import BarProgress
+from noisesearch.progress import BarProgress, ProgressCallback
 from noisesearch.rewards import get_reward
 from noisesearch.sampling import Sampler, make_sampler
 from noisesearch.search import get_algorithm
@@ -66,6 +74,7 @@ except ImportError:  # pragma: no cover
 RESULTS = "results.jsonl"
 SETTINGS = "run.json"  # the settings every cell of a run directory shares
 LOCK = "bench.lock"  # held (flock, exclusive) by the one bench writing to the directory
+CELL_LOG = "cells.jsonl"  # one line per cell run: done or failed (with its error), where it ran, its times
 FORMAT = 2  # run.json's format: 2 = cell keys with seed, steps, sampler, backend, model and max_batch
 
 
@@ -355,13 +364,17 @@ def strict_json(record: dict[str, Any], cell: Cell) -> str:
 def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, progress: bool = True,
               backend: str = "embedded", model: str | None = None, sampler: str | None = None,
               model_loader: Callable[[float], Denoiser] | None = None, reuse: Sequence[Path] = (),
-              trust_model_code: bool = False) -> Path:
+              trust_model_code: bool = False, executor: Executor | None = None) -> Path:
     """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Cells run on
     the `backend`'s model (`model`: its path; `model_loader(guidance)` replaces the loader, and `model` then
     only names it in the cell keys) with its default sampler or the registered `sampler`; conditions are
     labels drawn from `seed`. Results of identical cells (equal keys: see Cell.key) in the `reuse` run
     directories are copied instead of rerun, and so are their schedules calibrated exactly as `preset` would
     calibrate them. `trust_model_code` lets the backend load a model file that needs code to load.
+
+    Cells (and calibrations) run on `executor` (default: serial, in this process); only this process writes
+    the directory, one write per finished cell. A cell that fails is logged in cells.jsonl with its error and
+    the others go on; the run then ends in a one-line NoiseSearchError naming the failures (a rerun retries them).
 
     The whole run holds `out`'s lock (a second bench on `out` gets a one-line NoiseSearchError); a resume
     with other settings than out/run.json's is refused, as is one of a directory written before run.json."""
@@ -380,22 +393,145 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
     settings = run_settings(preset, seed, sampler_name, backend, model_identity(model), max_batch)
     with run_dir_lock(out):
         settings = resume_settings(out, settings)
-        return run_locked(preset, out, settings, spec.evaluator, progress, model_loader, reuse, trust_model_code)
+        source = partial(ModelSource, settings["backend"], settings["model"], trust_model_code=trust_model_code,
+                         loader=model_loader)
+        try:
+            return run_locked(preset, out, settings, spec.evaluator, progress, source, reuse,
+                              executor or SerialExecutor())
+        finally:
+            LOADED.clear()
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How a cell's denoiser loads wherever the cell runs: the backend's model at a guidance weight, or
+    `loader(guidance)` (run_bench's model_loader: a module-level function for the process executor); each
+    process loads it once (see `cached`)."""
+
+    backend: str
+    model: str | None
+    guidance: float
+    trust_model_code: bool = False
+    loader: Callable[[float], Denoiser] | None = None
+
+    def load(self) -> Denoiser:
+        def load() -> Denoiser:
+            if self.loader is not None:
+                return self.loader(self.guidance)
+            return load_backend_denoiser(self.backend, self.model, self.guidance,
+                                         trust_model_code=self.trust_model_code)
+        return cached(self, load)
+
+
+LOADED: dict[Any, Any] = {}  # this process's denoisers and rewards (a worker's serve all its cells)
+
+
+def cached(key: Any, make: Callable[[], Any]) -> Any:
+    if key not in LOADED:
+        LOADED[key] = make()
+    return LOADED[key]
+
+
+def reward_named(name: str) -> Any:
+    return cached(("reward", name), lambda: get_reward(name))
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """All that computing one cell's records takes, as plain picklable data: the cell, the label indices it
+    still lacks with their labels and sample seeds, the model, sampler and steps, max_batch, the calibrated
+    schedules its run uses and the held-out evaluator (None: none)."""
+
+    cell: Cell
+    label_indices: tuple[int, ...]
+    labels: tuple[int, ...]
+    seeds: tuple[int, ...]
+    model: ModelSource
+    sampler: str
+    steps: int
+    max_batch: int
+    schedules: dict[str, SearchSchedule]
+    evaluator: str | None
+
+
+@dataclass(frozen=True)
+class CellOutput:
+    """What a cell gives back to the driver, which alone writes: its results.jsonl lines (one per label, in
+    order), its images (uint8) and its trace columns (None: the algorithm keeps none), and the NFE it spent."""
+
+    lines: tuple[str, ...]
+    images: np.ndarray
+    trace: dict[str, np.ndarray] | None
+    nfe: int
+
+
+def compute_cell(task: CellTask, callback: ProgressCallback | None = None) -> CellOutput:
+    """Search one cell and make its records; touches no file (it may run on a worker without the run's disk)."""
+    cell, missing = task.cell, list(task.label_indices)
+    denoiser = task.model.load()
+    cond = torch.tensor(task.labels)
+    problem = Problem(denoiser, reward_named(cell.column.reward), cond, list(task.seeds),
+                      denoiser.default_sampler(task.sampler, task.steps), max_batch=task.max_batch, callback=callback,
+                      batch_invariant=True)
+    result = get_algorithm(cell.run.algorithm, **cell.run.algorithm_params(task.schedules, cell.column.name)
+                           ).run(problem)
+    held_out = reward_named(task.evaluator)(result.images, cond) if task.evaluator is not None else None
+    trace = None
+    if result.trace is not None:
+        trace = result.trace.columns()
+        trace["condition"] = np.array(missing, dtype=np.int64)[trace["condition"]]
+    lines = tuple(strict_json({
+        "cell": cell.key, "algorithm": cell.run.algorithm, "params": cell.run.params,
+        "column": cell.column.name, "reward": cell.column.reward, "guidance": cell.column.guidance,
+        "repeat": cell.repeat, "label_index": k, "label": task.labels[row], "seed": task.seeds[row],
+        "reward_value": float(result.rewards[row]),
+        "evaluator": None if held_out is None else float(held_out[row]),
+        "nfe": int(result.nfe[row]), "wall_time_s": result.wall_time / len(missing),
+        "cell_wall_time_s": result.wall_time, "steps": task.steps, "batch_invariant": True,
+    }, cell) + "\n" for row, k in enumerate(missing))
+    return CellOutput(lines, to_uint8(result.images), trace, int(result.nfe.sum()))
+
+
+def write_cell(out: Path, task: CellTask, output: CellOutput) -> None:
+    """Save a finished cell's images and trace, then append its records in one write (fsynced)."""
+    stem = f"{task.cell.slug}_{task.label_indices[0]:03d}.npz"
+    np.savez_compressed(out / "images" / stem, images=output.images, label_index=np.array(task.label_indices))
+    if output.trace is not None:
+        np.savez_compressed(out / "traces" / stem, **output.trace)
+    with (out / RESULTS).open("a") as f:
+        f.write("".join(output.lines))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def log_cell(out: Path, task: CellTask, outcome: Outcome, executor: Executor) -> None:
+    """Append a line to out/cells.jsonl: how the cell went (done or failed, with its error), where it ran and
+    how long it took."""
+    line = {"cell": task.cell.key, "slug": task.cell.slug, "label_indices": list(task.label_indices),
+            "status": "done" if outcome.ok else "failed", "error": outcome.error, "traceback": outcome.traceback,
+            "attempts": outcome.attempts, **executor.describe(), "worker": outcome.worker,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    with (out / CELL_LOG).open("a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def cell_memory_mb(denoiser: Denoiser, sampler: Sampler, max_batch: int) -> float:
+    """A cell's memory estimate: the denoiser's weights and the peak growth of one call of max_batch rows."""
+    x = torch.zeros(max_batch, *denoiser.image_shape)
+    sigma = torch.full((max_batch,), float(sampler.sigmas[0]))
+    before = peak_memory_mb()
+    with torch.no_grad():
+        denoiser(x, sigma, torch.zeros(max_batch, dtype=torch.long))
+    return module_mb(denoiser) + max(0.0, peak_memory_mb() - before)
 
 
 def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_name: str | None, progress: bool,
-               model_loader: Callable[[float], Denoiser] | None, reuse: Sequence[Path], trust_model_code: bool
-               ) -> Path:
+               source: Callable[[float], ModelSource], reuse: Sequence[Path], executor: Executor) -> Path:
     """run_bench's work once it holds `out`'s lock and has checked `settings` (see run_settings)."""
     seed, max_batch = settings["seed"], settings["max_batch"]
-    denoisers: dict[float, Denoiser] = {}
 
     def denoiser(guidance: float) -> Denoiser:
-        if guidance not in denoisers:
-            denoisers[guidance] = (model_loader(guidance) if model_loader is not None
-                                   else load_backend_denoiser(settings["backend"], settings["model"], guidance,
-                                                              trust_model_code=trust_model_code))
-        return denoisers[guidance]
+        return source(guidance).load()
 
     def sampler_of(guidance: float) -> Sampler:
         return denoiser(guidance).default_sampler(settings["sampler"], preset.steps)
@@ -408,9 +544,9 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
     prepare_run_dir(out, preset, seed, settings)
     results = out / RESULTS
     labels = draw_labels(preset.labels, seed)
-    for source in reuse:
-        copy_schedules(Path(source), out, preset, settings)
-        copy_results(Path(source), out, cells, labels, seed)
+    for reused in reuse:
+        copy_schedules(Path(reused), out, preset, settings)
+        copy_results(Path(reused), out, cells, labels, seed)
     done = {(r["cell"], r["label_index"]) for r in read_results(results)}
     todo = []
     for cell in cells:
@@ -419,46 +555,37 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
             todo.append((cell, missing))
     needed = {cell.run.calibrated_column(cell.column.name) for cell, _ in todo} - {None}
     schedules = calibrate_columns(preset, [c for c in preset.rewards if c.name in needed], out, denoiser,
-                                  sampler_of, max_batch, progress)
-    total = sum(expected_nfe(cell, sampler_of(cell.column.guidance), denoiser(cell.column.guidance), len(missing),
-                             schedules) for cell, missing in todo)
+                                  sampler_of, max_batch, progress, executor)
+    tasks = [CellTask(cell, tuple(missing), tuple(labels[k] for k in missing),
+                      tuple(bench_seed(seed, cell.repeat, k) for k in missing), source(cell.column.guidance),
+                      settings["sampler"], preset.steps, max_batch,
+                      {name: schedules[name] for name in {cell.run.calibrated_column(cell.column.name)} - {None}},
+                      evaluator_name)
+             for cell, missing in todo]
+    memory = {g: cell_memory_mb(denoiser(g), sampler_of(g), max_batch) if executor.schedules_memory else None
+              for g in {t.model.guidance for t in tasks}}
+    total = sum(expected_nfe(t.cell, sampler_of(t.model.guidance), denoiser(t.model.guidance), len(t.labels),
+                             schedules) for t in tasks)
     bar = tqdm(total=total, unit="NFE", desc=f"bench {preset.name}", disable=not progress, dynamic_ncols=True)
-    rewards: dict[str, Any] = {}
-    evaluator = get_reward(evaluator_name) if evaluator_name is not None else None
+    failed = []
     try:
-        for cell, missing in todo:
-            bar.set_postfix_str(cell.slug, refresh=False)
-            guidance = cell.column.guidance
-            if cell.column.reward not in rewards:
-                rewards[cell.column.reward] = get_reward(cell.column.reward)
-            cond = torch.tensor([labels[k] for k in missing])
-            seeds = [bench_seed(seed, cell.repeat, k) for k in missing]
-            problem = Problem(denoiser(guidance), rewards[cell.column.reward], cond, seeds, sampler_of(guidance),
-                              max_batch=max_batch, callback=BarProgress(bar), batch_invariant=True)
-            params = cell.run.algorithm_params(schedules, cell.column.name)
-            result = get_algorithm(cell.run.algorithm, **params).run(problem)
-            held_out = evaluator(result.images, cond) if evaluator is not None else None
-            np.savez_compressed(out / "images" / f"{cell.slug}_{missing[0]:03d}.npz",
-                                images=to_uint8(result.images), label_index=np.array(missing))
-            if result.trace is not None:
-                columns = result.trace.columns()
-                columns["condition"] = np.array(missing, dtype=np.int64)[columns["condition"]]
-                np.savez_compressed(out / "traces" / f"{cell.slug}_{missing[0]:03d}.npz", **columns)
-            lines = [strict_json({
-                "cell": cell.key, "algorithm": cell.run.algorithm, "params": cell.run.params,
-                "column": cell.column.name, "reward": cell.column.reward, "guidance": guidance,
-                "repeat": cell.repeat, "label_index": k, "label": labels[k], "seed": seeds[row],
-                "reward_value": float(result.rewards[row]),
-                "evaluator": None if held_out is None else float(held_out[row]),
-                "nfe": int(result.nfe[row]), "wall_time_s": result.wall_time / len(missing),
-                "cell_wall_time_s": result.wall_time, "steps": preset.steps, "batch_invariant": True,
-            }, cell) + "\n" for row, k in enumerate(missing)]
-            with results.open("a") as f:
-                f.write("".join(lines))
-                f.flush()
-                os.fsync(f.fileno())
+        needs = [Resources(memory_mb=memory[t.model.guidance]) for t in tasks]
+        for outcome in executor.map(compute_cell, tasks, needs, callback=BarProgress(bar)):
+            task = tasks[outcome.index]
+            if outcome.ok:
+                write_cell(out, task, outcome.value)
+                if not executor.reports_progress:
+                    bar.update(outcome.value.nfe)
+            else:
+                failed.append((task.cell.slug, outcome.error))
+            bar.set_postfix_str(task.cell.slug, refresh=False)
+            log_cell(out, task, outcome, executor)
     finally:
         bar.close()
+    if failed:
+        raise NoiseSearchError(f"{len(failed)} of {len(tasks)} cells failed, the others are recorded (first: "
+                               f"{failed[0][0]}: {failed[0][1]}); errors in {out / CELL_LOG}; rerun the command to "
+                               "retry the failed cells")
     return results
 
 
@@ -526,11 +653,11 @@ def copy_results(source: Path, out: Path, cells: Sequence[Cell], labels: list[in
 
 
 def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, denoiser: Callable[[float], Denoiser],
-                      sampler_of: Callable[[float], Sampler], max_batch: int, progress: bool
-                      ) -> dict[str, SearchSchedule]:
+                      sampler_of: Callable[[float], Sampler], max_batch: int, progress: bool,
+                      executor: Executor | None = None) -> dict[str, SearchSchedule]:
     """The calibrated schedule of each column, read from out/schedules/COLUMN.json or calibrated into it
-    (on the preset's calibration conditions, whose seeds no bench cell uses); each calibration's cost
-    is kept in the schedule's info."""
+    (on the preset's calibration conditions, whose seeds no bench cell uses; its probes and validation runs
+    on `executor`); each calibration's cost is kept in the schedule's info."""
     schedules = {}
     for column in columns:
         path = out / "schedules" / f"{column.name}.json"
@@ -538,7 +665,7 @@ def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, de
             path.parent.mkdir(exist_ok=True)
             plan = calibrate(column.reward, preset.calibration, denoiser=denoiser(column.guidance),
                              sampler=sampler_of(column.guidance), guidance=column.guidance, max_batch=max_batch,
-                             batch_invariant=True, evaluator=None, progress=progress)
+                             batch_invariant=True, evaluator=None, progress=progress, executor=executor)
             tmp = path.with_suffix(".tmp")
             plan.save(tmp)
             tmp.replace(path)
