@@ -32,6 +32,13 @@ CASES = {  # case name: (registered algorithm, small parameters)
     "eps_greedy_beam_of_incumbents": ("eps_greedy", {"N": 2, "K": 2, "B": 3}),
     "adaptive_beam_budget_patience": ("adaptive_eps_greedy",
                                       {"search_schedule": TINY_PLAN, "target_nfe": 50, "patience": 1, "B": 2}),
+    "smc": ("smc", {"K": 3, "resample_every": 1}),
+    "smc_ess_systematic": ("smc", {"K": 3, "potential": "difference", "ess_threshold": 0.9,
+                                   "resampling": "systematic"}),
+    "svdd": ("svdd", {"M": 3}),
+    "svdd_soft": ("svdd", {"M": 2, "alpha": 0.05}),
+    "evo": ("evo", {"population": [3, 2, 2], "evolution_steps": [0, 2], "elites": 1}),
+    "rbf": ("rbf", {"max_nfe": 20, "init_particles": 2}),
 }
 
 

@@ -24,7 +24,7 @@ from noisesearch.sampling import make_sampler
 from noisesearch.search import algorithm_class, get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 
-PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration")
+PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration", "budgets")
 RUN_FIELDS = ("algorithm", "params")
 COLUMN_FIELDS = ("name", "reward", "guidance")
 MAX_COUNT = 1000  # labels and repeats: bench_seed gives repeat r and label k of seed s the seed s·10⁶ + r·1000 + k
@@ -152,6 +152,7 @@ class Preset:
     repeats: int = 1
     steps: int = 18
     calibration: CalibrationConfig | None = None
+    budgets: tuple[int, ...] = ()  # NFE per image the runs are matched at (the report compares methods per budget)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +194,7 @@ class Preset:
             repeats=typed(d, "repeats", "int", where, 1),
             steps=typed(d, "steps", "int", where, 18),
             calibration=calibration,
+            budgets=tuple(typed(d, "budgets", "list", where, [])),
         )
         preset.validate()
         return preset
@@ -211,6 +213,9 @@ class Preset:
         if self.labels > MAX_COUNT or self.repeats > MAX_COUNT:
             raise NoiseSearchError(f"{where}: labels and repeats must be at most {MAX_COUNT} (the bench's sample "
                                    "seeds would repeat)")
+        if any(not is_int(b) or b < 1 for b in self.budgets):
+            raise NoiseSearchError(f"{where}: budgets must be NFE per image, integers of at least 1, got "
+                                   f"{shown(list(self.budgets))}")
         if not self.runs or not self.rewards:
             raise NoiseSearchError(f"{where} selects no runs or no reward columns")
         columns = [c.name for c in self.rewards]

@@ -1,6 +1,17 @@
 """Search algorithms over a diffusion sampler's noise, one per module, registered by name."""
 
-from noisesearch.search import beam, best_of_n, initial_noise, local, mcts, paths  # noqa: F401  (registration)
+from noisesearch.search import (  # noqa: F401  (registration)
+    beam,
+    best_of_n,
+    evo,
+    initial_noise,
+    local,
+    mcts,
+    paths,
+    rbf,
+    smc,
+    svdd,
+)
 from noisesearch.search.base import SearchAlgorithm
 from noisesearch.search.registry import (
     algorithm_class,

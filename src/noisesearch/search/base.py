@@ -141,3 +141,8 @@ def select_best(images: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tenso
     best = scores.argmax(dim=1)
     rows = torch.arange(images.shape[0])
     return images[rows, best], scores[rows, best]
+
+
+def inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Indices (C, n) drawn from the normalised weights (C, K) of each row at its uniforms u (C, n) in [0, 1)."""
+    return torch.searchsorted(weights.cumsum(dim=1), u.contiguous(), right=True).clamp(max=weights.shape[1] - 1)

@@ -130,6 +130,12 @@ class LocalSearch(SearchAlgorithm):
                                                           limit[searched], recorder)
         return x_next, done
 
+    def survivors(self, pool: torch.Tensor, B: int, gens: SampleGenerators, which: Sequence[int]) -> torch.Tensor:
+        """Indices (S, B) into the pool of scores (S, B + B·N: incumbents, then candidates) of the B that
+        continue, best first (best[:, 0] is each condition's leader): the B best; ties go to incumbents, then to
+        earlier candidates."""
+        return pool.sort(dim=1, descending=True, stable=True).indices[:, :B]
+
     def climb(self, problem: Problem, gens: SampleGenerators, x: torch.Tensor, i: int, N: int, eps: float,
               conditions: torch.Tensor, limit: torch.Tensor, recorder: TraceRecorder
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,8 +179,7 @@ class LocalSearch(SearchAlgorithm):
             record[a] = torch.maximum(record[a], win_score)
             incumbents = best[a] if self.elitism else torch.full_like(best[a], -math.inf)
             pool = torch.cat([incumbents, scores], dim=1)  # ties go to incumbents, then to earlier candidates
-            # best stays sorted in descending order, so best[:, 0] is each condition's leader
-            keep = pool.sort(dim=1, descending=True, stable=True).indices[:, :B]
+            keep = self.survivors(pool, B, gens, which)
             pick = rows[:, None], keep
             best[a] = pool[pick]
             pivot[a] = torch.cat([pivot[a], candidates], dim=1)[pick]
