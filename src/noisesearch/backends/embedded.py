@@ -1,4 +1,5 @@
-"""The embedded MNIST model as a D(x, sigma, cond) denoiser with a classifier-free guidance weight."""
+"""The embedded MNIST models (EDM diffusion, rectified flow) as D(x, sigma, cond) denoisers with a
+classifier-free guidance weight."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from noisesearch.assets import load_card, load_weights
 from noisesearch.backends.registry import Backend, register_backend
 from noisesearch.denoiser import DenoiserBase
-from noisesearch.models.unet import NULL_LABEL, NUM_CLASSES, EDMPrecond, UNetConfig
+from noisesearch.models.unet import NULL_LABEL, NUM_CLASSES, EDMPrecond, FlowPrecond, UNetConfig
 
 
 class EmbeddedDenoiser(DenoiserBase):
@@ -22,7 +23,7 @@ class EmbeddedDenoiser(DenoiserBase):
 
     label_dim = NUM_CLASSES
 
-    def __init__(self, model: EDMPrecond, guidance: float = 1.0, device: str = "cpu") -> None:
+    def __init__(self, model: EDMPrecond | FlowPrecond, guidance: float = 1.0, device: str = "cpu") -> None:
         self.device = device
         self.model = model.eval().requires_grad_(False).to(device)
         self.guidance = float(guidance)
@@ -46,14 +47,19 @@ class EmbeddedDenoiser(DenoiserBase):
         return d_null + self.guidance * (d_label - d_null)
 
 
-def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None, device: str = "cpu"
-               ) -> EmbeddedDenoiser:
-    """The embedded class-conditional MNIST EDM model (packaged EMA weights unless weights_dir) on `device`."""
-    card = load_card("diffusion", weights_dir)
+MODELS = {"diffusion": EDMPrecond, "flow": FlowPrecond}  # asset name: the module its weights load into
+
+
+def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None, device: str = "cpu",
+               kind: str = "diffusion") -> EmbeddedDenoiser:
+    """The embedded class-conditional MNIST model of `kind` ("diffusion": EDM; "flow": rectified flow) from
+    its packaged EMA weights (or those in weights_dir) on `device`."""
+    card = load_card(kind, weights_dir)
     cfg = UNetConfig.from_dict({k: v for k, v in card.get("architecture", {}).items()
                                 if k in UNetConfig.__dataclass_fields__})
-    model = EDMPrecond(cfg)
-    model.load_state_dict(load_weights("diffusion", weights_dir))
+    weights = load_weights(kind, weights_dir)
+    model = MODELS[kind](cfg)
+    model.load_state_dict(weights)
     return EmbeddedDenoiser(model, guidance, device)
 
 
@@ -62,3 +68,9 @@ register_backend(Backend(
                                  "directory to use instead of the packaged one)",
     load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device), default_guidance=1.0,
     evaluator="evaluator"))
+
+register_backend(Backend(
+    name="embedded_flow", description="the embedded class-conditional MNIST rectified-flow model (labels 0-9; "
+                                      "velocity UNet wrapped into sigma space; --model: a weights directory)",
+    load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, kind="flow"), default_guidance=1.0,
+    default_sampler="flow_euler", evaluator="evaluator"))
