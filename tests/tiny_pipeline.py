@@ -93,6 +93,15 @@ def tiny_vae(latent_channels: int, sample_size: int, **kwargs):
                          norm_num_groups=4, sample_size=2 * sample_size, **kwargs)
 
 
+def in_eval_mode(pipe):
+    """The pipeline with its networks in eval mode, as from_pretrained leaves them (a model built in train mode
+    may take other attention kernels: last-bit differences)."""
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+    return pipe
+
+
 def tiny_sdxl_pipeline(directory: Path, sample_size: int = 8):
     """A tiny random StableDiffusionXLPipeline (its default EulerDiscreteScheduler, as SDXL base ships it)."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
@@ -106,9 +115,9 @@ def tiny_sdxl_pipeline(directory: Path, sample_size: int = 8):
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                        steps_offset=1, timestep_spacing="leading")
     tokenizer = tiny_tokenizer(directory / "tok")
-    return StableDiffusionXLPipeline(vae=tiny_vae(4, sample_size), text_encoder=tiny_clip_text(),
-                                     text_encoder_2=tiny_clip_text(projection=True), tokenizer=tokenizer,
-                                     tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)
+    return in_eval_mode(StableDiffusionXLPipeline(vae=tiny_vae(4, sample_size), text_encoder=tiny_clip_text(),
+                                                  text_encoder_2=tiny_clip_text(projection=True), tokenizer=tokenizer,
+                                                  tokenizer_2=tokenizer, unet=unet, scheduler=scheduler))
 
 
 def tiny_sd3_pipeline(directory: Path, sample_size: int = 8):
@@ -121,12 +130,12 @@ def tiny_sd3_pipeline(directory: Path, sample_size: int = 8):
                                         num_layers=1, attention_head_dim=8, num_attention_heads=2,
                                         caption_projection_dim=16, joint_attention_dim=16, pooled_projection_dim=32)
     tokenizer = tiny_tokenizer(directory / "tok")
-    return StableDiffusion3Pipeline(
+    return in_eval_mode(StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=tiny_vae(4, sample_size, shift_factor=0.0609, scaling_factor=1.5035),
         text_encoder=tiny_clip_text(projection=True), tokenizer=tokenizer,
         text_encoder_2=tiny_clip_text(projection=True), tokenizer_2=tokenizer,
-        text_encoder_3=tiny_t5(16), tokenizer_3=tokenizer)
+        text_encoder_3=tiny_t5(16), tokenizer_3=tokenizer))
 
 
 def tiny_flux_pipeline(directory: Path, sample_size: int = 8, guidance_embeds: bool = True):
@@ -147,4 +156,4 @@ def tiny_flux_pipeline(directory: Path, sample_size: int = 8, guidance_embeds: b
                         text_encoder=tiny_clip_text(), tokenizer=tokenizer, text_encoder_2=tiny_t5(16),
                         tokenizer_2=tokenizer, transformer=transformer)
     pipe.default_sample_size = sample_size  # FluxPipeline fixes 128 (1024 px); the tiny one is small
-    return pipe
+    return in_eval_mode(pipe)
