@@ -5,12 +5,13 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from tiny_pipeline import tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline  # noqa: E402
+from tiny_pipeline import save_tiny_pipeline, tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline  # noqa: E402
 
 from noisesearch import NoiseSearchError, get_algorithm, search  # noqa: E402
-from noisesearch.backends.diffusers_backend import make_denoiser  # noqa: E402
+from noisesearch.backends.diffusers_backend import FAMILY_BACKENDS, load_pipeline, make_denoiser  # noqa: E402
 
-BUILDERS = {"sdxl": tiny_sdxl_pipeline, "sd3": tiny_sd3_pipeline, "flux": tiny_flux_pipeline}
+BUILDERS = {"sd": lambda directory: load_pipeline(save_tiny_pipeline(directory)), "sdxl": tiny_sdxl_pipeline,
+            "sd3": tiny_sd3_pipeline, "flux": tiny_flux_pipeline}
 PROMPTS = ["a cat", "a dog"]
 
 
@@ -34,10 +35,10 @@ def test_search_takes_a_loaded_pipeline_and_a_reward_object(built):
     result = search(pipeline=pipe, prompts=PROMPTS, reward=Redness(), algorithm="eps_greedy", N=2, K=2, steps=3,
                     guidance=2.0)
     denoiser = make_denoiser(pipe, PROMPTS, 2.0)
-    sampler = denoiser.default_sampler("heun" if family == "sdxl" else "flow_euler", 3)
+    sampler = denoiser.default_sampler("heun" if family in ("sd", "sdxl") else "flow_euler", 3)
     expected = get_algorithm("eps_greedy", N=2, K=2).nfe_formula(sampler) * denoiser.nfe_per_call
     assert result.nfe.tolist() == [expected, expected]
-    assert result.config["backend"] == family and result.config["reward"] == "redness"
+    assert result.config["backend"] == FAMILY_BACKENDS[family] and result.config["reward"] == "redness"
     assert result.config["sampler"] == sampler.to_dict()
     assert torch.allclose(result.rewards, Redness()(result.images, torch.arange(2)), rtol=0, atol=1e-6)
 

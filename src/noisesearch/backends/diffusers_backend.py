@@ -36,8 +36,9 @@ def load_pipeline(model: str | Path, dtype: torch.dtype = torch.float32, device:
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:
-        pipe = DiffusionPipeline.from_pretrained(str(model), torch_dtype=dtype, local_files_only=True,
-                                                 safety_checker=None)
+        index = DiffusionPipeline.load_config(str(model), local_files_only=True)
+        extra = {"safety_checker": None} if "safety_checker" in index else {}  # SD 1.x/2.x: never run it
+        pipe = DiffusionPipeline.from_pretrained(str(model), torch_dtype=dtype, local_files_only=True, **extra)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise NoiseSearchError(f"cannot load diffusers model '{model}' offline ({first}): "
@@ -195,7 +196,7 @@ def make_denoiser(pipe, prompts: Sequence[str], guidance_scale: float | None = N
 FAMILY_BACKENDS = {"sd": "diffusers", "sdxl": "sdxl", "sd3": "sd3", "flux": "flux"}  # family: its backend's name
 
 
-def load_denoiser(model: str | Path, prompts: Sequence[str], guidance_scale: float = 7.5,
+def load_denoiser(model: str | Path, prompts: Sequence[str], guidance_scale: float | None = None,
                   dtype: torch.dtype = torch.float32, device: str = "cpu", family: str | None = None
                   ) -> DiffusersDenoiser:
     """The denoiser of a local pipeline for these prompts; with `family`, a pipeline of another family is a
