@@ -73,6 +73,16 @@ def test_deterministic_path_equals_the_pipelines_own_sampling(pipe):
     assert diff < TOLERANCE
 
 
+def test_flux_without_guidance_embedding_matches_its_pipeline_and_takes_cfg(tmp_path):
+    pipe = tiny_flux_pipeline(tmp_path, guidance_embeds=False)
+    pipe.set_progress_bar_config(disable=True)
+    denoiser = make_denoiser(pipe, [PROMPTS[0]], 1.0)
+    assert not denoiser.embedded_guidance and make_denoiser(pipe, PROMPTS, 4.0).nfe_per_call == 2
+    noise = torch.randn(1, *denoiser.image_shape, generator=torch.Generator().manual_seed(1))
+    diff = float((our_deterministic_path(denoiser, noise, 4) - pipeline_path(pipe, denoiser, noise, 4)).abs().max())
+    assert diff < TOLERANCE
+
+
 def test_flow_samplers_take_the_pipeline_schedulers_times(pipe):
     if pipeline_family(pipe) == "sdxl":
         pytest.skip("SDXL is not a flow model")

@@ -57,6 +57,24 @@ def test_deterministic_flow_euler_is_the_flow_odes_euler_solver(shift):
     assert (ours - ref).abs().max() < 1e-6  # float32 sigmas (float64 ones agree to ~1e-12)
 
 
+def test_euler_ddim_is_eulers_step_without_its_float32_cancellation_at_large_sigma():
+    from noisesearch.sampling import Euler, EulerDDIM
+
+    g = torch.Generator().manual_seed(0)
+    noise, x0 = torch.randn(4, 1, 4, 4, generator=g), torch.randn(4, 1, 4, 4, generator=g)
+    for t_hat, t_next in ((2.0, 1.3), (1e5, 3.0)):
+        x = x0 + t_hat * noise
+        exact = Euler().update(None, x.double(), x0.double(), torch.tensor(t_hat, dtype=torch.float64),
+                               torch.tensor(t_next, dtype=torch.float64), False)[0]
+        euler, ddim = (solver.update(None, x, x0, torch.tensor(t_hat), torch.tensor(t_next), False)[0]
+                       for solver in (Euler(), EulerDDIM()))
+        assert (ddim.double() - exact).abs().max() < 1e-5
+        if t_hat > 1e4:  # Euler's x + (t' − t)·d cancels two numbers of size ~x: float32 loses ~2e-2 here
+            assert (euler.double() - exact).abs().max() > 1e-4
+        else:
+            assert (euler.double() - exact).abs().max() < 1e-5
+
+
 def test_flow_times_are_shifted_linspace_with_the_first_at_t_max():
     schedule = FlowSchedule(steps=5, shift=3.0, t_min=0.01)
     t = torch.linspace(1, 0.01, 5, dtype=torch.float64)
