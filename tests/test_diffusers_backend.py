@@ -29,7 +29,7 @@ def reference_scheduler(pipe, noise, prompt, steps, solver="heun"):
     cls = {"heun": HeunDiscreteScheduler, "euler": EulerDiscreteScheduler}[solver]
     sched = cls.from_config(pipe.scheduler.config, use_karras_sigmas=True, timestep_spacing="linspace")
     sched.set_timesteps(steps)
-    emb = DiffusersDenoiser(pipe, [prompt], guidance_scale=1.0).embeddings
+    emb = DiffusersDenoiser(pipe, [prompt], guidance_scale=1.0).conditioning["encoder_hidden_states"]
     latents = noise * sched.init_noise_sigma
     with torch.no_grad():
         for t in sched.timesteps:

@@ -12,11 +12,12 @@ import torch
 
 from noisesearch import cost
 from noisesearch.backends import get_backend, load_backend_denoiser
+from noisesearch.backends.diffusers_backend import FAMILY_BACKENDS, make_denoiser, pipeline_family
 from noisesearch.batching import DEFAULT_MAX_BATCH, auto_max_batch, parse_max_batch
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.models.labels import check_labels
-from noisesearch.problem import Problem, check_denoiser, check_settings
+from noisesearch.problem import Problem, Reward, check_denoiser, check_settings
 from noisesearch.progress import ProgressCallback, TqdmProgress
 from noisesearch.rewards.registry import make_reward, parse_reward_args
 from noisesearch.sampling import Sampler
@@ -111,7 +112,7 @@ class RunEstimate:
 def plan_search(
     *,
     algorithm: str = "naive",
-    reward: str = "classifier",
+    reward: str | Reward = "classifier",
     evaluator: str | None = "auto",
     **problem_args: Any,
 ) -> PlannedSearch:
@@ -128,17 +129,18 @@ def plan_search(
 def search(
     *,
     algorithm: str = "naive",
-    reward: str = "classifier",
+    reward: str | Reward = "classifier",
     evaluator: str | None = "auto",
     **problem_args: Any,
 ) -> SearchResult:
-    """Search the noise of one sample per condition with a registered algorithm and reward.
+    """Search the noise of one sample per condition with a registered algorithm and reward (a name, or a
+    reward object: r(images, cond) -> scores).
 
     `problem_args` are those of `make_problem` (labels or prompts, seed or seeds, backend, model,
-    denoiser, sampler, steps, guidance, max_batch, batch_invariant, nfe_budget, progress, device, dtype,
-    reward_args);
-    any other keyword is a parameter of the algorithm (e.g. N=4). The held-out `evaluator` ("auto": the
-    backend's, e.g. the MNIST evaluator on the embedded backend; None: none) scores the final images.
+    pipeline (a loaded diffusers pipeline), denoiser, sampler, steps, guidance, max_batch,
+    batch_invariant, nfe_budget, progress, device, dtype, reward_args); any other keyword is a parameter of
+    the algorithm (e.g. N=4). The held-out `evaluator` ("auto": the backend's, e.g. the MNIST evaluator on
+    the embedded backend; None: none) scores the final images.
     The result's config holds everything needed to rerun.
     """
     return plan_search(algorithm=algorithm, reward=reward, evaluator=evaluator, **problem_args).run()
@@ -146,13 +148,14 @@ def search(
 
 def make_problem(
     *,
-    reward: str = "classifier",
+    reward: str | Reward = "classifier",
     labels: Sequence[int] | None = (0,),
     prompts: Sequence[str] | None = None,
     seed: int = 0,
     seeds: Sequence[int] | None = None,
     backend: str = "embedded",
     model: str | None = None,
+    pipeline: Any = None,
     denoiser: Denoiser | None = None,
     guidance: float | None = None,
     sampler: str | Sampler | None = None,
@@ -169,9 +172,12 @@ def make_problem(
     """The metered Problem that `search` runs an algorithm on, and the config entries that describe it.
 
     Conditions are `labels` (class indices) on label backends (the embedded MNIST model; `edm`, an
-    EDM-style network whose file is `model`) and `prompts` on prompt backends (`diffusers`: `model` a
-    local pipeline directory; guidance its CFG scale, default 7.5); `noisesearch list` shows the
-    registered backends. A `denoiser` object replaces the backend's loader. Sample i uses seed
+    EDM-style network whose file is `model`) and `prompts` on prompt backends (`diffusers`, `sdxl`, `sd3`,
+    `flux`: `model` a local pipeline directory or cached hub id; guidance its CFG scale, FLUX.1-dev's its
+    guidance embedding); `noisesearch list` shows the registered backends. A loaded diffusers `pipeline`
+    (any of those families) selects its family's backend and runs on its own device and dtype; a `denoiser`
+    object replaces the backend's loader. `reward` is a registered name (built with `reward_args`) or a
+    reward object. Sample i uses seed
     `seed + i` unless `seeds` lists one per condition. `sampler` is a registered sampler name (default:
     the backend's) fitted to the denoiser with `steps` steps, or a Sampler. `progress`: True for a
     progress bar, or a callback that receives ProgressEvents. `reward_args` are parsed against the reward's
@@ -180,6 +186,8 @@ def make_problem(
     `batch_invariant=True` every call has exactly `max_batch` rows (padded), so that a condition's result is
     bit-identical whatever else shares the batch (what `bench` uses). `max_batch="auto"` sizes calls from the
     free CUDA memory (16 elsewhere; see noisesearch.batching) and is recorded as the number it chose."""
+    if pipeline is not None:
+        backend, model, device, dtype = pipeline_settings(pipeline, backend, model, denoiser)
     spec = get_backend(backend)
     max_batch = parse_max_batch(max_batch)
     if max_batch == "auto" and batch_invariant:
@@ -189,8 +197,9 @@ def make_problem(
     cond, conditions = spec.make_conditions(labels, prompts)
     guidance = spec.guidance_or_default(guidance)
     seed_list = check_seeds(seeds) if seeds is not None else sample_seeds(seed, len(cond))
-    reward_args = parse_reward_args(reward, reward_args or {})
-    reward_fn = make_reward(reward, prompts, device, **reward_args)
+    reward_fn, reward, reward_args = reward_of(reward, reward_args, prompts, device)
+    if pipeline is not None:
+        denoiser = make_denoiser(pipeline, prompts or (), guidance)
     if denoiser is None:
         denoiser = load_backend_denoiser(backend, model, guidance, prompts, device, dtype,
                                          trust_model_code=trust_model_code)
@@ -212,3 +221,32 @@ def make_problem(
         "batch_invariant": problem.batch_invariant, "nfe_budget": nfe_budget, "device": device, "dtype": dtype,
     }
 
+
+
+def pipeline_settings(pipeline: Any, backend: str, model: str | None, denoiser: Denoiser | None
+                      ) -> tuple[str, str | None, str, str]:
+    """The backend, model name, device and dtype of a loaded diffusers pipeline (one-line errors for a
+    pipeline given with a denoiser, or with another family's backend)."""
+    if denoiser is not None:
+        raise NoiseSearchError("give a pipeline or a denoiser, not both")
+    family_backend = FAMILY_BACKENDS[pipeline_family(pipeline)]
+    if backend not in ("embedded", family_backend):
+        raise NoiseSearchError(f"a {type(pipeline).__name__} is a {family_backend} pipeline, not a {backend} one: "
+                               "leave backend out")
+    name = model or getattr(pipeline, "name_or_path", None) or type(pipeline).__name__
+    return family_backend, name, str(pipeline.device), str(pipeline.dtype).removeprefix("torch.")
+
+
+def reward_of(reward: str | Reward, reward_args: dict[str, Any] | None, prompts: Sequence[str] | None, device: str
+              ) -> tuple[Reward, str, dict[str, Any]]:
+    """The reward function, its name for the config and its parsed arguments: a registered reward built from
+    its name, or a reward object used as it is (its `name`, or its class's)."""
+    if isinstance(reward, str):
+        args = parse_reward_args(reward, reward_args or {})
+        return make_reward(reward, prompts, device, **args), reward, args
+    if not callable(reward):
+        raise NoiseSearchError(f"reward must be a registered name or a callable r(images, cond) -> scores, got "
+                               f"a {type(reward).__name__}")
+    if reward_args:
+        raise NoiseSearchError("reward_args configure a registered reward by name; a reward object is already built")
+    return reward, getattr(reward, "name", type(reward).__name__), {}

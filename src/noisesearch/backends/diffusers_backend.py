@@ -1,10 +1,13 @@
-"""A diffusers text-to-image pipeline (Stable Diffusion family) as a D(x, sigma, cond) denoiser.
+"""Diffusers text-to-image pipelines as D(x, sigma, cond) denoisers: Stable Diffusion 1.x/2.x and SDXL (UNets),
+SD3/SD3.5 and FLUX.1 (flow transformers, in noisesearch.backends.diffusers_flow).
 
-The wrapping follows k-diffusion's DiscreteEpsDDPMDenoiser / DiscreteVDDPMDenoiser: the model's
+A UNet's wrapping follows k-diffusion's DiscreteEpsDDPMDenoiser / DiscreteVDDPMDenoiser: the model's
 training schedule gives sigma_t = sqrt((1 − ᾱ_t) / ᾱ_t); a continuous sigma maps to a fractional
 timestep by interpolating log sigma; the UNet sees x / sqrt(sigma² + 1) and its epsilon (or v)
 output becomes an x0 prediction. The search space is the (scaled) VAE latent; `decode` turns
-latents into images in [-1, 1] for rewards. Conditions are prompt ids into `prompts`.
+latents into images in [-1, 1] for rewards. Conditions are prompt ids into `prompts`; each prompt's
+conditioning (embeddings, pooled embeddings, SDXL's time ids) is encoded once by the pipeline's own
+`encode_prompt` (or its text encoder), and the unconditional branch uses the pipeline's negative ("").
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from pathlib import Path
 
 import torch
 
-from noisesearch.backends.registry import Backend, LoadRequest, register_backend
+from noisesearch.backends.registry import Backend, LoadRequest, get_backend, register_backend
 from noisesearch.denoiser import DenoiserBase
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import Sampler, make_sampler
+
+Conditioning = dict[str, torch.Tensor]  # network keyword -> one row per prompt
 
 
 def load_pipeline(model: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"):
@@ -31,8 +36,9 @@ def load_pipeline(model: str | Path, dtype: torch.dtype = torch.float32, device:
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:
-        pipe = DiffusionPipeline.from_pretrained(str(model), torch_dtype=dtype, local_files_only=True,
-                                                 safety_checker=None)
+        index = DiffusionPipeline.load_config(str(model), local_files_only=True)
+        extra = {"safety_checker": None} if "safety_checker" in index else {}  # SD 1.x/2.x: never run it
+        pipe = DiffusionPipeline.from_pretrained(str(model), torch_dtype=dtype, local_files_only=True, **extra)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise NoiseSearchError(f"cannot load diffusers model '{model}' offline ({first}): "
@@ -41,37 +47,51 @@ def load_pipeline(model: str | Path, dtype: torch.dtype = torch.float32, device:
 
 
 class DiffusersDenoiser(DenoiserBase):
-    """D(x, sigma, prompt_id) for a text-to-image pipeline with classifier-free guidance.
+    """D(x, sigma, prompt_id) for a Stable Diffusion 1.x/2.x pipeline with classifier-free guidance.
 
     guidance_scale w: D = D_uncond + w·(D_prompt − D_uncond); w = 1 uses only the prompt and w = 0
     only the empty prompt (1 NFE per image per call); any other w costs 2 NFE per image per call.
+    Subclasses (other families) override `network`, `encode`, `predict` and the sampler fitting.
     """
 
     latent = True
+    family = "sd"
 
     def __init__(self, pipe, prompts: Sequence[str], guidance_scale: float = 7.5) -> None:
         if not prompts:
             raise NoiseSearchError("give at least one prompt")
         self.pipe = pipe
-        self.unet, self.vae = pipe.unet, pipe.vae
+        self.net, self.vae = self.network(pipe), pipe.vae
         self.prompts = list(prompts)
         self.guidance = float(guidance_scale)
         self.nfe_per_call = 1 if self.guidance in (0.0, 1.0) else 2
-        self.device, self.dtype = self.unet.device, self.unet.dtype
-        alphas = pipe.scheduler.alphas_cumprod.to(torch.float64)
+        self.device, self.dtype = self.net.device, self.net.dtype
+        self.scaling = float(self.vae.config.scaling_factor)
+        self.shift_factor = float(getattr(self.vae.config, "shift_factor", None) or 0.0)
+        self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.setup()
+        with torch.no_grad():
+            self.conditioning, self.null = self.encode(self.prompts)
+
+    def network(self, pipe) -> torch.nn.Module:
+        return pipe.unet
+
+    def setup(self) -> None:
+        """The UNet's training sigmas, prediction type and latent shape."""
+        alphas = self.pipe.scheduler.alphas_cumprod.to(torch.float64)
         self.train_sigmas = ((1 - alphas) / alphas).sqrt()
         self.log_sigmas = self.train_sigmas.log()
-        self.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
+        self.prediction_type = self.pipe.scheduler.config.get("prediction_type", "epsilon")
         if self.prediction_type not in ("epsilon", "v_prediction"):
             raise NoiseSearchError(f"unsupported prediction_type '{self.prediction_type}'")
-        self.scaling = float(self.vae.config.scaling_factor)
-        size = self.unet.config.sample_size
-        self.image_shape = (self.unet.config.in_channels, size, size)
-        self.embeddings = self.encode(self.prompts)
-        self.null_embedding = self.encode([""])[0]
+        size = self.net.config.sample_size
+        self.image_shape = (self.net.config.in_channels, size, size)
 
-    @torch.no_grad()
-    def encode(self, texts: list[str]) -> torch.Tensor:
+    def encode(self, texts: list[str]) -> tuple[Conditioning, Conditioning]:
+        """Each prompt's conditioning and the unconditional one (one row)."""
+        return {"encoder_hidden_states": self.encode_text(texts)}, {"encoder_hidden_states": self.encode_text([""])}
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
         tok = self.pipe.tokenizer(texts, padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
                                   truncation=True, return_tensors="pt")
         return self.pipe.text_encoder(tok.input_ids.to(self.device))[0]
@@ -89,47 +109,125 @@ class DiffusersDenoiser(DenoiserBase):
         w = ((lo - log_sigma) / (lo - hi)).clamp(0, 1)
         return (1 - w) * low + w * (low + 1)
 
+    def unet_kwargs(self, cond: Conditioning) -> dict:
+        return {"encoder_hidden_states": cond["encoder_hidden_states"]}
+
     @torch.no_grad()
-    def _predict(self, x: torch.Tensor, sigma: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         s = sigma.to(torch.float32).reshape(-1, 1, 1, 1)
         c_in = 1 / (s**2 + 1).sqrt()
         t = self.sigma_to_t(sigma).to(torch.float32)
         model_in = (x * c_in).to(self.device, self.dtype)
-        out = self.unet(model_in, t.to(self.device), encoder_hidden_states=emb).sample.float().to(x.device)
+        out = self.net(model_in, t.to(self.device), **self.unet_kwargs(cond)).sample.float().to(x.device)
         if self.prediction_type == "epsilon":
             return x - s * out
         return x / (s**2 + 1) - s / (s**2 + 1).sqrt() * out
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        emb = self.embeddings[cond.long().to(self.embeddings.device)]
-        null = self.null_embedding.expand_as(emb)
+        rows = cond.long().to(self.device)
+        prompt = {k: v[rows] for k, v in self.conditioning.items()}
         if self.guidance == 1.0:
-            return self._predict(x, sigma, emb)
+            return self.predict(x, sigma, prompt)
+        null = {k: v.expand(len(rows), *v.shape[1:]) for k, v in self.null.items()}
         if self.guidance == 0.0:
-            return self._predict(x, sigma, null)
-        both = self._predict(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([emb, null]))
+            return self.predict(x, sigma, null)
+        both = self.predict(torch.cat([x, x]), torch.cat([sigma, sigma]),
+                            {k: torch.cat([prompt[k], null[k]]) for k in prompt})
         d_prompt, d_null = both.chunk(2)
         return d_null + self.guidance * (d_prompt - d_null)
+
+    def unpack(self, latents: torch.Tensor) -> torch.Tensor:
+        """The VAE's latents (unscaled) of states."""
+        return latents / self.scaling + self.shift_factor
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from (scaled) latents through the VAE."""
-        images = self.vae.decode((latents / self.scaling).to(self.device, self.dtype)).sample
+        images = self.vae.decode(self.unpack(latents).to(self.device, self.dtype)).sample
         return images.float().to(latents.device).clamp(-1, 1)
 
 
-def load_denoiser(model: str | Path, prompts: Sequence[str], guidance_scale: float = 7.5,
-                  dtype: torch.dtype = torch.float32, device: str = "cpu") -> DiffusersDenoiser:
-    """The denoiser of a local pipeline for these prompts."""
-    return DiffusersDenoiser(load_pipeline(model, dtype, device), prompts, guidance_scale)
+class SDXLDenoiser(DiffusersDenoiser):
+    """D(x, sigma, prompt_id) for an SDXL pipeline: both text encoders' embeddings, the pooled embedding and
+    the time ids (original size, crop (0, 0), target size: the default resolution) of the pipeline's
+    `encode_prompt` and `_get_add_time_ids`; the unconditional branch is its negative (zeros where its
+    config forces them for an empty prompt)."""
+
+    family = "sdxl"
+
+    def encode(self, texts: list[str]) -> tuple[Conditioning, Conditioning]:
+        emb, neg, pooled, neg_pooled = self.pipe.encode_prompt(texts, device=self.device,
+                                                               do_classifier_free_guidance=True)
+        size = (self.image_shape[1] * self.vae_scale, self.image_shape[2] * self.vae_scale)
+        time_ids = self.pipe._get_add_time_ids(size, (0, 0), size, dtype=emb.dtype,
+                                               text_encoder_projection_dim=int(pooled.shape[-1])).to(self.device)
+        return ({"encoder_hidden_states": emb, "text_embeds": pooled, "time_ids": time_ids.expand(len(texts), -1)},
+                {"encoder_hidden_states": neg[:1], "text_embeds": neg_pooled[:1], "time_ids": time_ids})
+
+    def unet_kwargs(self, cond: Conditioning) -> dict:
+        return {"encoder_hidden_states": cond["encoder_hidden_states"],
+                "added_cond_kwargs": {"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}}
 
 
-def load_from_request(request: LoadRequest) -> DiffusersDenoiser:
-    return load_denoiser(request.model, request.prompts or (), request.guidance, request.dtype, request.device)
+def pipeline_family(pipe) -> str:
+    """'flux', 'sd3', 'sdxl' or 'sd' from a pipeline's class and components; a one-line error for others."""
+    name = type(pipe).__name__
+    if hasattr(pipe, "transformer"):
+        if name.startswith("Flux"):
+            return "flux"
+        if name.startswith("StableDiffusion3"):
+            return "sd3"
+    elif hasattr(pipe, "unet"):
+        return "sdxl" if getattr(pipe, "text_encoder_2", None) is not None or "XL" in name else "sd"
+    raise NoiseSearchError(f"unsupported diffusers pipeline {name}: noisesearch takes Stable Diffusion 1.x/2.x, "
+                           "SDXL, SD3/SD3.5 and FLUX.1 text-to-image pipelines")
 
 
-register_backend(Backend(
-    name="diffusers", description="a diffusers text-to-image pipeline of the Stable Diffusion family (epsilon or "
-                                  "v-prediction UNet; prompts; VAE latents)",
-    load=load_from_request, conditions="prompts", default_guidance=7.5, needs_model=True,
-    model_help="a local pipeline directory"))
+def make_denoiser(pipe, prompts: Sequence[str], guidance_scale: float | None = None) -> DiffusersDenoiser:
+    """The denoiser of a loaded pipeline of any supported family (guidance None: the family's default)."""
+    from noisesearch.backends.diffusers_flow import FluxDenoiser, SD3Denoiser
+
+    family = pipeline_family(pipe)
+    guidance = get_backend(FAMILY_BACKENDS[family]).guidance_or_default(guidance_scale)
+    cls = {"sd": DiffusersDenoiser, "sdxl": SDXLDenoiser, "sd3": SD3Denoiser, "flux": FluxDenoiser}[family]
+    return cls(pipe, prompts, guidance)
+
+
+FAMILY_BACKENDS = {"sd": "diffusers", "sdxl": "sdxl", "sd3": "sd3", "flux": "flux"}  # family: its backend's name
+
+
+def load_denoiser(model: str | Path, prompts: Sequence[str], guidance_scale: float | None = None,
+                  dtype: torch.dtype = torch.float32, device: str = "cpu", family: str | None = None
+                  ) -> DiffusersDenoiser:
+    """The denoiser of a local pipeline for these prompts; with `family`, a pipeline of another family is a
+    one-line error naming the backend to use."""
+    pipe = load_pipeline(model, dtype, device)
+    found = pipeline_family(pipe)
+    if family is not None and found != family:
+        raise NoiseSearchError(f"'{model}' is a {found.upper()} pipeline ({type(pipe).__name__}): use --backend "
+                               f"{FAMILY_BACKENDS[found]}")
+    return make_denoiser(pipe, prompts, guidance_scale)
+
+
+def family_loader(family: str):
+    def load(request: LoadRequest) -> DiffusersDenoiser:
+        return load_denoiser(request.model, request.prompts or (), request.guidance, request.dtype, request.device,
+                             family)
+    load.__qualname__ = f"load_{family}"
+    return load
+
+
+MODEL_HELP = "a local pipeline directory or a hub id in the local cache"
+for _family, _backend, _description, _guidance, _sampler in (
+        ("sd", "diffusers", "a diffusers Stable Diffusion 1.x/2.x pipeline (epsilon or v-prediction UNet; prompts; "
+                            "VAE latents)", 7.5, "heun"),
+        ("sdxl", "sdxl", "a diffusers SDXL pipeline (two text encoders, pooled embeddings and time ids; prompts; "
+                         "VAE latents)", 5.0, "heun"),
+        ("sd3", "sd3", "a diffusers SD3/SD3.5 pipeline (rectified-flow transformer, CLIP + T5 text encoders, "
+                       "pooled embeddings, the scheduler's shift; prompts; VAE latents)", 7.0, "flow_euler"),
+        ("flux", "flux", "a diffusers FLUX.1 pipeline (rectified-flow transformer, CLIP + T5; --guidance is FLUX.1-"
+                         "dev's embedded guidance, 1 NFE per call; resolution-dependent shift; packed latents)",
+         3.5, "flow_euler")):
+    register_backend(Backend(name=_backend, description=_description, load=family_loader(_family),
+                             conditions="prompts", default_guidance=_guidance, default_sampler=_sampler,
+                             needs_model=True, model_help=MODEL_HELP))

@@ -1,4 +1,5 @@
-"""The embedded MNIST model as a D(x, sigma, cond) denoiser with a classifier-free guidance weight."""
+"""The embedded MNIST models (EDM diffusion, rectified flow) as D(x, sigma, cond) denoisers with a
+classifier-free guidance weight."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from noisesearch.assets import load_card, load_weights
 from noisesearch.backends.registry import Backend, register_backend
 from noisesearch.denoiser import DenoiserBase
 from noisesearch.errors import NoiseSearchError
-from noisesearch.models.unet import NULL_LABEL, NUM_CLASSES, EDMPrecond, UNetConfig
+from noisesearch.models.unet import NULL_LABEL, NUM_CLASSES, EDMPrecond, FlowPrecond, UNetConfig
 
 
 class EmbeddedDenoiser(DenoiserBase):
@@ -25,7 +26,7 @@ class EmbeddedDenoiser(DenoiserBase):
 
     label_dim = NUM_CLASSES
 
-    def __init__(self, model: EDMPrecond, guidance: float = 1.0, device: str = "cpu",
+    def __init__(self, model: EDMPrecond | FlowPrecond, guidance: float = 1.0, device: str = "cpu",
                  dtype: torch.dtype = torch.float32) -> None:
         if dtype not in (torch.float32, torch.bfloat16):
             raise NoiseSearchError(f"the embedded model runs in float32 or bfloat16, not {str(dtype)[6:]}")
@@ -59,15 +60,20 @@ class EmbeddedDenoiser(DenoiserBase):
         return d_null + self.guidance * (d_label - d_null)
 
 
+MODELS = {"diffusion": EDMPrecond, "flow": FlowPrecond}  # asset name: the module its weights load into
+
+
 def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None, device: str = "cpu",
-               dtype: torch.dtype = torch.float32) -> EmbeddedDenoiser:
-    """The embedded class-conditional MNIST EDM model (packaged EMA weights unless weights_dir) on `device`,
+               kind: str = "diffusion", dtype: torch.dtype = torch.float32) -> EmbeddedDenoiser:
+    """The embedded class-conditional MNIST model of `kind` ("diffusion": EDM; "flow": rectified flow) from
+    its packaged EMA weights (or those in weights_dir) on `device`,
     in float32 or under bfloat16 autocast."""
-    card = load_card("diffusion", weights_dir)
+    card = load_card(kind, weights_dir)
     cfg = UNetConfig.from_dict({k: v for k, v in card.get("architecture", {}).items()
                                 if k in UNetConfig.__dataclass_fields__})
-    model = EDMPrecond(cfg)
-    model.load_state_dict(load_weights("diffusion", weights_dir))
+    weights = load_weights(kind, weights_dir)
+    model = MODELS[kind](cfg)
+    model.load_state_dict(weights)
     return EmbeddedDenoiser(model, guidance, device, dtype)
 
 
@@ -76,3 +82,10 @@ register_backend(Backend(
                                  "directory to use instead of the packaged one)",
     load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, dtype=r.dtype), default_guidance=1.0,
     evaluator="evaluator"))
+
+register_backend(Backend(
+    name="embedded_flow", description="the embedded class-conditional MNIST rectified-flow model (labels 0-9; "
+                                      "velocity UNet wrapped into sigma space; --model: a weights directory)",
+    load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, kind="flow",
+                              dtype=r.dtype), default_guidance=1.0,
+    default_sampler="flow_euler", evaluator="evaluator"))

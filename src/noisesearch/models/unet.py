@@ -1,4 +1,5 @@
-"""The embedded class-conditional UNet and its EDM preconditioning (Karras et al. 2022)."""
+"""The embedded class-conditional UNet, its EDM preconditioning (Karras et al. 2022) and its rectified-flow
+wrapping."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from noisesearch.flow import flow_inputs, flow_x0
 
 NUM_CLASSES = 10
 NULL_LABEL = NUM_CLASSES  # index of the "no label" embedding used for unconditional predictions
@@ -154,3 +157,20 @@ class EDMPrecond(nn.Module):
         c_in = 1 / (sigma**2 + sd2).sqrt()
         c_noise = sigma.log().flatten() / 4
         return c_skip * x + c_out * self.net(c_in * x, c_noise, labels)
+
+
+class FlowPrecond(nn.Module):
+    """A rectified-flow velocity model v = F(x_t, t, label) (t in [0, 1] as the noise embedding) as the x0
+    predictor D(x, sigma, label) of the one denoiser convention (noisesearch.flow)."""
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = UNet(cfg)
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(x_t, t.to(x_t.dtype).reshape(-1).expand(x_t.shape[0]), labels)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x_t, t = flow_inputs(x, sigma.reshape(-1).expand(x.shape[0]))
+        return flow_x0(x_t, t, self.velocity(x_t, t, labels))

@@ -3,8 +3,8 @@
 from noisesearch.sampling.noise import Churn
 from noisesearch.sampling.registry import describe_sampler, make_sampler, register_sampler, sampler_names
 from noisesearch.sampling.sampler import Sampler, StochasticSampler, sampler_from_dict
-from noisesearch.sampling.schedules import KarrasSchedule
-from noisesearch.sampling.solvers import Euler, Heun
+from noisesearch.sampling.schedules import FlowSchedule, KarrasSchedule
+from noisesearch.sampling.solvers import Euler, EulerDDIM, Heun
 
-__all__ = ["Churn", "Euler", "Heun", "KarrasSchedule", "Sampler", "StochasticSampler", "describe_sampler",
-           "make_sampler", "register_sampler", "sampler_from_dict", "sampler_names"]
+__all__ = ["Churn", "Euler", "EulerDDIM", "FlowSchedule", "Heun", "KarrasSchedule", "Sampler", "StochasticSampler",
+           "describe_sampler", "make_sampler", "register_sampler", "sampler_from_dict", "sampler_names"]

@@ -17,8 +17,8 @@ import torch
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling.noise import Churn
-from noisesearch.sampling.schedules import SCHEDULES, KarrasSchedule
-from noisesearch.sampling.solvers import SOLVERS, DenoiseFn, Euler, Heun
+from noisesearch.sampling.schedules import SCHEDULES, FlowSchedule, KarrasSchedule
+from noisesearch.sampling.solvers import SOLVERS, DenoiseFn, Euler, EulerDDIM, Heun
 
 
 class Sampler(Protocol):
@@ -47,8 +47,8 @@ class StochasticSampler:
     """Steps of `solver` over the sigmas of `schedule` with `noise` injected before each step's call
     (EDM's Algorithm 2 with Heun; k-diffusion's sample_euler with churn for Euler)."""
 
-    schedule: KarrasSchedule = field(default_factory=KarrasSchedule)
-    solver: Heun | Euler = field(default_factory=Heun)
+    schedule: KarrasSchedule | FlowSchedule = field(default_factory=KarrasSchedule)
+    solver: Heun | Euler | EulerDDIM = field(default_factory=Heun)
     noise: Churn = field(default_factory=Churn)
     sigmas: torch.Tensor = field(init=False, repr=False, compare=False)
     sigma_hats: torch.Tensor = field(init=False, repr=False, compare=False)

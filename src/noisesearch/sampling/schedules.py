@@ -22,8 +22,7 @@ class KarrasSchedule:
     rho: float = 7.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
-            raise NoiseSearchError(f"steps must be an integer of at least 1, got {self.steps}")
+        check_steps(self.steps)
         if not 0 < self.sigma_min < self.sigma_max:
             raise NoiseSearchError("need 0 < sigma_min < sigma_max")
 
@@ -39,4 +38,54 @@ class KarrasSchedule:
         return torch.cat([t, torch.zeros(1, dtype=torch.float64)]).float()
 
 
-SCHEDULES = {cls.kind: cls for cls in (KarrasSchedule,)}
+def check_steps(steps: object) -> None:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise NoiseSearchError(f"steps must be an integer of at least 1, got {steps}")
+
+
+def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """SD3's timestep shift t' = s·t / (1 + (s − 1)·t) (FLUX's exponential shift with s = e^mu)."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+@dataclass(frozen=True)
+class FlowSchedule:
+    """A rectified-flow schedule in sigma space, as diffusers' FlowMatchEulerDiscreteScheduler makes it: flow
+    times t_i = shift_time(linspace(1, t_min, steps)), each mapped to sigma_i = t_i / (1 − t_i) (a flow state
+    x_t = (1 − t)·x0 + t·noise, divided by 1 − t, is x0 + sigma·noise), then a final 0.
+
+    t = 1 is sigma = inf, so the first time is t_max instead (default 0.99999, sigma ~1e5: the state keeps
+    all but 1e-5 of the noise's weight, where the pipelines start at exactly 1). t_min is the last time
+    before 0: SD3's scheduler uses its shifted 1/1000, FLUX's pipeline 1/steps."""
+
+    kind: ClassVar[str] = "flow"
+    steps: int = 18
+    shift: float = 1.0
+    t_max: float = 0.99999
+    t_min: float = 0.001
+
+    def __post_init__(self) -> None:
+        check_steps(self.steps)
+        if not self.shift > 0:
+            raise NoiseSearchError(f"the flow shift must be positive, got {self.shift}")
+        if not 0 < self.t_min < self.t_max < 1:
+            raise NoiseSearchError(f"need 0 < t_min < t_max < 1, got t_min {self.t_min} and t_max {self.t_max}")
+        if self.steps > 1 and not self.t_max > float(self.times()[1]):
+            raise NoiseSearchError(f"t_max {self.t_max} must exceed the second flow time {float(self.times()[1])}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def times(self) -> torch.Tensor:
+        """Flow times t_0 = t_max > t_1 > ... > t_{steps-1} (float64)."""
+        t = shift_time(torch.linspace(1.0, self.t_min, self.steps, dtype=torch.float64), self.shift)
+        t[0] = self.t_max
+        return t
+
+    def sigmas(self) -> torch.Tensor:
+        """sigma_i = t_i / (1 − t_i), then a final 0: shape (steps + 1,), float32."""
+        t = self.times()
+        return torch.cat([t / (1 - t), torch.zeros(1, dtype=torch.float64)]).float()
+
+
+SCHEDULES = {cls.kind: cls for cls in (KarrasSchedule, FlowSchedule)}
