@@ -62,7 +62,8 @@ def test_every_algorithm_runs_on_the_pipeline_with_exact_nfe_and_reproducibly(pi
     labels, seeds = torch.tensor([0, 1, 2, 1]), [5, 6, 7, 8]
 
     def run(cond, sample_seeds):
-        problem = Problem(denoiser, get_reward("brightness"), cond, sample_seeds, sampler, max_batch=8)
+        problem = Problem(denoiser, get_reward("brightness"), cond, sample_seeds, sampler, max_batch=8,
+                          batch_invariant=True)
         algo = get_algorithm(name, **params)
         return algo, problem, algo.run(problem)
 
