@@ -27,6 +27,7 @@ import torch
 import noisesearch
 from noisesearch import load_model
 from noisesearch.api import plan_search
+from noisesearch.testing import CallRecorder
 
 ALGORITHMS = {
     "naive": {},
@@ -37,20 +38,6 @@ ALGORITHMS = {
     "eps_greedy (4, 20)": {"algorithm": "eps_greedy", "N": 4, "K": 20},
     "paths": {"algorithm": "paths"},
 }
-
-
-class CallRecorder:
-    """The denoiser, recording the rows of every call."""
-
-    def __init__(self, denoiser) -> None:
-        self.denoiser, self.rows = denoiser, []
-
-    def __getattr__(self, name):
-        return getattr(self.denoiser, name)
-
-    def __call__(self, x, sigma, cond):
-        self.rows.append(x.shape[0])
-        return self.denoiser(x, sigma, cond)
 
 
 def bare_replay(net, rows: list[int]) -> None:

@@ -5,22 +5,12 @@ import torch
 from test_search_toy import GaussianDenoiser, toy_problem
 
 from noisesearch import NoiseSearchError, get_algorithm
-
-
-class Rows(GaussianDenoiser):
-    """The toy denoiser, recording the rows of every call."""
-
-    def __init__(self):
-        self.rows = []
-
-    def __call__(self, x, sigma, cond):
-        self.rows.append(x.shape[0])
-        return super().__call__(x, sigma, cond)
+from noisesearch.testing import CallRecorder
 
 
 def mean_rows(parallel: int) -> float:
     problem = toy_problem(1)
-    problem.denoiser = recorder = Rows()
+    problem.denoiser = recorder = CallRecorder(GaussianDenoiser())
     get_algorithm("mcts", N=4, S=8, parallel=parallel).run(problem)
     return sum(recorder.rows) / len(recorder.rows)
 

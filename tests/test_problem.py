@@ -4,6 +4,7 @@ from conftest import make_problem, tiny_denoiser
 
 from noisesearch import BudgetExceeded, NoiseSearchError, get_algorithm
 from noisesearch.problem import padded_batches, row_batches
+from noisesearch.testing import CallRecorder
 
 
 def test_naive_and_best_of_n_nfe_with_default_18_steps(denoiser):
@@ -44,32 +45,18 @@ def test_padding_is_not_counted_as_nfe(denoiser):
     assert problem.padded_rows == 5 * 5 + 5  # each call of 3 rows padded to 8, and the final reward call
 
 
-class CallSizes:
-    """Wraps a denoiser and records the rows of every call."""
-
-    def __init__(self, denoiser):
-        self.denoiser, self.rows = denoiser, []
-
-    def __getattr__(self, name):
-        return getattr(self.denoiser, name)
-
-    def __call__(self, x, sigma, cond):
-        self.rows.append(x.shape[0])
-        return self.denoiser(x, sigma, cond)
-
-
 def test_by_default_calls_carry_real_rows_only(denoiser):
-    one = CallSizes(denoiser)
+    one = CallRecorder(denoiser)
     problem = make_problem(one, [1], [0], steps=3, max_batch=16)
     get_algorithm("best_of_n", N=4).run(problem)
     assert set(one.rows) == {4} and problem.padded_rows == 0  # one image, N = 4: 4 rows per call, not 16
-    many = CallSizes(denoiser)
+    many = CallRecorder(denoiser)
     get_algorithm("best_of_n", N=4).run(make_problem(many, list(range(5)), list(range(5)), steps=3, max_batch=16))
     assert set(many.rows) == {10}  # 20 rows in two equal calls of at most 16
 
 
 def test_batch_invariant_mode_pads_every_call_to_max_batch(denoiser):
-    wrapped = CallSizes(denoiser)
+    wrapped = CallRecorder(denoiser)
     problem = make_problem(wrapped, [1], [0], steps=3, max_batch=16, batch_invariant=True)
     get_algorithm("best_of_n", N=4).run(problem)
     assert set(wrapped.rows) == {16} and problem.padded_rows > 0

@@ -70,6 +70,20 @@ class LatentToyDenoiser(DenoiserBase):
         return torch.nn.functional.interpolate(states.mean(1, keepdim=True), scale_factor=2.0)
 
 
+class CallRecorder:
+    """A denoiser wrapper that records the rows of every call (`rows`), to check or replay call sizes."""
+
+    def __init__(self, denoiser: Denoiser) -> None:
+        self.denoiser, self.rows = denoiser, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.denoiser, name)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        self.rows.append(x.shape[0])
+        return self.denoiser(x, sigma, cond)
+
+
 class Contract:
     """The contract checks of one algorithm (with its parameters) on one sampler; each check raises an
     AssertionError naming what broke. The reference run on all conditions is made once and shared."""
