@@ -21,18 +21,22 @@ class EmbeddedDenoiser(DenoiserBase):
     per call; any other w is classifier-free guidance, 2 NFE per image per call (both predictions
     go through the network in one batch). dtype bfloat16 runs the network under bfloat16 autocast
     (faster on CPUs with AVX512-BF16 or AMX; x0 predictions differ from float32's by up to ~3e-2) and
-    returns float32.
+    returns float32. compile=True runs the network through torch.compile (inductor; one compilation of a few
+    seconds per call shape, up to torch's recompile limit, beyond which calls run eager; x0 predictions
+    within ~1e-5 of the eager path's, 1.2-1.3x faster per call at 4-64 rows on 2 CPU cores).
     """
 
     label_dim = NUM_CLASSES
 
     def __init__(self, model: EDMPrecond | FlowPrecond, guidance: float = 1.0, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, compile: bool = False) -> None:
         if dtype not in (torch.float32, torch.bfloat16):
             raise NoiseSearchError(f"the embedded model runs in float32 or bfloat16, not {str(dtype)[6:]}")
         self.device = device
         self.dtype = dtype
         self.model = model.eval().requires_grad_(False).to(device)
+        self.compiled = compile
+        self.network = torch.compile(self.model, dynamic=False) if compile else self.model
         self.guidance = float(guidance)
         cfg = model.cfg
         self.image_shape = (cfg.img_channels, cfg.img_size, cfg.img_size)
@@ -51,11 +55,11 @@ class EmbeddedDenoiser(DenoiserBase):
 
     def guided(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         if self.guidance == 1.0:
-            return self.model(x, sigma, cond)
+            return self.network(x, sigma, cond)
         null = torch.full_like(cond, NULL_LABEL)
         if self.guidance == 0.0:
-            return self.model(x, sigma, null)
-        both = self.model(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([cond, null]))
+            return self.network(x, sigma, null)
+        both = self.network(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([cond, null]))
         d_label, d_null = both.chunk(2)
         return d_null + self.guidance * (d_label - d_null)
 
@@ -64,28 +68,29 @@ MODELS = {"diffusion": EDMPrecond, "flow": FlowPrecond}  # asset name: the modul
 
 
 def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None, device: str = "cpu",
-               kind: str = "diffusion", dtype: torch.dtype = torch.float32) -> EmbeddedDenoiser:
+               kind: str = "diffusion", dtype: torch.dtype = torch.float32, compile: bool = False
+               ) -> EmbeddedDenoiser:
     """The embedded class-conditional MNIST model of `kind` ("diffusion": EDM; "flow": rectified flow) from
-    its packaged EMA weights (or those in weights_dir) on `device`,
-    in float32 or under bfloat16 autocast."""
+    its packaged EMA weights (or those in weights_dir) on `device`, in float32 or under bfloat16 autocast,
+    eager or through torch.compile."""
     card = load_card(kind, weights_dir)
     cfg = UNetConfig.from_dict({k: v for k, v in card.get("architecture", {}).items()
                                 if k in UNetConfig.__dataclass_fields__})
     weights = load_weights(kind, weights_dir)
     model = MODELS[kind](cfg)
     model.load_state_dict(weights)
-    return EmbeddedDenoiser(model, guidance, device, dtype)
+    return EmbeddedDenoiser(model, guidance, device, dtype, compile)
 
 
 register_backend(Backend(
     name="embedded", description="the embedded class-conditional MNIST EDM model (labels 0-9; --model: a weights "
                                  "directory to use instead of the packaged one)",
-    load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, dtype=r.dtype), default_guidance=1.0,
-    evaluator="evaluator"))
+    load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, dtype=r.dtype, compile=r.compile),
+    default_guidance=1.0, evaluator="evaluator", compiles=True))
 
 register_backend(Backend(
     name="embedded_flow", description="the embedded class-conditional MNIST rectified-flow model (labels 0-9; "
                                       "velocity UNet wrapped into sigma space; --model: a weights directory)",
-    load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, kind="flow",
-                              dtype=r.dtype), default_guidance=1.0,
-    default_sampler="flow_euler", evaluator="evaluator"))
+    load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, kind="flow", dtype=r.dtype,
+                              compile=r.compile), default_guidance=1.0,
+    default_sampler="flow_euler", evaluator="evaluator", compiles=True))

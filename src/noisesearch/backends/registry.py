@@ -19,8 +19,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 @dataclass(frozen=True)
 class LoadRequest:
     """What a backend's loader gets: the model path (None: the backend's own), the guidance weight, the
-    prompts of a prompt backend, device and dtype, and whether the user trusts model files that run code
-    when loaded (pickles; --trust-model-code)."""
+    prompts of a prompt backend, device and dtype, whether the user trusts model files that run code
+    when loaded (pickles; --trust-model-code), and whether to run the network through torch.compile."""
 
     model: str | None
     guidance: float
@@ -28,6 +28,7 @@ class LoadRequest:
     device: str
     dtype: torch.dtype
     trust_model_code: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Backend:
     evaluator: str | None = None
     needs_model: bool = False
     model_help: str = ""
+    compiles: bool = False
 
     def __post_init__(self) -> None:
         if self.conditions not in ("labels", "prompts"):
@@ -116,14 +118,18 @@ def check_device(device: str) -> None:
 
 def load_backend_denoiser(name: str, model: str | None = None, guidance: float | None = None,
                           prompts: Sequence[str] | None = None, device: str = "cpu", dtype: str = "float32", *,
-                          trust_model_code: bool = False) -> Denoiser:
+                          trust_model_code: bool = False, compile: bool = False) -> Denoiser:
     """The denoiser of backend `name` (defaults as the backend declares them). `trust_model_code` lets a
-    backend load model files that run code when loaded (pickles); without it they are a NoiseSearchError."""
+    backend load model files that run code when loaded (pickles); without it they are a NoiseSearchError.
+    `compile` runs the network through torch.compile (backends that declare `compiles`)."""
     backend = get_backend(name)
     if dtype not in DTYPES:
         raise NoiseSearchError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
+    if compile and not backend.compiles:
+        compiling = ", ".join(b.name for b in _BACKENDS.values() if b.compiles) or "none"
+        raise NoiseSearchError(f"the {name} backend does not take --compile (backends that do: {compiling})")
     if model is None and backend.needs_model:
         raise NoiseSearchError(f"the {name} backend needs --model PATH ({backend.model_help})")
     check_device(device)
     return backend.load(LoadRequest(model, backend.guidance_or_default(guidance), prompts, device, DTYPES[dtype],
-                                    trust_model_code))
+                                    trust_model_code, compile))
