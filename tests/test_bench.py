@@ -93,6 +93,9 @@ def test_presets_are_valid_and_overrides_restrict_them():
     (["--algorithms", "foo"], "has no run of foo"),
     (["--rewards", "shiny"], "has no reward column shiny"),
     (["--labels", "0"], "labels and repeats must be at least 1"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--device", "cuda:0"], "device 'cuda:0' is not available on this machine"),
+    (["--executor", "ray", "--gpus-per-cell", "1"], "--gpus-per-cell reserves GPUs that cells on the CPU would not use"),
 ])
 def test_bench_errors_are_one_line(tmp_path, capsys, args, fragment):
     assert main(["bench", "--out", str(tmp_path / "o"), *args]) == 1
@@ -277,3 +280,43 @@ def test_bench_runs_the_sampler_asked_for_and_saves_every_trace(tmp_path):
         assert set(expanded) <= {*searchable, euler.steps}
         assert nfe["mcts", c] == prefix + sum(per_sim.get(j, 0) for j in expanded)  # the trace explains the NFE
     assert write_report(tmp_path)[0].exists()  # the report reads a run with tree traces
+
+
+def test_a_preset_names_its_backend_and_bench_runs_that_backends_sampler(tmp_path):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.presets import Preset
+
+    presets = builtin_presets()
+    flow, table1 = presets["table1_flow"], presets["table1"]
+    assert (flow.backend, table1.backend) == ("embedded_flow", "embedded")
+    assert (flow.runs, flow.rewards, flow.labels) == (table1.runs, table1.rewards, table1.labels)
+    for backend, fragment in (("nope", "unknown backend 'nope'"), ("sd3", "the sd3 backend takes prompts")):
+        with pytest.raises(NoiseSearchError, match=f"preset 'p'.*{fragment}"):
+            Preset.from_dict("p", {"backend": backend, "rewards": [{"name": "b", "reward": "brightness"}],
+                                   "runs": [{"algorithm": "naive"}]})
+    preset = Preset.from_dict("p", {"backend": "embedded_flow", "labels": 1, "steps": 4,
+                                    "rewards": [{"name": "b", "reward": "brightness"}], "runs": [{"algorithm": "naive"}]})
+    records = read_results(run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser))
+    settings = json.loads((tmp_path / "run.json").read_text())
+    assert (settings["backend"], settings["sampler"]) == ("embedded_flow", "flow_euler")
+    assert [r["nfe"] for r in records] == [4]  # flow_euler: one call per step
+
+
+def test_a_run_directory_from_before_bench_took_device_resumes_as_a_cpu_run(tmp_path, monkeypatch):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.presets import Preset
+
+    preset = Preset.from_dict("p", {"labels": 1, "steps": 4, "rewards": [{"name": "b", "reward": "brightness"}],
+                                    "runs": [{"algorithm": "naive"}]})
+    first = read_results(run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser))
+    settings = json.loads((tmp_path / "run.json").read_text())
+    assert settings.pop("device") == "cpu" and '"device"' not in first[0]["cell"]  # CPU keys are unchanged
+    (tmp_path / "run.json").write_text(json.dumps(settings))
+    assert read_results(run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser)) == first
+    monkeypatch.setattr("noisesearch.experiments.bench.check_device", lambda device: None)  # as if it had a GPU
+    with pytest.raises(NoiseSearchError, match="other settings \(device \"cpu\", not \"cuda\"\): use another --out"):
+        run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser, device="cuda")

@@ -14,11 +14,12 @@ cell that fails is logged in cells.jsonl with its error, and the others go on.
 Integrity of a run directory:
 - A cell's key names everything that determines its records (algorithm and parameters, column with its
   reward and guidance, repeat, the bench seed from which labels and sample seeds derive, steps, the
-  resolved sampler, backend, model and max_batch, and the calibration of calibrated runs). A resume or
+  resolved sampler, backend, model and max_batch, the device where it is not the CPU, and the calibration of
+  calibrated runs). A resume or
   `--reuse` takes a record only where its key matches exactly; records written before keys held all of
   this (directories without run.json) are never matched, so never mixed in.
 - run.json keeps the settings the whole run shares (preset, seed, steps, sampler, backend, model, max_batch,
-  calibration, the definition of each column); a resume with other ones is refused.
+  device, calibration, the definition of each column); a resume with other ones is refused.
 - One writer at a time: run_bench holds an exclusive lock on LOCK in the directory for its whole run.
 - Records are validated when read (one-line error naming file and line) and de-duplicated by (cell key,
   label index), the first kept. A torn last line (a kill mid-write) is skipped when reading; only run_bench,
@@ -52,6 +53,7 @@ from noisesearch import cost
 from noisesearch.adaptive import CalibrationConfig, calibrate
 from noisesearch.api import module_mb, peak_memory_mb
 from noisesearch.backends import get_backend, load_backend_denoiser
+from noisesearch.backends.registry import check_device
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.executors import Executor, Outcome, Resources, SerialExecutor
@@ -281,18 +283,23 @@ def model_identity(model: str | None) -> str | None:
     return str(path.resolve()) if path.exists() else model
 
 
-def run_settings(preset: Preset, seed: int, sampler: str, backend: str, model: str | None, max_batch: int
-                 ) -> dict[str, Any]:
+def run_settings(preset: Preset, seed: int, sampler: str, backend: str, model: str | None, max_batch: int,
+                 device: str = "cpu") -> dict[str, Any]:
     """What every cell of a run shares, as run.json keeps it (JSON values only)."""
     return json.loads(json.dumps({
         "format": FORMAT, "preset": preset.name, "seed": seed, "steps": preset.steps, "sampler": sampler,
-        "backend": backend, "model": model, "max_batch": max_batch,
+        "backend": backend, "model": model, "max_batch": max_batch, "device": device,
         "calibration": None if preset.calibration is None else preset.calibration.identity(),
         "columns": {c.name: {"reward": c.reward, "guidance": c.guidance} for c in preset.rewards},
     }))
 
 
-SHARED = ("format", "preset", "seed", "steps", "sampler", "backend", "model", "max_batch", "calibration")
+SHARED = ("format", "preset", "seed", "steps", "sampler", "backend", "model", "max_batch", "device", "calibration")
+
+
+def setting_of(settings: dict[str, Any], name: str) -> Any:
+    """A shared setting of run.json; a run directory written before bench took --device ran on the CPU."""
+    return settings.get(name, "cpu" if name == "device" else None)
 
 
 def read_settings(directory: Path, hint: str = "") -> dict[str, Any] | None:
@@ -321,8 +328,8 @@ def resume_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
             raise NoiseSearchError(f"{out} holds a bench run from before run directories kept their settings "
                                    f"({SETTINGS}); its records cannot be matched to this one: use another --out")
         return settings
-    differ = [f"{name} {shown(theirs.get(name))}, not {shown(settings[name])}"
-              for name in SHARED if theirs.get(name) != settings[name]]
+    differ = [f"{name} {shown(setting_of(theirs, name))}, not {shown(settings[name])}"
+              for name in SHARED if setting_of(theirs, name) != settings[name]]
     differ += [f"column {name} {shown(theirs['columns'][name])}, not {shown(column)}"
                for name, column in settings["columns"].items()
                if name in theirs["columns"] and theirs["columns"][name] != column]
@@ -362,13 +369,13 @@ def strict_json(record: dict[str, Any], cell: Cell) -> str:
 
 
 def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, progress: bool = True,
-              backend: str = "embedded", model: str | None = None, sampler: str | None = None,
+              device: str = "cpu", backend: str | None = None, model: str | None = None, sampler: str | None = None,
               model_loader: Callable[[float], Denoiser] | None = None, reuse: Sequence[Path] = (),
               trust_model_code: bool = False, executor: Executor | None = None) -> Path:
     """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Cells run on
-    the `backend`'s model (`model`: its path; `model_loader(guidance)` replaces the loader, and `model` then
+    the `backend`'s model (default: the preset's; `model`: its path; `model_loader(guidance)` replaces the loader, and `model` then
     only names it in the cell keys) with its default sampler or the registered `sampler`; conditions are
-    labels drawn from `seed`. Results of identical cells (equal keys: see Cell.key) in the `reuse` run
+    labels drawn from `seed`; the network runs on `device` (rewards on the CPU). Results of identical cells (equal keys: see Cell.key) in the `reuse` run
     directories are copied instead of rerun, and so are their schedules calibrated exactly as `preset` would
     calibrate them. `trust_model_code` lets the backend load a model file that needs code to load.
 
@@ -378,6 +385,7 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
 
     The whole run holds `out`'s lock (a second bench on `out` gets a one-line NoiseSearchError); a resume
     with other settings than out/run.json's is refused, as is one of a directory written before run.json."""
+    backend = backend or preset.backend
     spec = get_backend(backend)
     if spec.conditions != "labels":
         raise NoiseSearchError(f"bench draws class labels; the {backend} backend takes prompts")
@@ -390,10 +398,12 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
         check_reuse_source(Path(source))
     sampler_name = sampler or spec.default_sampler
     make_sampler(sampler_name, preset.steps)  # an unknown sampler is an error before anything is written
-    settings = run_settings(preset, seed, sampler_name, backend, model_identity(model), max_batch)
+    check_device(device)
+    settings = run_settings(preset, seed, sampler_name, backend, model_identity(model), max_batch, device)
     with run_dir_lock(out):
         settings = resume_settings(out, settings)
-        source = partial(ModelSource, settings["backend"], settings["model"], trust_model_code=trust_model_code,
+        source = partial(ModelSource, settings["backend"], settings["model"], device=device,
+                         trust_model_code=trust_model_code,
                          loader=model_loader)
         try:
             return run_locked(preset, out, settings, spec.evaluator, progress, source, reuse,
@@ -411,6 +421,7 @@ class ModelSource:
     backend: str
     model: str | None
     guidance: float
+    device: str = "cpu"
     trust_model_code: bool = False
     loader: Callable[[float], Denoiser] | None = None
 
@@ -418,7 +429,7 @@ class ModelSource:
         def load() -> Denoiser:
             if self.loader is not None:
                 return self.loader(self.guidance)
-            return load_backend_denoiser(self.backend, self.model, self.guidance,
+            return load_backend_denoiser(self.backend, self.model, self.guidance, device=self.device,
                                          trust_model_code=self.trust_model_code)
         return cached(self, load)
 
@@ -537,6 +548,8 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
         return denoiser(guidance).default_sampler(settings["sampler"], preset.steps)
 
     shared = {name: settings[name] for name in ("seed", "steps", "backend", "model", "max_batch")}
+    if settings["device"] != "cpu":  # CPU cells keep the keys they had before bench took --device
+        shared["device"] = settings["device"]
     cells = plan(preset, lambda column: {**shared, "sampler": sampler_of(column.guidance).to_dict()})
     if len({c.key for c in cells}) < len(cells) or len({c.slug for c in cells}) < len(cells):
         raise NoiseSearchError(f"preset '{preset.name}' has two cells of one name: give runs and columns "
@@ -602,8 +615,8 @@ def copy_schedules(source: Path, out: Path, preset: Preset, settings: dict[str, 
     theirs = read_settings(source) if source.is_dir() else None
     if preset.calibration is None or theirs is None:
         return []
-    if any(theirs.get(name) != settings[name]
-           for name in ("calibration", "steps", "sampler", "backend", "model", "max_batch")):
+    if any(setting_of(theirs, name) != settings[name]
+           for name in ("calibration", "steps", "sampler", "backend", "model", "max_batch", "device")):
         return []
     copied = []
     for column in preset.rewards:

@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from noisesearch.adaptive import CalibrationConfig
+from noisesearch.backends import get_backend
 from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards import reward_names
 from noisesearch.sampling import make_sampler
 from noisesearch.search import algorithm_class, get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 
-PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration", "budgets")
+PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration", "budgets",
+                 "backend")
 RUN_FIELDS = ("algorithm", "params")
 COLUMN_FIELDS = ("name", "reward", "guidance")
 MAX_COUNT = 1000  # labels and repeats: bench_seed gives repeat r and label k of seed s the seed s·10⁶ + r·1000 + k
@@ -153,6 +155,7 @@ class Preset:
     steps: int = 18
     calibration: CalibrationConfig | None = None
     budgets: tuple[int, ...] = ()  # NFE per image the runs are matched at (the report compares methods per budget)
+    backend: str = "embedded"  # the label backend whose model the cells run (bench --backend overrides it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,6 +198,7 @@ class Preset:
             steps=typed(d, "steps", "int", where, 18),
             calibration=calibration,
             budgets=tuple(typed(d, "budgets", "list", where, [])),
+            backend=typed(d, "backend", "str", where, "embedded"),
         )
         preset.validate()
         return preset
@@ -237,7 +241,13 @@ class Preset:
                 raise NoiseSearchError(one_line(f"{where}: run {run.label} is listed twice: remove the copy (more "
                                                 "seeds per label are \"repeats\")"))
             seen.add(identity)
-        sampler = make_sampler("heun", self.steps)
+        try:
+            backend = get_backend(self.backend)
+        except NoiseSearchError as err:
+            raise NoiseSearchError(one_line(f"{where}: {err}")) from None
+        if backend.conditions != "labels":
+            raise NoiseSearchError(f"{where}: bench draws class labels; the {self.backend} backend takes prompts")
+        sampler = make_sampler(backend.default_sampler, self.steps)
         placeholder = SearchSchedule.uniform(sampler, 1, 0.5, 1, gains=((1.0,),) * len(sampler.searchable_steps()))
         for run in self.runs:
             for column in columns:

@@ -414,6 +414,9 @@ def image_grids(run: Run, out: Path) -> list[Block]:
     return blocks
 
 
+MODEL_NAMES = {"embedded": "the embedded MNIST model", "embedded_flow": "the embedded MNIST rectified-flow model"}
+
+
 def build_blocks(run: Run, out: Path) -> list[Block]:
     blocks: list[Block] = [("h", 1, f"noisesearch bench report: {run.preset.name if run.preset else run.directory}")]
     env = run.environment
@@ -439,7 +442,9 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     if missing:
         blocks.append(("p", f"**Partial run**: {len(missing)} cells are missing or incomplete:"))
         blocks.append(("table", ["missing cell"], [[m] for m in missing]))
-    blocks.append(("h", 2, "Results on the embedded MNIST model"))
+    backend = (run.settings or {}).get("backend", "embedded")
+    model = MODEL_NAMES.get(backend, f"the {backend} backend's model")
+    blocks.append(("h", 2, f"Results on {model} ({(run.settings or {}).get('sampler', 'heun')} sampler)"))
     blocks.append(("p", "Each cell: mean ± std of the search reward over labels and seeds (± standard error), then "
                         "the held-out evaluator's mean probability of the label (verifier hacking shows as a gap "
                         "between the classifier column and its evaluator score). NFE per image is metered."))
