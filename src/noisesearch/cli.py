@@ -146,9 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="float32, float16 or bfloat16 (diffusers backend); the embedded model takes float32 or "
                              "bfloat16 (autocast: faster on CPUs with bf16 units, x0 within ~3e-2 of float32's)")
     sample.add_argument("--compile", action="store_true",
-                        help="run the network through torch.compile (embedded backends): 1.2-1.3x faster per call "
-                             "at 4-64 rows after a few seconds of compilation per call shape; x0 within ~1e-5 of "
-                             "the eager path's, so images are not bit-identical to a run without it")
+                        help="run the network through torch.compile (embedded backends): up to 1.5x faster per call at "
+                             "16-64 rows after ~20 s of compilation per call shape (2 CPU cores), so for long runs, "
+                             "not one image; x0 within ~1e-5 of the eager path's, not bit-identical")
     sample.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     sample.add_argument("--out", type=parse_out, required=True, help="output directory")
     sample.add_argument("--guidance", type=float, default=None,

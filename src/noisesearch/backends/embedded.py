@@ -21,9 +21,9 @@ class EmbeddedDenoiser(DenoiserBase):
     per call; any other w is classifier-free guidance, 2 NFE per image per call (both predictions
     go through the network in one batch). dtype bfloat16 runs the network under bfloat16 autocast
     (faster on CPUs with AVX512-BF16 or AMX; x0 predictions differ from float32's by up to ~3e-2) and
-    returns float32. compile=True runs the network through torch.compile (inductor; one compilation of a few
-    seconds per call shape, up to torch's recompile limit, beyond which calls run eager; x0 predictions
-    within ~1e-5 of the eager path's, 1.2-1.3x faster per call at 4-64 rows on 2 CPU cores).
+    returns float32. compile=True runs the network through torch.compile (inductor; one compilation of ~20 s per call
+    shape on 2 CPU cores, up to torch's recompile limit, beyond which calls run eager; x0 predictions
+    within ~1e-5 of the eager path's, 1.1-1.5x faster per call at 1-64 rows: benchmarks/network_variants.py).
     """
 
     label_dim = NUM_CLASSES
