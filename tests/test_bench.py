@@ -95,7 +95,7 @@ def test_presets_are_valid_and_overrides_restrict_them():
     (["--labels", "0"], "labels and repeats must be at least 1"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--device", "cuda:0"], "device 'cuda:0' is not available on this machine"),
-    (["--executor", "ray", "--gpus-per-cell", "1"], "--gpus-per-cell reserves GPUs that cells on the CPU would not use"),
+    (["--executor", "ray", "--gpus-per-cell", "1"], "--gpus-per-cell reserves GPUs that cells on the CPU would not"),
 ])
 def test_bench_errors_are_one_line(tmp_path, capsys, args, fragment):
     assert main(["bench", "--out", str(tmp_path / "o"), *args]) == 1
@@ -297,7 +297,8 @@ def test_a_preset_names_its_backend_and_bench_runs_that_backends_sampler(tmp_pat
             Preset.from_dict("p", {"backend": backend, "rewards": [{"name": "b", "reward": "brightness"}],
                                    "runs": [{"algorithm": "naive"}]})
     preset = Preset.from_dict("p", {"backend": "embedded_flow", "labels": 1, "steps": 4,
-                                    "rewards": [{"name": "b", "reward": "brightness"}], "runs": [{"algorithm": "naive"}]})
+                                    "runs": [{"algorithm": "naive"}],
+                                    "rewards": [{"name": "b", "reward": "brightness"}]})
     records = read_results(run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser))
     settings = json.loads((tmp_path / "run.json").read_text())
     assert (settings["backend"], settings["sampler"]) == ("embedded_flow", "flow_euler")
@@ -318,5 +319,5 @@ def test_a_run_directory_from_before_bench_took_device_resumes_as_a_cpu_run(tmp_
     (tmp_path / "run.json").write_text(json.dumps(settings))
     assert read_results(run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser)) == first
     monkeypatch.setattr("noisesearch.experiments.bench.check_device", lambda device: None)  # as if it had a GPU
-    with pytest.raises(NoiseSearchError, match="other settings \(device \"cpu\", not \"cuda\"\): use another --out"):
+    with pytest.raises(NoiseSearchError, match=r'other settings \(device "cpu", not "cuda"\): use another --out'):
         run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser, device="cuda")

@@ -184,7 +184,8 @@ def make_problem(
     progress bar, or a callback that receives ProgressEvents. `reward_args` are parsed against the reward's
     constructor (strings such as "95" become its int). Model files that need code to load (pickles, full
     modules) load only with `trust_model_code=True`. `compile=True` runs the network through torch.compile
-    (backends that support it: the embedded ones; x0 within ~1e-5 of eager, not bit-identical). Calls carry at most `max_batch` real rows; with
+    (backends that support it: the embedded ones; x0 within ~1e-5 of eager, not bit-identical). Calls carry at
+    most `max_batch` real rows; with
     `batch_invariant=True` every call has exactly `max_batch` rows (padded), so that a condition's result is
     bit-identical whatever else shares the batch (what `bench` uses). `max_batch="auto"` sizes calls from the
     free CUDA memory (16 elsewhere; see noisesearch.batching) and is recorded as the number it chose."""

@@ -373,11 +373,12 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
               model_loader: Callable[[float], Denoiser] | None = None, reuse: Sequence[Path] = (),
               trust_model_code: bool = False, executor: Executor | None = None) -> Path:
     """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Cells run on
-    the `backend`'s model (default: the preset's; `model`: its path; `model_loader(guidance)` replaces the loader, and `model` then
-    only names it in the cell keys) with its default sampler or the registered `sampler`; conditions are
-    labels drawn from `seed`; the network runs on `device` (rewards on the CPU). Results of identical cells (equal keys: see Cell.key) in the `reuse` run
-    directories are copied instead of rerun, and so are their schedules calibrated exactly as `preset` would
-    calibrate them. `trust_model_code` lets the backend load a model file that needs code to load.
+    the `backend`'s model (default: the preset's; `model`: its path; `model_loader(guidance)` replaces the
+    loader, and `model` then only names it in the cell keys) with its default sampler or the registered
+    `sampler`; conditions are labels drawn from `seed`; the network runs on `device` (rewards on the CPU).
+    Results of identical cells (equal keys: see Cell.key) in the `reuse` run directories are copied instead
+    of rerun, and so are their schedules calibrated exactly as `preset` would calibrate them.
+    `trust_model_code` lets the backend load a model file that needs code to load.
 
     Cells (and calibrations) run on `executor` (default: serial, in this process); only this process writes
     the directory, one write per finished cell. A cell that fails is logged in cells.jsonl with its error and
