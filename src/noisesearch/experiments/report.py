@@ -29,7 +29,7 @@ from noisesearch.experiments.adaptive_report import adaptive_blocks
 from noisesearch.experiments.bench import RESULTS, SETTINGS, load_results, plan
 from noisesearch.experiments.presets import Preset, RunSpec
 from noisesearch.imaging import make_grid
-from noisesearch.search.tracing import step_statistics
+from noisesearch.search.tracing import bootstrap_interval, kbar_per_condition, step_statistics
 from noisesearch.types import TRACE_FIELDS, Trace
 
 # Table 1 of Ramesh and Mardani (arXiv 2506.03164): EDM on ImageNet, 36 random class labels, mean ± std over
@@ -320,8 +320,12 @@ def families_blocks(run: Run, out: Path) -> list[Block]:
     ]
 
 
+VARIANTS = {True: "elitist", False: "plain (the paper's Algorithm 1)"}  # eps_greedy's elitism parameter
+
+
 def trace_cells(run: Run) -> list:
-    """Per column, the ε-greedy cells (without a schedule) of the largest K: the traces the figures use."""
+    """Per column and variant (elitist or not), the ε-greedy cells (without a schedule) of the largest K: the
+    traces the figures use."""
     if run.preset is None:
         return []
     chosen = {}
@@ -329,51 +333,86 @@ def trace_cells(run: Run) -> list:
         params = cell.run.params
         if cell.run.algorithm != "eps_greedy" or params.get("search_schedule"):
             continue
-        best = chosen.get(cell.column.name)
+        key = (cell.column.name, params.get("elitism", True))
+        best = chosen.get(key)
         if best is None or params.get("K", 20) > best[0]:
-            chosen[cell.column.name] = (params.get("K", 20), cell.run)
-    return [cell for cell in plan(run.preset) if cell.column.name in chosen and cell.run == chosen[cell.column.name][1]]
+            chosen[key] = (params.get("K", 20), cell.run)
+    return [cell for cell in plan(run.preset)
+            if chosen.get((cell.column.name, cell.run.params.get("elitism", True)), (0, None))[1] == cell.run]
 
 
-def load_traces(run: Run) -> dict[str, Trace]:
-    """ε-greedy traces per column (conditions renumbered by label index and repeat)."""
-    traces: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
+def load_traces(run: Run) -> dict[str, dict[str, Trace]]:
+    """ε-greedy traces per column and variant (conditions renumbered by label index and repeat)."""
+    traces: dict[tuple[str, str], list[dict[str, np.ndarray]]] = defaultdict(list)
     for cell in trace_cells(run):
+        variant = VARIANTS[cell.run.params.get("elitism", True)]
         for path in sorted((run.directory / "traces").glob(f"{cell.slug}_*.npz")):
             with np.load(path) as data:
                 rows = len(data["condition"])
-                traces[cell.column.name].append({name: data[name] if name in data else np.full(rows, np.nan, np.float32)
-                                                 for name in TRACE_FIELDS})
-    merged = {}
-    for column, parts in traces.items():
+                traces[cell.column.name, variant].append(
+                    {name: data[name] if name in data else np.full(rows, np.nan, np.float32) for name in TRACE_FIELDS})
+    merged: dict[str, dict[str, Trace]] = defaultdict(dict)
+    for (column, variant), parts in traces.items():
         for k, part in enumerate(parts):  # keep conditions of different cells apart
             part["condition"] = part["condition"] + 100_000 * k
-        merged[column] = Trace(**{name: torch.from_numpy(np.concatenate([p[name] for p in parts]))
-                                  for name in TRACE_FIELDS})
-    return merged
+        merged[column][variant] = Trace(**{name: torch.from_numpy(np.concatenate([p[name] for p in parts]))
+                                           for name in TRACE_FIELDS})
+    return dict(merged)
 
 
-def plot_traces(traces: dict[str, Trace], out: Path) -> list[Block]:
-    """k̄(σ) and the global-win rate per step (the paper's Fig. 2), and the incumbent over iterations."""
+KBAR_PANELS = {"wins": "k̄, mean k − 1 of the iterations a global draw won",
+               "paper": "k̄, Σ (k − 1)·I_k / (K − 1) (the paper's)"}
+
+
+def kbar_table(variants: dict[str, Trace]) -> Block:
+    """k̄ per step of both definitions and variants, with 90 % bootstrap intervals over conditions."""
+    series = {(variant, d): kbar_per_condition(trace, d) for variant, trace in variants.items() for d in KBAR_PANELS}
+    header = ["σ_t"] + [f"{variant.split(' ')[0]}: {d}" for variant, d in series]
+    rows = []
+    for i, (_, sigma, _) in enumerate(next(iter(series.values()))):
+        cells = []
+        for per_step in series.values():
+            mean, lo, hi = bootstrap_interval(per_step[i][2]) if i < len(per_step) else (float("nan"),) * 3
+            cells.append("—" if mean != mean else f"{mean:.2f} [{lo:.2f}, {hi:.2f}]")
+        rows.append([f"{sigma:.3g}", *cells])
+    return ("table", header, rows)
+
+
+def plot_traces(traces: dict[str, dict[str, Trace]], out: Path) -> list[Block]:
+    """k̄(σ) of both definitions for each variant with bootstrap intervals, the global-win rate per step (the
+    paper's Fig. 2), a table of the k̄ figures, and the elitist incumbent over iterations."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     blocks: list[Block] = []
-    for column, trace in traces.items():
-        stats = step_statistics(trace)
-        sigma = [s["sigma"] for s in stats]
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-        a1.plot(sigma, [s["k_bar"] for s in stats], marker="o")
-        label_axes(a1, "σ_t (log)", "k̄: mean k − 1 of global wins", f"k̄(σ), ε-greedy, {column}")
-        a2.plot(sigma, [s["global_win_rate"] for s in stats], marker="o", color="C1")
-        label_axes(a2, "σ_t (log)", "fraction of iterations won by a global draw", "global-win rate")
-        for ax in (a1, a2):
+    for column, variants in traces.items():
+        fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
+        for n, (variant, trace) in enumerate(variants.items()):
+            for ax, definition in zip(axes[:2], KBAR_PANELS, strict=True):
+                per_step = kbar_per_condition(trace, definition)
+                sigma = [s for _, s, _ in per_step]
+                mean, lo, hi = np.array([bootstrap_interval(v) for _, _, v in per_step]).T
+                ax.errorbar(sigma, mean, yerr=[mean - lo, hi - mean], marker="o", capsize=2, color=f"C{n}",
+                            label=variant)
+            stats = step_statistics(trace)
+            axes[2].plot([s["sigma"] for s in stats], [s["global_win_rate"] for s in stats], marker="o",
+                         color=f"C{n}", label=variant)
+        for ax, (definition, ylabel) in zip(axes[:2], KBAR_PANELS.items(), strict=True):
+            label_axes(ax, "σ_t (log)", ylabel, f"k̄(σ) ({definition}), ε-greedy, {column}", legend=True)
+        label_axes(axes[2], "σ_t (log)", "fraction of iterations won by a global draw", "global-win rate",
+                   legend=True)
+        for ax in axes:
             ax.set_xscale("log")
             ax.invert_xaxis()
         path = save_figure(fig, out, f"kbar_{column}.png")
-        blocks.append(("img", path, f"k̄(σ) and global-win rate, {column}"))
+        blocks.append(("img", path, f"k̄(σ) (both definitions, 90 % bootstrap intervals over conditions) and "
+                                    f"global-win rate, {column}"))
+        blocks.append(("p", f"k̄ per step, {column}: mean over conditions [90 % bootstrap interval]; 'wins' is the mean "
+                            "k − 1 of the iterations a global draw won, 'paper' Σ (k − 1)·I_k / (K − 1)."))
+        blocks.append(kbar_table(variants))
 
+        trace = variants.get(VARIANTS[True], next(iter(variants.values())))
         steps = sorted({int(s) for s in trace.step.tolist()})
         picks = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
         fig, ax = plt.subplots(figsize=(6.5, 4))

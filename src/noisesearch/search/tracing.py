@@ -1,7 +1,9 @@
-"""Recording per-step search traces and the statistics of the paper's Fig. 2 over them (k̄(σ), global-win rate)."""
+"""Recording per-step search traces and the statistics of the paper's Fig. 2 over them (k̄(σ) in two definitions,
+with bootstrap intervals over conditions, and the global-win rate)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from noisesearch.types import TRACE_FIELDS, Trace
@@ -33,27 +35,65 @@ class TraceRecorder:
                         for name, rows in self._rows.items()})
 
 
-def step_statistics(trace: Trace) -> list[dict[str, float]]:
-    """Per searched step: sigma, k̄ (the paper's Fig. 2) and the global-win rate.
+KBAR_DEFINITIONS = ("wins", "paper")
 
-    k̄ of one condition at one step is the mean of (k − 1) over the iterations k at which a global
-    draw became the incumbent; the table averages it over the conditions that had such an
-    iteration (NaN if none had). The global-win rate is the fraction of iterations whose winning
-    candidate was a global draw.
+
+def kbar_per_condition(trace: Trace, definition: str = "wins") -> list[tuple[int, float, np.ndarray]]:
+    """Per searched step: (step, sigma, k̄ of each condition there), two definitions of the paper's Fig. 2.
+
+    I_k = 1 when iteration k (1-based) took a global draw: its winner was a fresh standard-normal draw and
+    became the pivot (every winner does without elitism, the paper's Algorithm 1). With K_c iterations at
+    the step,
+    - "wins": the mean of (k − 1) over the iterations with I_k = 1 (NaN if none): *when* global draws win;
+    - "paper": Σ_k (k − 1)·I_k / (K_c − 1), the paper's sum normalised so that a global draw winning every
+      iteration gives K_c / 2 (10 at K = 20, the paper's "k̄ = 10"): it also falls when global draws win
+      *less often*. 0 when K_c = 1.
     """
+    if definition not in KBAR_DEFINITIONS:
+        raise ValueError(f"unknown k̄ definition '{definition}': choose one of {', '.join(KBAR_DEFINITIONS)}")
+    took = (trace.winner_global & trace.changed).numpy()
+    step_of, condition_of, k_of = trace.step.numpy(), trace.condition.numpy(), trace.iteration.numpy()
+    rows = []
+    for step in np.unique(step_of).tolist():
+        at = step_of == step
+        values = []
+        for c in np.unique(condition_of[at]).tolist():
+            mine = at & (condition_of == c)
+            k, won = k_of[mine] - 1, took[mine]
+            if definition == "wins":
+                values.append(k[won].mean() if won.any() else np.nan)
+            else:
+                values.append(float((k * won).sum()) / max(len(k) - 1, 1))
+        rows.append((int(step), float(trace.sigma.numpy()[at][0]), np.asarray(values, dtype=np.float64)))
+    return rows
+
+
+def bootstrap_interval(values: np.ndarray, reps: int = 1000, level: float = 0.9, seed: int = 0
+                       ) -> tuple[float, float, float]:
+    """(mean, lower, upper): the mean of the finite `values` and its percentile bootstrap interval at
+    `level` over resampled conditions (NaN, NaN, NaN when none is finite)."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return (float("nan"),) * 3
+    means = np.random.default_rng(seed).choice(finite, size=(reps, len(finite))).mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(finite.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def step_statistics(trace: Trace) -> list[dict[str, float]]:
+    """Per searched step: sigma, k̄ of both definitions (`kbar_per_condition`; "k_bar" the mean over the
+    conditions of the "wins" one, NaN if no condition had a global win there, "k_bar_paper" of the
+    "paper" one) and the global-win rate: the fraction of iterations whose winning candidate was a global
+    draw (taken or not)."""
+    wins, paper = kbar_per_condition(trace, "wins"), kbar_per_condition(trace, "paper")
     stats = []
-    for step in torch.unique(trace.step).tolist():
+    for (step, sigma, k_wins), (_, _, k_paper) in zip(wins, paper, strict=True):
         at = trace.step == step
-        global_took = at & trace.winner_global & trace.changed
-        per_condition = []
-        for c in torch.unique(trace.condition[at]).tolist():
-            ks = trace.iteration[global_took & (trace.condition == c)]
-            if len(ks):
-                per_condition.append((ks - 1).double().mean().item())
         stats.append({
             "step": step,
-            "sigma": trace.sigma[at][0].item(),
-            "k_bar": sum(per_condition) / len(per_condition) if per_condition else float("nan"),
+            "sigma": sigma,
+            "k_bar": float(np.nanmean(k_wins)) if np.isfinite(k_wins).any() else float("nan"),
+            "k_bar_paper": float(k_paper.mean()),
             "global_win_rate": trace.winner_global[at].double().mean().item(),
         })
     return stats
