@@ -88,3 +88,10 @@ def tree_simulation_calls(sampler: Sampler, N: int) -> tuple[int, dict[int, int]
 def steps_calls(sampler: Sampler, start: int, stop: int) -> int:
     """Calls of the plain steps start..stop-1."""
     return sum(sampler.step_calls()[start:stop])
+
+
+def reliability_probe_calls(sampler: Sampler, candidates: int) -> int:
+    """R(σ) probe (adaptive.reliability): one plain trajectory, and at each searchable step i `candidates`
+    candidates each run from step i to the end."""
+    return trajectory_calls(sampler) + sum(candidates * steps_calls(sampler, i, sampler.steps)
+                                           for i in sampler.searchable_steps())
