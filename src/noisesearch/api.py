@@ -119,8 +119,15 @@ def plan_search(
     """Everything `search` checks and builds before the first denoiser call (arguments as there)."""
     problem_keys = set(make_problem.__kwdefaults__)
     params = {k: v for k, v in problem_args.items() if k not in problem_keys}
-    algo = get_algorithm(algorithm, **params)
+    shipped = algorithm == "adaptive_eps_greedy" and params.get("search_schedule") is None
+    algo = None if shipped else get_algorithm(algorithm, **params)
     problem, config = make_problem(reward=reward, **{k: v for k, v in problem_args.items() if k in problem_keys})
+    if shipped:  # the schedule shipped for this model and reward (see noisesearch.adaptive.shipped)
+        from noisesearch.adaptive.shipped import shipped_schedule
+
+        own_model = any(problem_args.get(k) is not None for k in ("model", "denoiser", "pipeline"))
+        path = shipped_schedule(config["backend"], own_model, reward, config["guidance"])
+        algo = get_algorithm(algorithm, **params, search_schedule=str(path))
     if evaluator == "auto":
         evaluator = get_backend(config["backend"]).evaluator
     return PlannedSearch(algo, problem, config, evaluator)
