@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import signal
@@ -233,6 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pad every call to exactly --max-batch rows (as bench's calibrations do)")
     cal.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_executor_flags(cal, "probes and validation runs")
+    rel = sub.add_parser("reliability", help="measure R(sigma): how well a step's x0-prediction reward predicts the "
+                                             "final reward (rank correlation over candidates)")
+    rel.add_argument("--rewards", default="brightness,compressibility,classifier",
+                     help="comma-separated rewards to measure (default brightness,compressibility,classifier)")
+    rel.add_argument("--out", type=parse_out, required=True, help="directory for reliability.json and reliability.png")
+    rel.add_argument("--conditions", type=int, default=32, help="conditions (labels drawn from --seed)")
+    rel.add_argument("--seed", type=int, default=0, help="draws the labels; their sample seeds are disjoint from "
+                                                         "every sample and bench seed")
+    rel.add_argument("--candidates", type=int, default=8, help="candidates per step and condition (at least 2)")
+    rel.add_argument("--guidance", type=float, default=None, help="as for sample (embedded default 1)")
+    add_model_flags(rel)
+    rel.add_argument("--max-batch", type=int, default=16, help="most rows per network call")
+    rel.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     report = sub.add_parser("report", help="write report.md and report.html for a bench run directory")
     report.add_argument("run_dir", type=Path, help="directory written by `noisesearch bench`")
     report.add_argument("--out", type=parse_out, help="report directory (default: RUN_DIR/report)")
@@ -371,7 +385,7 @@ def parse_beams(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a list of beam widths such as '1,2,4'") from None
 
 
-def cmd_calibrate(args: argparse.Namespace) -> None:
+def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> None:
     from noisesearch import cost
     from noisesearch.adaptive import CalibrationConfig, calibrate
     from noisesearch.sampling import sampler_from_dict
@@ -388,6 +402,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                          backend=args.backend, model=args.model, guidance=args.guidance, max_batch=args.max_batch,
                          batch_invariant=args.batch_invariant,
                          progress=not args.no_progress, trust_model_code=args.trust_model_code)
+    plan = dataclasses.replace(plan, info=plan.info | {"command": "noisesearch " + shlex.join(argv)})
     plan.save(args.out)
     info = plan.info
     print(plan.table())
@@ -399,6 +414,39 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     print(f"calibrated on {info['conditions']} conditions at {info['calibration_nfe_per_condition']:.0f} NFE each "
           f"({info['calibration_nfe']} NFE in all); schedule: "
           f"{cost.plan_calls(sampler_from_dict(info['sampler']), plan)} calls per image -> {args.out}")
+
+
+def cmd_reliability(args: argparse.Namespace, argv: list[str]) -> None:
+    from noisesearch.adaptive.reliability import probe_reliability, reliability_plot
+    from noisesearch.api import make_problem
+    from noisesearch.seeds import calibration_seeds, draw_labels
+
+    rewards = [r.strip() for r in args.rewards.split(",") if r.strip()]
+    if not rewards:
+        raise NoiseSearchError("--rewards is empty: name at least one reward")
+    if args.conditions < 1:
+        raise NoiseSearchError(f"--conditions must be at least 1, got {args.conditions}")
+    labels, seeds = draw_labels(args.conditions, args.seed), calibration_seeds(args.seed, args.conditions)
+    curves, written = {}, {}
+    for reward in rewards:
+        problem, config = make_problem(reward=reward, labels=labels, seeds=seeds, backend=args.backend,
+                                       model=args.model, sampler=args.sampler, steps=args.steps,
+                                       guidance=args.guidance, max_batch=args.max_batch,
+                                       progress=not args.no_progress, trust_model_code=args.trust_model_code)
+        curves[reward] = probe_reliability(problem, args.candidates)
+        written[reward] = {**curves[reward].to_dict(), "nfe": int(problem.nfe.sum()),
+                           "config": {k: config[k] for k in ("backend", "model", "sampler", "guidance", "labels",
+                                                             "seeds")}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "reliability.json").write_text(json.dumps({"command": "noisesearch " + shlex.join(argv),
+                                                           "rewards": written}, indent=1) + "\n")
+    reliability_plot(curves, args.out / "reliability.png")
+    print("sigma_hat  " + "  ".join(f"{r:>24}" for r in rewards))
+    for t, sigma in enumerate(next(iter(curves.values())).sigmas):
+        cells = [curves[r].summary()[t] for r in rewards]
+        print(f"{sigma:9.3g}  " + "  ".join(f"{c['R']:6.3f} [{c['lo']:6.3f}, {c['hi']:6.3f}]" for c in cells))
+    print(f"{sum(w['nfe'] for w in written.values())} NFE -> {args.out / 'reliability.json'}, "
+          f"{args.out / 'reliability.png'}")
 
 
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -424,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bench":
             cmd_bench(args)
         elif args.command == "calibrate":
-            cmd_calibrate(args)
+            cmd_calibrate(args, argv)
+        elif args.command == "reliability":
+            cmd_reliability(args, argv)
         elif args.command == "report":
             from noisesearch.experiments.report import write_report
 
