@@ -223,9 +223,10 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def environment() -> dict[str, Any]:
-    """Versions, machine (CPU model and the vector instructions torch's kernels use: results can differ
-    in the last bits between CPUs), git commit of this run and whether the package's source differed from it."""
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """Versions, the device the network runs on, machine (CPU model and the vector instructions torch's
+    kernels use: results can differ in the last bits between CPUs), git commit of this run and whether the
+    package's source differed from it."""
     here = Path(noisesearch.__file__).parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
@@ -238,7 +239,7 @@ def environment() -> dict[str, Any]:
         "noisesearch": noisesearch.__version__, "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "platform": platform.platform(), "processor": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "device": "cpu",
+        "torch_threads": torch.get_num_threads(), "device": device,
         "git_commit": commit, "git_dirty": dirty, "command": " ".join(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -349,7 +350,7 @@ def prepare_run_dir(out: Path, preset: Preset, seed: int, settings: dict[str, An
     (out / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": seed}, indent=2) + "\n")
     history = out / "environment.jsonl"
     with history.open("a") as f:
-        f.write(json.dumps(environment()) + "\n")
+        f.write(json.dumps(environment(settings["device"])) + "\n")
     cut_torn_line(out / RESULTS)
 
 
