@@ -5,10 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_contract import CASES, for_sampler
 
-from noisesearch import load_model, search
+from noisesearch import load_model, make_sampler, search
 from noisesearch.assets import load_card
 from noisesearch.rewards.classifier import ClassifierProbability
+from noisesearch.search import get_algorithm
+from noisesearch.testing import LABELS, SEEDS, Contract
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 sys.path.insert(0, str(TRAINING))
@@ -46,3 +49,30 @@ def test_naive_samples_are_recognised_as_their_label_by_the_evaluator():
     result = search(algorithm="naive", reward="classifier", labels=labels, seed=0)
     agree = result.evaluator_rewards > 0.5
     assert agree.float().mean().item() >= 0.8
+
+
+def test_flow_model_has_a_card_with_its_measured_quality():
+    card = load_card("flow")
+    model = load_model(kind="flow")
+    assert sum(p.numel() for p in model.model.parameters()) == card["architecture"]["parameters"] <= 2_000_000
+    assert card["quality"]["nfe_per_image"] == 18 and card["quality"]["evaluator_agreement"] >= 0.9
+
+
+def test_naive_flow_samples_are_recognised_as_their_label_by_the_evaluator():
+    result = search(algorithm="naive", reward="classifier", labels=list(range(10)) * 2, seed=0,
+                    backend="embedded_flow")
+    assert int(result.nfe[0]) == 18  # flow_euler's 18 steps, one call each (heun's would be 35)
+    assert (result.evaluator_rewards > 0.5).float().mean().item() >= 0.85
+
+
+@pytest.fixture(scope="module")
+def flow_model():
+    return load_model(kind="flow")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_contract_on_the_trained_flow_model(case, flow_model):
+    name, params = CASES[case]
+    sampler = make_sampler("flow_euler", 4)
+    Contract(get_algorithm(name, **for_sampler(params, sampler)), sampler, flow_model,
+             labels=LABELS[:4], seeds=SEEDS[:4]).check_all()
