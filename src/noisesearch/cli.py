@@ -353,7 +353,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         return
     if args.out is None:
         raise NoiseSearchError("bench needs --out DIR for its results (or --list to see the presets)")
-    if args.gpus_per_cell and args.device == "cpu":
+    if args.executor == "ray" and args.gpus_per_cell and args.device == "cpu":
         raise NoiseSearchError("--gpus-per-cell reserves GPUs that cells on the CPU would not use: add --device cuda")
     preset = override(get_preset(args.preset), args.algorithms, args.rewards, args.labels, args.repeats)
     with executor_of(args) as executor:
