@@ -442,8 +442,9 @@ def cmd_reliability(args: argparse.Namespace, argv: list[str]) -> None:
                                                            "rewards": written}, indent=1) + "\n")
     reliability_plot(curves, args.out / "reliability.png")
     print("sigma_hat  " + "  ".join(f"{r:>24}" for r in rewards))
+    summaries = [written[r]["steps"] for r in rewards]
     for t, sigma in enumerate(next(iter(curves.values())).sigmas):
-        cells = [curves[r].summary()[t] for r in rewards]
+        cells = [summary[t] for summary in summaries]
         print(f"{sigma:9.3g}  " + "  ".join(f"{c['R']:6.3f} [{c['lo']:6.3f}, {c['hi']:6.3f}]" for c in cells))
     print(f"{sum(w['nfe'] for w in written.values())} NFE -> {args.out / 'reliability.json'}, "
           f"{args.out / 'reliability.png'}")
