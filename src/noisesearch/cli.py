@@ -24,6 +24,7 @@ from noisesearch.search import algorithm_class, algorithm_names, algorithm_param
 if TYPE_CHECKING:
     from noisesearch.api import PlannedSearch
     from noisesearch.experiments.executors import Executor
+    from noisesearch.types import SearchResult
 
 ESTIMATE_MIN_NFE = 1000  # runs of fewer NFE in all are not timed (a timed call costs two network calls)
 SHOW_ESTIMATE_S = 30  # runs expected to take longer print their estimate first
@@ -165,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--evaluator", default="auto",
                         help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
                              "or a reward name")
+    sample.add_argument("--online", type=Path, default=None, metavar="STATE",
+                        help="adaptive_eps_greedy with --target-nfe: learn the search schedule from these searches "
+                             "(no calibration), STATE a JSON file created if missing and updated after every batch; "
+                             "the prior is --search-schedule, else the shipped schedule, else a uniform one")
+    sample.add_argument("--online-batch", type=int, default=16,
+                        help="with --online: conditions per batch, the learner re-plans between batches (default 16)")
     sample.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sample.add_argument("--yes", action="store_true",
                         help=f"start a run estimated to take over {CONFIRM_ESTIMATE_S // 60} min (longer runs "
@@ -317,24 +324,42 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
         if not sep or not key:
             raise NoiseSearchError(f"--reward-arg takes KEY=VALUE, got '{item}'")
         reward_args[key] = value
+    settings = dict(
+        reward=args.reward, labels=args.labels, seed=args.seed, guidance=args.guidance, steps=args.steps,
+        sampler=args.sampler, max_batch=args.max_batch, batch_invariant=args.batch_invariant, nfe_budget=args.budget,
+        evaluator=None if args.evaluator == "none" else args.evaluator, progress=not args.no_progress,
+        backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
+        compile=args.compile, reward_args=reward_args, trust_model_code=args.trust_model_code)
     with removed_if_failed(args.out):
         prepare_out_dir(args.out)
-        planned = plan_search(
-            algorithm=args.algorithm, reward=args.reward, labels=args.labels, seed=args.seed, guidance=args.guidance,
-            steps=args.steps, sampler=args.sampler, max_batch=args.max_batch, batch_invariant=args.batch_invariant,
-            nfe_budget=args.budget,
-            evaluator=None if args.evaluator == "none" else args.evaluator, progress=not args.no_progress,
-            backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
-            compile=args.compile, reward_args=reward_args, trust_model_code=args.trust_model_code, **params,
-        )
-        planned.algorithm.check_budget(planned.problem)
-        check_estimate(planned, args.yes)
-        result = planned.run()
+        if args.online is not None:
+            result = run_online(args, params, settings)
+        else:
+            planned = plan_search(algorithm=args.algorithm, **settings, **params)
+            planned.algorithm.check_budget(planned.problem)
+            check_estimate(planned, args.yes)
+            result = planned.run()
         record = write_result(result, args.out, command="noisesearch " + shlex.join(argv))
     ev = record["mean_evaluator"]
     print(f"{args.algorithm}: mean {args.reward} reward {record['mean_reward']:.4f}"
           + ("" if ev is None else f", evaluator {ev:.4f}")
           + f", {record['nfe_per_image']:.0f} NFE per image, {record['wall_time_s']:.1f} s -> {args.out}")
+
+
+def run_online(args: argparse.Namespace, params: dict, settings: dict) -> SearchResult:
+    """`sample --online`: adaptive_eps_greedy learning its schedule batch by batch; the learned (posterior-mean)
+    schedule is also written to OUT/schedule.json for --search-schedule."""
+    from noisesearch.online_search import search_online
+    from noisesearch.search.step_schedule import SearchSchedule
+
+    if args.algorithm != "adaptive_eps_greedy" or params.get("target_nfe") is None:
+        raise NoiseSearchError("--online needs --algorithm adaptive_eps_greedy and --target-nfe N (calls per image)")
+    extra = sorted(set(params) - {"target_nfe", "search_schedule"})
+    if extra:
+        raise NoiseSearchError(f"--online plans every batch's schedule itself: drop --{extra[0].replace('_', '-')}")
+    result = search_online(state=args.online, batch=args.online_batch, **params, **settings)
+    SearchSchedule.from_dict(result.config["search_schedule"]).save(args.out / "schedule.json")
+    return result
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

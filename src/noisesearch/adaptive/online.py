@@ -1,0 +1,186 @@
+"""Online adaptation of adaptive ε-greedy: a search schedule learned from the searches' own traces, with no
+separate calibration (the proposal of Ramesh and Mardani, "Test-Time Scaling of Diffusion Models via Noise
+Trajectory Search", arXiv 2506.03164: "collect statistics on observed rewards and when the pivot was changed
+from previously generated images").
+
+The model, per searchable step t and iteration k: the gain d = (incumbent score after iteration k) −
+(incumbent score before it; for k = 1 the mean score of that iteration's candidates, a plain draw) is
+Gaussian with unknown mean g_t(k). Its prior is the prior schedule's gain curve in *shape* (pseudo-count
+`prior_weight` per (t, k)), in a *scale* fitted to the observed gains (so a schedule calibrated in another
+reward's or method's units still serves as a prior); the posterior mean is the pseudo-count-weighted average
+of prior and data. Before each batch the learner re-plans with Thompson sampling: one standard-normal draw per
+step moves that step's whole curve by its posterior standard deviation, so steps it knows little about are
+tried. K_t then follow from the per-image budget by `allocate_iterations`; ε_t from the global and local wins
+(as `fit_eps`, each win weighted by how often its kind was drawn). N_t, λ and B stay the prior's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisesearch.adaptive.allocation import marginal_gain
+from noisesearch.adaptive.fits import marginal_gains
+from noisesearch.errors import NoiseSearchError
+from noisesearch.sampling import Sampler
+from noisesearch.search.step_schedule import SearchSchedule
+from noisesearch.types import Trace
+
+ONLINE_FORMAT = "noisesearch.online_schedule/1"
+ITERATIONS = 200  # iterations per step the learner keeps statistics for (beyond: the extrapolated prior)
+UNIFORM_K, UNIFORM_EPS, UNIFORM_N = 20, 0.4, 4  # the prior schedule when none is given: ε-greedy (4, 20)
+
+
+def uniform_prior(sampler: Sampler) -> SearchSchedule:
+    """The prior when nothing is known: ε-greedy (N = 4, ε = 0.4) at every searchable step with the same
+    diminishing gains 1/k (the expected maximum of k draws grows about as log k)."""
+    gains = tuple(tuple(1.0 / k for k in range(1, UNIFORM_K + 1)) for _ in sampler.searchable_steps())
+    return SearchSchedule.uniform(sampler, UNIFORM_K, UNIFORM_EPS, UNIFORM_N, gains=gains,
+                                  info={"method": "uniform prior"})
+
+
+@dataclass
+class OnlineSchedule:
+    """What the online learner knows: the prior schedule and per (step, iteration) sums of observed gains."""
+
+    prior: SearchSchedule
+    prior_weight: float = 4.0
+    sums: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S, ITERATIONS) Σ d
+    squares: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S, ITERATIONS) Σ d²
+    counts: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S, ITERATIONS) observations
+    global_wins: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S,) Σ global wins / ε
+    local_wins: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S,) Σ local wins / (1 − ε)
+    batches: int = 0
+    conditions: int = 0
+
+    def __post_init__(self) -> None:
+        if self.prior.gains is None:
+            raise NoiseSearchError("the online learner's prior schedule needs gains (made by `noisesearch calibrate`)")
+        if not self.prior_weight > 0:
+            raise NoiseSearchError(f"prior_weight must be > 0, got {self.prior_weight}")
+        S = len(self.prior.steps)
+        for name, shape in (("sums", (S, ITERATIONS)), ("squares", (S, ITERATIONS)), ("counts", (S, ITERATIONS)),
+                            ("global_wins", (S,)), ("local_wins", (S,))):
+            value = getattr(self, name)
+            setattr(self, name, np.zeros(shape) if value is None else np.asarray(value, dtype=np.float64))
+            if getattr(self, name).shape != shape:
+                raise NoiseSearchError(f"online schedule: {name} has shape {getattr(self, name).shape}, not {shape}")
+
+    def prior_curves(self) -> np.ndarray:
+        """(S, ITERATIONS) the prior's marginal gain of each iteration (extrapolated past its calibrated K)."""
+        return np.array([[marginal_gain(row, k) for k in range(1, ITERATIONS + 1)] for row in self.prior.gains])
+
+    def scale(self) -> float:
+        """The factor that puts the prior's gains in the units of the observed ones: Σ observed gains over
+        Σ prior gains at the observed (step, iteration) cells, each cell weighted by its observations
+        (1 before any observation)."""
+        prior = (self.prior_curves() * self.counts).sum()
+        observed = self.sums.sum()
+        return float(observed / prior) if prior > 0 and observed > 0 else 1.0
+
+    def posterior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of every marginal gain g_t(k), (S, ITERATIONS) each."""
+        prior = self.scale() * self.prior_curves()
+        n = self.prior_weight + self.counts
+        mean = (self.prior_weight * prior + self.sums) / n
+        spread = np.where(self.counts > 1, self.squares / np.maximum(self.counts, 1)
+                          - (self.sums / np.maximum(self.counts, 1)) ** 2, 0.0)
+        observed = self.counts.sum(axis=1, keepdims=True)
+        pooled = np.where(observed > 1, (spread * self.counts).sum(axis=1, keepdims=True) / np.maximum(observed, 1),
+                          0.0)  # per step: the variance of one observation, pooled over iterations
+        variance = np.maximum(pooled, prior ** 2)  # before data, the prior is uncertain by its own size
+        return mean, np.sqrt(variance / n)
+
+    def eps(self) -> tuple[float, ...]:
+        """ε_t from the weighted wins, with a pseudo-count of the prior's own ε_t (one win in all)."""
+        fitted = []
+        for t, prior_eps in enumerate(self.prior.eps):
+            if prior_eps in (0.0, 1.0):  # runs that drew one kind only cannot compare the kinds
+                fitted.append(prior_eps)
+                continue
+            g, loc = self.global_wins[t] + prior_eps, self.local_wins[t] + (1 - prior_eps)
+            fitted.append(float(g / (g + loc)))
+        return tuple(fitted)
+
+    def plan(self, draw: bool = True, seed: int | None = None) -> SearchSchedule:
+        """The schedule for the next batch: gains from a Thompson draw (`draw`, seeded by `seed`, default the
+        number of batches seen) or the posterior mean, made non-negative and non-increasing in k."""
+        mean, sd = self.posterior()
+        if draw:
+            rng = np.random.default_rng(self.batches if seed is None else seed)
+            mean = mean + rng.standard_normal((len(mean), 1)) * sd
+        K = ITERATIONS
+        gains = marginal_gains(np.cumsum(mean, axis=1), np.zeros_like(mean), np.array(self.prior.sigmas),
+                               range(1, K + 1), K, smooth=False)
+        info = {**{k: v for k, v in self.prior.info.items() if k in ("lambda_", "B", "budget", "reward", "sampler")},
+                "method": "online", "batches": self.batches, "conditions": self.conditions,
+                "prior": self.prior.info.get("method", "schedule"), "calibration_nfe": 0}
+        return replace(self.prior, eps=self.eps(), gains=tuple(tuple(row) for row in gains), info=info)
+
+    def update(self, trace: Trace, plan: SearchSchedule) -> None:
+        """Add the gains and wins of one batch's search (its `trace`, run under `plan`)."""
+        column = {step: t for t, step in enumerate(self.prior.steps)}
+        cond, step = trace.condition.numpy(), trace.step.numpy()
+        k, incumbent, mean = trace.iteration.numpy(), trace.incumbent_score.double().numpy(), trace.mean_score.numpy()
+        changed, is_global = trace.changed.numpy(), trace.winner_global.numpy()
+        order = np.lexsort((k, step, cond))
+        previous: dict[tuple[int, int], float] = {}
+        for row in order:
+            c, i, j = int(cond[row]), int(step[row]), int(k[row])
+            if i not in column:
+                raise NoiseSearchError(f"the trace searched step {i}, which the online schedule does not have")
+            t = column[i]
+            before = float(mean[row]) if j == 1 else previous[(c, i)]
+            if not math.isfinite(before):
+                raise NoiseSearchError("the trace has no candidate mean scores; record it with this version")
+            previous[(c, i)] = float(incumbent[row])
+            if j <= ITERATIONS:
+                d = float(incumbent[row]) - before
+                self.sums[t, j - 1] += d
+                self.squares[t, j - 1] += d * d
+                self.counts[t, j - 1] += 1
+            eps = plan.eps[t]
+            if changed[row] and j > 1 and 0 < eps < 1:
+                if is_global[row]:
+                    self.global_wins[t] += 1 / eps
+                else:
+                    self.local_wins[t] += 1 / (1 - eps)
+        self.batches += 1
+        self.conditions += len(np.unique(cond))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": ONLINE_FORMAT, "prior": self.prior.to_dict(), "prior_weight": self.prior_weight,
+                "batches": self.batches, "conditions": self.conditions,
+                **{name: getattr(self, name).tolist()
+                   for name in ("sums", "squares", "counts", "global_wins", "local_wins")}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OnlineSchedule:
+        if not isinstance(data, dict) or data.get("format") != ONLINE_FORMAT:
+            raise NoiseSearchError(f"not an online schedule (expected format '{ONLINE_FORMAT}')")
+        try:
+            return cls(SearchSchedule.from_dict(data["prior"]), float(data["prior_weight"]),
+                       *(np.asarray(data[name], dtype=np.float64)
+                         for name in ("sums", "squares", "counts", "global_wins", "local_wins")),
+                       batches=int(data["batches"]), conditions=int(data["conditions"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise NoiseSearchError(f"malformed online schedule: {err}") from None
+
+    def save(self, path: str | Path) -> None:
+        tmp = Path(path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict()) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> OnlineSchedule:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except OSError as err:
+            raise NoiseSearchError(f"cannot read online schedule '{path}': {err.strerror}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise NoiseSearchError(f"online schedule '{path}' is not JSON (not an online schedule file)") from None
