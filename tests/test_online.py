@@ -1,0 +1,82 @@
+"""The online learner of adaptive ε-greedy (noisesearch.adaptive.online, noisesearch.online_search)."""
+
+import pytest
+import torch
+
+from noisesearch.adaptive.online import OnlineSchedule
+from noisesearch.errors import NoiseSearchError
+from noisesearch.online_search import search_online
+from noisesearch.search.step_schedule import SearchSchedule
+from noisesearch.types import Trace
+
+FLAT = tuple(tuple(1.0 / k for k in range(1, 5)) for _ in range(2))
+
+
+def prior() -> SearchSchedule:
+    return SearchSchedule((1, 2), (5.0, 0.5), (4, 4), (0.5, 0.5), (2, 2), FLAT, {"method": "test"})
+
+
+def synthetic_trace(conditions: int, gain_at: dict[int, float], K: int = 4) -> Trace:
+    """Every condition searches both steps K iterations; step s gains gain_at[s] in its first iteration only,
+    and each second iteration's winner is global."""
+    rows = {name: [] for name in ("condition", "step", "sigma", "iteration", "winner_score", "incumbent_score",
+                                  "winner_global", "changed", "mean_score")}
+    for c in range(conditions):
+        for step, sigma in ((1, 5.0), (2, 0.5)):
+            for k in range(1, K + 1):
+                rows["condition"].append(c)
+                rows["step"].append(step)
+                rows["sigma"].append(sigma)
+                rows["iteration"].append(k)
+                rows["winner_score"].append(gain_at[step])
+                rows["incumbent_score"].append(gain_at[step])
+                rows["winner_global"].append(k % 2 == 0)
+                rows["changed"].append(k == 1 or k % 2 == 0)
+                rows["mean_score"].append(0.0)
+    floats = {"sigma", "winner_score", "incumbent_score", "mean_score"}
+    return Trace(**{n: torch.tensor(v, dtype=torch.float32 if n in floats else None) for n, v in rows.items()})
+
+
+def test_update_learns_where_the_gain_is():
+    learner = OnlineSchedule(prior(), prior_weight=1.0)
+    for _ in range(5):
+        learner.update(synthetic_trace(8, {1: 0.0, 2: 1.0}), prior())
+    mean, sd = learner.posterior()
+    assert mean[1, 0] > 10 * mean[0, 0]  # the step that gained gets the larger first-iteration gain
+    assert mean[1, 1] < 0.05 * mean[1, 0]  # and later iterations there gained nothing
+    plan = learner.plan(draw=False)
+    assert plan.gains[1][0] > plan.gains[0][0]
+    assert plan.eps[0] > 0.99 and plan.eps[1] > 0.99  # only global draws ever won
+    assert learner.batches == 5 and learner.conditions == 40
+
+
+def test_thompson_draws_differ_by_seed_and_repeat():
+    learner = OnlineSchedule(prior())
+    learner.update(synthetic_trace(2, {1: 0.5, 2: 0.5}), prior())
+    assert learner.plan(seed=3).gains == learner.plan(seed=3).gains
+    assert learner.plan(seed=3).gains != learner.plan(seed=4).gains
+
+
+def test_state_round_trips_through_json(tmp_path):
+    learner = OnlineSchedule(prior())
+    learner.update(synthetic_trace(3, {1: 0.2, 2: 0.7}), prior())
+    learner.save(tmp_path / "state.json")
+    again = OnlineSchedule.load(tmp_path / "state.json")
+    assert again.plan(seed=1) == learner.plan(seed=1) and again.batches == 1
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(NoiseSearchError, match="not an online schedule"):
+        OnlineSchedule.load(tmp_path / "bad.json")
+
+
+def test_stream_stays_within_budget_and_resumes(tmp_path):
+    state = tmp_path / "state.json"
+    seen = []
+    result = search_online(state=state, target_nfe=40, batch=2, labels=[1, 2, 3], reward="brightness", steps=6,
+                           evaluator=None, on_batch=lambda i, r, learner: seen.append(learner.batches))
+    assert seen == [1, 2] and int(result.nfe.max()) <= 40 and len(result.nfe) == 3
+    assert result.config["labels"] == [1, 2, 3] and result.config["seeds"] == [0, 1, 2]
+    assert int(result.trace.condition.max()) == 2
+    again = search_online(state=state, target_nfe=40, batch=4, labels=[4], reward="brightness", steps=6,
+                          evaluator=None)
+    assert OnlineSchedule.load(state).batches == 3 and int(again.nfe.max()) <= 40
+    assert SearchSchedule.from_dict(again.config["search_schedule"]).info["method"] == "online"
