@@ -32,6 +32,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["--sampler", "nope"], "unknown sampler 'nope'"),
     (["--backend", "nope"], "unknown backend 'nope'"),
     (["--backend", "edm"], "the edm backend needs --model PATH"),
+    (["--online", "s.json", "--algorithm", "eps_greedy"], "--online needs --algorithm adaptive_eps_greedy"),
+    (["--online", "s.json", "--algorithm", "adaptive_eps_greedy"], "and --target-nfe N"),
+    (["--online", "s.json", "--algorithm", "adaptive_eps_greedy", "--target-nfe", "40", "--B", "2"],
+     "--online plans every batch's schedule itself: drop --B"),
+    (["--online", "s.json", "--algorithm", "adaptive_eps_greedy", "--target-nfe", "40", "--online-batch", "0"],
+     "batch must be a positive integer"),
 ])
 def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, args, fragment):
     code = 2

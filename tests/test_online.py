@@ -7,7 +7,7 @@ from noisesearch.adaptive.online import OnlineSchedule
 from noisesearch.errors import NoiseSearchError
 from noisesearch.online_search import search_online
 from noisesearch.search.step_schedule import SearchSchedule
-from noisesearch.types import Trace
+from noisesearch.types import TRACE_FIELDS, Trace
 
 FLAT = tuple(tuple(1.0 / k for k in range(1, 5)) for _ in range(2))
 
@@ -19,8 +19,7 @@ def prior() -> SearchSchedule:
 def synthetic_trace(conditions: int, gain_at: dict[int, float], K: int = 4) -> Trace:
     """Every condition searches both steps K iterations; step s gains gain_at[s] in its first iteration only,
     and each second iteration's winner is global."""
-    rows = {name: [] for name in ("condition", "step", "sigma", "iteration", "winner_score", "incumbent_score",
-                                  "winner_global", "changed", "mean_score")}
+    rows = {name: [] for name in TRACE_FIELDS}
     for c in range(conditions):
         for step, sigma in ((1, 5.0), (2, 0.5)):
             for k in range(1, K + 1):

@@ -125,12 +125,20 @@ def plan_search(
     if shipped:  # the schedule shipped for this model and reward (see noisesearch.adaptive.shipped)
         from noisesearch.adaptive.shipped import shipped_schedule
 
-        own_model = any(problem_args.get(k) is not None for k in ("model", "denoiser", "pipeline"))
-        path = shipped_schedule(config["backend"], own_model, reward, config["guidance"])
+        path = shipped_schedule(config["backend"], own_model(problem_args), reward, config["guidance"])
         algo = get_algorithm(algorithm, **params, search_schedule=str(path))
-    if evaluator == "auto":
-        evaluator = get_backend(config["backend"]).evaluator
-    return PlannedSearch(algo, problem, config, evaluator)
+    return PlannedSearch(algo, problem, config, resolve_evaluator(evaluator, config))
+
+
+def own_model(problem_args: dict[str, Any]) -> bool:
+    """Whether the arguments of `make_problem` bring the user's model (a path, a denoiser or a pipeline) rather
+    than the backend's packaged one."""
+    return any(problem_args.get(k) is not None for k in ("model", "denoiser", "pipeline"))
+
+
+def resolve_evaluator(evaluator: str | None, config: dict[str, Any]) -> str | None:
+    """The held-out evaluator's name: "auto" is the backend's (config from `make_problem`)."""
+    return get_backend(config["backend"]).evaluator if evaluator == "auto" else evaluator
 
 
 def search(

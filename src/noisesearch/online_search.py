@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from noisesearch.adaptive.online import OnlineSchedule, uniform_prior
-from noisesearch.api import PlannedSearch, make_problem
+from noisesearch.api import PlannedSearch, make_problem, own_model, resolve_evaluator
 from noisesearch.backends import get_backend
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem, Reward
@@ -24,7 +24,7 @@ BatchCallback = Callable[[int, SearchResult, OnlineSchedule], None]
 
 
 def prior_schedule(search_schedule: SearchSchedule | str | None, problem: Problem, config: dict[str, Any],
-                   own_model: bool, reward: str | Reward) -> SearchSchedule:
+                   users_model: bool, reward: str | Reward) -> SearchSchedule:
     """The learner's starting point: the given schedule, else the one shipped for this model, reward and sampler,
     else the uniform prior (`uniform_prior`)."""
     plan = load_schedule(search_schedule)
@@ -34,7 +34,7 @@ def prior_schedule(search_schedule: SearchSchedule | str | None, problem: Proble
     from noisesearch.adaptive.shipped import shipped_schedule
 
     try:
-        plan = SearchSchedule.load(shipped_schedule(config["backend"], own_model, reward, config["guidance"]))
+        plan = SearchSchedule.load(shipped_schedule(config["backend"], users_model, reward, config["guidance"]))
         plan.check_matches(problem.sampler)
     except NoiseSearchError:
         return uniform_prior(problem.sampler)
@@ -70,7 +70,7 @@ def search_online(
         raise NoiseSearchError(f"{path} already holds a learned schedule: its prior cannot change (drop "
                                "search_schedule, or start a new state file)")
     conditions = list(prompts if prompts is not None else labels or ())
-    own_model = any(problem_args.get(k) is not None for k in ("model", "denoiser", "pipeline"))
+    users_model = own_model(problem_args)
     results, loaded = [], None
     for index, start in enumerate(range(0, len(conditions), batch)):
         part = conditions[start:start + batch]
@@ -80,12 +80,12 @@ def search_online(
         if problem_args.get("denoiser") is None and get_backend(config["backend"]).conditions == "labels":
             loaded = problem.denoiser  # a label model is loaded once; prompt denoisers hold their batch's prompts
         if learner is None:
-            learner = OnlineSchedule(prior_schedule(search_schedule, problem, config, own_model, reward), prior_weight)
+            prior = prior_schedule(search_schedule, problem, config, users_model, reward)
+            learner = OnlineSchedule(prior, prior_weight)
         plan = learner.plan()
         algo = get_algorithm("adaptive_eps_greedy", search_schedule=plan, target_nfe=target_nfe)
         algo.check_budget(problem)
-        judge = get_backend(config["backend"]).evaluator if evaluator == "auto" else evaluator
-        result = PlannedSearch(algo, problem, config, judge).run()
+        result = PlannedSearch(algo, problem, config, resolve_evaluator(evaluator, config)).run()
         if not isinstance(result.trace, Trace):
             raise NoiseSearchError("the online learner needs the per-step trace of adaptive_eps_greedy")
         learner.update(result.trace, plan)

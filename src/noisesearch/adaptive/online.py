@@ -34,6 +34,7 @@ from noisesearch.types import Trace
 ONLINE_FORMAT = "noisesearch.online_schedule/1"
 ITERATIONS = 200  # iterations per step the learner keeps statistics for (beyond: the extrapolated prior)
 UNIFORM_K, UNIFORM_EPS, UNIFORM_N = 20, 0.4, 4  # the prior schedule when none is given: ε-greedy (4, 20)
+STATISTICS = ("sums", "squares", "counts", "global_wins", "local_wins")  # what the learner accumulates
 
 
 def uniform_prior(sampler: Sampler) -> SearchSchedule:
@@ -57,6 +58,7 @@ class OnlineSchedule:
     local_wins: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S,) Σ local wins / (1 − ε)
     batches: int = 0
     conditions: int = 0
+    prior_curves: np.ndarray = field(init=False, repr=False, compare=False)  # (S, ITERATIONS) from `prior`
 
     def __post_init__(self) -> None:
         if self.prior.gains is None:
@@ -64,28 +66,26 @@ class OnlineSchedule:
         if not self.prior_weight > 0:
             raise NoiseSearchError(f"prior_weight must be > 0, got {self.prior_weight}")
         S = len(self.prior.steps)
-        for name, shape in (("sums", (S, ITERATIONS)), ("squares", (S, ITERATIONS)), ("counts", (S, ITERATIONS)),
-                            ("global_wins", (S,)), ("local_wins", (S,))):
+        for name, shape in zip(STATISTICS, [(S, ITERATIONS)] * 3 + [(S,)] * 2, strict=True):
             value = getattr(self, name)
             setattr(self, name, np.zeros(shape) if value is None else np.asarray(value, dtype=np.float64))
             if getattr(self, name).shape != shape:
                 raise NoiseSearchError(f"online schedule: {name} has shape {getattr(self, name).shape}, not {shape}")
-
-    def prior_curves(self) -> np.ndarray:
-        """(S, ITERATIONS) the prior's marginal gain of each iteration (extrapolated past its calibrated K)."""
-        return np.array([[marginal_gain(row, k) for k in range(1, ITERATIONS + 1)] for row in self.prior.gains])
+        # the prior's marginal gain of each iteration, extrapolated past its calibrated K
+        self.prior_curves = np.array([[marginal_gain(row, k) for k in range(1, ITERATIONS + 1)]
+                                      for row in self.prior.gains])
 
     def scale(self) -> float:
         """The factor that puts the prior's gains in the units of the observed ones: Σ observed gains over
         Σ prior gains at the observed (step, iteration) cells, each cell weighted by its observations
         (1 before any observation)."""
-        prior = (self.prior_curves() * self.counts).sum()
+        prior = (self.prior_curves * self.counts).sum()
         observed = self.sums.sum()
         return float(observed / prior) if prior > 0 and observed > 0 else 1.0
 
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of every marginal gain g_t(k), (S, ITERATIONS) each."""
-        prior = self.scale() * self.prior_curves()
+        prior = self.scale() * self.prior_curves
         n = self.prior_weight + self.counts
         mean = (self.prior_weight * prior + self.sums) / n
         spread = np.where(self.counts > 1, self.squares / np.maximum(self.counts, 1)
@@ -156,8 +156,7 @@ class OnlineSchedule:
     def to_dict(self) -> dict[str, Any]:
         return {"format": ONLINE_FORMAT, "prior": self.prior.to_dict(), "prior_weight": self.prior_weight,
                 "batches": self.batches, "conditions": self.conditions,
-                **{name: getattr(self, name).tolist()
-                   for name in ("sums", "squares", "counts", "global_wins", "local_wins")}}
+                **{name: getattr(self, name).tolist() for name in STATISTICS}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OnlineSchedule:
@@ -165,8 +164,7 @@ class OnlineSchedule:
             raise NoiseSearchError(f"not an online schedule (expected format '{ONLINE_FORMAT}')")
         try:
             return cls(SearchSchedule.from_dict(data["prior"]), float(data["prior_weight"]),
-                       *(np.asarray(data[name], dtype=np.float64)
-                         for name in ("sums", "squares", "counts", "global_wins", "local_wins")),
+                       *(np.asarray(data[name], dtype=np.float64) for name in STATISTICS),
                        batches=int(data["batches"]), conditions=int(data["conditions"]))
         except (KeyError, TypeError, ValueError) as err:
             raise NoiseSearchError(f"malformed online schedule: {err}") from None
