@@ -39,6 +39,9 @@ CASES = {  # case name: (registered algorithm, small parameters)
     "svdd_soft": ("svdd", {"M": 2, "alpha": 0.05}),
     "evo": ("evo", {"population": [3, 2, 2], "evolution_steps": [0, 2], "elites": 1}),
     "rbf": ("rbf", {"max_nfe": 20, "init_particles": 2}),
+    "online_adaptive": ("online_adaptive_eps_greedy", {"search_schedule": TINY_PLAN, "target_nfe": 30,
+                                                       "stream_batch": 3}),
+    "online_adaptive_uniform_prior": ("online_adaptive_eps_greedy", {"target_nfe": 40, "stream_batch": 2}),
 }
 
 

@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from noisesearch.adaptive.online import OnlineSchedule
+from noisesearch.adaptive.online import OnlineSchedule, uniform_prior
 from noisesearch.errors import NoiseSearchError
 from noisesearch.online_search import search_online
+from noisesearch.sampling import make_sampler
+from noisesearch.search import get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.types import TRACE_FIELDS, Trace
 
@@ -71,7 +73,7 @@ def test_stream_stays_within_budget_and_resumes(tmp_path):
     state = tmp_path / "state.json"
     seen = []
     result = search_online(state=state, target_nfe=40, batch=2, labels=[1, 2, 3], reward="brightness", steps=6,
-                           evaluator=None, on_batch=lambda i, r, learner: seen.append(learner.batches))
+                           evaluator=None, on_batch=lambda i, learner: seen.append(learner.batches))
     assert seen == [1, 2] and int(result.nfe.max()) <= 40 and len(result.nfe) == 3
     assert result.config["labels"] == [1, 2, 3] and result.config["seeds"] == [0, 1, 2]
     assert int(result.trace.condition.max()) == 2
@@ -79,3 +81,43 @@ def test_stream_stays_within_budget_and_resumes(tmp_path):
                           evaluator=None)
     assert OnlineSchedule.load(state).batches == 3 and int(again.nfe.max()) <= 40
     assert SearchSchedule.from_dict(again.config["search_schedule"]).info["method"] == "online"
+
+
+def test_the_registered_algorithm_plans_each_part_from_the_parts_before_it():
+    from noisesearch import Problem, get_reward
+    from noisesearch.testing import tiny_denoiser
+
+    denoiser, sampler = tiny_denoiser(), make_sampler("heun", 6)
+    problem = Problem(denoiser, get_reward("brightness"), torch.tensor([1, 2, 3, 4]), [5, 6, 7, 8], sampler)
+    seen = []
+    learner = OnlineSchedule(uniform_prior(sampler))
+    algo = get_algorithm("online_adaptive_eps_greedy", target_nfe=40, stream_batch=3).continuing(
+        learner, lambda index, learned: seen.append((index, learned.batches, learned.plan().K)))
+    result = algo.run(problem)
+    assert [s[:2] for s in seen] == [(0, 1), (1, 2)] and learner.conditions == 4
+    assert int(result.nfe.max()) <= 40 and torch.equal(result.nfe, problem.nfe)
+    assert sorted(set(result.trace.condition.tolist())) == [0, 1, 2, 3]
+    with pytest.raises(NoiseSearchError, match="drop search_schedule"):
+        get_algorithm("online_adaptive_eps_greedy", target_nfe=40, search_schedule=prior()).continuing(learner)
+    with pytest.raises(NoiseSearchError, match="needs target_nfe"):
+        get_algorithm("online_adaptive_eps_greedy")
+
+
+def test_the_online_preset_streams_256_labels_at_most_035_of_eps_greedy():
+    from noisesearch.experiments.adaptive_report import is_reference
+    from noisesearch.experiments.presets import get_preset
+
+    preset = get_preset("online")
+    assert preset.labels == 256
+    assert [c.reward for c in preset.rewards] == ["brightness", "compressibility", "classifier"]
+    sampler = make_sampler("heun", preset.steps)
+    (reference,) = [run for run in preset.runs if is_reference(run.algorithm, run.params)]
+    ceiling = 0.35 * get_algorithm(reference.algorithm, **reference.params).nfe_formula(sampler)
+    online = [run for run in preset.runs if run.algorithm == "online_adaptive_eps_greedy"]
+    assert {run.params.get("search_schedule") for run in online} == {None, "calibrated"}
+    for run in preset.runs:
+        if run is reference or run.algorithm == "naive":
+            continue
+        placeholder = uniform_prior(sampler)
+        algo = get_algorithm(run.algorithm, **run.algorithm_params({"brightness": placeholder}, "brightness"))
+        assert algo.nfe_estimate(sampler) <= ceiling, run.label

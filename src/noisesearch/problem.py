@@ -15,7 +15,8 @@ shares the batch (on CPU a row's output can change in the last bits with the cal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 import torch
@@ -151,6 +152,22 @@ class Problem:
     def generators(self) -> SampleGenerators:
         """Fresh per-condition generators seeded by each condition's seed."""
         return SampleGenerators(self.seeds)
+
+    @contextmanager
+    def part(self, which: Sequence[int] | torch.Tensor) -> Iterator[Problem]:
+        """A Problem over the conditions `which` of this one (same model, reward, sampler, settings, budget and
+        progress callback), its meter starting at theirs; what it spends is charged back here when the block
+        ends, so NFE stays counted by the Problems alone. For algorithms that search conditions in parts."""
+        idx = self._which(which)
+        sub = Problem(self.denoiser, self.reward, self.cond[idx], [self.seeds[i] for i in idx.tolist()],
+                      self.sampler, max_batch=self.max_batch, nfe_budget=self.nfe_budget, callback=self.callback,
+                      batch_invariant=self.batch_invariant)
+        sub.nfe = self.nfe[idx].clone()
+        try:
+            yield sub
+        finally:
+            self.nfe[idx] = sub.nfe
+            self.padded_rows += sub.padded_rows
 
     def _which(self, which: Sequence[int] | torch.Tensor | None) -> torch.Tensor:
         return torch.arange(self.n) if which is None else torch.as_tensor(which, dtype=torch.long)

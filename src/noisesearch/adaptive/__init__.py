@@ -4,6 +4,7 @@ and the adaptive ε-greedy algorithm that spends them. `search/` never imports t
 from noisesearch.adaptive.algorithm import AdaptiveEpsGreedy, schedule_beam
 from noisesearch.adaptive.calibrate import calibrate, calibrate_move, expected_gain
 from noisesearch.adaptive.config import METHODS, CalibrationConfig
+from noisesearch.adaptive.online_algorithm import OnlineAdaptiveEpsGreedy
 
-__all__ = ["METHODS", "AdaptiveEpsGreedy", "CalibrationConfig", "calibrate", "calibrate_move", "expected_gain",
-           "schedule_beam"]
+__all__ = ["METHODS", "AdaptiveEpsGreedy", "CalibrationConfig", "OnlineAdaptiveEpsGreedy", "calibrate",
+           "calibrate_move", "expected_gain", "schedule_beam"]
