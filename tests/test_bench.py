@@ -321,3 +321,20 @@ def test_a_run_directory_from_before_bench_took_device_resumes_as_a_cpu_run(tmp_
     monkeypatch.setattr("noisesearch.experiments.bench.check_device", lambda device: None)  # as if it had a GPU
     with pytest.raises(NoiseSearchError, match=r'other settings \(device "cpu", not "cuda"\): use another --out'):
         run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser, device="cuda")
+
+
+def test_a_stream_cell_runs_its_labels_in_order_and_is_never_resumed_in_part(tmp_path):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.presets import Preset
+
+    preset = Preset.from_dict("stream", {
+        "labels": 4, "steps": 6, "rewards": [{"name": "brightness", "reward": "brightness"}],
+        "runs": [{"algorithm": "online_adaptive_eps_greedy", "params": {"target_nfe": 40, "stream_batch": 2}}]})
+    results = run_bench(preset, tmp_path / "run", progress=False, model_loader=tiny_denoiser)
+    records = read_results(results)
+    assert [r["label_index"] for r in records] == [0, 1, 2, 3] and max(r["nfe"] for r in records) <= 40
+    results.write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
+    with pytest.raises(NoiseSearchError, match="part of the stream of cell online_adaptive_eps_greedy"):
+        run_bench(preset, tmp_path / "run", progress=False, model_loader=tiny_denoiser)

@@ -188,3 +188,30 @@ def test_report_of_a_tiny_real_families_run_has_the_plot_and_the_table(tmp_path)
     no_budgets = Preset.from_dict("plain", {**PRESET, "labels": 2})
     run_bench(no_budgets, tmp_path / "plain", progress=False, model_loader=tiny_denoiser)
     assert "Families at matched NFE" not in write_report(tmp_path / "plain")[0].read_text()
+
+
+def test_stream_section_counts_calibration_up_front_and_checks_the_targets(tmp_path):
+    from noisesearch.experiments.stream_report import WARMUP, stream_blocks
+
+    def stream(algorithm, params, value, nfe, labels=WARMUP + 4):
+        return [{"algorithm": algorithm, "params": params, "column": "c", "repeat": 0, "label_index": k,
+                 "reward_value": value(k), "evaluator": 0.5, "nfe": nfe, "wall_time_s": 1.0} for k in range(labels)]
+
+    (tmp_path / "schedules").mkdir()
+    (tmp_path / "schedules" / "c.json").write_text(json.dumps({"info": {"calibration_nfe": 50_000}}))
+    reference = {"N": 4, "K": 20, "lambda_": 0.15, "eps": 0.4}
+    online = {"target_nfe": 367, "stream_batch": 16}
+    records = (stream("naive", {}, lambda k: 0.2, 35) + stream("eps_greedy", reference, lambda k: 0.6, 1000)
+               # online: learns during warm-up, then keeps all the gain
+               + stream("online_adaptive_eps_greedy", online, lambda k: 0.3 if k < WARMUP else 0.6, 350)
+               + stream("adaptive_eps_greedy", {"search_schedule": "calibrated", "target_nfe": 367},
+                        lambda k: 0.58, 350))
+    blocks = stream_blocks(records, tmp_path, tmp_path)
+    rows = {row[1]: row for row in blocks[2][2]}
+    learned = rows["online_adaptive_eps_greedy (target_nfe=367, stream_batch=16)"]
+    assert learned[3] == "0" and learned[5].startswith("100.0 %") and learned[6:] == ["0.350", "0.350", "yes"]
+    offline = rows["adaptive_eps_greedy (search_schedule=calibrated, target_nfe=367)"]
+    assert offline[3] == "50000" and offline[5].startswith("95.0 %")
+    assert offline[7] == f"{(50_000 + 350 * (WARMUP + 4)) / (1000 * (WARMUP + 4)):.3f}" and offline[8] == "no"
+    assert (tmp_path / "stream.png").is_file()
+    assert stream_blocks(records[:2 * (WARMUP + 4)], tmp_path, tmp_path) == []  # no run learns across labels

@@ -11,7 +11,7 @@ from noisesearch.experiments.presets import CALIBRATED, RunSpec
 
 Block = tuple
 Stats = dict[tuple[str, str], dict[str, float]]
-ADAPTIVE = ("adaptive_eps_greedy", "eps_greedy_window")
+ADAPTIVE = ("adaptive_eps_greedy", "online_adaptive_eps_greedy", "eps_greedy_window")
 NFE_TOLERANCE = 1.02  # "matched" NFE: at most 2 % more than the adaptive run's
 
 

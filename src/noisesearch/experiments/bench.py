@@ -64,7 +64,7 @@ from noisesearch.problem import Problem
 from noisesearch.progress import BarProgress, ProgressCallback
 from noisesearch.rewards import get_reward
 from noisesearch.sampling import Sampler, make_sampler
-from noisesearch.search import get_algorithm
+from noisesearch.search import algorithm_class, get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.seeds import bench_seed, check_seed, draw_labels
 
@@ -117,6 +117,11 @@ def plan(preset: Preset, setting: Callable[[RewardColumn], dict[str, Any]] | Non
     return [Cell(run, column, r, preset.calibration if run.calibrated_column(column.name) else None,
                  None if setting is None else setting(column))
             for column in preset.rewards for run in preset.runs for r in range(preset.repeats)]
+
+
+def learns_across_conditions(cell: Cell) -> bool:
+    """Whether the cell's algorithm learns from label to label (so its labels must run as one stream, in order)."""
+    return bool(getattr(algorithm_class(cell.run.algorithm), "learns_across_conditions", False))
 
 
 def is_str(value: Any) -> bool:
@@ -566,6 +571,9 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
     todo = []
     for cell in cells:
         missing = [k for k in range(preset.labels) if (cell.key, k) not in done]
+        if missing and len(missing) < preset.labels and learns_across_conditions(cell):
+            raise NoiseSearchError(f"{out} holds part of the stream of cell {cell.slug}, whose results depend on the "
+                                   "labels before them: use another --out for a stream of another length")
         if missing:
             todo.append((cell, missing))
     needed = {cell.run.calibrated_column(cell.column.name) for cell, _ in todo} - {None}

@@ -28,6 +28,7 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.adaptive_report import adaptive_blocks
 from noisesearch.experiments.bench import RESULTS, SETTINGS, load_results, plan
 from noisesearch.experiments.presets import Preset, RunSpec
+from noisesearch.experiments.stream_report import stream_blocks
 from noisesearch.imaging import make_grid
 from noisesearch.search.tracing import bootstrap_interval, kbar_per_condition, step_statistics
 from noisesearch.types import TRACE_FIELDS, Trace
@@ -497,6 +498,7 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
         blocks.extend(scaling)
     blocks.extend(families_blocks(run, out))
     blocks.extend(adaptive_blocks(run.records, summarize(run.records), run.directory))
+    blocks.extend(stream_blocks(run.records, run.directory, out))
     traces = plot_traces(load_traces(run), out)
     if traces:
         blocks.append(("h", 2, "When does exploitation pay? (ε-greedy traces, the paper's Fig. 2)"))

@@ -1,0 +1,129 @@
+"""The report's stream section: runs over a stream of labels in order (as a user serves them), their running mean
+reward against cumulative NFE with each calibration's NFE counted up front, and the targets of online adaptive
+search against ε-greedy (4, 20): after a warm-up, the gain kept at a fraction of its NFE per image, and over the
+whole stream its total NFE."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.experiments.adaptive_report import is_reference
+from noisesearch.experiments.presets import CALIBRATED, RunSpec
+from noisesearch.search import algorithm_class
+
+Block = tuple
+WARMUP = 64  # labels the learner may spend warming up: the targets after it are over labels WARMUP + 1 onwards
+GAIN_KEPT, NFE_RATIO, TOTAL_RATIO = 0.95, 0.35, 0.40  # targets: gain kept after warm-up, NFE per image, total NFE
+BOOTSTRAP = 2000
+
+
+def learns_across_labels(algorithm: str) -> bool:
+    try:
+        return bool(getattr(algorithm_class(algorithm), "learns_across_conditions", False))
+    except NoiseSearchError:  # an algorithm of a plug-in that is not imported here
+        return False
+
+
+def calibration_nfe(record: dict[str, Any], run_dir: Path) -> int:
+    """The NFE that calibrated the schedule a record's run uses (0 for runs without a calibrated schedule)."""
+    named = record["params"].get("search_schedule")
+    if not isinstance(named, str) or not named.startswith(CALIBRATED):
+        return 0
+    source = named[len(CALIBRATED):].lstrip(":") or record["column"]
+    path = run_dir / "schedules" / f"{source}.json"
+    return int(json.loads(path.read_text())["info"]["calibration_nfe"]) if path.is_file() else 0
+
+
+def streams(records: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per column, per run label: the records of repeat 0 in label order."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r["repeat"] == 0:
+            out[r["column"]][RunSpec(r["algorithm"], r["params"]).label].append(r)
+    return {c: {label: sorted(rs, key=lambda r: r["label_index"]) for label, rs in runs.items()}
+            for c, runs in out.items()}
+
+
+def gain_kept(run: np.ndarray, naive: np.ndarray, reference: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(run − naive) ÷ (reference − naive) in mean over the same labels, and its paired bootstrap standard error."""
+    def ratio(idx: np.ndarray) -> float:
+        return float((run[idx] - naive[idx]).mean() / (reference[idx] - naive[idx]).mean())
+
+    rng = np.random.default_rng(seed)
+    n = len(run)
+    draws = [ratio(rng.integers(0, n, n)) for _ in range(BOOTSTRAP)]
+    return ratio(np.arange(n)), float(np.std(draws, ddof=1))
+
+
+def stream_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) -> list[Block]:
+    """Plot and tables of a run with a learning-across-labels cell (nothing otherwise)."""
+    if not any(learns_across_labels(r["algorithm"]) for r in records):
+        return []
+    by_column = streams(records)
+    rows = []
+    for column, runs in by_column.items():
+        naive = next((rs for label, rs in runs.items() if rs[0]["algorithm"] == "naive"), None)
+        reference = next((rs for rs in runs.values() if is_reference(rs[0]["algorithm"], rs[0]["params"])), None)
+        for label, rs in runs.items():
+            if rs is naive or rs is reference:
+                continue
+            rows.append([column, label, *targets(rs, naive, reference, run_dir)])
+    figure = plot_streams(by_column, run_dir, out)
+    return [
+        ("h", 2, "A stream of labels: learning while serving"),
+        ("p", f"Each run serves the column's labels in order. Calibration NFE (of a run's calibrated schedule or "
+              f"prior) is spent before the first image and counted in its total. After warm-up = labels "
+              f"{WARMUP + 1}+: gain kept = (run − naive) ÷ (ε-greedy (4, 20) − naive) on those labels, ± a paired "
+              f"bootstrap standard error over labels, and NFE ratio = the run's NFE per image there ÷ ε-greedy's. "
+              f"Total NFE ratio: all labels' NFE plus calibration, ÷ ε-greedy's. Targets: gain kept ≥ "
+              f"{100 * GAIN_KEPT:.0f} % at NFE ratio ≤ {NFE_RATIO:.2f} after warm-up, and total NFE ratio ≤ "
+              f"{TOTAL_RATIO:.2f}."),
+        ("table", ["column", "run", "labels", "calibration NFE", "reward after warm-up", "gain kept after warm-up",
+                   "NFE ratio after warm-up", "total NFE ratio", "targets met"], rows),
+        ("img", figure, "running mean reward against cumulative NFE, calibration included"),
+    ]
+
+
+def targets(rs: list[dict[str, Any]], naive: list[dict[str, Any]] | None, reference: list[dict[str, Any]] | None,
+            run_dir: Path) -> list[str]:
+    """The stream table's cells of one run against the column's naive and ε-greedy (4, 20) streams."""
+    spent = calibration_nfe(rs[0], run_dir)
+    after = [r for r in rs if r["label_index"] >= WARMUP]
+    mean = np.mean([r["reward_value"] for r in after]) if after else float("nan")
+    cells = [str(len(rs)), str(spent), f"{mean:.4f}" if after else "—"]
+    if naive is None or reference is None or not after:
+        return cells + ["—", "—", "—", "—"]
+    by_label = {name: {r["label_index"]: r["reward_value"] for r in stream}
+                for name, stream in (("run", after), ("naive", naive), ("reference", reference))}
+    shared = sorted(set.intersection(*(set(values) for values in by_label.values())))
+    values = {name: np.array([rewards[k] for k in shared]) for name, rewards in by_label.items()}
+    kept, se = gain_kept(values["run"], values["naive"], values["reference"])
+    ref_after = [r for r in reference if r["label_index"] >= WARMUP]
+    ratio = np.mean([r["nfe"] for r in after]) / np.mean([r["nfe"] for r in ref_after])
+    total = (spent + sum(r["nfe"] for r in rs)) / sum(r["nfe"] for r in reference)
+    met = kept >= GAIN_KEPT and ratio <= NFE_RATIO and total <= TOTAL_RATIO
+    return cells + [f"{100 * kept:.1f} % ± {100 * se:.1f}", f"{ratio:.3f}", f"{total:.3f}", "yes" if met else "no"]
+
+
+def plot_streams(by_column: dict[str, dict[str, list[dict[str, Any]]]], run_dir: Path, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from noisesearch.experiments.report import label_axes, save_figure
+
+    fig, axes = plt.subplots(1, len(by_column), figsize=(5.5 * len(by_column), 4.2), squeeze=False)
+    for ax, (column, runs) in zip(axes[0], by_column.items(), strict=True):
+        for label, rs in runs.items():
+            spent = calibration_nfe(rs[0], run_dir)
+            nfe = spent + np.cumsum([r["nfe"] for r in rs])
+            running = np.cumsum([r["reward_value"] for r in rs]) / np.arange(1, len(rs) + 1)
+            ax.plot(nfe, running, label=label, lw=1.4)
+        ax.set_xscale("log")
+        label_axes(ax, "cumulative NFE (calibration included)", "running mean reward", column)
+    axes[0][0].legend(fontsize=7)
+    return save_figure(fig, out, "stream.png")
