@@ -3,6 +3,7 @@
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -371,3 +372,28 @@ def test_calibration_config_rejects_what_calibration_cannot_use(settings, messag
     with pytest.raises(NoiseSearchError, match=message):
         CalibrationConfig(**settings)
     assert CalibrationConfig(moves=[[2, "0.3", 0.2]]).moves == ((2, 0.3, 0.2),)
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], {"eps": 1.0, "moves": ((1, 0.15, 0.3),), "beams": (1, 2, 4), "validation_conditions": 64}),
+    (["--moves", "none", "--beams", "1"], {"eps": 1.0, "moves": (), "beams": (1,), "validation_conditions": 64}),
+    (["--method", "binomial"], {"eps": 0.4, "moves": (), "beams": (1,), "validation_conditions": None}),
+    (["--method", "gain", "--eps", "0.3"], {"eps": 0.3, "moves": (), "beams": (1,), "validation_conditions": None}),
+])
+def test_calibrate_defaults_to_the_recipe_of_the_shipped_schedules(tmp_path, monkeypatch, args, expected):
+    import noisesearch.adaptive
+
+    seen = []
+
+    def stop(reward, config, *rest, **kwargs):
+        seen.append(config)
+        raise NoiseSearchError("stopped before calibrating")
+
+    monkeypatch.setattr(noisesearch.adaptive, "calibrate", stop)
+    assert main(["calibrate", "--reward", "brightness", "--out", str(tmp_path / "s.json"), *args]) == 1
+    (config,) = seen
+    assert {name: getattr(config, name) for name in expected} == expected
+    shipped = json.loads((Path(noisesearch.adaptive.__file__).parent / "schedules" / "embedded_brightness.json")
+                         .read_text())["info"]["command"]
+    if not args:  # the shipped schedules were made with exactly these settings
+        assert "--eps 1.0 --moves 1,0.15,0.3 --beams 1,2,4 --validation-conditions 64" in shipped

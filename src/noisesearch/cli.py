@@ -221,16 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "disjoint from every sample and bench seed")
     cal.add_argument("--N", type=int, default=4, help="candidates per iteration of the calibration runs")
     cal.add_argument("--K", type=int, default=20, help="iterations per step of the calibration runs")
-    cal.add_argument("--eps", type=float, default=0.4, help="global-draw probability of the calibration runs")
+    cal.add_argument("--eps", type=float, default=None,
+                     help="global-draw probability of the calibration runs (default: 1 with --method final, else 0.4)")
     cal.add_argument("--lambda", dest="lambda_", type=float, default=0.15,
                      help="local-draw radius of the calibration runs; adaptive_eps_greedy then uses it too")
-    cal.add_argument("--moves", type=parse_moves, default=(),
-                     help="further moves to calibrate, 'N,eps,lambda' separated by ';' (e.g. '1,0.15,0.3'); the one "
-                          "validated best at the budget is kept")
-    cal.add_argument("--beams", type=parse_beams, default=(1,),
-                     help="numbers B of incumbents to validate, e.g. '1,2,4' (default 1)")
+    cal.add_argument("--moves", type=parse_moves, default=None,
+                     help="further moves to calibrate, 'N,eps,lambda' separated by ';', or none; the one validated "
+                          "best at the budget is kept (default: 1,0.15,0.3 with --method final, else none)")
+    cal.add_argument("--beams", type=parse_beams, default=None,
+                     help="numbers B of incumbents to validate, e.g. '1,2,4' (default: 1,2,4 with --method final, "
+                          "else 1)")
     cal.add_argument("--validation-conditions", type=int, default=None,
-                     help="conditions that validate moves and beams (default: --conditions)")
+                     help="conditions that validate moves and beams (default: 64 with --method final, else "
+                          "--conditions)")
     cal.add_argument("--target-nfe", type=int, default=None,
                      help="final and gain methods: calls per image the schedule's K_t spend (default: a third of "
                           "ε-greedy (N, K)'s)")
@@ -390,7 +393,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def parse_moves(text: str) -> tuple[tuple[int, float, float], ...]:
-    """'1,0.15,0.3;2,0.4,0.15' -> ((1, 0.15, 0.3), (2, 0.4, 0.15))."""
+    """'1,0.15,0.3;2,0.4,0.15' -> ((1, 0.15, 0.3), (2, 0.4, 0.15)); 'none' -> ()."""
+    if text.strip().lower() == "none":
+        return ()
     try:
         moves = []
         for part in text.split(";"):
@@ -400,6 +405,12 @@ def parse_moves(text: str) -> tuple[tuple[int, float, float], ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a list of N,eps,lambda moves such as "
                                          "'1,0.15,0.3;2,0.4,0.15'") from None
+
+
+# calibrate's defaults: with --method final, the recipe of the shipped schedules (a global-draw probe, the (1+1)
+# hill climb as a further move, 1, 2 or 4 incumbents, validated on 64 conditions); other methods: one move, B = 1
+SHIPPED_RECIPE = {"eps": 1.0, "moves": ((1, 0.15, 0.3),), "beams": (1, 2, 4), "validation_conditions": 64}
+OTHER_METHODS = {"eps": 0.4, "moves": (), "beams": (1,), "validation_conditions": None}
 
 
 def parse_beams(text: str) -> tuple[int, ...]:
@@ -419,9 +430,10 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> None:
         raise NoiseSearchError(f"--out {args.out} is a directory; give the path of the schedule JSON to write")
     if not args.out.parent.is_dir():
         raise NoiseSearchError(f"--out {args.out}: directory {args.out.parent} does not exist")
+    recipe = SHIPPED_RECIPE if args.method == "final" else OTHER_METHODS
+    chosen = {name: recipe[name] if getattr(args, name) is None else getattr(args, name) for name in recipe}
     config = CalibrationConfig(conditions=args.conditions, seed=args.seed, method=args.method, N=args.N, K=args.K,
-                               eps=args.eps, lambda_=args.lambda_, moves=args.moves, beams=args.beams,
-                               validation_conditions=args.validation_conditions, target_nfe=args.target_nfe)
+                               lambda_=args.lambda_, target_nfe=args.target_nfe, **chosen)
     with executor_of(args) as executor:
         plan = calibrate(args.reward, config, executor, steps=args.steps, sampler=args.sampler,
                          backend=args.backend, model=args.model, guidance=args.guidance, max_batch=args.max_batch,
