@@ -72,7 +72,7 @@ def test_every_algorithm_runs_on_the_pipeline_with_exact_nfe_and_reproducibly(pi
     assert torch.equal(result.nfe, algo.expected_calls(sampler, result) * 2)  # guidance: 2 NFE per call
     assert torch.equal(result.rewards, problem.score_images(result.images[:, None])[:, 0])
     assert torch.equal(run(labels, seeds)[2].images, result.images)
-    first = 0 if getattr(algo, "learns_across_conditions", False) else 2  # a learner: the conditions up to 2
+    first = 0 if algo.learns_across_conditions else 2  # a learner: the conditions up to 2
     part = run(labels[first:3], seeds[first:3])[2]
     assert torch.equal(part.images[-1], result.images[2])
 

@@ -33,7 +33,7 @@ def test_every_run_lands_within_5_percent_of_a_budget(run):
 
 def test_every_registered_algorithm_runs_and_every_family_has_a_run_at_every_budget():
     assert PRESET.budgets == (140, 280, 560, 1120) and PRESET.labels == 36
-    streams = {name for name in algorithm_names() if getattr(algorithm_class(name), "learns_across_conditions", False)}
+    streams = {name for name in algorithm_names() if algorithm_class(name).learns_across_conditions}
     assert streams == {"online_adaptive_eps_greedy"}  # learns from label to label: the `online` preset's streams
     assert {run.algorithm for run in PRESET.runs} == set(algorithm_names()) - streams
     at: dict[str, set[int]] = {}

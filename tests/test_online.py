@@ -115,9 +115,9 @@ def test_the_online_preset_streams_256_labels_at_most_035_of_eps_greedy():
     ceiling = 0.35 * get_algorithm(reference.algorithm, **reference.params).nfe_formula(sampler)
     online = [run for run in preset.runs if run.algorithm == "online_adaptive_eps_greedy"]
     assert {run.params.get("search_schedule") for run in online} == {None, "calibrated"}
+    placeholder = uniform_prior(sampler)
     for run in preset.runs:
         if run is reference or run.algorithm == "naive":
             continue
-        placeholder = uniform_prior(sampler)
         algo = get_algorithm(run.algorithm, **run.algorithm_params({"brightness": placeholder}, "brightness"))
         assert algo.nfe_estimate(sampler) <= ceiling, run.label

@@ -407,18 +407,18 @@ def parse_moves(text: str) -> tuple[tuple[int, float, float], ...]:
                                          "'1,0.15,0.3;2,0.4,0.15'") from None
 
 
-# calibrate's defaults: with --method final, the recipe of the shipped schedules (a global-draw probe, the (1+1)
-# hill climb as a further move, 1, 2 or 4 incumbents, validated on 64 conditions); other methods: one move, B = 1
-SHIPPED_RECIPE = {"eps": 1.0, "moves": ((1, 0.15, 0.3),), "beams": (1, 2, 4), "validation_conditions": 64}
-OTHER_METHODS = {"eps": 0.4, "moves": (), "beams": (1,), "validation_conditions": None}
-
-
 def parse_beams(text: str) -> tuple[int, ...]:
     """'1,2,4' -> (1, 2, 4); `calibrate` checks the values."""
     try:
         return tuple(int(b) for b in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a list of beam widths such as '1,2,4'") from None
+
+
+# calibrate's defaults: with --method final, the recipe of the shipped schedules (a global-draw probe, the (1+1)
+# hill climb as a further move, 1, 2 or 4 incumbents, validated on 64 conditions); other methods: one move, B = 1
+SHIPPED_RECIPE = {"eps": 1.0, "moves": ((1, 0.15, 0.3),), "beams": (1, 2, 4), "validation_conditions": 64}
+OTHER_METHODS = {"eps": 0.4, "moves": (), "beams": (1,), "validation_conditions": None}
 
 
 def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> None:

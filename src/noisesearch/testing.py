@@ -139,7 +139,7 @@ class Contract:
         """An algorithm that learns across conditions (class attribute learns_across_conditions) is run on the
         conditions up to k instead of k alone: its result for k may depend on those before it, never after."""
         full = self.reference[1]
-        stream = getattr(self.algorithm, "learns_across_conditions", False)
+        stream = self.algorithm.learns_across_conditions
         for k in (0, len(self.labels) - 3):
             first = 0 if stream else k
             part = self.run(labels=self.labels[first:k + 1], seeds=self.seeds[first:k + 1])[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -43,7 +43,7 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     name = "online_adaptive_eps_greedy"
     nfe_doc = "at most `target_nfe` (as adaptive_eps_greedy under the learned schedule of each part)"
     searches_step_noise = True
-    learns_across_conditions: ClassVar[bool] = True  # results depend on the conditions before them
+    learns_across_conditions = True
     target_nfe: int | None = None
     search_schedule: SearchSchedule | str | None = None
     stream_batch: int = 16

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from noisesearch.experiments.presets import CALIBRATED, RunSpec
+from noisesearch.experiments.presets import RunSpec
 
 Block = tuple
 Stats = dict[tuple[str, str], dict[str, float]]
@@ -77,9 +77,8 @@ def calibration_blocks(records: list[dict[str, Any]], run_dir: Path) -> list[Blo
     schedules = {p.stem: json.loads(p.read_text()) for p in paths}
     served = dict.fromkeys(schedules, 0)
     for r in records:
-        named = r["params"].get("search_schedule")
-        if isinstance(named, str) and named.startswith(CALIBRATED):
-            source = named[len(CALIBRATED):].lstrip(":") or r["column"]
+        source = RunSpec(r["algorithm"], r["params"]).calibrated_column(r["column"])
+        if source is not None:
             served[source] = served.get(source, 0) + 1
     cost_rows = []
     for name, data in schedules.items():

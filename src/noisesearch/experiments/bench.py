@@ -119,11 +119,6 @@ def plan(preset: Preset, setting: Callable[[RewardColumn], dict[str, Any]] | Non
             for column in preset.rewards for run in preset.runs for r in range(preset.repeats)]
 
 
-def learns_across_conditions(cell: Cell) -> bool:
-    """Whether the cell's algorithm learns from label to label (so its labels must run as one stream, in order)."""
-    return bool(getattr(algorithm_class(cell.run.algorithm), "learns_across_conditions", False))
-
-
 def is_str(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -571,7 +566,7 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
     todo = []
     for cell in cells:
         missing = [k for k in range(preset.labels) if (cell.key, k) not in done]
-        if missing and len(missing) < preset.labels and learns_across_conditions(cell):
+        if missing and len(missing) < preset.labels and algorithm_class(cell.run.algorithm).learns_across_conditions:
             raise NoiseSearchError(f"{out} holds part of the stream of cell {cell.slug}, whose results depend on the "
                                    "labels before them: use another --out for a stream of another length")
         if missing:

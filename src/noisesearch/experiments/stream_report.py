@@ -14,7 +14,7 @@ import numpy as np
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.adaptive_report import is_reference
-from noisesearch.experiments.presets import CALIBRATED, RunSpec
+from noisesearch.experiments.presets import RunSpec
 from noisesearch.search import algorithm_class
 
 Block = tuple
@@ -25,17 +25,16 @@ BOOTSTRAP = 2000
 
 def learns_across_labels(algorithm: str) -> bool:
     try:
-        return bool(getattr(algorithm_class(algorithm), "learns_across_conditions", False))
+        return algorithm_class(algorithm).learns_across_conditions
     except NoiseSearchError:  # an algorithm of a plug-in that is not imported here
         return False
 
 
 def calibration_nfe(record: dict[str, Any], run_dir: Path) -> int:
     """The NFE that calibrated the schedule a record's run uses (0 for runs without a calibrated schedule)."""
-    named = record["params"].get("search_schedule")
-    if not isinstance(named, str) or not named.startswith(CALIBRATED):
+    source = RunSpec(record["algorithm"], record["params"]).calibrated_column(record["column"])
+    if source is None:
         return 0
-    source = named[len(CALIBRATED):].lstrip(":") or record["column"]
     path = run_dir / "schedules" / f"{source}.json"
     return int(json.loads(path.read_text())["info"]["calibration_nfe"]) if path.is_file() else 0
 
@@ -66,6 +65,8 @@ def stream_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) -> li
     if not any(learns_across_labels(r["algorithm"]) for r in records):
         return []
     by_column = streams(records)
+    spent = {(column, label): calibration_nfe(rs[0], run_dir) for column, runs in by_column.items()
+             for label, rs in runs.items()}
     rows = []
     for column, runs in by_column.items():
         naive = next((rs for label, rs in runs.items() if rs[0]["algorithm"] == "naive"), None)
@@ -73,8 +74,8 @@ def stream_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) -> li
         for label, rs in runs.items():
             if rs is naive or rs is reference:
                 continue
-            rows.append([column, label, *targets(rs, naive, reference, run_dir)])
-    figure = plot_streams(by_column, run_dir, out)
+            rows.append([column, label, *targets(rs, naive, reference, spent[(column, label)])])
+    figure = plot_streams(by_column, spent, out)
     return [
         ("h", 2, "A stream of labels: learning while serving"),
         ("p", f"Each run serves the column's labels in order. Calibration NFE (of a run's calibrated schedule or "
@@ -91,9 +92,9 @@ def stream_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) -> li
 
 
 def targets(rs: list[dict[str, Any]], naive: list[dict[str, Any]] | None, reference: list[dict[str, Any]] | None,
-            run_dir: Path) -> list[str]:
-    """The stream table's cells of one run against the column's naive and ε-greedy (4, 20) streams."""
-    spent = calibration_nfe(rs[0], run_dir)
+            spent: int) -> list[str]:
+    """The stream table's cells of one run (its calibration cost `spent` NFE) against the column's naive and
+    ε-greedy (4, 20) streams."""
     after = [r for r in rs if r["label_index"] >= WARMUP]
     mean = np.mean([r["reward_value"] for r in after]) if after else float("nan")
     cells = [str(len(rs)), str(spent), f"{mean:.4f}" if after else "—"]
@@ -111,7 +112,8 @@ def targets(rs: list[dict[str, Any]], naive: list[dict[str, Any]] | None, refere
     return cells + [f"{100 * kept:.1f} % ± {100 * se:.1f}", f"{ratio:.3f}", f"{total:.3f}", "yes" if met else "no"]
 
 
-def plot_streams(by_column: dict[str, dict[str, list[dict[str, Any]]]], run_dir: Path, out: Path) -> Path:
+def plot_streams(by_column: dict[str, dict[str, list[dict[str, Any]]]], spent: dict[tuple[str, str], int],
+                 out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     from noisesearch.experiments.report import label_axes, save_figure
@@ -119,8 +121,7 @@ def plot_streams(by_column: dict[str, dict[str, list[dict[str, Any]]]], run_dir:
     fig, axes = plt.subplots(1, len(by_column), figsize=(5.5 * len(by_column), 4.2), squeeze=False)
     for ax, (column, runs) in zip(axes[0], by_column.items(), strict=True):
         for label, rs in runs.items():
-            spent = calibration_nfe(rs[0], run_dir)
-            nfe = spent + np.cumsum([r["nfe"] for r in rs])
+            nfe = spent[(column, label)] + np.cumsum([r["nfe"] for r in rs])
             running = np.cumsum([r["reward_value"] for r in rs]) / np.arange(1, len(rs) + 1)
             ax.plot(nfe, running, label=label, lw=1.4)
         ax.set_xscale("log")

@@ -62,6 +62,7 @@ class SearchAlgorithm:
     name: ClassVar[str] = ""
     nfe_doc: ClassVar[str] = ""
     searches_step_noise: ClassVar[bool] = False  # True where the search chooses the noise of sampler steps
+    learns_across_conditions: ClassVar[bool] = False  # True where a condition's result depends on those before it
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Append the NFE formula to the docstring, so that `help()` and the docs show it."""
