@@ -128,8 +128,9 @@ def test_probe_counts_every_call_and_does_not_depend_on_the_batch(denoiser):
     probe = probe_final_gains(problem, ks, N=N)
     searchable = sampler.searchable_steps()
     left = [sum(cost.search_step_calls(sampler, j, 0) for j in range(i + 1, sampler.steps)) for i in searchable]
-    expected = cost.trajectory_calls(sampler) + sum(
-        cost.search_step_calls(sampler, i, N * k) + rest for i, rest in zip(searchable, left, strict=True) for k in ks)
+    expected = cost.trajectory_calls(sampler) + sum(  # one climb of max(ks) per step, finished at every k
+        N * max(ks) + sum(cost.search_step_calls(sampler, i, 0) - 1 + rest for _ in ks)
+        for i, rest in zip(searchable, left, strict=True))
     assert problem.nfe.tolist() == [expected, expected]
     assert probe.gain.shape == (len(searchable), 2) and probe.ks == ks
     assert int(probe.trace.iteration.max()) == 3 and len(probe.trace) == 2 * 3 * len(searchable)
@@ -137,6 +138,14 @@ def test_probe_counts_every_call_and_does_not_depend_on_the_batch(denoiser):
              for label, seed in zip(LABELS[:2], SEEDS[:2], strict=True)]
     assert np.allclose(probe.gain, (alone[0].gain + alone[1].gain) / 2, atol=1e-6)
     assert abs(probe.gain).max() > 0
+
+
+def test_probe_gains_at_each_k_are_those_of_a_probe_of_that_k_alone(denoiser):
+    shared = probe_final_gains(make_problem(denoiser, LABELS[:3], SEEDS[:3]), (1, 2, 4), N=2)
+    for j, k in enumerate((1, 2, 4)):
+        alone = probe_final_gains(make_problem(denoiser, LABELS[:3], SEEDS[:3]), (k,), N=2)
+        assert np.array_equal(shared.gain[:, j], alone.gain[:, 0]) and np.array_equal(shared.sem[:, j], alone.sem[:, 0])
+    assert abs(shared.gain[:, 2] - shared.gain[:, 0]).max() > 0
 
 
 def test_allocator_never_exceeds_the_budget_and_spends_it_where_gain_per_call_is_largest():

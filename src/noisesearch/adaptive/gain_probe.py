@@ -49,7 +49,8 @@ def probe_final_gains(problem: Problem, ks: Sequence[int], N: int = 4, eps: floa
                       lambda_: float = 0.15) -> FinalGains:
     """Final-reward gains of k ∈ ks ε-greedy (N, eps, lambda_) iterations at each searchable step alone.
 
-    Costs per condition one naive trajectory, and per searchable step i Σ_k (N·k + c_i − 1 + the calls left
+    One climb of max(ks) iterations per step serves every k (the climb of k iterations is its first k), so a
+    condition costs one naive trajectory, and per searchable step i N·max(ks) + Σ_k (c_i − 1 + the calls left
     after the step), c_i the sampler's calls of step i; every call goes through the metered `problem`."""
     if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
         raise NoiseSearchError(f"probe iteration counts must be integers of at least 1, got {list(ks)}")
@@ -68,16 +69,21 @@ def probe_final_gains(problem: Problem, ks: Sequence[int], N: int = 4, eps: floa
     recorder = TraceRecorder()
     gain = np.zeros((len(searchable), len(ks)))
     sem = np.zeros_like(gain)
+    ks = sorted(set(ks))
     for t, i in enumerate(searchable):
-        for j, k in enumerate(sorted(ks)):
-            climb_gens = SampleGenerators(probe_seeds(problem.seeds, t))
-            limit = torch.full((problem.n,), k, dtype=torch.long)
-            y, _ = climber.climb(problem, climb_gens, states[i], i, N, eps, conditions, limit,
-                                 recorder if k == max(ks) else TraceRecorder())
+        climb_gens = SampleGenerators(probe_seeds(problem.seeds, t))
+        limit = torch.full((problem.n,), ks[-1], dtype=torch.long)
+        j = 0
+        for k, kept, _ in climber.climb_iterations(problem, climb_gens, states[i], i, N, eps, conditions, limit,
+                                                   recorder):
+            if k != ks[j]:
+                continue
+            y = climber.finish_climb(problem, kept, i, conditions)
             for later in range(i + 1, sampler.steps):
                 y = problem.step(y, later, noises[later]).x_next
             diff = (problem.score(y)[:, 0] - naive).double().numpy()
             gain[t, j] = diff.mean()
             sem[t, j] = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+            j += 1
     sigmas = np.array([float(sampler.sigmas[i]) for i in searchable])
-    return FinalGains(gain, sem, sigmas, tuple(sorted(ks)), float(naive.mean()), recorder.build())
+    return FinalGains(gain, sem, sigmas, tuple(ks), float(naive.mean()), recorder.build())

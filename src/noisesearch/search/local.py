@@ -5,7 +5,8 @@ Models via Noise Trajectory Search", arXiv 2506.03164), zero-order search (ε = 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -143,6 +144,23 @@ class LocalSearch(SearchAlgorithm):
         the given conditions (indices into the Problem), from the states x (S, B, ...) of their B
         incumbents; draws come from `gens`, iterations are recorded in `recorder`. Returns the next
         states (S, B, ...) and the iterations run per condition."""
+        (_, kept, done), = deque(self.climb_iterations(problem, gens, x, i, N, eps, conditions, limit, recorder),
+                                 maxlen=1)
+        return self.finish_climb(problem, kept, i, conditions), done
+
+    def finish_climb(self, problem: Problem, kept: torch.Tensor, i: int, conditions: torch.Tensor) -> torch.Tensor:
+        """The next states (S, B, ...) of a climb from what `climb_iterations` kept."""
+        if self.score_with == "step":
+            return kept[:, :, 0]
+        return problem.advance(Proposal(i, kept[:, :, 0], kept[:, :, 1]), conditions.tolist()).x_next
+
+    def climb_iterations(self, problem: Problem, gens: SampleGenerators, x: torch.Tensor, i: int, N: int,
+                         eps: float, conditions: torch.Tensor, limit: torch.Tensor, recorder: TraceRecorder
+                         ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """The iterations of `climb`, yielding after each iteration k its number, what each incumbent keeps (S, B,
+        2, ...: (x_hat, x0_hat), or (x_next, x0_next) with score_with="step"; overwritten by the next iteration)
+        and the iterations run per condition. The climb of limit k is the first k iterations of any longer one
+        (the same draws), so `finish_climb` on the k-th yield gives the states `climb` returns with limit k."""
         shape, s, B = problem.image_shape, len(conditions), x.shape[1]
         sigma = problem.sampler.sigmas[i].item()
         parent = x.clone()
@@ -188,9 +206,7 @@ class LocalSearch(SearchAlgorithm):
             done[a] += 1
             recorder.record(conditions[a], i, sigma, k, win_score, best[a, 0], is_global[rows, win], changed,
                             scores.mean(dim=1))
-        if self.score_with == "step":
-            return kept[:, :, 0], done
-        return problem.advance(Proposal(i, kept[:, :, 0], kept[:, :, 1]), conditions.tolist()).x_next, done
+            yield k, kept, done
 
 
 def iterations_to_calls(sampler: Sampler, plan: SearchSchedule, trace: Trace, conditions: int,
