@@ -316,6 +316,28 @@ def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(den
         calibrate("brightness", CalibrationConfig(conditions=3, N=2, K=8, beams=(1, 9)), **args)
 
 
+def test_calibration_without_validation_keeps_the_move_of_the_largest_expected_gain(denoiser):
+    from noisesearch.adaptive import calibrate, calibrate_move, expected_gain
+
+    args = {"steps": 6, "denoiser": denoiser}
+    moves = [CalibrationConfig(conditions=3, N=2, K=8), CalibrationConfig(conditions=3, N=1, K=16, eps=0.15,
+                                                                           lambda_=0.3)]
+    alone = [calibrate_move("brightness", config, **args) for config in moves]
+    gains = [expected_gain(s) for s in alone]
+    assert gains[0] != gains[1]
+    best = alone[gains.index(max(gains))]
+    chosen = calibrate("brightness", CalibrationConfig(conditions=3, N=2, K=8, moves=[(1, 0.15, 0.3)],
+                                                       validation_conditions=0), **args)
+    assert (chosen.K, chosen.eps, chosen.N, chosen.gains) == (best.K, best.eps, best.N, best.gains)
+    info = chosen.info
+    assert info["B"] == 1 and info["validation_conditions"] == 0
+    assert info["calibration_nfe"] == sum(s.info["calibration_nfe"] for s in alone)  # probes only
+    assert [c["expected_gain"] for c in info["candidates"]] == gains
+    assert not any("validation_reward" in c for c in info["candidates"])
+    with pytest.raises(NoiseSearchError, match="choosing among beams"):
+        CalibrationConfig(beams=(1, 2), validation_conditions=0)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["calibrate", "--out", "."], "is a directory"),
     (["calibrate", "--out", "no/such/dir/s.json"], "does not exist"),
@@ -374,7 +396,8 @@ def test_the_validated_beam_shrinks_under_a_smaller_budget_and_an_explicit_b_win
     ({"eps": 1.5}, r"eps must lie in \[0, 1\]"),
     ({"lambda_": 0.0}, "lambda_ must be a positive"),
     ({"target_nfe": 0}, "target_nfe must be an integer of at least 1"),
-    ({"validation_conditions": 0}, "validation_conditions must be an integer of at least 1"),
+    ({"validation_conditions": -1}, "validation_conditions must be an integer of at least 0"),
+    ({"validation_conditions": 0, "beams": (1, 2)}, r"choosing among beams \[1, 2\] needs validation runs"),
     ({"method": "binomial", "beams": (1, 2)}, "binomial fits no gains"),
 ])
 def test_calibration_config_rejects_what_calibration_cannot_use(settings, message):

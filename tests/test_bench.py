@@ -88,6 +88,14 @@ def test_presets_are_valid_and_overrides_restrict_them():
     assert transfer and {r.label for r in one.runs} == {r.label for r in adaptive.runs} - transfer
 
 
+def test_a_bench_changes_fields_of_its_presets_calibration():
+    cheap = get_preset("calibration_cost")
+    assert cheap.calibration.validation_conditions == 0 and cheap.calibration.beams == (1,)
+    fewer = override(cheap, calibration={"conditions": 2, "moves": []})
+    assert fewer.calibration == type(cheap.calibration)(**{**vars(cheap.calibration), "conditions": 2, "moves": ()})
+    assert fewer.calibration.identity() != cheap.calibration.identity()  # its cells are never taken for the others
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--algorithms", "foo"], "has no run of foo"),
@@ -96,11 +104,23 @@ def test_presets_are_valid_and_overrides_restrict_them():
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--device", "cuda:0"], "device 'cuda:0' is not available on this machine"),
     (["--executor", "ray", "--gpus-per-cell", "1"], "--gpus-per-cell reserves GPUs that cells on the CPU would not"),
+    (["--preset", "adaptive", "--calibration", "condition=5"], 'has no field "condition"'),
+    (["--preset", "adaptive", "--calibration", "conditions=[5]"], "conditions"),
+    (["--preset", "adaptive", "--calibration", "beams=[1,2]", "--calibration", "validation_conditions=0"],
+     "choosing among beams [1, 2] needs validation runs"),
+    (["--calibration", "conditions=5"], "preset 'table1' calibrates nothing"),
 ])
 def test_bench_errors_are_one_line(tmp_path, capsys, args, fragment):
     assert main(["bench", "--out", str(tmp_path / "o"), *args]) == 1
     err = capsys.readouterr().err
     assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unparsable_calibration_field_is_a_one_line_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--out", str(tmp_path / "o"), "--calibration", "conditions"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "'conditions' is not FIELD=JSON" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bench_out_that_is_a_file_is_one_line(tmp_path, capsys):

@@ -215,3 +215,40 @@ def test_stream_section_counts_calibration_up_front_and_checks_the_targets(tmp_p
     assert offline[7] == f"{(50_000 + 350 * (WARMUP + 4)) / (1000 * (WARMUP + 4)):.3f}" and offline[8] == "no"
     assert (tmp_path / "stream.png").is_file()
     assert stream_blocks(records[:2 * (WARMUP + 4)], tmp_path, tmp_path) == []  # no run learns across labels
+
+
+def calibration_run(directory, calibration_nfe, adaptive_gain, validation_conditions):
+    """A run directory by hand: naive 0.2, ε-greedy (4, 20) 0.6 and adaptive 0.2 + adaptive_gain on 8 labels,
+    with the schedule info a calibration writes."""
+    runs = [("naive", {}, 0.2, 35), ("eps_greedy", {"N": 4, "K": 20, "lambda_": 0.15, "eps": 0.4}, 0.6, 1000),
+            ("adaptive_eps_greedy", {"search_schedule": "calibrated", "target_nfe": 367}, 0.2 + adaptive_gain, 350)]
+    lines = [json.dumps({"cell": algorithm, "algorithm": algorithm, "params": params, "column": "c",
+                         "reward": "brightness", "guidance": 1.0, "repeat": 0, "label_index": k, "label": k,
+                         "seed": k, "reward_value": value + 0.01 * k * (algorithm != "naive"), "evaluator": 0.5,
+                         "nfe": nfe, "wall_time_s": 1.0, "steps": 18})
+             for algorithm, params, value, nfe in runs for k in range(8)]
+    (directory / "schedules").mkdir(parents=True)
+    (directory / "results.jsonl").write_text("\n".join(lines) + "\n")
+    move = {"N": 4, "eps": 1.0, "lambda_": 0.15}
+    info = {"calibration_nfe": calibration_nfe, "conditions": 5, **move, "B": 1,
+            "candidates": [move, {**move, "eps": 0.3}], "validation_conditions": validation_conditions}
+    (directory / "schedules" / "c.json").write_text(json.dumps({"info": info}))
+    return directory
+
+
+def test_tradeoff_report_puts_each_calibration_at_its_cost_and_gain_kept(tmp_path, capsys):
+    from noisesearch.experiments.tradeoff_report import tradeoff_points
+
+    cheap = calibration_run(tmp_path / "cheap", 20_000, 0.36, 0)  # (0.36 + 0.01k) / (0.4 + 0.01k) over 8 labels
+    dear = calibration_run(tmp_path / "dear", 200_000, 0.4, 64)
+    (point,) = tradeoff_points(cheap)
+    assert point["calibration_nfe"] == 20_000 and point["labels"] == 8
+    assert point["gain_kept"] == pytest.approx((0.36 + 0.035) / (0.4 + 0.035)) and point["se"] > 0
+    assert point["nfe_ratio"] == pytest.approx(0.35) and "2 moves, no validation" in point["recipe"]
+    assert "validated on 64" in tradeoff_points(dear)[0]["recipe"]
+    assert tradeoff_points(dear)[0]["gain_kept"] == pytest.approx(1.0)
+    assert main(["report", str(cheap), str(dear), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert text.index("20,000") < text.index("200,000") and (tmp_path / "out" / "tradeoff.png").is_file()
+    assert main(["report", str(cheap), str(dear)]) == 1
+    assert "--out" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import textwrap
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from noisesearch.backends import backend_names, get_backend
 from noisesearch.errors import NoiseSearchError
@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--labels", type=int, help="number of labels drawn from --seed (default: the preset's)")
     bench.add_argument("--repeats", type=int, help="seeds per label (default: the preset's)")
     bench.add_argument("--seed", type=int, default=0, help="draws the labels and the sample seeds")
+    bench.add_argument("--calibration", type=parse_field, action="append", default=[], metavar="FIELD=JSON",
+                       help="change a field of the preset's calibration, e.g. conditions=5 or beams=[1] "
+                            "(repeatable; fields as in the preset JSON)")
     bench.add_argument("--max-batch", type=int, default=16,
                        help="rows per network call: bench pads every call to exactly this many (batch-invariant "
                             "mode), so that records are exact whatever a cell's labels and --reuse can copy them")
@@ -233,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "else 1)")
     cal.add_argument("--validation-conditions", type=int, default=None,
                      help="conditions that validate moves and beams (default: 64 with --method final, else "
-                          "--conditions)")
+                          "--conditions); 0 keeps the move of the largest expected gain without validation runs "
+                          "(with --beams 1)")
     cal.add_argument("--target-nfe", type=int, default=None,
                      help="final and gain methods: calls per image the schedule's K_t spend (default: a third of "
                           "ε-greedy (N, K)'s)")
@@ -257,8 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(rel)
     rel.add_argument("--max-batch", type=int, default=16, help="most rows per network call")
     rel.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    report = sub.add_parser("report", help="write report.md and report.html for a bench run directory")
-    report.add_argument("run_dir", type=Path, help="directory written by `noisesearch bench`")
+    report = sub.add_parser("report", help="write report.md and report.html for a bench run directory, or the "
+                                           "calibration trade-off of several")
+    report.add_argument("run_dir", type=Path, nargs="+",
+                        help="directory written by `noisesearch bench`; with several (runs of the same labels whose "
+                             "schedules were calibrated differently), the trade-off of calibration NFE against gain "
+                             "kept (needs --out)")
     report.add_argument("--out", type=parse_out, help="report directory (default: RUN_DIR/report)")
     return parser
 
@@ -383,7 +391,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         raise NoiseSearchError("bench needs --out DIR for its results (or --list to see the presets)")
     if args.executor == "ray" and args.gpus_per_cell and args.device == "cpu":
         raise NoiseSearchError("--gpus-per-cell reserves GPUs that cells on the CPU would not use: add --device cuda")
-    preset = override(get_preset(args.preset), args.algorithms, args.rewards, args.labels, args.repeats)
+    preset = override(get_preset(args.preset), args.algorithms, args.rewards, args.labels, args.repeats,
+                      dict(args.calibration))
     with executor_of(args) as executor:
         results = run_bench(preset, args.out, seed=args.seed, max_batch=args.max_batch, device=args.device,
                             progress=not args.no_progress, backend=args.backend, model=args.model,
@@ -405,6 +414,17 @@ def parse_moves(text: str) -> tuple[tuple[int, float, float], ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a list of N,eps,lambda moves such as "
                                          "'1,0.15,0.3;2,0.4,0.15'") from None
+
+
+def parse_field(text: str) -> tuple[str, Any]:
+    """'conditions=5' -> ('conditions', 5): a field name and its JSON value."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not FIELD=JSON, such as conditions=5 or beams=[1]") from None
 
 
 def parse_beams(text: str) -> tuple[int, ...]:
@@ -444,13 +464,27 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> None:
     info = plan.info
     print(plan.table())
     for c in info.get("candidates", []):
+        validated = f", validation reward {c['validation_reward']:.4f}" if "validation_reward" in c else ""
         print(f"candidate N={c['N']} K={c['K']} eps={c['eps']} lambda={c['lambda_']} B={c['B']}: expected gain "
-              f"{c['expected_gain']:.4f}, validation reward {c['validation_reward']:.4f}")
+              f"{c['expected_gain']:.4f}{validated}")
     if "candidates" in info:
         print(f"kept N={info['N']} eps={info['eps']} lambda={info['lambda_']} B={info['B']}")
     print(f"calibrated on {info['conditions']} conditions at {info['calibration_nfe_per_condition']:.0f} NFE each "
           f"({info['calibration_nfe']} NFE in all); schedule: "
           f"{cost.plan_calls(sampler_from_dict(info['sampler']), plan)} calls per image -> {args.out}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from noisesearch.experiments.report import write_report
+    from noisesearch.experiments.tradeoff_report import write_tradeoff_report
+
+    if len(args.run_dir) == 1:
+        md, page = write_report(args.run_dir[0], args.out)
+    elif args.out is None:
+        raise NoiseSearchError("a report of several run directories needs --out DIR")
+    else:
+        md, page = write_tradeoff_report(args.run_dir, args.out)
+    print(f"wrote {md} and {page}")
 
 
 def cmd_reliability(args: argparse.Namespace, argv: list[str]) -> None:
@@ -514,10 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "reliability":
             cmd_reliability(args, argv)
         elif args.command == "report":
-            from noisesearch.experiments.report import write_report
-
-            md, page = write_report(args.run_dir, args.out)
-            print(f"wrote {md} and {page}")
+            cmd_report(args)
         else:
             cmd_sample(args, argv)
     except NoiseSearchError as err:

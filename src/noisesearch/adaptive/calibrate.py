@@ -39,7 +39,8 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     With further moves or several beams, every pair of a move's schedule and a B is validated:
     adaptive_eps_greedy runs with it at the budget on the validation conditions (the calibration's first,
     and more drawn from the same seed), and the schedule of the best mean final reward is returned, with
-    that B in its info. Its info lists every candidate's expected gain (the allocator's objective) and
+    that B in its info; with validation_conditions = 0, the move of the largest expected gain, with B = 1.
+    Its info lists every candidate's expected gain (the allocator's objective) and
     measured reward, and its calibration cost counts all probes and validation runs.
 
     With an `executor` (see noisesearch.experiments.executors), each move's probe and each validation run is
@@ -51,6 +52,13 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     tried = run_all(executor, calibrate_move_task,
                     [(reward, replace(config, N=n, K=max(1, round(config.K * config.N / n)), eps=e, lambda_=lam))
                      for n, e, lam in moves], problem_args, "the calibration of move")
+    if config.validation_conditions == 0:
+        best = max(tried, key=expected_gain)  # the first of equals
+        summary = [candidate_summary(s, 1) for s in tried]
+        nfe = sum(s.info["calibration_nfe"] for s in tried)
+        return replace(best, info=best.info | {"B": 1, "candidates": summary, "validation_conditions": 0,
+                                               "calibration_nfe": nfe,
+                                               "calibration_nfe_per_condition": nfe / config.conditions})
     budget = tried[0].info["budget"]
     trajectory = cost.trajectory_calls(sampler_from_dict(tried[0].info["sampler"]))
     if max(config.beams) * trajectory > budget:
@@ -65,12 +73,16 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     nfe = sum(s.info["calibration_nfe"] for s in tried) + sum(spent for _, spent in runs)
     candidates = [(mean, plan, B) for (mean, _), (plan, B) in zip(runs, pairs, strict=True)]
     _, best, B = max(candidates, key=lambda c: c[0])  # the first of equals
-    summary = [{key: s.info[key] for key in ("N", "K", "eps", "lambda_")} | {"B": b, "expected_gain": expected_gain(s),
-                                                                           "validation_reward": r}
-               for r, s, b in candidates]
+    summary = [candidate_summary(s, b) | {"validation_reward": r} for r, s, b in candidates]
     return replace(best, info=best.info | {"B": B, "candidates": summary, "validation_conditions": n,
                                            "calibration_nfe": nfe,
                                            "calibration_nfe_per_condition": nfe / config.conditions})
+
+
+def candidate_summary(plan: SearchSchedule, B: int) -> dict[str, Any]:
+    """A calibrated (move, B) candidate as the kept schedule's info lists it."""
+    return {key: plan.info[key] for key in ("N", "K", "eps", "lambda_")} | {"B": B,
+                                                                           "expected_gain": expected_gain(plan)}
 
 
 def run_all(executor: Executor | None, fn: Callable[[tuple], Any], tasks: Sequence[tuple], problem_args: dict[str, Any],

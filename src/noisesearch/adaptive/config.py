@@ -20,8 +20,9 @@ class CalibrationConfig:
     eps) runs that search every step; "binomial": K_t = ceil(K·p(t)). The move (N, eps, lambda_) is the
     one probed; further `moves` are probed with K·N/N' iterations each and, with several `beams` (numbers
     B of incumbents), every (move, B) is validated at the budget on `validation_conditions` conditions
-    (default: `conditions`). `target_nfe`: calls per image the schedule's K_t spend (default: a third of
-    ε-greedy (N, K)'s)."""
+    (default: `conditions`); with validation_conditions = 0 (and B = 1) the move of the largest expected gain
+    (the allocator's objective, from the probes alone) is kept without validation runs. `target_nfe`: calls
+    per image the schedule's K_t spend (default: a third of ε-greedy (N, K)'s)."""
 
     conditions: int = 16
     seed: int = 0
@@ -52,8 +53,13 @@ class CalibrationConfig:
             check_positive_int(N=n)
             check_eps(e)
             check_lambda(lam)
-        if self.validation_conditions is not None:
-            check_positive_int(validation_conditions=self.validation_conditions)
+        v = self.validation_conditions
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise NoiseSearchError(f"validation_conditions must be an integer of at least 0 (0: no validation "
+                                   f"runs), got {v}")
+        if self.validation_conditions == 0 and self.beams != (1,):
+            raise NoiseSearchError(f"choosing among beams {list(self.beams)} needs validation runs: give "
+                                   "validation_conditions of at least 1, or beams (1,)")
         if self.target_nfe is not None:
             check_positive_int(target_nfe=self.target_nfe)
         if (moves or self.beams != (1,)) and self.method == "binomial":

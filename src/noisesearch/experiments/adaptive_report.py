@@ -116,7 +116,9 @@ def candidate_blocks(schedules: dict[str, dict[str, Any]]) -> list[Block]:
         for c in info.get("candidates", []):
             kept = all(c[key] == info[key] for key in ("N", "K", "eps", "lambda_", "B"))
             rows.append([name, str(c["N"]), str(c["K"]), f"{c['eps']:g}", f"{c['lambda_']:g}", str(c["B"]),
-                         f"{c['expected_gain']:.4f}", f"{c['validation_reward']:.4f}", "kept" if kept else ""])
+                         f"{c['expected_gain']:.4f}",
+                         f"{c['validation_reward']:.4f}" if "validation_reward" in c else "not validated",
+                         "kept" if kept else ""])
     if not rows:
         return []
     return [
@@ -124,6 +126,7 @@ def candidate_blocks(schedules: dict[str, dict[str, Any]]) -> list[Block]:
         ("p", "Each candidate (move N, ε, λ with K·N/N' probe iterations; B incumbents) ran adaptive ε-greedy at the "
               "calibration budget on the validation conditions (the calibration's, and more drawn the same way where "
               "the schedule's info gives a larger validation_conditions); the best mean reward was kept. Expected "
-              "gain: the sum of the calibrated per-step gains its K_t buy."),
+              "gain: the sum of the calibrated per-step gains its K_t buy; a calibration without validation runs "
+              "kept the largest."),
         ("table", ["schedule", "N", "K", "ε", "λ", "B", "expected gain", "validation reward", ""], rows),
     ]

@@ -181,13 +181,7 @@ class Preset:
         if calibration == {}:  # an empty entry is none, as it always was
             calibration = None
         if calibration is not None:
-            calibration = json_object(calibration, tuple(f.name for f in dataclasses.fields(CalibrationConfig)),
-                                      f"{where}, calibration")
-            check_field_types(CalibrationConfig, calibration, f"{where}, calibration")
-            try:
-                calibration = CalibrationConfig(**calibration)
-            except (NoiseSearchError, TypeError, ValueError) as err:
-                raise NoiseSearchError(one_line(f"{where}, calibration: {err}")) from None
+            calibration = calibration_config(calibration, f"{where}, calibration")
         preset = cls(
             name=name,
             description=typed(d, "description", "str", where, ""),
@@ -268,6 +262,17 @@ class Preset:
         return [c.name for c in self.rewards if c.name in needed]
 
 
+def calibration_config(d: Any, where: str) -> CalibrationConfig:
+    """A CalibrationConfig from JSON data; a one-line NoiseSearchError naming `where` for an unknown field, a value
+    of the wrong type, or any check of the config."""
+    d = json_object(d, tuple(f.name for f in dataclasses.fields(CalibrationConfig)), where)
+    check_field_types(CalibrationConfig, d, where)
+    try:
+        return CalibrationConfig(**d)
+    except (NoiseSearchError, TypeError, ValueError) as err:
+        raise NoiseSearchError(one_line(f"{where}: {err}")) from None
+
+
 def builtin_presets() -> dict[str, Preset]:
     text = (resources.files("noisesearch") / "experiments" / "presets.json").read_text()
     return {name: Preset.from_dict(name, d) for name, d in json.loads(text).items()}
@@ -303,9 +308,16 @@ def select(items: tuple, names: list[str] | None, key: Callable[[Any], str], mis
 
 
 def override(preset: Preset, algorithms: list[str] | None = None, rewards: list[str] | None = None,
-             labels: int | None = None, repeats: int | None = None) -> Preset:
+             labels: int | None = None, repeats: int | None = None,
+             calibration: dict[str, Any] | None = None) -> Preset:
     """The preset restricted to some algorithms and reward columns (dropping runs that use the schedule of a
-    column left out), with other label and repeat counts."""
+    column left out), with other label and repeat counts, and its calibration's fields changed as `calibration`
+    says (JSON values by field name)."""
+    if calibration:
+        if preset.calibration is None:
+            raise NoiseSearchError(f"preset '{preset.name}' calibrates nothing, so it has no calibration to change")
+        preset = replace(preset, calibration=calibration_config(asdict(preset.calibration) | calibration,
+                                                                f"preset '{preset.name}', changed calibration"))
     runs = select(preset.runs, algorithms, lambda r: r.algorithm, f"preset '{preset.name}' has no run of")
     columns = select(preset.rewards, rewards, lambda c: c.name, f"preset '{preset.name}' has no reward column")
     kept = {c.name for c in columns}

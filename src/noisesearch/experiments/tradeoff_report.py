@@ -1,0 +1,99 @@
+"""The calibration trade-off report: several bench runs of the same labels that differ in how their adaptive
+schedules were calibrated, as gain kept at matched NFE against the NFE each calibration spent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisesearch.errors import NoiseSearchError
+from noisesearch.experiments.adaptive_report import is_reference
+from noisesearch.experiments.presets import RunSpec
+from noisesearch.experiments.report import label_axes, load_run, save_figure, to_html, to_markdown
+from noisesearch.experiments.stream_report import GAIN_KEPT, gain_kept, streams
+
+Block = tuple
+CHEAP = 21_000  # calibration NFE per schedule the cheaper calibration must stay within
+
+
+def recipe(info: dict[str, Any]) -> str:
+    """How a schedule was calibrated, from its info: conditions, moves probed, validation, and what was kept."""
+    candidates = info.get("candidates", [])
+    moves = len({(c["N"], c["eps"], c["lambda_"]) for c in candidates}) or 1
+    validated = info.get("validation_conditions")
+    check = "no validation" if validated == 0 or not candidates else f"validated on {validated}"
+    return (f"{info['conditions']} conditions, {moves} move{'s' if moves > 1 else ''}, {check}; kept N={info['N']} "
+            f"ε={info['eps']:g} λ={info['lambda_']:g} B={info.get('B', 1)}")
+
+
+def tradeoff_points(run_dir: Path) -> list[dict[str, Any]]:
+    """Per column of a run: each calibrated adaptive run's gain kept over all labels (± paired bootstrap se) and
+    NFE ratio against ε-greedy (4, 20), with its schedule's calibration NFE and recipe."""
+    run = load_run(run_dir)
+    points = []
+    for column, runs in streams(run.records).items():
+        naive = next((rs for rs in runs.values() if rs[0]["algorithm"] == "naive"), None)
+        reference = next((rs for rs in runs.values() if is_reference(rs[0]["algorithm"], rs[0]["params"])), None)
+        for label, rs in runs.items():
+            source = RunSpec(rs[0]["algorithm"], rs[0]["params"]).calibrated_column(column)
+            path = Path(run_dir) / "schedules" / f"{source}.json"
+            if source is None or naive is None or reference is None or not path.is_file():
+                continue
+            info = json.loads(path.read_text())["info"]
+            values = [np.array([r["reward_value"] for r in stream]) for stream in (rs, naive, reference)]
+            if len({len(v) for v in values}) != 1:
+                raise NoiseSearchError(f"{run_dir}: the runs of column {column} do not share their labels")
+            kept, se = gain_kept(*values)
+            points.append({"run_dir": str(run_dir), "column": column, "run": label, "labels": len(rs),
+                           "calibration_nfe": int(info["calibration_nfe"]), "recipe": recipe(info),
+                           "gain_kept": kept, "se": se,
+                           "nfe_ratio": np.mean([r["nfe"] for r in rs]) / np.mean([r["nfe"] for r in reference]),
+                           "git_commit": run.environment.get("git_commit"),
+                           "git_dirty": run.environment.get("git_dirty")})
+    return points
+
+
+def plot_tradeoff(points: list[dict[str, Any]], out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    columns = list(dict.fromkeys(p["column"] for p in points))
+    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 4), squeeze=False)
+    for ax, column in zip(axes[0], columns, strict=True):
+        here = sorted((p for p in points if p["column"] == column), key=lambda p: p["calibration_nfe"])
+        ax.errorbar([p["calibration_nfe"] for p in here], [100 * p["gain_kept"] for p in here],
+                    yerr=[100 * p["se"] for p in here], marker="o", capsize=3)
+        ax.axhline(100 * GAIN_KEPT, color="grey", ls="--", lw=1)
+        ax.axvline(CHEAP, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        label_axes(ax, "calibration NFE per schedule", "gain kept at matched NFE (%)", column)
+    return save_figure(fig, out, "tradeoff.png")
+
+
+def write_tradeoff_report(run_dirs: list[Path], out: Path) -> tuple[Path, Path]:
+    """report.md and report.html (with tradeoff.png) in `out` for the calibrated adaptive runs of `run_dirs`."""
+    points = [p for d in run_dirs for p in tradeoff_points(Path(d))]
+    if not points:
+        raise NoiseSearchError("none of the run directories has an adaptive run of a calibrated schedule beside "
+                               "naive and ε-greedy (4, 20)")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [[p["column"], p["recipe"], f"{p['calibration_nfe']:,}", str(p["labels"]),
+             f"{100 * p['gain_kept']:.1f} % ± {100 * p['se']:.1f}", f"{p['nfe_ratio']:.3f}",
+             f"{p['run_dir']} ({(p['git_commit'] or '?')[:7]}{', dirty' if p['git_dirty'] else ''})"]
+            for p in sorted(points, key=lambda p: (p["column"], p["calibration_nfe"]))]
+    blocks: list[Block] = [
+        ("h", 1, "Calibration cost against schedule quality"),
+        ("p", f"Each point: adaptive ε-greedy with a schedule calibrated as its recipe says, on the evaluation labels "
+              f"of its run (none of them used to calibrate). Gain kept = (run − naive) ÷ (ε-greedy (4, 20) − naive) "
+              f"over the same labels, ± a paired bootstrap standard error; NFE ratio = its NFE per image ÷ "
+              f"ε-greedy's. Dashed: {100 * GAIN_KEPT:.0f} % kept; dotted: {CHEAP:,} calibration NFE."),
+        ("table", ["column", "calibration", "calibration NFE", "labels", "gain kept", "NFE ratio", "run (commit)"],
+         rows),
+        ("img", plot_tradeoff(points, out), "gain kept against calibration NFE"),
+    ]
+    md, page = out / "report.md", out / "report.html"
+    md.write_text(to_markdown(blocks, out) + "\n")
+    page.write_text(to_html(blocks))
+    return md, page
