@@ -52,3 +52,33 @@ def test_the_command_writes_the_curve_and_its_plot(tmp_path, capsys):
     assert len(curve["steps"]) == len(curve["sigmas"]) and curve["nfe"] > 0
     assert (out / "reliability.png").stat().st_size > 0
     assert "NFE ->" in capsys.readouterr().out
+
+
+def test_reliability_gains_follow_the_gaussian_model_of_best_of_m():
+    from noisesearch.adaptive.reliability import Reliability, expected_maxima, reliability_gains
+
+    e = expected_maxima(3)  # E[max of 2] = 1/√π, E[max of 3] = 3/(2√π)
+    assert e == pytest.approx([0.0, 1 / np.sqrt(np.pi), 1.5 / np.sqrt(np.pi)], abs=1e-9)
+    curve = Reliability(np.array([3.0, 1.0]), np.array([[0.5, 0.5], [-0.2, np.nan]]), 4,
+                        np.array([[0.1, 0.3], [0.1, 0.1]]))
+    gains, eps = reliability_gains(curve, K=2, N=1)
+    assert gains[0] == pytest.approx([0.5 * 0.2 * e[1], 0.5 * 0.2 * (e[2] - e[1])])
+    assert gains[1] == [0.0, 0.0] and eps == pytest.approx([0.5, 1.0])  # R < 0: no gain, global draws only
+    with pytest.raises(NoiseSearchError, match="no spread"):
+        reliability_gains(Reliability(curve.sigmas, curve.per_condition, 4), K=2, N=1)
+
+
+def test_the_reliability_calibration_spends_one_probe_and_exploits_where_r_is_high(denoiser):
+    from noisesearch.adaptive import CalibrationConfig, calibrate
+    from noisesearch.adaptive.reliability import CANDIDATES
+
+    plan = calibrate("brightness", CalibrationConfig(conditions=2, N=2, K=4, method="reliability"), steps=6,
+                     denoiser=denoiser)
+    sampler = make_sampler("heun", 6)
+    assert plan.info["calibration_nfe"] == 2 * cost.reliability_probe_calls(sampler, CANDIDATES)
+    R = [max(row["R"], 0.0) for row in plan.info["reliability"]]
+    assert plan.eps == pytest.approx(tuple(1 - r for r in R))
+    assert cost.plan_calls(sampler, plan) <= plan.info["budget"]
+    assert all(k == 0 for k, r in zip(plan.K, R, strict=True) if r == 0)
+    with pytest.raises(NoiseSearchError, match="reliability fits no gains per move"):
+        CalibrationConfig(method="reliability", moves=[(1, 0.15, 0.3)])

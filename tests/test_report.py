@@ -123,13 +123,13 @@ def test_adaptive_section_measures_gain_kept_and_nfe_against_eps_greedy(tmp_path
                record("best_of_n", {"N": 8}, 0.45, 280), record("best_of_n", {"N": 16}, 0.55, 560),
                record("adaptive_eps_greedy", {"search_schedule": "calibrated", "target_nfe": 280}, 0.58, 280),
                record("adaptive_eps_greedy", {"search_schedule": "calibrated:b", "target_nfe": 280}, 0.40, 280)]
-    blocks = adaptive_blocks(records, summarize(records), tmp_path)
+    blocks = adaptive_blocks(records, summarize(records), tmp_path, tmp_path)
     rows = {row[1]: row for row in blocks[2][2]}
     own = rows["adaptive_eps_greedy (search_schedule=calibrated, target_nfe=280)"]
     assert own[5:11] == ["0.267", "95.0 %", "-0.0200", "best_of_n (N=8)", "0.4500", "yes"]
     transfer = rows["adaptive_eps_greedy (search_schedule=calibrated:b, target_nfe=280)"]
     assert transfer[6] == "50.0 %" and transfer[10] == "no"
-    assert adaptive_blocks(records[:4], summarize(records[:4]), tmp_path) == []
+    assert adaptive_blocks(records[:4], summarize(records[:4]), tmp_path, tmp_path) == []
 
 
 def test_the_validated_candidates_are_listed_and_the_kept_one_marked():
@@ -252,3 +252,13 @@ def test_tradeoff_report_puts_each_calibration_at_its_cost_and_gain_kept(tmp_pat
     assert text.index("20,000") < text.index("200,000") and (tmp_path / "out" / "tradeoff.png").is_file()
     assert main(["report", str(cheap), str(dear)]) == 1
     assert "--out" in capsys.readouterr().err
+
+
+def test_the_r_of_reliability_calibrated_schedules_is_plotted_and_only_theirs(tmp_path):
+    from noisesearch.experiments.adaptive_report import reliability_blocks
+
+    rows = [{"sigma": s, "R": r, "lo": r - 0.1, "hi": r + 0.1} for s, r in ((10.0, 0.1), (1.0, 0.6), (0.1, 0.9))]
+    blocks = reliability_blocks({"a": {"info": {"reliability": rows}}, "b": {"info": {}}}, tmp_path / "out")
+    assert blocks[0][2].startswith("R(σ)") and blocks[2][1] == tmp_path / "out" / "reliability.png"
+    assert blocks[2][1].stat().st_size > 0
+    assert reliability_blocks({"b": {"info": {}}}, tmp_path / "none") == []

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from noisesearch.adaptive.reliability import CANDIDATES
 from noisesearch.backends import backend_names, get_backend
 from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards import describe_reward, reward_names
@@ -217,8 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=parse_out, required=True, help="schedule JSON to write")
     cal.add_argument("--method", default="final", help="final (gains in the final reward of searching one step "
                                                        "alone, the default), gain (GP-smoothed marginal gains of "
-                                                       "x0-prediction scores) or binomial (K_t = "
-                                                       "ceil(K p(t)))")
+                                                       "x0-prediction scores), binomial (K_t = "
+                                                       "ceil(K p(t))) or reliability (gains and eps_t from "
+                                                       "R(sigma): exploit where the early reward predicts the "
+                                                       "final one)")
     cal.add_argument("--conditions", type=int, default=16, help="calibration conditions (labels drawn from --seed)")
     cal.add_argument("--seed", type=int, default=0, help="draws the calibration labels; their sample seeds are "
                                                          "disjoint from every sample and bench seed")
@@ -256,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--conditions", type=int, default=32, help="conditions (labels drawn from --seed)")
     rel.add_argument("--seed", type=int, default=0, help="draws the labels; their sample seeds are disjoint from "
                                                          "every sample and bench seed")
-    rel.add_argument("--candidates", type=int, default=8, help="candidates per step and condition (at least 2)")
+    rel.add_argument("--candidates", type=int, default=CANDIDATES,
+                     help="candidates per step and condition (at least 2)")
     rel.add_argument("--guidance", type=float, default=None, help="as for sample (embedded default 1)")
     add_model_flags(rel)
     rel.add_argument("--max-batch", type=int, default=16, help="most rows per network call")
@@ -511,7 +515,7 @@ def cmd_reliability(args: argparse.Namespace, argv: list[str]) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reliability.json").write_text(json.dumps({"command": "noisesearch " + shlex.join(argv),
                                                            "rewards": written}, indent=1) + "\n")
-    reliability_plot(curves, args.out / "reliability.png")
+    reliability_plot({r: written[r]["steps"] for r in rewards}, args.out / "reliability.png")
     print("sigma_hat  " + "  ".join(f"{r:>24}" for r in rewards))
     summaries = [written[r]["steps"] for r in rewards]
     for t, sigma in enumerate(next(iter(curves.values())).sigmas):

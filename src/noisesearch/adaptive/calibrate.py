@@ -12,6 +12,7 @@ from noisesearch.adaptive.allocation import allocate_iterations, marginal_gain
 from noisesearch.adaptive.config import CalibrationConfig
 from noisesearch.adaptive.fits import fit_binomial, fit_eps, fit_final_gains, fit_gains
 from noisesearch.adaptive.gain_probe import probe_final_gains, probe_ladder
+from noisesearch.adaptive.reliability import CANDIDATES, probe_reliability, reliability_gains
 from noisesearch.api import make_problem, search
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import sampler_from_dict
@@ -117,12 +118,20 @@ def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) 
     "final": gains in the final reward of searching one step at a time for 1 to K iterations
     (`probe_final_gains`); "gain": gains per iteration from the x0-prediction scores of ε-greedy (N, K,
     eps) runs that search every step; with either, K_t spends config.target_nfe calls per image (default:
-    a third of ε-greedy (N, K)'s) where the gain per call is largest. "binomial": K_t = ceil(K·p(t)). All
-    fit ε_t from the improvements and keep the gains, so a budget can be given later."""
+    a third of ε-greedy (N, K)'s) where the gain per call is largest. "binomial": K_t = ceil(K·p(t)). These
+    fit ε_t from the improvements; "reliability" takes gains and ε_t from R(σ) (`reliability_gains`) and
+    spends the budget as "final" does. All keep the gains, so a budget can be given later."""
     c = config
     labels, seeds = draw_labels(c.conditions, c.seed), calibration_seeds(c.seed, c.conditions)
-    if c.method == "final":
-        args = {k: v for k, v in problem_args.items() if k != "evaluator"}
+    args = {k: v for k, v in problem_args.items() if k != "evaluator"}
+    eps = None
+    if c.method == "reliability":
+        problem, _ = make_problem(reward=reward, labels=labels, seeds=seeds, **args)
+        curve = probe_reliability(problem, CANDIDATES)
+        sampler, trace, nfe = problem.sampler, None, problem.nfe
+        gains, eps = reliability_gains(curve, c.K, c.N)
+        outcome = {"reliability": curve.to_dict()["steps"], "reliability_candidates": CANDIDATES}
+    elif c.method == "final":
         problem, _ = make_problem(reward=reward, labels=labels, seeds=seeds, **args)
         problem.start_progress(None, "calibrate")
         try:
@@ -139,7 +148,7 @@ def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) 
         outcome = {"calibration_reward": float(result.rewards.mean()),
                    **({"calibration_evaluator": float(result.evaluator_rewards.mean())}
                       if result.evaluator_rewards is not None else {})}
-    if trace is None or len(trace) == 0:
+    if not gains if eps is not None else trace is None or len(trace) == 0:
         raise NoiseSearchError("the calibration run searched no step (does the sampler inject noise?)")
     budget = None
     if c.method == "binomial":
@@ -154,5 +163,5 @@ def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) 
         "eps": c.eps, "lambda_": c.lambda_, "budget": budget, "sampler": sampler.to_dict(),
         "calibration_nfe": int(nfe.sum()), "calibration_nfe_per_condition": float(nfe.double().mean()), **outcome,
     }
-    return SearchSchedule.uniform(sampler, K_t, fit_eps(trace, c.eps), c.N,
+    return SearchSchedule.uniform(sampler, K_t, fit_eps(trace, c.eps) if eps is None else eps, c.N,
                                   gains=tuple(tuple(row) for row in gains), info=info)

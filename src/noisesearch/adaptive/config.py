@@ -9,7 +9,7 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.search.base import check_beams, check_eps, check_lambda, check_positive_int
 from noisesearch.seeds import check_seed
 
-METHODS = ("final", "gain", "binomial")
+METHODS = ("final", "gain", "binomial", "reliability")
 Move = tuple[int, float, float]  # a local-search move: (N candidates per iteration, eps, lambda_)
 
 
@@ -17,7 +17,8 @@ Move = tuple[int, float, float]  # a local-search move: (N candidates per iterat
 class CalibrationConfig:
     """method "final" (the default): gains in the final reward of searching one step at a time for 1 to K
     iterations; "gain": GP-smoothed gains per iteration from the x0-prediction scores of ε-greedy (N, K,
-    eps) runs that search every step; "binomial": K_t = ceil(K·p(t)). The move (N, eps, lambda_) is the
+    eps) runs that search every step; "binomial": K_t = ceil(K·p(t)); "reliability": gains and ε_t from
+    R(σ) (adaptive.reliability.reliability_gains). The move (N, eps, lambda_) is the
     one probed; further `moves` are probed with K·N/N' iterations each and, with several `beams` (numbers
     B of incumbents), every (move, B) is validated at the budget on `validation_conditions` conditions
     (default: `conditions`); with validation_conditions = 0 (and B = 1) the move of the largest expected gain
@@ -62,9 +63,9 @@ class CalibrationConfig:
                                    "validation_conditions of at least 1, or beams (1,)")
         if self.target_nfe is not None:
             check_positive_int(target_nfe=self.target_nfe)
-        if (moves or self.beams != (1,)) and self.method == "binomial":
-            raise NoiseSearchError("choosing among moves or beams needs the final or gain method (binomial fits no "
-                                   "gains)")
+        if (moves or self.beams != (1,)) and self.method in ("binomial", "reliability"):
+            raise NoiseSearchError(f"choosing among moves or beams needs the final or gain method ({self.method} "
+                                   "fits no gains per move)")
 
     @property
     def validates(self) -> bool:

@@ -21,7 +21,7 @@ def is_reference(algorithm: str, params: dict[str, Any]) -> bool:
             and not params.get("search_schedule"))
 
 
-def adaptive_blocks(records: list[dict[str, Any]], stats: Stats, run_dir: Path) -> list[Block]:
+def adaptive_blocks(records: list[dict[str, Any]], stats: Stats, run_dir: Path, out: Path) -> list[Block]:
     """Tables of the adaptive runs in `records` (nothing if there are none)."""
     if not any(r["algorithm"] in ADAPTIVE for r in records):
         return []
@@ -46,7 +46,7 @@ def adaptive_blocks(records: list[dict[str, Any]], stats: Stats, run_dir: Path) 
         ("table", ["column", "run", "reward (± se)", "evaluator", "NFE / image", "NFE ratio", "gain kept",
                    "Δ vs ε-greedy (4, 20)", "best other at ≤ NFE", "its reward", "at least as good"], rows),
     ]
-    blocks.extend(calibration_blocks(records, run_dir))
+    blocks.extend(calibration_blocks(records, run_dir, out))
     return blocks
 
 
@@ -69,8 +69,9 @@ def versus_others(s: dict[str, float], here: Stats, runs: dict[str, RunSpec]) ->
     return [label, f"{mean:.4f}", "yes" if s["mean"] >= mean else "no"]
 
 
-def calibration_blocks(records: list[dict[str, Any]], run_dir: Path) -> list[Block]:
-    """Calibration cost per schedule (NFE of calibration ÷ images it served) and the schedules themselves."""
+def calibration_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) -> list[Block]:
+    """Calibration cost per schedule (NFE of calibration ÷ images it served), the schedules themselves and the
+    R(σ) of those calibrated by the reliability method."""
     paths = sorted((run_dir / "schedules").glob("*.json"))
     if not paths:
         return []
@@ -105,6 +106,24 @@ def calibration_blocks(records: list[dict[str, Any]], run_dir: Path) -> list[Blo
         *candidate_blocks(schedules),
         ("h", 3, "Calibrated schedules"),
         ("table", header, step_rows),
+        *reliability_blocks(schedules, out),
+    ]
+
+
+def reliability_blocks(schedules: dict[str, dict[str, Any]], out: Path) -> list[Block]:
+    """R(σ) with its bootstrap intervals, for the schedules calibrated from it."""
+    from noisesearch.adaptive.reliability import reliability_plot
+
+    curves = {name: data["info"]["reliability"] for name, data in schedules.items() if "reliability" in data["info"]}
+    if not curves:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    return [
+        ("h", 3, "R(σ) of the reliability-calibrated schedules"),
+        ("p", "Spearman correlation between the reward of a step's x0 prediction and the final reward across the "
+              "probe's candidates, mean over calibration conditions with 90 % bootstrap intervals; the schedule "
+              "exploits (ε_t = 1 − R⁺, iterations by R⁺ × spread) where it is high."),
+        ("img", reliability_plot(curves, out / "reliability.png"), "R(σ) per schedule"),
     ]
 
 

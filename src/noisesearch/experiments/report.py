@@ -497,7 +497,7 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
         blocks.append(("h", 2, "Reward against NFE"))
         blocks.extend(scaling)
     blocks.extend(families_blocks(run, out))
-    blocks.extend(adaptive_blocks(run.records, summarize(run.records), run.directory))
+    blocks.extend(adaptive_blocks(run.records, summarize(run.records), run.directory, out))
     blocks.extend(stream_blocks(run.records, run.directory, out))
     traces = plot_traces(load_traces(run), out)
     if traces:
