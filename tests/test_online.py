@@ -1,5 +1,8 @@
 """The online learner of adaptive ε-greedy (noisesearch.adaptive.online, noisesearch.online_search)."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -18,9 +21,11 @@ def prior() -> SearchSchedule:
     return SearchSchedule((1, 2), (5.0, 0.5), (4, 4), (0.5, 0.5), (2, 2), FLAT, {"method": "test"})
 
 
-def synthetic_trace(conditions: int, gain_at: dict[int, float], K: int = 4) -> Trace:
-    """Every condition searches both steps K iterations; step s gains gain_at[s] in its first iteration only,
-    and each second iteration's winner is global."""
+def synthetic_trace(conditions: int, gain_at: dict[int, float], K: int = 4,
+                    start: dict[int, float] | None = None) -> Trace:
+    """Every condition searches both steps K iterations; step s gains gain_at[s] over its first candidates' mean
+    score start[s] (default 0) in its first iteration only, and each second iteration's winner is global."""
+    start = start or {}
     rows = {name: [] for name in TRACE_FIELDS}
     for c in range(conditions):
         for step, sigma in ((1, 5.0), (2, 0.5)):
@@ -29,11 +34,11 @@ def synthetic_trace(conditions: int, gain_at: dict[int, float], K: int = 4) -> T
                 rows["step"].append(step)
                 rows["sigma"].append(sigma)
                 rows["iteration"].append(k)
-                rows["winner_score"].append(gain_at[step])
-                rows["incumbent_score"].append(gain_at[step])
+                rows["winner_score"].append(start.get(step, 0.0) + gain_at[step])
+                rows["incumbent_score"].append(start.get(step, 0.0) + gain_at[step])
                 rows["winner_global"].append(k % 2 == 0)
                 rows["changed"].append(k == 1 or k % 2 == 0)
-                rows["mean_score"].append(0.0)
+                rows["mean_score"].append(start.get(step, 0.0) if k == 1 else 0.0)
     floats = {"sigma", "winner_score", "incumbent_score", "mean_score"}
     return Trace(**{n: torch.tensor(v, dtype=torch.float32 if n in floats else None) for n, v in rows.items()})
 
@@ -51,6 +56,24 @@ def test_update_learns_where_the_gain_is():
     assert learner.batches == 5 and learner.conditions == 40
 
 
+def test_survival_credit_counts_the_share_of_a_gain_that_reaches_the_next_step():
+    # step 1 gains 1.0 over its start 0, and step 2 starts at 0.25: a quarter of it survived; step 2 gains 0.5
+    # over 0.25, all of which the final reward 0.75 keeps
+    trace = synthetic_trace(4, {1: 1.0, 2: 0.5}, start={1: 0.0, 2: 0.25})
+    learned = {credit: OnlineSchedule(prior(), prior_weight=1e-9, credit=credit) for credit in ("survival", "x0")}
+    for learner in learned.values():
+        learner.update(trace, prior(), np.full(4, 0.75))
+    assert learned["survival"].survival() == pytest.approx([0.25, 1.0])
+    assert learned["x0"].survival() == pytest.approx([1.0, 1.0])
+    survival, x0 = learned["survival"].posterior()[0], learned["x0"].posterior()[0]
+    assert survival[:, 0] == pytest.approx([0.25, 0.5]) and x0[:, 0] == pytest.approx([1.0, 0.5])
+    unseen = OnlineSchedule(prior(), credit="survival")
+    unseen.update(trace, prior())  # without final rewards the last step's survival is not observed
+    assert unseen.offered.tolist() == [4.0, 0.0] and unseen.survival() == pytest.approx([0.25, 1.0])
+    with pytest.raises(NoiseSearchError, match="credit must be one of survival, x0"):
+        OnlineSchedule(prior(), credit="final")
+
+
 def test_thompson_draws_differ_by_seed_and_repeat():
     learner = OnlineSchedule(prior())
     learner.update(synthetic_trace(2, {1: 0.5, 2: 0.5}), prior())
@@ -64,6 +87,9 @@ def test_state_round_trips_through_json(tmp_path):
     learner.save(tmp_path / "state.json")
     again = OnlineSchedule.load(tmp_path / "state.json")
     assert again.plan(seed=1) == learner.plan(seed=1) and again.batches == 1
+    old = {k: v for k, v in learner.to_dict().items() if k not in ("credit", "offered", "survived")}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert OnlineSchedule.load(tmp_path / "old.json").credit == "x0"  # states from before survival credit
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(NoiseSearchError, match="not an online schedule"):
         OnlineSchedule.load(tmp_path / "bad.json")

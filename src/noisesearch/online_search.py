@@ -45,6 +45,7 @@ def search_online(
     evaluator: str | None = "auto",
     search_schedule: SearchSchedule | str | None = None,
     prior_weight: float = 4.0,
+    credit: str = "survival",
     on_batch: BatchHook | None = None,
     **problem_args: Any,
 ) -> SearchResult:
@@ -62,11 +63,11 @@ def search_online(
         raise NoiseSearchError(f"{path} already holds a learned schedule: its prior cannot change (drop "
                                "search_schedule, or start a new state file)")
     algo = get_algorithm("online_adaptive_eps_greedy", target_nfe=target_nfe, stream_batch=batch,
-                         prior_weight=prior_weight)
+                         prior_weight=prior_weight, credit=credit)
     problem, config = make_problem(reward=reward, **problem_args)
     if learner is None:
         prior = prior_schedule(search_schedule, problem, config, own_model(problem_args), reward)
-        learner = OnlineSchedule(prior, prior_weight)
+        learner = OnlineSchedule(prior, prior_weight, credit=credit)
 
     def saved(index: int, learned: OnlineSchedule) -> None:
         learned.save(path)

@@ -12,6 +12,14 @@ of prior and data. Before each batch the learner re-plans with Thompson sampling
 step moves that step's whole curve by its posterior standard deviation, so steps it knows little about are
 tried. K_t then follow from the per-image budget by `allocate_iterations`; ε_t from the global and local wins
 (as `fit_eps`, each win weighted by how often its kind was drawn). N_t, λ and B stay the prior's.
+
+Credit (`credit="survival"`, the default): a gain in the x0-prediction score at a high σ need not reach the
+final image. The search sees how much of it survives, at no extra cost: the mean score m_t of a step's first
+candidates (plain draws from the state the step starts from) is, for a denoiser whose x0 prediction is the
+posterior mean and a reward linear in x0, what the step would score on average unsearched, and the next
+searched step's m (or the final reward after the last one) is what the searched state scores. Step t's
+observed gains count by ρ_t = Σ (m_next − m_t) ÷ Σ (best_t − m_t), clipped to [0, 1], over every condition seen;
+`credit="x0"` counts them whole.
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ from noisesearch.types import Trace
 ONLINE_FORMAT = "noisesearch.online_schedule/1"
 ITERATIONS = 200  # iterations per step the learner keeps statistics for (beyond: the extrapolated prior)
 UNIFORM_K, UNIFORM_EPS, UNIFORM_N = 20, 0.4, 4  # the prior schedule when none is given: ε-greedy (4, 20)
-STATISTICS = ("sums", "squares", "counts", "global_wins", "local_wins")  # what the learner accumulates
+STATISTICS = ("sums", "squares", "counts", "global_wins", "local_wins", "offered", "survived")  # accumulated
+CREDITS = ("survival", "x0")
 
 
 def uniform_prior(sampler: Sampler) -> SearchSchedule:
@@ -56,8 +65,11 @@ class OnlineSchedule:
     counts: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S, ITERATIONS) observations
     global_wins: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S,) Σ global wins / ε
     local_wins: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S,) Σ local wins / (1 − ε)
+    offered: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S,) Σ (best_t − m_t)
+    survived: np.ndarray = field(default=None)  # type: ignore[assignment]  # (S,) Σ (m_next − m_t)
     batches: int = 0
     conditions: int = 0
+    credit: str = "survival"
     prior_curves: np.ndarray = field(init=False, repr=False, compare=False)  # (S, ITERATIONS) from `prior`
 
     def __post_init__(self) -> None:
@@ -65,8 +77,10 @@ class OnlineSchedule:
             raise NoiseSearchError("the online learner's prior schedule needs gains (made by `noisesearch calibrate`)")
         if not self.prior_weight > 0:
             raise NoiseSearchError(f"prior_weight must be > 0, got {self.prior_weight}")
+        if self.credit not in CREDITS:
+            raise NoiseSearchError(f"credit must be one of {', '.join(CREDITS)}, got {self.credit!r}")
         S = len(self.prior.steps)
-        for name, shape in zip(STATISTICS, [(S, ITERATIONS)] * 3 + [(S,)] * 2, strict=True):
+        for name, shape in zip(STATISTICS, [(S, ITERATIONS)] * 3 + [(S,)] * 4, strict=True):
             value = getattr(self, name)
             setattr(self, name, np.zeros(shape) if value is None else np.asarray(value, dtype=np.float64))
             if getattr(self, name).shape != shape:
@@ -75,21 +89,31 @@ class OnlineSchedule:
         self.prior_curves = np.array([[marginal_gain(row, k) for k in range(1, ITERATIONS + 1)]
                                       for row in self.prior.gains])
 
+    def survival(self) -> np.ndarray:
+        """ρ_t per step: the share of its x0-prediction gains that survived (1 where none were seen, or with
+        credit "x0")."""
+        if self.credit == "x0":
+            return np.ones(len(self.offered))
+        seen = self.offered > 0
+        return np.where(seen, np.clip(self.survived / np.where(seen, self.offered, 1.0), 0.0, 1.0), 1.0)
+
     def scale(self) -> float:
         """The factor that puts the prior's gains in the units of the observed ones: Σ observed gains over
         Σ prior gains at the observed (step, iteration) cells, each cell weighted by its observations
         (1 before any observation)."""
         prior = (self.prior_curves * self.counts).sum()
-        observed = self.sums.sum()
+        observed = (self.survival()[:, None] * self.sums).sum()
         return float(observed / prior) if prior > 0 and observed > 0 else 1.0
 
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of every marginal gain g_t(k), (S, ITERATIONS) each."""
         prior = self.scale() * self.prior_curves
+        rho = self.survival()[:, None]
+        sums, squares = rho * self.sums, rho ** 2 * self.squares
         n = self.prior_weight + self.counts
-        mean = (self.prior_weight * prior + self.sums) / n
-        spread = np.where(self.counts > 1, self.squares / np.maximum(self.counts, 1)
-                          - (self.sums / np.maximum(self.counts, 1)) ** 2, 0.0)
+        mean = (self.prior_weight * prior + sums) / n
+        spread = np.where(self.counts > 1, squares / np.maximum(self.counts, 1)
+                          - (sums / np.maximum(self.counts, 1)) ** 2, 0.0)
         observed = self.counts.sum(axis=1, keepdims=True)
         pooled = np.where(observed > 1, (spread * self.counts).sum(axis=1, keepdims=True) / np.maximum(observed, 1),
                           0.0)  # per step: the variance of one observation, pooled over iterations
@@ -119,11 +143,14 @@ class OnlineSchedule:
                                range(1, K + 1), K, smooth=False)
         info = {**{k: v for k, v in self.prior.info.items() if k in ("lambda_", "B", "budget", "reward", "sampler")},
                 "method": "online", "batches": self.batches, "conditions": self.conditions,
-                "prior": self.prior.info.get("method", "schedule"), "calibration_nfe": 0}
+                "prior": self.prior.info.get("method", "schedule"), "calibration_nfe": 0, "credit": self.credit,
+                "survival": self.survival().tolist()}
         return replace(self.prior, eps=self.eps(), gains=tuple(tuple(row) for row in gains), info=info)
 
-    def update(self, trace: Trace, plan: SearchSchedule) -> None:
-        """Add the gains and wins of one batch's search (its `trace`, run under `plan`)."""
+    def update(self, trace: Trace, plan: SearchSchedule, final: np.ndarray | None = None) -> None:
+        """Add the gains and wins of one batch's search (its `trace`, run under `plan`) and what of them
+        survived (`final`: the final reward of each of its conditions, which credits each one's last searched
+        step; without it that step's survival is not observed)."""
         column = {step: t for t, step in enumerate(self.prior.steps)}
         cond, step = trace.condition.numpy(), trace.step.numpy()
         k, incumbent, mean = trace.iteration.numpy(), trace.incumbent_score.double().numpy(), trace.mean_score.numpy()
@@ -150,12 +177,28 @@ class OnlineSchedule:
                     self.global_wins[t] += 1 / eps
                 else:
                     self.local_wins[t] += 1 / (1 - eps)
+        self.add_survival(trace, column, final)
         self.batches += 1
         self.conditions += len(np.unique(cond))
 
+    def add_survival(self, trace: Trace, column: dict[int, int], final: np.ndarray | None) -> None:
+        """Per condition and searched step t: offered += best_t − m_t, survived += m_next − m_t (see the module)."""
+        cond, step, k = trace.condition.numpy(), trace.step.numpy(), trace.iteration.numpy()
+        incumbent, mean = trace.incumbent_score.double().numpy(), trace.mean_score.double().numpy()
+        for c in np.unique(cond):
+            rows = cond == c
+            searched = sorted(set(step[rows].tolist()))
+            start = [float(mean[rows & (step == i) & (k == 1)].mean()) for i in searched]
+            last = [rows & (step == i) & (k == k[rows & (step == i)].max()) for i in searched]
+            best = [float(incumbent[r].max()) for r in last]
+            after = start[1:] + ([] if final is None else [float(final[c])])
+            for i, s, b, a in zip(searched[:len(after)], start, best, after, strict=False):
+                self.offered[column[i]] += b - s
+                self.survived[column[i]] += a - s
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": ONLINE_FORMAT, "prior": self.prior.to_dict(), "prior_weight": self.prior_weight,
-                "batches": self.batches, "conditions": self.conditions,
+                "batches": self.batches, "conditions": self.conditions, "credit": self.credit,
                 **{name: getattr(self, name).tolist() for name in STATISTICS}}
 
     @classmethod
@@ -163,9 +206,12 @@ class OnlineSchedule:
         if not isinstance(data, dict) or data.get("format") != ONLINE_FORMAT:
             raise NoiseSearchError(f"not an online schedule (expected format '{ONLINE_FORMAT}')")
         try:
-            return cls(SearchSchedule.from_dict(data["prior"]), float(data["prior_weight"]),
-                       *(np.asarray(data[name], dtype=np.float64) for name in STATISTICS),
-                       batches=int(data["batches"]), conditions=int(data["conditions"]))
+            # states written before survival credit hold neither its statistics nor a credit: they learned with x0
+            stats = {name: None if name not in data else np.asarray(data[name], dtype=np.float64)
+                     for name in STATISTICS}
+            return cls(SearchSchedule.from_dict(data["prior"]), float(data["prior_weight"]), **stats,
+                       batches=int(data["batches"]), conditions=int(data["conditions"]),
+                       credit=data.get("credit", "x0"))
         except (KeyError, TypeError, ValueError) as err:
             raise NoiseSearchError(f"malformed online schedule: {err}") from None
 

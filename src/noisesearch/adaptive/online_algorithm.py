@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from noisesearch.adaptive.algorithm import AdaptiveEpsGreedy
-from noisesearch.adaptive.online import OnlineSchedule, uniform_prior
+from noisesearch.adaptive.online import CREDITS, OnlineSchedule, uniform_prior
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.sampling import Sampler
@@ -36,7 +36,8 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     """Adaptive ε-greedy with no separate calibration: the conditions are searched in order, `stream_batch` at a
     time, each part under the schedule the online learner plans (a Thompson draw of its per-step gain curves,
     K_t spread over `target_nfe` calls per image) from the traces of the parts before it; the first part runs
-    under the prior `search_schedule` (default: a uniform one, ε-greedy (4, 0.4) with gains 1/k). Every NFE
+    under the prior `search_schedule` (default: a uniform one, ε-greedy (4, 0.4) with gains 1/k); `credit` says
+    how much of a step's observed gain counts (see noisesearch.adaptive.online). Every NFE
     makes a returned image. A condition's result depends on it and the conditions before it only (a prefix of
     the conditions gives the same images); `continuing` carries a learner over from earlier runs."""
 
@@ -48,6 +49,7 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     search_schedule: SearchSchedule | str | None = None
     stream_batch: int = 16
     prior_weight: float = 4.0
+    credit: str = "survival"
     learner: OnlineSchedule | None = field(default=None, init=False, repr=False, compare=False)
     on_batch: BatchHook | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -58,6 +60,8 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
         object.__setattr__(self, "search_schedule", load_schedule(self.search_schedule))
         if self.search_schedule is not None:
             OnlineSchedule(self.search_schedule, self.prior_weight)  # a prior without gains fails here
+        if self.credit not in CREDITS:
+            raise NoiseSearchError(f"credit must be one of {', '.join(CREDITS)}, got {self.credit!r}")
 
     def continuing(self, learner: OnlineSchedule, on_batch: BatchHook | None = None) -> OnlineAdaptiveEpsGreedy:
         """This search, learning on from `learner` (its prior replaces search_schedule; updated in place after
@@ -72,7 +76,7 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     def params(self) -> dict[str, Any]:
         plan = self.search_schedule
         return {"target_nfe": self.target_nfe, "stream_batch": self.stream_batch, "prior_weight": self.prior_weight,
-                "search_schedule": None if plan is None else plan.to_dict()}
+                "credit": self.credit, "search_schedule": None if plan is None else plan.to_dict()}
 
     def prior_for(self, sampler: Sampler) -> SearchSchedule:
         if self.learner is not None:
@@ -95,14 +99,15 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace]:
         prior = self.prior_for(problem.sampler)
         prior.check_matches(problem.sampler)
-        learner = self.learner if self.learner is not None else OnlineSchedule(prior, self.prior_weight)
+        learner = (self.learner if self.learner is not None
+                   else OnlineSchedule(prior, self.prior_weight, credit=self.credit))
         states, rewards, traces, parts = [], [], [], []
         for index, start in enumerate(range(0, problem.n, self.stream_batch)):
             part = torch.arange(start, min(start + self.stream_batch, problem.n))
             plan = learner.plan()
             with problem.part(part) as sub:
                 x, r, trace = self.inner(plan)._search(sub)
-            learner.update(trace, plan)
+            learner.update(trace, plan, r.double().numpy())
             states.append(x)
             rewards.append(r)
             traces.append(trace)
