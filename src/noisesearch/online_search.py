@@ -45,7 +45,7 @@ def search_online(
     evaluator: str | None = "auto",
     search_schedule: SearchSchedule | str | None = None,
     prior_weight: float = 4.0,
-    credit: str = "survival",
+    credit: str = "x0",
     on_batch: BatchHook | None = None,
     **problem_args: Any,
 ) -> SearchResult:

@@ -49,7 +49,7 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     search_schedule: SearchSchedule | str | None = None
     stream_batch: int = 16
     prior_weight: float = 4.0
-    credit: str = "survival"
+    credit: str = "x0"
     learner: OnlineSchedule | None = field(default=None, init=False, repr=False, compare=False)
     on_batch: BatchHook | None = field(default=None, init=False, repr=False, compare=False)
 
