@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from noisesearch.adaptive.online import OnlineSchedule, uniform_prior
+from noisesearch.adaptive.portfolio import MIN_TRIALS, Portfolio, arm_name, arm_priors
 from noisesearch.errors import NoiseSearchError
 from noisesearch.online_search import search_online
 from noisesearch.sampling import make_sampler
@@ -105,8 +106,13 @@ def test_stream_stays_within_budget_and_resumes(tmp_path):
     assert int(result.trace.condition.max()) == 2
     again = search_online(state=state, target_nfe=40, batch=4, labels=[4], reward="brightness", steps=6,
                           evaluator=None)
-    assert OnlineSchedule.load(state).batches == 3 and int(again.nfe.max()) <= 40
+    learned = Portfolio.load(state)
+    assert learned.batches == 3 and int(again.nfe.max()) <= 40 and len(learned.history) == 4
     assert SearchSchedule.from_dict(again.config["search_schedule"]).info["method"] == "online"
+    # no shipped schedule at 6 steps: the uniform arms that leave half of 40 calls to search (B = 1 only)
+    assert learned.names == [arm_name(p) for p in arm_priors(make_sampler("heun", 6), 40)]
+    assert len(learned.names) == 3 and result.config["arms"] == [learned.names[a] for a in learned.history[:3]]
+    assert [a["conditions"] for a in again.config["online"]["arms"]] == [int(c) for c in learned.counts]
 
 
 def test_the_registered_algorithm_plans_each_part_from_the_parts_before_it():
@@ -118,9 +124,10 @@ def test_the_registered_algorithm_plans_each_part_from_the_parts_before_it():
     seen = []
     learner = OnlineSchedule(uniform_prior(sampler))
     algo = get_algorithm("online_adaptive_eps_greedy", target_nfe=40, stream_batch=3).continuing(
-        learner, lambda index, learned: seen.append((index, learned.batches, learned.plan().K)))
+        learner, lambda index, learned: seen.append((index, learned.batches, learned.learners[0].plan().K)))
     result = algo.run(problem)
     assert [s[:2] for s in seen] == [(0, 1), (1, 2)] and learner.conditions == 4
+    assert result.config["arms"] == ["N4 eps0.4 lambda0.15 B1"] * 4
     assert int(result.nfe.max()) <= 40 and torch.equal(result.nfe, problem.nfe)
     assert sorted(set(result.trace.condition.tolist())) == [0, 1, 2, 3]
     with pytest.raises(NoiseSearchError, match="drop search_schedule"):
@@ -147,3 +154,51 @@ def test_the_online_preset_streams_256_labels_at_most_035_of_eps_greedy():
             continue
         algo = get_algorithm(run.algorithm, **run.algorithm_params({"brightness": placeholder}, "brightness"))
         assert algo.nfe_estimate(sampler) <= ceiling, run.label
+
+
+def arms_with(means: list[float], counts: list[int], sd: float = 0.1) -> Portfolio:
+    """A portfolio of len(means) arms whose observed final rewards have these means and spread sd."""
+    sampler = make_sampler("heun", 6)
+    portfolio = Portfolio.of([uniform_prior(sampler, B=b + 1) for b in range(len(means))])
+    portfolio.counts = np.array(counts, dtype=np.float64)
+    portfolio.sums = portfolio.counts * np.array(means)
+    portfolio.squares = portfolio.counts * (np.array(means) ** 2 + sd ** 2)
+    return portfolio
+
+
+def test_every_arm_is_tried_then_thompson_sampling_favours_the_best():
+    fresh = arms_with([0.0, 0.0, 0.0], [0, 0, 0])
+    assert fresh.choose(7).tolist()[:3 * MIN_TRIALS] == [0, 1, 2] * MIN_TRIALS  # round robin first
+    known = arms_with([0.2, 0.9, 0.1], [10, 10, 10])
+    mean, sd = known.posterior()
+    assert np.allclose(mean, [0.2, 0.9, 0.1]) and np.allclose(sd, 0.1 * np.sqrt(10 / 9) / np.sqrt(10))
+    assert known.choose(50).tolist() == [1] * 50 and known.best() == 1
+    close = arms_with([0.50, 0.52, 0.0], [4, 4, 4], sd=0.2)
+    assert set(close.choose(64).tolist()) == {0, 1}  # too close to tell: both still drawn, never the bad one
+    assert close.choose(8).tolist() == close.choose(8).tolist()  # seeded by the batches seen
+
+
+def test_portfolio_round_trips_and_reads_a_single_learner(tmp_path):
+    portfolio = arms_with([0.3, 0.6], [3, 5])
+    portfolio.learners[1].update(synthetic_trace(3, {1: 0.2, 2: 0.7}), prior())
+    portfolio.record(np.array([1, 0]))
+    portfolio.save(tmp_path / "p.json")
+    again = Portfolio.load(tmp_path / "p.json")
+    assert again.names == portfolio.names and again.history == [1, 0] and again.batches == 1
+    assert np.array_equal(again.counts, portfolio.counts) and again.learners[1].plan(seed=2) == \
+        portfolio.learners[1].plan(seed=2)
+    single = OnlineSchedule(prior())
+    single.save(tmp_path / "one.json")
+    assert len(Portfolio.load(tmp_path / "one.json").learners) == 1  # a state from before portfolios
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "noisesearch.online_portfolio/1"}))
+    with pytest.raises(NoiseSearchError, match="malformed online portfolio"):
+        Portfolio.load(tmp_path / "bad.json")
+
+
+def test_arms_need_room_to_search_and_exclude_a_prior_schedule():
+    sampler = make_sampler("heun", 6)
+    assert [p.info["B"] for p in arm_priors(sampler, 44, moves=((4, 0.4, 0.15),))] == [1, 2]
+    with pytest.raises(NoiseSearchError, match="leaves no arm"):
+        arm_priors(sampler, 20)
+    with pytest.raises(NoiseSearchError, match="drop them, or drop search_schedule"):
+        get_algorithm("online_adaptive_eps_greedy", target_nfe=40, search_schedule=prior(), beams=[1, 2])

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from noisesearch.adaptive.online import OnlineSchedule, uniform_prior
 from noisesearch.adaptive.online_algorithm import BatchHook
+from noisesearch.adaptive.portfolio import Portfolio
 from noisesearch.api import PlannedSearch, make_problem, own_model, resolve_evaluator
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem, Reward
@@ -19,9 +19,9 @@ from noisesearch.types import SearchResult
 
 
 def prior_schedule(search_schedule: SearchSchedule | str | None, problem: Problem, config: dict[str, Any],
-                   users_model: bool, reward: str | Reward) -> SearchSchedule:
+                   users_model: bool, reward: str | Reward) -> SearchSchedule | None:
     """The learner's starting point: the given schedule, else the one shipped for this model, reward and sampler,
-    else the uniform prior (`uniform_prior`)."""
+    else None (the uniform arms of `online_adaptive_eps_greedy`)."""
     plan = load_schedule(search_schedule)
     if plan is not None:
         plan.check_matches(problem.sampler)
@@ -32,7 +32,7 @@ def prior_schedule(search_schedule: SearchSchedule | str | None, problem: Proble
         plan = SearchSchedule.load(shipped_schedule(config["backend"], users_model, reward, config["guidance"]))
         plan.check_matches(problem.sampler)
     except NoiseSearchError:
-        return uniform_prior(problem.sampler)
+        return None
     return plan
 
 
@@ -51,14 +51,15 @@ def search_online(
 ) -> SearchResult:
     """`online_adaptive_eps_greedy` at `target_nfe` calls per image over the conditions (labels or prompts, sample
     i at seed + i), `batch` at a time, continuing the learner in `state` (a JSON file, created if missing and
-    saved after every batch); a new learner's prior is `search_schedule`, else the shipped schedule for this
-    model and reward, else a uniform one. Other keywords as for `search`; `on_batch(index, learner)` is called
-    after each batch. The result's config holds the learner's posterior-mean schedule ("search_schedule") and
-    how it was learned ("online")."""
+    saved after every batch); a new learner's one arm is `search_schedule`, else the shipped schedule for this
+    model and reward; without either it chooses among the uniform arms (noisesearch.adaptive.portfolio). Other
+    keywords as for `search`; `on_batch(index, learner)` is called after each batch. The result's config holds
+    the posterior-mean schedule of the best arm so far ("search_schedule"), each condition's arm ("arms") and
+    how it was learned ("online", with every arm's record)."""
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise NoiseSearchError(f"batch must be a positive integer, got {batch}")
     path = Path(state)
-    learner = OnlineSchedule.load(path) if path.exists() else None
+    learner = Portfolio.load(path) if path.exists() else None
     if learner is not None and search_schedule is not None:
         raise NoiseSearchError(f"{path} already holds a learned schedule: its prior cannot change (drop "
                                "search_schedule, or start a new state file)")
@@ -67,15 +68,19 @@ def search_online(
     problem, config = make_problem(reward=reward, **problem_args)
     if learner is None:
         prior = prior_schedule(search_schedule, problem, config, own_model(problem_args), reward)
-        learner = OnlineSchedule(prior, prior_weight, credit=credit)
+        priors = [prior] if prior is not None else algo.priors(problem.sampler)
+        for plan in priors:
+            plan.check_matches(problem.sampler)
+        learner = Portfolio.of(priors, prior_weight, credit)
 
-    def saved(index: int, learned: OnlineSchedule) -> None:
+    def saved(index: int, learned: Portfolio) -> None:
         learned.save(path)
         if on_batch is not None:
             on_batch(index, learned)
 
     result = PlannedSearch(algo.continuing(learner, saved), problem, config, resolve_evaluator(evaluator, config)).run()
+    best = learner.learners[learner.best()]
     online = {"state": str(path), "batches": -(-problem.n // batch), "batch": batch,
-              "learner_batches": learner.batches, "prior_weight": learner.prior_weight}
-    return replace(result, config=result.config | {"search_schedule": learner.plan(draw=False).to_dict(),
+              "learner_batches": learner.batches, "prior_weight": best.prior_weight, "arms": learner.summary()}
+    return replace(result, config=result.config | {"search_schedule": best.plan(draw=False).to_dict(),
                                                    "online": online})

@@ -48,12 +48,30 @@ STATISTICS = ("sums", "squares", "counts", "global_wins", "local_wins", "offered
 CREDITS = ("survival", "x0")
 
 
-def uniform_prior(sampler: Sampler) -> SearchSchedule:
-    """The prior when nothing is known: ε-greedy (N = 4, ε = 0.4) at every searchable step with the same
-    diminishing gains 1/k (the expected maximum of k draws grows about as log k)."""
+def uniform_prior(sampler: Sampler, N: int = UNIFORM_N, eps: float = UNIFORM_EPS, lambda_: float = 0.15,
+                  B: int = 1) -> SearchSchedule:
+    """The prior when nothing is known: one move (default ε-greedy with N = 4, ε = 0.4, λ = 0.15) and B at every
+    searchable step, with the same diminishing gains 1/k (the expected maximum of k draws grows about as log k)."""
     gains = tuple(tuple(1.0 / k for k in range(1, UNIFORM_K + 1)) for _ in sampler.searchable_steps())
-    return SearchSchedule.uniform(sampler, UNIFORM_K, UNIFORM_EPS, UNIFORM_N, gains=gains,
-                                  info={"method": "uniform prior"})
+    return SearchSchedule.uniform(sampler, UNIFORM_K, eps, N, gains=gains,
+                                  info={"method": "uniform prior", "lambda_": lambda_, "B": B})
+
+
+def save_state(data: dict[str, Any], path: str | Path) -> None:
+    """Write a learner's state as JSON, atomically (a reader never sees half a file)."""
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    tmp.replace(path)
+
+
+def read_state(path: str | Path) -> Any:
+    """The JSON of a learner's state file, or a one-line error."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise NoiseSearchError(f"cannot read online schedule '{path}': {err.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise NoiseSearchError(f"online schedule '{path}' is not JSON (not an online schedule file)") from None
 
 
 @dataclass
@@ -218,15 +236,8 @@ class OnlineSchedule:
             raise NoiseSearchError(f"malformed online schedule: {err}") from None
 
     def save(self, path: str | Path) -> None:
-        tmp = Path(path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict()) + "\n")
-        tmp.replace(path)
+        save_state(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> OnlineSchedule:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-        except OSError as err:
-            raise NoiseSearchError(f"cannot read online schedule '{path}': {err.strerror}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise NoiseSearchError(f"online schedule '{path}' is not JSON (not an online schedule file)") from None
+        return cls.from_dict(read_state(path))

@@ -10,17 +10,19 @@ from typing import Any
 import torch
 
 from noisesearch.adaptive.algorithm import AdaptiveEpsGreedy
-from noisesearch.adaptive.online import CREDITS, OnlineSchedule, uniform_prior
+from noisesearch.adaptive.config import CalibrationConfig, Move
+from noisesearch.adaptive.online import CREDITS, OnlineSchedule
+from noisesearch.adaptive.portfolio import BEAMS, MOVES, Portfolio, arm_name, arm_priors
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.sampling import Sampler
-from noisesearch.search.base import SearchAlgorithm, check_positive_int
+from noisesearch.search.base import SearchAlgorithm, check_beams, check_positive_int
 from noisesearch.search.local import load_schedule
 from noisesearch.search.registry import register_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.types import TRACE_FIELDS, SearchResult, Trace
 
-BatchHook = Callable[[int, OnlineSchedule], None]
+BatchHook = Callable[[int, Portfolio], None]
 
 
 def concatenated(traces: list[Trace], parts: list[torch.Tensor]) -> Trace:
@@ -34,15 +36,18 @@ def concatenated(traces: list[Trace], parts: list[torch.Tensor]) -> Trace:
 @dataclass(frozen=True)
 class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     """Adaptive ε-greedy with no separate calibration: the conditions are searched in order, `stream_batch` at a
-    time, each part under the schedule the online learner plans (a Thompson draw of its per-step gain curves,
-    K_t spread over `target_nfe` calls per image) from the traces of the parts before it; the first part runs
-    under the prior `search_schedule` (default: a uniform one, ε-greedy (4, 0.4) with gains 1/k); `credit` says
-    how much of a step's observed gain counts (see noisesearch.adaptive.online). Every NFE
-    makes a returned image. A condition's result depends on it and the conditions before it only (a prefix of
-    the conditions gives the same images); `continuing` carries a learner over from earlier runs."""
+    time. Without a prior `search_schedule`, every condition's arm — a move (N, ε, λ) of `moves` and a number B
+    of `beams` — is chosen by Thompson sampling on the final rewards of the conditions before it
+    (noisesearch.adaptive.portfolio); with one, that schedule is the only arm. Each arm's online learner plans
+    its schedule (a Thompson draw of its per-step gain curves, K_t spread over `target_nfe` calls per image)
+    from the traces of the conditions it searched, starting from its prior (uniform: gains 1/k); `credit` says
+    how much of a step's observed gain counts (see noisesearch.adaptive.online). Every NFE makes a returned
+    image; the result's config lists each condition's arm ("arms"). A condition's result depends on it and the
+    conditions before it only (a prefix of the conditions gives the same images); `continuing` carries a
+    learner over from earlier runs."""
 
     name = "online_adaptive_eps_greedy"
-    nfe_doc = "at most `target_nfe` (as adaptive_eps_greedy under the learned schedule of each part)"
+    nfe_doc = "at most `target_nfe` (as adaptive_eps_greedy under the learned schedule of each condition's arm)"
     searches_step_noise = True
     learns_across_conditions = True
     target_nfe: int | None = None
@@ -50,7 +55,9 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     stream_batch: int = 16
     prior_weight: float = 4.0
     credit: str = "x0"
-    learner: OnlineSchedule | None = field(default=None, init=False, repr=False, compare=False)
+    moves: tuple[Move, ...] | None = None
+    beams: tuple[int, ...] | None = None
+    learner: Portfolio | None = field(default=None, init=False, repr=False, compare=False)
     on_batch: BatchHook | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -60,14 +67,27 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
         object.__setattr__(self, "search_schedule", load_schedule(self.search_schedule))
         if self.search_schedule is not None:
             OnlineSchedule(self.search_schedule, self.prior_weight)  # a prior without gains fails here
+            if self.moves is not None or self.beams is not None:
+                raise NoiseSearchError("moves and beams choose among uniform priors: drop them, or drop "
+                                       "search_schedule")
         if self.credit not in CREDITS:
             raise NoiseSearchError(f"credit must be one of {', '.join(CREDITS)}, got {self.credit!r}")
+        if self.moves is not None:
+            object.__setattr__(self, "moves", CalibrationConfig(moves=self.moves).moves)
+            if not self.moves:
+                raise NoiseSearchError("moves must list at least one [N, eps, lambda_]")
+        if self.beams is not None:
+            object.__setattr__(self, "beams", check_beams(self.beams))
 
-    def continuing(self, learner: OnlineSchedule, on_batch: BatchHook | None = None) -> OnlineAdaptiveEpsGreedy:
-        """This search, learning on from `learner` (its prior replaces search_schedule; updated in place after
-        every part, after which `on_batch(part index, learner)` is called)."""
-        if self.search_schedule is not None:
-            raise NoiseSearchError("a continued learner keeps its own prior: drop search_schedule")
+    def continuing(self, learner: Portfolio | OnlineSchedule,
+                   on_batch: BatchHook | None = None) -> OnlineAdaptiveEpsGreedy:
+        """This search, learning on from `learner` (its arms replace search_schedule, moves and beams; updated in
+        place after every batch, after which `on_batch(batch index, learner)` is called)."""
+        if self.search_schedule is not None or self.moves is not None or self.beams is not None:
+            raise NoiseSearchError("a continued learner keeps its own arms: drop search_schedule, moves and beams")
+        return self.using(learner if isinstance(learner, Portfolio) else Portfolio([learner]), on_batch)
+
+    def using(self, learner: Portfolio, on_batch: BatchHook | None) -> OnlineAdaptiveEpsGreedy:
         algo = replace(self)
         object.__setattr__(algo, "learner", learner)
         object.__setattr__(algo, "on_batch", on_batch)
@@ -75,13 +95,18 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
 
     def params(self) -> dict[str, Any]:
         plan = self.search_schedule
-        return {"target_nfe": self.target_nfe, "stream_batch": self.stream_batch, "prior_weight": self.prior_weight,
-                "credit": self.credit, "search_schedule": None if plan is None else plan.to_dict()}
+        params = {"target_nfe": self.target_nfe, "stream_batch": self.stream_batch, "prior_weight": self.prior_weight,
+                  "credit": self.credit, "search_schedule": None if plan is None else plan.to_dict()}
+        return params | {name: [list(m) for m in value] if name == "moves" else list(value)
+                         for name, value in (("moves", self.moves), ("beams", self.beams)) if value is not None}
 
-    def prior_for(self, sampler: Sampler) -> SearchSchedule:
+    def priors(self, sampler: Sampler) -> list[SearchSchedule]:
+        """The arms' priors: the continued learner's, the given schedule, or one uniform prior per (move, B)."""
         if self.learner is not None:
-            return self.learner.prior
-        return self.search_schedule if self.search_schedule is not None else uniform_prior(sampler)
+            return [learner.prior for learner in self.learner.learners]
+        if self.search_schedule is not None:
+            return [self.search_schedule]
+        return arm_priors(sampler, self.target_nfe, self.moves or MOVES, self.beams or BEAMS)
 
     def inner(self, plan: SearchSchedule) -> AdaptiveEpsGreedy:
         return AdaptiveEpsGreedy(search_schedule=plan, target_nfe=self.target_nfe)
@@ -93,25 +118,44 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
         return self.target_nfe
 
     def expected_calls(self, sampler: Sampler, result: SearchResult) -> torch.Tensor:
-        """N_t and B are the prior's in every part, so the trace's iterations cost as under the prior."""
-        return self.inner(self.prior_for(sampler)).expected_calls(sampler, result)
+        """N_t and B are each arm's prior's, so a condition's iterations cost as under its arm's prior."""
+        priors = {arm_name(p): p for p in self.priors(sampler)}
+        calls = torch.zeros_like(result.nfe)
+        arms = result.config["arms"]
+        for name in set(arms):
+            rows = torch.tensor([a == name for a in arms])
+            calls[rows] = self.inner(priors[name]).expected_calls(sampler, result)[rows]
+        return calls
+
+    def run(self, problem: Problem) -> SearchResult:
+        learner = self.learner
+        if learner is None:
+            for prior in self.priors(problem.sampler):
+                prior.check_matches(problem.sampler)
+            learner = Portfolio.of(self.priors(problem.sampler), self.prior_weight, self.credit)
+        first = len(learner.history)
+        result = super(OnlineAdaptiveEpsGreedy, self.using(learner, self.on_batch)).run(problem)
+        names = learner.names
+        return replace(result, config=result.config | {"arms": [names[a] for a in learner.history[first:]]})
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace]:
-        prior = self.prior_for(problem.sampler)
-        prior.check_matches(problem.sampler)
-        learner = (self.learner if self.learner is not None
-                   else OnlineSchedule(prior, self.prior_weight, credit=self.credit))
+        portfolio = self.learner
         states, rewards, traces, parts = [], [], [], []
         for index, start in enumerate(range(0, problem.n, self.stream_batch)):
-            part = torch.arange(start, min(start + self.stream_batch, problem.n))
-            plan = learner.plan()
-            with problem.part(part) as sub:
-                x, r, trace = self.inner(plan)._search(sub)
-            learner.update(trace, plan, r.double().numpy())
-            states.append(x)
-            rewards.append(r)
-            traces.append(trace)
-            parts.append(part)
+            batch = torch.arange(start, min(start + self.stream_batch, problem.n))
+            arms = portfolio.choose(len(batch))
+            for arm in sorted(set(arms.tolist())):
+                part = batch[torch.from_numpy(arms == arm)]
+                plan = portfolio.learners[arm].plan()
+                with problem.part(part) as sub:
+                    x, r, trace = self.inner(plan)._search(sub)
+                portfolio.update(arm, trace, plan, r.double().numpy())
+                states.append(x)
+                rewards.append(r)
+                traces.append(trace)
+                parts.append(part)
+            portfolio.record(arms)
             if self.on_batch is not None:
-                self.on_batch(index, learner)
-        return torch.cat(states), torch.cat(rewards), concatenated(traces, parts)
+                self.on_batch(index, portfolio)
+        order = torch.argsort(torch.cat(parts))
+        return torch.cat(states)[order], torch.cat(rewards)[order], concatenated(traces, parts)

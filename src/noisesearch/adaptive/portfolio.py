@@ -1,0 +1,159 @@
+"""Choosing the move and the beam online: a portfolio of online learners, one per arm (a move (N, ε, λ) and a
+number B of incumbents, each with its own per-step gain curves, noisesearch.adaptive.online), and a Thompson
+sampler over the arms on the final rewards of the images they returned.
+
+The model: the final reward of a condition searched by arm a is Gaussian with unknown mean μ_a and a variance s²
+shared by the arms (pooled from every arm's observations; their sample variance before any arm has two). The
+posterior of μ_a is N(mean_a, s²/n_a) (a flat prior). Every condition of a stream batch gets the arm of the
+largest draw from these posteriors, after each arm has been tried `MIN_TRIALS` times (round robin, in arm
+order); the arms' learners then learn from the conditions they searched. Conditions are drawn at random, so
+arms compare fairly across them; nothing is spent outside the returned images' own searches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisesearch import cost
+from noisesearch.adaptive.online import OnlineSchedule, read_state, save_state, uniform_prior
+from noisesearch.errors import NoiseSearchError
+from noisesearch.sampling import Sampler
+from noisesearch.search.step_schedule import SearchSchedule
+from noisesearch.types import Trace
+
+PORTFOLIO_FORMAT = "noisesearch.online_portfolio/1"
+MOVES = ((4, 0.4, 0.15), (1, 0.15, 0.3), (4, 1.0, 0.15))  # ε-greedy (4, 0.4), a hill climb, random search per step
+BEAMS = (1, 2, 4)
+MIN_TRIALS = 2  # conditions per arm before Thompson sampling takes over
+REWARD_STATS = ("sums", "squares", "counts")
+
+
+def arm_priors(sampler: Sampler, target_nfe: int, moves: tuple[tuple[int, float, float], ...] = MOVES,
+               beams: tuple[int, ...] = BEAMS) -> list[SearchSchedule]:
+    """One uniform prior per (move, B) whose B plain trajectories leave at least half of `target_nfe` calls to
+    search with (a one-line error when none does)."""
+    trajectory = cost.trajectory_calls(sampler)
+    priors = [uniform_prior(sampler, N, eps, lambda_, B) for N, eps, lambda_ in moves for B in beams
+              if 2 * B * trajectory <= target_nfe]
+    if not priors:
+        raise NoiseSearchError(f"target_nfe {target_nfe} leaves no arm half its calls to search with (a plain "
+                               f"trajectory costs {trajectory}): raise it, or give one move and B = 1")
+    return priors
+
+
+def arm_name(prior: SearchSchedule) -> str:
+    """e.g. "N4 eps0.4 lambda0.15 B1" (the step-0 move of a prior and its B)."""
+    return f"N{prior.N[0]} eps{prior.eps[0]:g} lambda{prior.info.get('lambda_', 0.15):g} B{prior.info.get('B', 1)}"
+
+
+@dataclass
+class Portfolio:
+    """The learners of the arms and the final rewards of the conditions each arm searched."""
+
+    learners: list[OnlineSchedule]
+    sums: np.ndarray = field(default=None)  # type: ignore[assignment]  # (A,) Σ final reward
+    squares: np.ndarray = field(default=None)  # type: ignore[assignment]  # (A,) Σ final reward²
+    counts: np.ndarray = field(default=None)  # type: ignore[assignment]  # (A,) conditions searched
+    batches: int = 0
+    history: list[int] = field(default_factory=list)  # the arm of every condition searched, in order
+
+    def __post_init__(self) -> None:
+        if not self.learners:
+            raise NoiseSearchError("a portfolio needs at least one arm")
+        for name in REWARD_STATS:
+            value = getattr(self, name)
+            setattr(self, name, np.zeros(len(self.learners)) if value is None else np.asarray(value, np.float64))
+            if getattr(self, name).shape != (len(self.learners),):
+                raise NoiseSearchError(f"online portfolio: {name} has {getattr(self, name).size} entries, not "
+                                       f"{len(self.learners)}")
+
+    @classmethod
+    def of(cls, priors: list[SearchSchedule], prior_weight: float = 4.0, credit: str = "x0") -> Portfolio:
+        return cls([OnlineSchedule(p, prior_weight, credit=credit) for p in priors])
+
+    @property
+    def names(self) -> list[str]:
+        return [arm_name(learner.prior) for learner in self.learners]
+
+    def posterior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of each arm's mean final reward (inf where never tried)."""
+        n = np.maximum(self.counts, 1)
+        mean = self.sums / n
+        within = self.squares - self.sums ** 2 / n
+        if (self.counts > 1).any():
+            variance = within[self.counts > 1].sum() / (self.counts[self.counts > 1] - 1).sum()
+        else:
+            total = self.counts.sum()
+            variance = (self.squares.sum() - self.sums.sum() ** 2 / total) / (total - 1) if total > 1 else 0.0
+        sd = np.where(self.counts > 0, np.sqrt(max(variance, 0.0) / n), np.inf)
+        return mean, sd
+
+    def choose(self, n: int) -> np.ndarray:
+        """The arm of each of the next `n` conditions (seeded by the number of batches seen)."""
+        rng = np.random.default_rng([self.batches, 1])
+        planned = self.counts.copy()
+        mean, sd = self.posterior()
+        arms = []
+        for _ in range(n):
+            short = np.flatnonzero(planned < MIN_TRIALS)
+            if short.size:
+                arm = int(short[np.argmin(planned[short])])
+            else:
+                arm = int(np.argmax(mean + rng.standard_normal(len(mean)) * sd))
+            planned[arm] += 1
+            arms.append(arm)
+        return np.array(arms, dtype=np.int64)
+
+    def best(self) -> int:
+        """The arm of the largest posterior mean among those tried (the first arm before any)."""
+        if not self.counts.any():
+            return 0
+        mean, _ = self.posterior()
+        return int(np.argmax(np.where(self.counts > 0, mean, -np.inf)))
+
+    def update(self, arm: int, trace: Trace, plan: SearchSchedule, final: np.ndarray) -> None:
+        """Add one arm's part of a batch: its learner learns from the trace, the arm from the final rewards."""
+        self.learners[arm].update(trace, plan, final)
+        self.sums[arm] += final.sum()
+        self.squares[arm] += (final ** 2).sum()
+        self.counts[arm] += len(final)
+
+    def record(self, arms: np.ndarray) -> None:
+        """End a batch whose conditions searched with `arms`."""
+        self.history.extend(int(a) for a in arms)
+        self.batches += 1
+
+    def summary(self) -> list[dict[str, Any]]:
+        mean, sd = self.posterior()
+        return [{"arm": name, "conditions": int(c), "mean_reward": float(m) if c else None,
+                 "sd": float(s) if c else None}
+                for name, c, m, s in zip(self.names, self.counts, mean, sd, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": PORTFOLIO_FORMAT, "batches": self.batches, "history": self.history,
+                "learners": [learner.to_dict() for learner in self.learners],
+                **{name: getattr(self, name).tolist() for name in REWARD_STATS}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Portfolio:
+        """A portfolio, or a single learner's state (written before portfolios) as a portfolio of one arm."""
+        if isinstance(data, dict) and data.get("format") != PORTFOLIO_FORMAT:
+            return cls([OnlineSchedule.from_dict(data)])
+        if not isinstance(data, dict):
+            raise NoiseSearchError(f"not an online schedule (expected format '{PORTFOLIO_FORMAT}')")
+        try:
+            return cls([OnlineSchedule.from_dict(d) for d in data["learners"]],
+                       **{name: data[name] for name in REWARD_STATS}, batches=int(data["batches"]),
+                       history=[int(a) for a in data["history"]])
+        except (KeyError, TypeError, ValueError) as err:
+            raise NoiseSearchError(f"malformed online portfolio: {err}") from None
+
+    def save(self, path: str | Path) -> None:
+        save_state(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Portfolio:
+        return cls.from_dict(read_state(path))
