@@ -111,7 +111,9 @@ def test_stream_stays_within_budget_and_resumes(tmp_path):
     assert SearchSchedule.from_dict(again.config["search_schedule"]).info["method"] == "online"
     # no shipped schedule at 6 steps: the uniform arms that leave half of 40 calls to search (B = 1 only)
     assert learned.names == [arm_name(p) for p in arm_priors(make_sampler("heun", 6), 40)]
-    assert len(learned.names) == 3 and result.config["arms"] == [learned.names[a] for a in learned.history[:3]]
+    assert learned.names == ["N1 eps0.15 lambda0.45 B1", "N1 eps0.15 lambda0.45 B1 middle", "N4 eps1 lambda0.15 B1",
+                             "N4 eps1 lambda0.15 B1 middle"]
+    assert result.config["arms"] == [learned.names[a] for a in learned.history[:3]]
     assert [a["conditions"] for a in again.config["online"]["arms"]] == [int(c) for c in learned.counts]
 
 
@@ -147,7 +149,7 @@ def test_the_online_preset_streams_256_labels_at_most_035_of_eps_greedy():
     (reference,) = [run for run in preset.runs if is_reference(run.algorithm, run.params)]
     ceiling = 0.35 * get_algorithm(reference.algorithm, **reference.params).nfe_formula(sampler)
     online = [run for run in preset.runs if run.algorithm == "online_adaptive_eps_greedy"]
-    assert {run.params.get("search_schedule") for run in online} == {None, "calibrated"}
+    assert [run.params.get("search_schedule") for run in online] == [None]  # the uniform arms
     placeholder = uniform_prior(sampler)
     for run in preset.runs:
         if run is reference or run.algorithm == "naive":
@@ -197,7 +199,11 @@ def test_portfolio_round_trips_and_reads_a_single_learner(tmp_path):
 
 def test_arms_need_room_to_search_and_exclude_a_prior_schedule():
     sampler = make_sampler("heun", 6)
-    assert [p.info["B"] for p in arm_priors(sampler, 44, moves=((4, 0.4, 0.15),))] == [1, 2]
+    assert [p.info["B"] for p in arm_priors(sampler, 44, moves=((4, 0.4, 0.15),), windows=("all",))] == [1, 2]
+    middle = arm_priors(sampler, 44, moves=((4, 0.4, 0.15),), beams=(1,), windows=("middle",))[0]
+    assert [row[0] > 0 for row in middle.gains] == [False, True, True, False]  # 15–70 % of the 4 searchable steps
+    with pytest.raises(NoiseSearchError, match="unknown window 'late'"):
+        get_algorithm("online_adaptive_eps_greedy", target_nfe=40, windows=["late"])
     with pytest.raises(NoiseSearchError, match="leaves no arm"):
         arm_priors(sampler, 20)
     with pytest.raises(NoiseSearchError, match="drop them, or drop search_schedule"):

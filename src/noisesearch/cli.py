@@ -85,6 +85,10 @@ def algorithm_flags() -> dict[str, Callable[[str], object]]:
 def flag_parser(annotation: str) -> Callable[[str], object]:
     """The parser of an algorithm parameter from its type annotation ("int | None" parses ints)."""
     kinds = [part.strip() for part in annotation.split("|")]
+    for kind, parser in (("tuple[Move, ...]", parse_moves), ("tuple[int, ...]", parse_beams),
+                         ("tuple[str, ...]", parse_names)):
+        if kind in kinds:
+            return parser
     for kind, parser in (("bool", parse_bool), ("int", int), ("float", float)):
         if kind in kinds:
             return parser

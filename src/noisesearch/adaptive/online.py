@@ -48,13 +48,23 @@ STATISTICS = ("sums", "squares", "counts", "global_wins", "local_wins", "offered
 CREDITS = ("survival", "x0")
 
 
+WINDOWS = {"all": (0.0, 1.0), "middle": (0.15, 0.7)}  # shares of the searchable steps a uniform prior searches
+
+
 def uniform_prior(sampler: Sampler, N: int = UNIFORM_N, eps: float = UNIFORM_EPS, lambda_: float = 0.15,
-                  B: int = 1) -> SearchSchedule:
-    """The prior when nothing is known: one move (default ε-greedy with N = 4, ε = 0.4, λ = 0.15) and B at every
-    searchable step, with the same diminishing gains 1/k (the expected maximum of k draws grows about as log k)."""
-    gains = tuple(tuple(1.0 / k for k in range(1, UNIFORM_K + 1)) for _ in sampler.searchable_steps())
-    return SearchSchedule.uniform(sampler, UNIFORM_K, eps, N, gains=gains,
-                                  info={"method": "uniform prior", "lambda_": lambda_, "B": B})
+                  B: int = 1, window: str = "all") -> SearchSchedule:
+    """The prior when nothing is known: one move (default ε-greedy with N = 4, ε = 0.4, λ = 0.15) and B, with the
+    same diminishing gains 1/k (the expected maximum of k draws grows about as log k) at every searchable step
+    of `window` ("all", or "middle": from 15 % to 70 % of the way through them, the paper's Appendix J.1 idea
+    that exploitation pays at intermediate noise) and none elsewhere."""
+    if window not in WINDOWS:
+        raise NoiseSearchError(f"unknown window '{window}': choose one of {', '.join(WINDOWS)}")
+    steps = sampler.searchable_steps()
+    lo, hi = (round(share * len(steps)) for share in WINDOWS[window])
+    gains = tuple(tuple(1.0 / k if lo <= t < max(hi, lo + 1) else 0.0 for k in range(1, UNIFORM_K + 1))
+                  for t in range(len(steps)))
+    info = {"method": "uniform prior", "lambda_": lambda_, "B": B} | ({} if window == "all" else {"window": window})
+    return SearchSchedule.uniform(sampler, UNIFORM_K, eps, N, gains=gains, info=info)
 
 
 def save_state(data: dict[str, Any], path: str | Path) -> None:

@@ -11,8 +11,8 @@ import torch
 
 from noisesearch.adaptive.algorithm import AdaptiveEpsGreedy
 from noisesearch.adaptive.config import CalibrationConfig, Move
-from noisesearch.adaptive.online import CREDITS, OnlineSchedule
-from noisesearch.adaptive.portfolio import BEAMS, MOVES, Portfolio, arm_name, arm_priors
+from noisesearch.adaptive.online import CREDITS, WINDOWS, OnlineSchedule
+from noisesearch.adaptive.portfolio import BEAMS, MOVES, WINDOW_NAMES, Portfolio, arm_name, arm_priors
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.sampling import Sampler
@@ -36,12 +36,13 @@ def concatenated(traces: list[Trace], parts: list[torch.Tensor]) -> Trace:
 @dataclass(frozen=True)
 class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     """Adaptive ε-greedy with no separate calibration: the conditions are searched in order, `stream_batch` at a
-    time. Without a prior `search_schedule`, every condition's arm — a move (N, ε, λ) of `moves` and a number B
-    of `beams` — is chosen by Thompson sampling on the final rewards of the conditions before it
-    (noisesearch.adaptive.portfolio); with one, that schedule is the only arm. Each arm's online learner plans
-    its schedule (a Thompson draw of its per-step gain curves, K_t spread over `target_nfe` calls per image)
-    from the traces of the conditions it searched, starting from its prior (uniform: gains 1/k); `credit` says
-    how much of a step's observed gain counts (see noisesearch.adaptive.online). Every NFE makes a returned
+    time. Without a prior `search_schedule`, every condition's arm — a move (N, ε, λ) of `moves`, a number B
+    of `beams` and a window of searched steps of `windows` (uniform priors) — is chosen by Thompson sampling on
+    the final rewards of the conditions before it (noisesearch.adaptive.portfolio); with one, that schedule is
+    the only arm. An arm's K_t spread `target_nfe` calls per image by its prior's gains; with `learn_steps`,
+    by a Thompson draw of the per-step gain curves its online learner fits to the traces of the conditions it
+    searched (`credit` says how much of a step's observed gain counts, see noisesearch.adaptive.online:
+    measured, those x0-prediction gains misplace the effort, so it is off by default). Every NFE makes a returned
     image; the result's config lists each condition's arm ("arms"). A condition's result depends on it and the
     conditions before it only (a prefix of the conditions gives the same images); `continuing` carries a
     learner over from earlier runs."""
@@ -57,6 +58,8 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     credit: str = "x0"
     moves: tuple[Move, ...] | None = None
     beams: tuple[int, ...] | None = None
+    windows: tuple[str, ...] | None = None
+    learn_steps: bool = False
     learner: Portfolio | None = field(default=None, init=False, repr=False, compare=False)
     on_batch: BatchHook | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -67,8 +70,8 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
         object.__setattr__(self, "search_schedule", load_schedule(self.search_schedule))
         if self.search_schedule is not None:
             OnlineSchedule(self.search_schedule, self.prior_weight)  # a prior without gains fails here
-            if self.moves is not None or self.beams is not None:
-                raise NoiseSearchError("moves and beams choose among uniform priors: drop them, or drop "
+            if self.moves is not None or self.beams is not None or self.windows is not None:
+                raise NoiseSearchError("moves, beams and windows choose among uniform priors: drop them, or drop "
                                        "search_schedule")
         if self.credit not in CREDITS:
             raise NoiseSearchError(f"credit must be one of {', '.join(CREDITS)}, got {self.credit!r}")
@@ -78,13 +81,19 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
                 raise NoiseSearchError("moves must list at least one [N, eps, lambda_]")
         if self.beams is not None:
             object.__setattr__(self, "beams", check_beams(self.beams))
+        if self.windows is not None:
+            object.__setattr__(self, "windows", tuple(self.windows))
+            unknown = [w for w in self.windows if w not in WINDOWS] or ([] if self.windows else ["(none)"])
+            if unknown:
+                raise NoiseSearchError(f"unknown window '{unknown[0]}': choose among {', '.join(WINDOWS)}")
 
     def continuing(self, learner: Portfolio | OnlineSchedule,
                    on_batch: BatchHook | None = None) -> OnlineAdaptiveEpsGreedy:
         """This search, learning on from `learner` (its arms replace search_schedule, moves and beams; updated in
         place after every batch, after which `on_batch(batch index, learner)` is called)."""
-        if self.search_schedule is not None or self.moves is not None or self.beams is not None:
-            raise NoiseSearchError("a continued learner keeps its own arms: drop search_schedule, moves and beams")
+        if any(v is not None for v in (self.search_schedule, self.moves, self.beams, self.windows)):
+            raise NoiseSearchError("a continued learner keeps its own arms: drop search_schedule, moves, beams and "
+                                   "windows")
         return self.using(learner if isinstance(learner, Portfolio) else Portfolio([learner]), on_batch)
 
     def using(self, learner: Portfolio, on_batch: BatchHook | None) -> OnlineAdaptiveEpsGreedy:
@@ -96,9 +105,11 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     def params(self) -> dict[str, Any]:
         plan = self.search_schedule
         params = {"target_nfe": self.target_nfe, "stream_batch": self.stream_batch, "prior_weight": self.prior_weight,
-                  "credit": self.credit, "search_schedule": None if plan is None else plan.to_dict()}
+                  "credit": self.credit, "search_schedule": None if plan is None else plan.to_dict(),
+                  "learn_steps": self.learn_steps}
         return params | {name: [list(m) for m in value] if name == "moves" else list(value)
-                         for name, value in (("moves", self.moves), ("beams", self.beams)) if value is not None}
+                         for name, value in (("moves", self.moves), ("beams", self.beams), ("windows", self.windows))
+                         if value is not None}
 
     def priors(self, sampler: Sampler) -> list[SearchSchedule]:
         """The arms' priors: the continued learner's, the given schedule, or one uniform prior per (move, B)."""
@@ -106,7 +117,8 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
             return [learner.prior for learner in self.learner.learners]
         if self.search_schedule is not None:
             return [self.search_schedule]
-        return arm_priors(sampler, self.target_nfe, self.moves or MOVES, self.beams or BEAMS)
+        return arm_priors(sampler, self.target_nfe, self.moves or MOVES, self.beams or BEAMS,
+                          self.windows or WINDOW_NAMES)
 
     def inner(self, plan: SearchSchedule) -> AdaptiveEpsGreedy:
         return AdaptiveEpsGreedy(search_schedule=plan, target_nfe=self.target_nfe)
@@ -146,7 +158,7 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
             arms = portfolio.choose(len(batch))
             for arm in sorted(set(arms.tolist())):
                 part = batch[torch.from_numpy(arms == arm)]
-                plan = portfolio.learners[arm].plan()
+                plan = portfolio.plan(arm, self.learn_steps)
                 with problem.part(part) as sub:
                     x, r, trace = self.inner(plan)._search(sub)
                 portfolio.update(arm, trace, plan, r.double().numpy())

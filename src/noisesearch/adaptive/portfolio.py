@@ -1,6 +1,7 @@
-"""Choosing the move and the beam online: a portfolio of online learners, one per arm (a move (N, ε, λ) and a
-number B of incumbents, each with its own per-step gain curves, noisesearch.adaptive.online), and a Thompson
-sampler over the arms on the final rewards of the images they returned.
+"""Choosing the move, the beam and the searched steps online: a portfolio of online learners, one per arm (a
+move (N, ε, λ), a number B of incumbents and a window of searched steps, each with its own per-step gain
+curves, noisesearch.adaptive.online), and a Thompson sampler over the arms on the final rewards of the images
+they returned.
 
 The model: the final reward of a condition searched by arm a is Gaussian with unknown mean μ_a and a variance s²
 shared by the arms (pooled from every arm's observations; their sample variance before any arm has two). The
@@ -18,26 +19,27 @@ from typing import Any
 import numpy as np
 
 from noisesearch import cost
-from noisesearch.adaptive.online import OnlineSchedule, read_state, save_state, uniform_prior
+from noisesearch.adaptive.online import WINDOWS, OnlineSchedule, read_state, save_state, uniform_prior
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import Sampler
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.types import Trace
 
 PORTFOLIO_FORMAT = "noisesearch.online_portfolio/1"
-MOVES = ((4, 0.4, 0.15), (1, 0.15, 0.3), (4, 1.0, 0.15))  # ε-greedy (4, 0.4), a hill climb, random search per step
-BEAMS = (1, 2, 4)
+MOVES = ((1, 0.15, 0.45), (4, 1.0, 0.15))  # a hill climb (N = 1, mostly local draws) and random search per step
+BEAMS = (1, 2)
+WINDOW_NAMES = tuple(WINDOWS)
 MIN_TRIALS = 2  # conditions per arm before Thompson sampling takes over
 REWARD_STATS = ("sums", "squares", "counts")
 
 
 def arm_priors(sampler: Sampler, target_nfe: int, moves: tuple[tuple[int, float, float], ...] = MOVES,
-               beams: tuple[int, ...] = BEAMS) -> list[SearchSchedule]:
-    """One uniform prior per (move, B) whose B plain trajectories leave at least half of `target_nfe` calls to
-    search with (a one-line error when none does)."""
+               beams: tuple[int, ...] = BEAMS, windows: tuple[str, ...] = WINDOW_NAMES) -> list[SearchSchedule]:
+    """One uniform prior per (move, B, window) whose B plain trajectories leave at least half of `target_nfe`
+    calls to search with (a one-line error when none does)."""
     trajectory = cost.trajectory_calls(sampler)
-    priors = [uniform_prior(sampler, N, eps, lambda_, B) for N, eps, lambda_ in moves for B in beams
-              if 2 * B * trajectory <= target_nfe]
+    priors = [uniform_prior(sampler, N, eps, lambda_, B, window) for N, eps, lambda_ in moves for B in beams
+              for window in windows if 2 * B * trajectory <= target_nfe]
     if not priors:
         raise NoiseSearchError(f"target_nfe {target_nfe} leaves no arm half its calls to search with (a plain "
                                f"trajectory costs {trajectory}): raise it, or give one move and B = 1")
@@ -45,8 +47,10 @@ def arm_priors(sampler: Sampler, target_nfe: int, moves: tuple[tuple[int, float,
 
 
 def arm_name(prior: SearchSchedule) -> str:
-    """e.g. "N4 eps0.4 lambda0.15 B1" (the step-0 move of a prior and its B)."""
-    return f"N{prior.N[0]} eps{prior.eps[0]:g} lambda{prior.info.get('lambda_', 0.15):g} B{prior.info.get('B', 1)}"
+    """e.g. "N4 eps0.4 lambda0.15 B1" (the step-0 move of a prior and its B), then " middle" for a window."""
+    window = prior.info.get("window")
+    return (f"N{prior.N[0]} eps{prior.eps[0]:g} lambda{prior.info.get('lambda_', 0.15):g} B{prior.info.get('B', 1)}"
+            + (f" {window}" if window else ""))
 
 
 @dataclass
@@ -106,6 +110,11 @@ class Portfolio:
             planned[arm] += 1
             arms.append(arm)
         return np.array(arms, dtype=np.int64)
+
+    def plan(self, arm: int, learn_steps: bool) -> SearchSchedule:
+        """The schedule of `arm`'s next part: its learner's Thompson draw with `learn_steps`, else its prior."""
+        learner = self.learners[arm]
+        return learner.plan() if learn_steps else learner.prior
 
     def best(self) -> int:
         """The arm of the largest posterior mean among those tried (the first arm before any)."""
