@@ -355,6 +355,7 @@ def test_a_stream_cell_runs_its_labels_in_order_and_is_never_resumed_in_part(tmp
     results = run_bench(preset, tmp_path / "run", progress=False, model_loader=tiny_denoiser)
     records = read_results(results)
     assert [r["label_index"] for r in records] == [0, 1, 2, 3] and max(r["nfe"] for r in records) <= 40
+    assert [r["arm"] for r in records][:2] == ["N1 eps0.15 lambda0.45 B1", "N1 eps0.15 lambda0.45 B1 middle"]
     results.write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
     with pytest.raises(NoiseSearchError, match="part of the stream of cell online_adaptive_eps_greedy"):
         run_bench(preset, tmp_path / "run", progress=False, model_loader=tiny_denoiser)

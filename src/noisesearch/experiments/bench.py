@@ -501,6 +501,7 @@ def compute_cell(task: CellTask, callback: ProgressCallback | None = None) -> Ce
         "evaluator": None if held_out is None else float(held_out[row]),
         "nfe": int(result.nfe[row]), "wall_time_s": result.wall_time / len(missing),
         "cell_wall_time_s": result.wall_time, "steps": task.steps, "batch_invariant": True,
+        **({"arm": result.config["arms"][row]} if "arms" in result.config else {}),
     }, cell) + "\n" for row, k in enumerate(missing))
     return CellOutput(lines, to_uint8(result.images), trace, int(result.nfe.sum()))
 
