@@ -215,6 +215,12 @@ def test_stream_section_counts_calibration_up_front_and_checks_the_targets(tmp_p
     assert offline[7] == f"{(50_000 + 350 * (WARMUP + 4)) / (1000 * (WARMUP + 4)):.3f}" and offline[8] == "no"
     assert (tmp_path / "stream.png").is_file()
     assert stream_blocks(records[:2 * (WARMUP + 4)], tmp_path, tmp_path) == []  # no run learns across labels
+    for r in records:  # the online run's arms: "a" in its first two labels, "b" after
+        if r["algorithm"] == "online_adaptive_eps_greedy":
+            r["arm"] = "a" if r["label_index"] < 2 else "b"
+    arms = stream_blocks(records, tmp_path, tmp_path)[-1]
+    assert arms[0] == "table" and [row[2:] for row in arms[2]] == [["a", "2", "0", "—"],
+                                                                  ["b", str(WARMUP - 2), "4", "0.6000"]]
 
 
 def calibration_run(directory, calibration_nfe, adaptive_gain, validation_conditions):

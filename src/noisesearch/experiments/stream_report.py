@@ -88,7 +88,25 @@ def stream_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) -> li
         ("table", ["column", "run", "labels", "calibration NFE", "reward after warm-up", "gain kept after warm-up",
                    "NFE ratio after warm-up", "total NFE ratio", "targets met"], rows),
         ("img", figure, "running mean reward against cumulative NFE, calibration included"),
+        *arm_blocks(by_column),
     ]
+
+
+def arm_blocks(by_column: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Block]:
+    """A table of the arms the online runs chose (records with an "arm"), in the warm-up and after it."""
+    rows = []
+    for column, runs in by_column.items():
+        for label, rs in runs.items():
+            chosen: dict[str, list[list[float]]] = defaultdict(lambda: [[], []])
+            for r in rs:
+                if "arm" in r:
+                    chosen[r["arm"]][r["label_index"] >= WARMUP].append(r["reward_value"])
+            rows += [[column, label, arm, str(len(early)), str(len(late)),
+                      f"{np.mean(late):.4f}" if late else "—"] for arm, (early, late) in sorted(chosen.items())]
+    if not rows:
+        return []
+    return [("table", ["column", "run", "arm", f"labels 1–{WARMUP}", f"labels {WARMUP + 1}+",
+                       f"mean reward, labels {WARMUP + 1}+"], rows)]
 
 
 def targets(rs: list[dict[str, Any]], naive: list[dict[str, Any]] | None, reference: list[dict[str, Any]] | None,
