@@ -407,7 +407,7 @@ def test_calibration_config_rejects_what_calibration_cannot_use(settings, messag
 
 
 @pytest.mark.parametrize("args, expected", [
-    ([], {"eps": 1.0, "moves": ((1, 0.15, 0.3),), "beams": (1, 2, 4), "validation_conditions": 64}),
+    ([], {"eps": 1.0, "moves": ((1, 0.15, 0.45),), "beams": (1, 2, 4), "validation_conditions": 64}),
     (["--moves", "none", "--beams", "1"], {"eps": 1.0, "moves": (), "beams": (1,), "validation_conditions": 64}),
     (["--method", "binomial"], {"eps": 0.4, "moves": (), "beams": (1,), "validation_conditions": None}),
     (["--method", "gain", "--eps", "0.3"], {"eps": 0.3, "moves": (), "beams": (1,), "validation_conditions": None}),
@@ -428,4 +428,4 @@ def test_calibrate_defaults_to_the_recipe_of_the_shipped_schedules(tmp_path, mon
     shipped = json.loads((Path(noisesearch.adaptive.__file__).parent / "schedules" / "embedded_brightness.json")
                          .read_text())["info"]["command"]
     if not args:  # the shipped schedules were made with exactly these settings
-        assert "--eps 1.0 --moves 1,0.15,0.3 --beams 1,2,4 --validation-conditions 64" in shipped
+        assert "--eps 1.0 --moves 1,0.15,0.45 --beams 1,2,4 --validation-conditions 64" in shipped

@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="local-draw radius of the calibration runs; adaptive_eps_greedy then uses it too")
     cal.add_argument("--moves", type=parse_moves, default=None,
                      help="further moves to calibrate, 'N,eps,lambda' separated by ';', or none; the one validated "
-                          "best at the budget is kept (default: 1,0.15,0.3 with --method final, else none)")
+                          "best at the budget is kept (default: 1,0.15,0.45 with --method final, else none)")
     cal.add_argument("--beams", type=parse_beams, default=None,
                      help="numbers B of incumbents to validate, e.g. '1,2,4' (default: 1,2,4 with --method final, "
                           "else 1)")
@@ -445,7 +445,7 @@ def parse_beams(text: str) -> tuple[int, ...]:
 
 # calibrate's defaults: with --method final, the recipe of the shipped schedules (a global-draw probe, the (1+1)
 # hill climb as a further move, 1, 2 or 4 incumbents, validated on 64 conditions); other methods: one move, B = 1
-SHIPPED_RECIPE = {"eps": 1.0, "moves": ((1, 0.15, 0.3),), "beams": (1, 2, 4), "validation_conditions": 64}
+SHIPPED_RECIPE = {"eps": 1.0, "moves": ((1, 0.15, 0.45),), "beams": (1, 2, 4), "validation_conditions": 64}
 OTHER_METHODS = {"eps": 0.4, "moves": (), "beams": (1,), "validation_conditions": None}
 
 
