@@ -84,8 +84,19 @@ def read_state(path: str | Path) -> Any:
         raise NoiseSearchError(f"online schedule '{path}' is not JSON (not an online schedule file)") from None
 
 
+class StateFile:
+    """`save` and `load` of a learner's state through its to_dict / from_dict."""
+
+    def save(self, path: str | Path) -> None:
+        save_state(self.to_dict(), path)  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        return cls.from_dict(read_state(path))  # type: ignore[attr-defined]
+
+
 @dataclass
-class OnlineSchedule:
+class OnlineSchedule(StateFile):
     """What the online learner knows: the prior schedule and per (step, iteration) sums of observed gains."""
 
     prior: SearchSchedule
@@ -244,10 +255,3 @@ class OnlineSchedule:
                        credit=data.get("credit", "x0"))
         except (KeyError, TypeError, ValueError) as err:
             raise NoiseSearchError(f"malformed online schedule: {err}") from None
-
-    def save(self, path: str | Path) -> None:
-        save_state(self.to_dict(), path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> OnlineSchedule:
-        return cls.from_dict(read_state(path))

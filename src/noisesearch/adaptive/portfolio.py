@@ -13,13 +13,12 @@ arms compare fairly across them; nothing is spent outside the returned images' o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from noisesearch import cost
-from noisesearch.adaptive.online import WINDOWS, OnlineSchedule, read_state, save_state, uniform_prior
+from noisesearch.adaptive.online import WINDOWS, OnlineSchedule, StateFile, uniform_prior
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import Sampler
 from noisesearch.search.step_schedule import SearchSchedule
@@ -54,7 +53,7 @@ def arm_name(prior: SearchSchedule) -> str:
 
 
 @dataclass
-class Portfolio:
+class Portfolio(StateFile):
     """The learners of the arms and the final rewards of the conditions each arm searched."""
 
     learners: list[OnlineSchedule]
@@ -159,10 +158,3 @@ class Portfolio:
                        history=[int(a) for a in data["history"]])
         except (KeyError, TypeError, ValueError) as err:
             raise NoiseSearchError(f"malformed online portfolio: {err}") from None
-
-    def save(self, path: str | Path) -> None:
-        save_state(self.to_dict(), path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Portfolio:
-        return cls.from_dict(read_state(path))
