@@ -68,10 +68,7 @@ def search_online(
     problem, config = make_problem(reward=reward, **problem_args)
     if learner is None:
         prior = prior_schedule(search_schedule, problem, config, own_model(problem_args), reward)
-        priors = [prior] if prior is not None else algo.priors(problem.sampler)
-        for plan in priors:
-            plan.check_matches(problem.sampler)
-        learner = Portfolio.of(priors, prior_weight, credit)
+        learner = algo.new_learner(problem.sampler, None if prior is None else [prior])
 
     def saved(index: int, learned: Portfolio) -> None:
         learned.save(path)

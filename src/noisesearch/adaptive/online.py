@@ -51,14 +51,21 @@ CREDITS = ("survival", "x0")
 WINDOWS = {"all": (0.0, 1.0), "middle": (0.15, 0.7)}  # shares of the searchable steps a uniform prior searches
 
 
+def check_windows(windows: tuple[str, ...]) -> tuple[str, ...]:
+    """The window names, or a one-line error naming the first unknown one (or that none was given)."""
+    unknown = [w for w in windows if w not in WINDOWS] or ([] if windows else ["(none)"])
+    if unknown:
+        raise NoiseSearchError(f"unknown window '{unknown[0]}': choose among {', '.join(WINDOWS)}")
+    return tuple(windows)
+
+
 def uniform_prior(sampler: Sampler, N: int = UNIFORM_N, eps: float = UNIFORM_EPS, lambda_: float = 0.15,
                   B: int = 1, window: str = "all") -> SearchSchedule:
     """The prior when nothing is known: one move (default ε-greedy with N = 4, ε = 0.4, λ = 0.15) and B, with the
     same diminishing gains 1/k (the expected maximum of k draws grows about as log k) at every searchable step
     of `window` ("all", or "middle": from 15 % to 70 % of the way through them, the paper's Appendix J.1 idea
     that exploitation pays at intermediate noise) and none elsewhere."""
-    if window not in WINDOWS:
-        raise NoiseSearchError(f"unknown window '{window}': choose one of {', '.join(WINDOWS)}")
+    check_windows((window,))
     steps = sampler.searchable_steps()
     lo, hi = (round(share * len(steps)) for share in WINDOWS[window])
     gains = tuple(tuple(1.0 / k if lo <= t < max(hi, lo + 1) else 0.0 for k in range(1, UNIFORM_K + 1))

@@ -11,7 +11,7 @@ import torch
 
 from noisesearch.adaptive.algorithm import AdaptiveEpsGreedy
 from noisesearch.adaptive.config import CalibrationConfig, Move
-from noisesearch.adaptive.online import CREDITS, WINDOWS, OnlineSchedule
+from noisesearch.adaptive.online import CREDITS, OnlineSchedule, check_windows
 from noisesearch.adaptive.portfolio import BEAMS, MOVES, WINDOW_NAMES, Portfolio, arm_name, arm_priors
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
@@ -82,10 +82,7 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
         if self.beams is not None:
             object.__setattr__(self, "beams", check_beams(self.beams))
         if self.windows is not None:
-            object.__setattr__(self, "windows", tuple(self.windows))
-            unknown = [w for w in self.windows if w not in WINDOWS] or ([] if self.windows else ["(none)"])
-            if unknown:
-                raise NoiseSearchError(f"unknown window '{unknown[0]}': choose among {', '.join(WINDOWS)}")
+            object.__setattr__(self, "windows", check_windows(tuple(self.windows)))
 
     def continuing(self, learner: Portfolio | OnlineSchedule,
                    on_batch: BatchHook | None = None) -> OnlineAdaptiveEpsGreedy:
@@ -139,12 +136,15 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
             calls[rows] = self.inner(priors[name]).expected_calls(sampler, result)[rows]
         return calls
 
+    def new_learner(self, sampler: Sampler, priors: list[SearchSchedule] | None = None) -> Portfolio:
+        """A fresh portfolio over `priors` (default: this search's), each checked against `sampler`."""
+        priors = self.priors(sampler) if priors is None else priors
+        for prior in priors:
+            prior.check_matches(sampler)
+        return Portfolio.of(priors, self.prior_weight, self.credit)
+
     def run(self, problem: Problem) -> SearchResult:
-        learner = self.learner
-        if learner is None:
-            for prior in self.priors(problem.sampler):
-                prior.check_matches(problem.sampler)
-            learner = Portfolio.of(self.priors(problem.sampler), self.prior_weight, self.credit)
+        learner = self.learner if self.learner is not None else self.new_learner(problem.sampler)
         first = len(learner.history)
         result = super(OnlineAdaptiveEpsGreedy, self.using(learner, self.on_batch)).run(problem)
         names = learner.names
