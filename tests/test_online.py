@@ -208,3 +208,11 @@ def test_arms_need_room_to_search_and_exclude_a_prior_schedule():
         arm_priors(sampler, 20)
     with pytest.raises(NoiseSearchError, match="drop them, or drop search_schedule"):
         get_algorithm("online_adaptive_eps_greedy", target_nfe=40, search_schedule=prior(), beams=[1, 2])
+
+
+def test_arms_keep_their_prior_plan_unless_learn_steps():
+    portfolio = Portfolio.of([prior()])
+    portfolio.update(0, synthetic_trace(4, {1: 0.0, 2: 1.0}), prior(), np.zeros(4))
+    assert portfolio.plan(0, learn_steps=False) == prior()
+    learned = portfolio.plan(0, learn_steps=True)
+    assert learned.info["method"] == "online" and learned.gains[1][0] > learned.gains[0][0]
