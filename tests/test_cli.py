@@ -38,6 +38,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
      "--online plans every batch's schedule itself: drop --B"),
     (["--online", "s.json", "--algorithm", "adaptive_eps_greedy", "--target-nfe", "40", "--online-batch", "0"],
      "batch must be a positive integer"),
+    (["--online", "s.json", "--algorithm", "adaptive_eps_greedy", "--target-nfe", "40", "--windows", "late"],
+     "unknown window 'late'"),
 ])
 def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, args, fragment):
     code = 2
@@ -109,3 +111,17 @@ def test_sample_writes_grid_pngs_and_result_json(tmp_path):
     assert record["config"]["params"] == {"N": 2}
     assert record["nfe_per_image"] == 14
     assert "NFE" in proc.stderr  # the progress bar
+
+
+def test_sample_online_learns_over_the_arms_given_and_writes_the_one_it_runs(tmp_path, capsys):
+    state, out = tmp_path / "state.json", tmp_path / "o"
+    assert main(["sample", "--online", str(state), "--algorithm", "adaptive_eps_greedy", "--target-nfe", "40",
+                 "--moves", "4,0.4,0.15", "--beams", "1", "--windows", "all,middle", "--steps", "6", "--labels", "3",
+                 "--reward", "brightness", "--evaluator", "none", "--no-progress", "--out", str(out)]) == 0
+    from noisesearch.adaptive.portfolio import Portfolio
+    from noisesearch.search.step_schedule import SearchSchedule
+
+    learned = Portfolio.load(state)
+    assert learned.names == ["N4 eps0.4 lambda0.15 B1", "N4 eps0.4 lambda0.15 B1 middle"]
+    assert SearchSchedule.load(out / "schedule.json") == learned.learners[learned.best()].prior
+    assert json.loads((out / "result.json").read_text())["nfe_per_image"] <= 40

@@ -108,13 +108,27 @@ def test_stream_stays_within_budget_and_resumes(tmp_path):
                           evaluator=None)
     learned = Portfolio.load(state)
     assert learned.batches == 3 and int(again.nfe.max()) <= 40 and len(learned.history) == 4
-    assert SearchSchedule.from_dict(again.config["search_schedule"]).info["method"] == "online"
+    best = learned.learners[learned.best()].prior
+    assert SearchSchedule.from_dict(again.config["search_schedule"]) == best  # the plan the best arm runs
     # no shipped schedule at 6 steps: the uniform arms that leave half of 40 calls to search (B = 1 only)
     assert learned.names == [arm_name(p) for p in arm_priors(make_sampler("heun", 6), 40)]
     assert learned.names == ["N1 eps0.15 lambda0.45 B1", "N1 eps0.15 lambda0.45 B1 middle", "N4 eps1 lambda0.15 B1",
                              "N4 eps1 lambda0.15 B1 middle"]
     assert result.config["arms"] == [learned.names[a] for a in learned.history[:3]]
     assert [a["conditions"] for a in again.config["online"]["arms"]] == [int(c) for c in learned.counts]
+
+
+def test_a_stream_takes_its_arms_once_and_reports_what_it_ran(tmp_path):
+    state = tmp_path / "state.json"
+    args = dict(target_nfe=40, batch=2, labels=[1, 2], reward="brightness", steps=6, evaluator=None)
+    result = search_online(state=state, moves=((4, 0.4, 0.15),), windows=("all",), learn_steps=True, **args)
+    learned = Portfolio.load(state)
+    assert learned.names == ["N4 eps0.4 lambda0.15 B1"] and result.config["online"]["learn_steps"]
+    assert SearchSchedule.from_dict(result.config["search_schedule"]) == learned.learners[0].plan(draw=False)
+    with pytest.raises(NoiseSearchError, match="its arms cannot change \\(drop beams"):
+        search_online(state=state, beams=(2,), **args)
+    with pytest.raises(NoiseSearchError, match="drop them, or drop search_schedule"):
+        search_online(state=tmp_path / "new.json", search_schedule=prior(), beams=(1,), **args)
 
 
 def test_the_registered_algorithm_plans_each_part_from_the_parts_before_it():

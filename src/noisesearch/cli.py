@@ -328,7 +328,7 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
     params = {k: getattr(args, k) for k in algorithm_flags() if getattr(args, k) is not None}
     accepted = algorithm_params(args.algorithm)
     extra = sorted(set(params) - set(accepted))
-    if extra:
+    if extra and args.online is None:  # run_online checks its own
         raise NoiseSearchError(f"--{extra[0]} is not a parameter of '{args.algorithm}'; it takes: "
                                f"{', '.join('--' + p for p in accepted) or 'none'}")
     prompts = list(args.prompt or [])
@@ -365,15 +365,20 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
           + f", {record['nfe_per_image']:.0f} NFE per image, {record['wall_time_s']:.1f} s -> {args.out}")
 
 
+ONLINE_PARAMS = ("target_nfe", "search_schedule", "moves", "beams", "windows", "learn_steps", "prior_weight",
+                 "credit")
+
+
 def run_online(args: argparse.Namespace, params: dict, settings: dict) -> SearchResult:
-    """`sample --online`: adaptive_eps_greedy learning its schedule batch by batch; the learned (posterior-mean)
-    schedule is also written to OUT/schedule.json for --search-schedule."""
+    """`sample --online`: adaptive_eps_greedy learning its schedule batch by batch (over the arms of --moves,
+    --beams and --windows, if given); the best arm's schedule is also written to OUT/schedule.json for
+    --search-schedule."""
     from noisesearch.online_search import search_online
     from noisesearch.search.step_schedule import SearchSchedule
 
     if args.algorithm != "adaptive_eps_greedy" or params.get("target_nfe") is None:
         raise NoiseSearchError("--online needs --algorithm adaptive_eps_greedy and --target-nfe N (calls per image)")
-    extra = sorted(set(params) - {"target_nfe", "search_schedule"})
+    extra = sorted(set(params) - set(ONLINE_PARAMS))
     if extra:
         raise NoiseSearchError(f"--online plans every batch's schedule itself: drop --{extra[0].replace('_', '-')}")
     result = search_online(state=args.online, batch=args.online_batch, **params, **settings)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from noisesearch.adaptive.config import Move
 from noisesearch.adaptive.online_algorithm import BatchHook
 from noisesearch.adaptive.portfolio import Portfolio
 from noisesearch.api import PlannedSearch, make_problem, own_model, resolve_evaluator
@@ -20,11 +21,10 @@ from noisesearch.types import SearchResult
 
 def prior_schedule(search_schedule: SearchSchedule | str | None, problem: Problem, config: dict[str, Any],
                    users_model: bool, reward: str | Reward) -> SearchSchedule | None:
-    """The learner's starting point: the given schedule, else the one shipped for this model, reward and sampler,
-    else None (the uniform arms of `online_adaptive_eps_greedy`)."""
+    """The learner's starting point: the given schedule (checked with the learner), else the one shipped for this
+    model, reward and sampler, else None (the uniform arms of `online_adaptive_eps_greedy`)."""
     plan = load_schedule(search_schedule)
     if plan is not None:
-        plan.check_matches(problem.sampler)
         return plan
     from noisesearch.adaptive.shipped import shipped_schedule
 
@@ -46,29 +46,39 @@ def search_online(
     search_schedule: SearchSchedule | str | None = None,
     prior_weight: float = 4.0,
     credit: str = "x0",
+    moves: tuple[Move, ...] | None = None,
+    beams: tuple[int, ...] | None = None,
+    windows: tuple[str, ...] | None = None,
+    learn_steps: bool = False,
     on_batch: BatchHook | None = None,
     **problem_args: Any,
 ) -> SearchResult:
     """`online_adaptive_eps_greedy` at `target_nfe` calls per image over the conditions (labels or prompts, sample
     i at seed + i), `batch` at a time, continuing the learner in `state` (a JSON file, created if missing and
     saved after every batch); a new learner's one arm is `search_schedule`, else the shipped schedule for this
-    model and reward; without either it chooses among the uniform arms (noisesearch.adaptive.portfolio). Other
+    model and reward; given `moves`, `beams` or `windows`, or without either schedule, it chooses among those
+    uniform arms (noisesearch.adaptive.portfolio). `learn_steps` as for `online_adaptive_eps_greedy`. Other
     keywords as for `search`; `on_batch(index, learner)` is called after each batch. The result's config holds
-    the posterior-mean schedule of the best arm so far ("search_schedule"), each condition's arm ("arms") and
-    how it was learned ("online", with every arm's record)."""
+    the schedule the best arm so far plans with ("search_schedule": its prior, or with `learn_steps` its
+    posterior-mean schedule), each condition's arm ("arms") and how it was learned ("online", with every arm's
+    record)."""
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise NoiseSearchError(f"batch must be a positive integer, got {batch}")
     path = Path(state)
     learner = Portfolio.load(path) if path.exists() else None
-    if learner is not None and search_schedule is not None:
-        raise NoiseSearchError(f"{path} already holds a learned schedule: its prior cannot change (drop "
-                               "search_schedule, or start a new state file)")
+    arms = {"moves": moves, "beams": beams, "windows": windows}
+    chosen = [name for name, value in arms.items() if value is not None]
+    if learner is not None and (search_schedule is not None or chosen):
+        raise NoiseSearchError(f"{path} already holds a learned schedule: its arms cannot change (drop "
+                               f"{', '.join(chosen or ['search_schedule'])}, or start a new state file)")
     algo = get_algorithm("online_adaptive_eps_greedy", target_nfe=target_nfe, stream_batch=batch,
-                         prior_weight=prior_weight, credit=credit)
+                         prior_weight=prior_weight, credit=credit, learn_steps=learn_steps)
     problem, config = make_problem(reward=reward, **problem_args)
     if learner is None:
-        prior = prior_schedule(search_schedule, problem, config, own_model(problem_args), reward)
-        learner = algo.new_learner(problem.sampler, None if prior is None else [prior])
+        uniform = get_algorithm("online_adaptive_eps_greedy", target_nfe=target_nfe, search_schedule=search_schedule,
+                                **arms)
+        prior = None if chosen else prior_schedule(search_schedule, problem, config, own_model(problem_args), reward)
+        learner = uniform.new_learner(problem.sampler, None if prior is None else [prior])
 
     def saved(index: int, learned: Portfolio) -> None:
         learned.save(path)
@@ -76,8 +86,8 @@ def search_online(
             on_batch(index, learned)
 
     result = PlannedSearch(algo.continuing(learner, saved), problem, config, resolve_evaluator(evaluator, config)).run()
-    best = learner.learners[learner.best()]
     online = {"state": str(path), "batches": -(-problem.n // batch), "batch": batch,
-              "learner_batches": learner.batches, "prior_weight": best.prior_weight, "arms": learner.summary()}
-    return replace(result, config=result.config | {"search_schedule": best.plan(draw=False).to_dict(),
+              "learner_batches": learner.batches, "prior_weight": learner.learners[learner.best()].prior_weight,
+              "learn_steps": learn_steps, "arms": learner.summary()}
+    return replace(result, config=result.config | {"search_schedule": learner.best_schedule(learn_steps).to_dict(),
                                                    "online": online})

@@ -115,6 +115,11 @@ class Portfolio(StateFile):
         learner = self.learners[arm]
         return learner.plan() if learn_steps else learner.prior
 
+    def best_schedule(self, learn_steps: bool) -> SearchSchedule:
+        """The schedule the best arm plans with: its prior, or with `learn_steps` its posterior-mean schedule."""
+        learner = self.learners[self.best()]
+        return learner.plan(draw=False) if learn_steps else learner.prior
+
     def best(self) -> int:
         """The arm of the largest posterior mean among those tried (the first arm before any)."""
         if not self.counts.any():
