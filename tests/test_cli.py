@@ -113,7 +113,7 @@ def test_sample_writes_grid_pngs_and_result_json(tmp_path):
     assert "NFE" in proc.stderr  # the progress bar
 
 
-def test_sample_online_learns_over_the_arms_given_and_writes_the_one_it_runs(tmp_path, capsys):
+def test_sample_online_learns_over_the_arms_given_and_writes_the_one_it_runs(tmp_path):
     state, out = tmp_path / "state.json", tmp_path / "o"
     assert main(["sample", "--online", str(state), "--algorithm", "adaptive_eps_greedy", "--target-nfe", "40",
                  "--moves", "4,0.4,0.15", "--beams", "1", "--windows", "all,middle", "--steps", "6", "--labels", "3",

@@ -65,6 +65,7 @@ def search_online(
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise NoiseSearchError(f"batch must be a positive integer, got {batch}")
     path = Path(state)
+    search_schedule = load_schedule(search_schedule)
     learner = Portfolio.load(path) if path.exists() else None
     arms = {"moves": moves, "beams": beams, "windows": windows}
     chosen = [name for name, value in arms.items() if value is not None]
@@ -75,10 +76,10 @@ def search_online(
                          prior_weight=prior_weight, credit=credit, learn_steps=learn_steps)
     problem, config = make_problem(reward=reward, **problem_args)
     if learner is None:
-        uniform = get_algorithm("online_adaptive_eps_greedy", target_nfe=target_nfe, search_schedule=search_schedule,
-                                **arms)
+        fresh = get_algorithm("online_adaptive_eps_greedy", target_nfe=target_nfe, search_schedule=search_schedule,
+                              **arms)  # checks the arms, and that they exclude search_schedule
         prior = None if chosen else prior_schedule(search_schedule, problem, config, own_model(problem_args), reward)
-        learner = uniform.new_learner(problem.sampler, None if prior is None else [prior])
+        learner = fresh.new_learner(problem.sampler, None if prior is None else [prior])
 
     def saved(index: int, learned: Portfolio) -> None:
         learned.save(path)
@@ -86,8 +87,9 @@ def search_online(
             on_batch(index, learned)
 
     result = PlannedSearch(algo.continuing(learner, saved), problem, config, resolve_evaluator(evaluator, config)).run()
+    best = learner.best()
     online = {"state": str(path), "batches": -(-problem.n // batch), "batch": batch,
-              "learner_batches": learner.batches, "prior_weight": learner.learners[learner.best()].prior_weight,
+              "learner_batches": learner.batches, "prior_weight": learner.learners[best].prior_weight,
               "learn_steps": learn_steps, "arms": learner.summary()}
-    return replace(result, config=result.config | {"search_schedule": learner.best_schedule(learn_steps).to_dict(),
-                                                   "online": online})
+    schedule = learner.plan(best, learn_steps, draw=False)
+    return replace(result, config=result.config | {"search_schedule": schedule.to_dict(), "online": online})

@@ -110,15 +110,11 @@ class Portfolio(StateFile):
             arms.append(arm)
         return np.array(arms, dtype=np.int64)
 
-    def plan(self, arm: int, learn_steps: bool) -> SearchSchedule:
-        """The schedule of `arm`'s next part: its learner's Thompson draw with `learn_steps`, else its prior."""
+    def plan(self, arm: int, learn_steps: bool, draw: bool = True) -> SearchSchedule:
+        """The schedule of `arm`'s next part: with `learn_steps` its learner's Thompson draw (its posterior mean
+        if not `draw`), else its prior."""
         learner = self.learners[arm]
-        return learner.plan() if learn_steps else learner.prior
-
-    def best_schedule(self, learn_steps: bool) -> SearchSchedule:
-        """The schedule the best arm plans with: its prior, or with `learn_steps` its posterior-mean schedule."""
-        learner = self.learners[self.best()]
-        return learner.plan(draw=False) if learn_steps else learner.prior
+        return learner.plan(draw=draw) if learn_steps else learner.prior
 
     def best(self) -> int:
         """The arm of the largest posterior mean among those tried (the first arm before any)."""
