@@ -29,9 +29,10 @@ from pathlib import Path
 
 import torch
 
-from noisesearch.experiments.bench import CELL_LOG, RESULTS, run_bench
-from noisesearch.experiments.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
+from noisesearch.executors import Executor, ProcessExecutor, RayExecutor, SerialExecutor
+from noisesearch.experiments.bench import run_bench
 from noisesearch.experiments.presets import get_preset, override
+from noisesearch.experiments.store import CELL_LOG, RESULTS
 from noisesearch.testing import tiny_denoiser
 
 

@@ -14,7 +14,8 @@ import json
 import torch
 
 import noisesearch
-from noisesearch.adaptive import CalibrationConfig, calibrate
+from noisesearch.adaptive import CalibrationConfig
+from noisesearch.drivers import calibrate
 
 torch.set_num_threads(1)
 
@@ -57,7 +58,7 @@ def main() -> None:
         for name, kw in cells.items():
             r = noisesearch.search(reward=reward, labels=labels, seed=11, **kw, **mode)
             print(f"{reward:12s} {name:22s} {digest(r)} nfe={r.nfe.tolist()}", flush=True)
-    cal_kwargs = dict(conditions=3, seed=5, method="final", N=2, K=3, eps=0.4, lambda_=0.15)
+    cal_kwargs = dict(conditions=3, seed=5, method="final", N=2, K=3, eps=0.4, lambda_=0.15, moves=(), beams=(1,))
     plan = calibrate("brightness", CalibrationConfig(**cal_kwargs, target_nfe=90), **mode)
     d = plan.to_dict()
     d["info"] = {k: v for k, v in d["info"].items() if k != "sampler"}

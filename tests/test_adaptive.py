@@ -260,10 +260,10 @@ def test_adaptive_needs_a_schedule_that_fits_the_sampler(denoiser, tmp_path):
 
 
 def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
-    from noisesearch.adaptive import calibrate
+    from noisesearch.drivers import calibrate
 
     def config(method):
-        return CalibrationConfig(conditions=3, N=2, K=4, method=method)
+        return CalibrationConfig(conditions=3, N=2, K=4, method=method, eps=0.4, moves=(), beams=(1,))
 
     plan = calibrate("brightness", config("gain"), steps=6, denoiser=denoiser, evaluator=None)
     assert plan.steps == tuple(SIX.searchable_steps())
@@ -284,8 +284,9 @@ def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
 
 
 def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(denoiser):
-    from noisesearch.adaptive import calibrate, calibrate_move, expected_gain
+    from noisesearch.adaptive import expected_gain
     from noisesearch.api import search
+    from noisesearch.drivers import calibrate, calibrate_move
     from noisesearch.seeds import calibration_seeds, draw_labels
 
     args = {"steps": 6, "denoiser": denoiser}
@@ -313,11 +314,12 @@ def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(den
     with pytest.raises(NoiseSearchError, match="beams"):
         calibrate("brightness", CalibrationConfig(conditions=3, beams=(0,)), **args)
     with pytest.raises(NoiseSearchError, match="B = 9 incumbents need 99 calls per image, above the budget"):
-        calibrate("brightness", CalibrationConfig(conditions=3, N=2, K=8, beams=(1, 9)), **args)
+        calibrate("brightness", CalibrationConfig(conditions=3, N=2, K=8, moves=(), beams=(1, 9)), **args)
 
 
 def test_calibration_without_validation_keeps_the_move_of_the_largest_expected_gain(denoiser):
-    from noisesearch.adaptive import calibrate, calibrate_move, expected_gain
+    from noisesearch.adaptive import expected_gain
+    from noisesearch.drivers import calibrate, calibrate_move
 
     args = {"steps": 6, "denoiser": denoiser}
     moves = [CalibrationConfig(conditions=3, N=2, K=8), CalibrationConfig(conditions=3, N=1, K=16, eps=0.15,
@@ -326,7 +328,7 @@ def test_calibration_without_validation_keeps_the_move_of_the_largest_expected_g
     gains = [expected_gain(s) for s in alone]
     assert gains[0] != gains[1]
     best = alone[gains.index(max(gains))]
-    chosen = calibrate("brightness", CalibrationConfig(conditions=3, N=2, K=8, moves=[(1, 0.15, 0.3)],
+    chosen = calibrate("brightness", CalibrationConfig(conditions=3, N=2, K=8, moves=[(1, 0.15, 0.3)], beams=(1,),
                                                        validation_conditions=0), **args)
     assert (chosen.K, chosen.eps, chosen.N, chosen.gains) == (best.K, best.eps, best.N, best.gains)
     info = chosen.info
@@ -414,6 +416,7 @@ def test_calibration_config_rejects_what_calibration_cannot_use(settings, messag
 ])
 def test_calibrate_defaults_to_the_recipe_of_the_shipped_schedules(tmp_path, monkeypatch, args, expected):
     import noisesearch.adaptive
+    import noisesearch.drivers
 
     seen = []
 
@@ -421,12 +424,13 @@ def test_calibrate_defaults_to_the_recipe_of_the_shipped_schedules(tmp_path, mon
         seen.append(config)
         raise NoiseSearchError("stopped before calibrating")
 
-    monkeypatch.setattr(noisesearch.adaptive, "calibrate", stop)
+    monkeypatch.setattr(noisesearch.drivers, "calibrate", stop)
     assert main(["calibrate", "--reward", "brightness", "--out", str(tmp_path / "s.json"), *args]) == 1
     (config,) = seen
     assert {name: getattr(config, name) for name in expected} == expected
     shipped = [json.loads(path.read_text())["info"]["command"]
                for path in sorted((Path(noisesearch.adaptive.__file__).parent / "schedules").glob("embedded_*.json"))]
-    if not args:  # the shipped schedules were made with exactly these settings
+    if not args:  # the library's default is the same recipe, and the shipped schedules were made with it
+        assert config == CalibrationConfig()
         assert len(shipped) == 4
         assert all("--eps 1.0 --moves 1,0.15,0.45 --beams 1,2,4 --validation-conditions 64" in c for c in shipped)

@@ -10,8 +10,8 @@ import pytest
 
 from noisesearch.cli import main
 from noisesearch.errors import NoiseSearchError
-from noisesearch.experiments.bench import read_results
 from noisesearch.experiments.presets import builtin_presets, get_preset, override
+from noisesearch.experiments.store import read_results
 
 SMALL_PRESET = {
     "small": {
@@ -61,7 +61,7 @@ def test_a_killed_bench_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_a_torn_last_line_is_skipped_by_readers_and_cut_only_by_the_writer(tmp_path):
-    from noisesearch.experiments.bench import cut_torn_line
+    from noisesearch.experiments.store import cut_torn_line
 
     path = tmp_path / "results.jsonl"
     whole = json.dumps({"cell": "a", "algorithm": "naive", "params": {}, "column": "b", "reward": "brightness",
@@ -222,7 +222,7 @@ def test_reuse_copies_identical_cells_from_another_run(tmp_path):
 def test_environment_records_versions_and_the_cpu_kernels_that_round():
     import torch
 
-    from noisesearch.experiments.bench import environment
+    from noisesearch.environment import environment
 
     env = environment()
     assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
@@ -234,7 +234,7 @@ def test_environment_records_versions_and_the_cpu_kernels_that_round():
 def test_cell_file_names_are_portable():
     import re
 
-    from noisesearch.experiments.bench import plan
+    from noisesearch.experiments.cells import preset_cells as plan
     from noisesearch.experiments.presets import Preset
 
     slugs = [cell.slug for cell in plan(Preset.from_dict("a", ADAPTIVE_PRESET))]
@@ -245,7 +245,8 @@ def test_cell_file_names_are_portable():
 def test_calibration_lambda_reaches_the_schedule_and_keys_only_when_set(tmp_path):
     from conftest import tiny_denoiser
 
-    from noisesearch.experiments.bench import plan, run_bench
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.cells import preset_cells as plan
     from noisesearch.experiments.presets import CalibrationConfig as Calibration
     from noisesearch.experiments.presets import Preset
 
@@ -272,7 +273,8 @@ def test_bench_runs_the_sampler_asked_for_and_saves_every_trace(tmp_path):
     from conftest import tiny_denoiser
 
     from noisesearch import cost, get_algorithm, make_sampler
-    from noisesearch.experiments.bench import plan, run_bench
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.cells import preset_cells as plan
     from noisesearch.experiments.presets import Preset
     from noisesearch.experiments.report import write_report
     from noisesearch.types import TRACE_FIELDS

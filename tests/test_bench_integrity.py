@@ -11,9 +11,11 @@ from conftest import tiny_denoiser
 
 from noisesearch.cli import main
 from noisesearch.errors import NoiseSearchError
-from noisesearch.experiments.bench import LOCK, RESULTS, SETTINGS, load_results, plan, read_results, run_bench
+from noisesearch.experiments.bench import run_bench
+from noisesearch.experiments.cells import preset_cells as plan
 from noisesearch.experiments.presets import Preset
 from noisesearch.experiments.report import summarize
+from noisesearch.experiments.store import LOCK, RESULTS, SETTINGS, load_results, read_results
 
 TINY = {
     "description": "two labels, naive and best-of-2, four steps",

@@ -16,9 +16,10 @@ from executor_helpers import FAILING_GUIDANCE, failing_loader
 
 from noisesearch.cli import main
 from noisesearch.errors import NoiseSearchError
-from noisesearch.experiments.bench import CELL_LOG, RESULTS, run_bench
-from noisesearch.experiments.executors import ProcessExecutor, RayExecutor, Resources, SerialExecutor
+from noisesearch.executors import ProcessExecutor, RayExecutor, Resources, SerialExecutor
+from noisesearch.experiments.bench import run_bench
 from noisesearch.experiments.presets import Preset
+from noisesearch.experiments.store import CELL_LOG, RESULTS
 from noisesearch.testing import tiny_denoiser
 
 SMALL = Preset.from_dict("small", {
@@ -208,9 +209,11 @@ def test_a_failing_cell_fails_alone_with_its_error_recorded(kind, tmp_path, requ
 
 
 def test_calibrate_on_a_process_pool_gives_the_serial_schedule():
-    from noisesearch.adaptive import CalibrationConfig, calibrate
+    from noisesearch.adaptive import CalibrationConfig
+    from noisesearch.drivers import calibrate
 
-    config = CalibrationConfig(conditions=2, N=2, K=2, target_nfe=16, moves=((1, 0.15, 0.3),), beams=(1, 2))
+    config = CalibrationConfig(conditions=2, N=2, K=2, target_nfe=16, moves=((1, 0.15, 0.3),), beams=(1, 2),
+                               validation_conditions=2)
     args = {"steps": 4, "denoiser": tiny_denoiser(), "progress": False}
     serial = calibrate("brightness", config, **args)
     with ProcessExecutor(workers=2) as pool:
@@ -238,7 +241,7 @@ def test_ray_is_imported_only_when_asked_for():
     import sys
 
     code = ("import sys; import noisesearch.cli, noisesearch.experiments.bench; "
-            "from noisesearch.experiments.executors import make_executor; "
+            "from noisesearch.executors import make_executor; "
             "[make_executor(name).close() for name in ('serial', 'process')]; assert 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

@@ -1,4 +1,4 @@
-"""The online learner of adaptive ε-greedy (noisesearch.adaptive.online, noisesearch.online_search)."""
+"""The online learner of adaptive ε-greedy (noisesearch.adaptive.online, noisesearch.drivers.online)."""
 
 import json
 
@@ -8,8 +8,8 @@ import torch
 
 from noisesearch.adaptive.online import OnlineSchedule, uniform_prior
 from noisesearch.adaptive.portfolio import MIN_TRIALS, Portfolio, arm_name, arm_priors
+from noisesearch.drivers import search_online
 from noisesearch.errors import NoiseSearchError
-from noisesearch.online_search import search_online
 from noisesearch.sampling import make_sampler
 from noisesearch.search import get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule

@@ -69,8 +69,9 @@ def test_reliability_gains_follow_the_gaussian_model_of_best_of_m():
 
 
 def test_the_reliability_calibration_spends_one_probe_and_exploits_where_r_is_high(denoiser):
-    from noisesearch.adaptive import CalibrationConfig, calibrate
+    from noisesearch.adaptive import CalibrationConfig
     from noisesearch.adaptive.reliability import CANDIDATES
+    from noisesearch.drivers import calibrate
 
     plan = calibrate("brightness", CalibrationConfig(conditions=2, N=2, K=4, method="reliability"), steps=6,
                      denoiser=denoiser)

@@ -6,7 +6,9 @@ import pytest
 from conftest import tiny_denoiser
 
 from noisesearch.cli import main
-from noisesearch.experiments.bench import Cell, plan, run_bench
+from noisesearch.experiments.bench import run_bench
+from noisesearch.experiments.cells import Cell
+from noisesearch.experiments.cells import preset_cells as plan
 from noisesearch.experiments.presets import Preset
 from noisesearch.experiments.report import summarize, write_report
 
@@ -96,7 +98,7 @@ def test_report_out_that_is_a_file_or_the_run_directory_is_one_line(tmp_path, ca
 def test_report_only_reads_the_run_even_with_a_torn_last_line_and_duplicates(tmp_path):
     from conftest import tiny_denoiser
 
-    from noisesearch.experiments.bench import read_results
+    from noisesearch.experiments.store import read_results
 
     preset = Preset.from_dict("small", {**PRESET, "labels": 2, "runs": PRESET["runs"][:2]})
     results = run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser)

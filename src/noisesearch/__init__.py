@@ -4,6 +4,7 @@ from noisesearch import adaptive  # noqa: F401  (registers adaptive_eps_greedy; 
 from noisesearch.api import make_problem, search
 from noisesearch.backends import Backend, load_model, register_backend
 from noisesearch.denoiser import Denoiser, DenoiserBase
+from noisesearch.drivers import calibrate, search_online
 from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.progress import ProgressEvent
@@ -12,11 +13,11 @@ from noisesearch.sampling import Sampler, make_sampler, register_sampler
 from noisesearch.search import SearchAlgorithm, get_algorithm, register_algorithm
 from noisesearch.seeds import draw_labels, sample_seeds
 from noisesearch.types import SearchResult
+from noisesearch.version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "Backend", "BudgetExceeded", "Denoiser", "DenoiserBase", "NoiseSearchError", "Problem", "ProgressEvent",
-    "Sampler", "SearchAlgorithm", "SearchResult", "draw_labels", "get_algorithm", "get_reward", "load_model",
-    "make_problem", "make_sampler", "register_algorithm", "register_backend", "register_reward",
-    "register_sampler", "sample_seeds", "search",
+    "Sampler", "SearchAlgorithm", "SearchResult", "__version__", "calibrate", "draw_labels", "get_algorithm",
+    "get_reward", "load_model", "make_problem", "make_sampler", "register_algorithm", "register_backend",
+    "register_reward", "register_sampler", "sample_seeds", "search", "search_online",
 ]

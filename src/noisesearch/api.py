@@ -21,7 +21,8 @@ from noisesearch.problem import Problem, Reward, check_denoiser, check_settings
 from noisesearch.progress import ProgressCallback, TqdmProgress
 from noisesearch.rewards.registry import make_reward, parse_reward_args
 from noisesearch.sampling import Sampler
-from noisesearch.search import SearchAlgorithm, get_algorithm
+from noisesearch.search import SearchAlgorithm, algorithm_class, get_algorithm
+from noisesearch.search.base import RunContext
 from noisesearch.seeds import check_seeds, sample_seeds
 from noisesearch.types import SearchResult
 
@@ -119,15 +120,20 @@ def plan_search(
     """Everything `search` checks and builds before the first denoiser call (arguments as there)."""
     problem_keys = set(make_problem.__kwdefaults__)
     params = {k: v for k, v in problem_args.items() if k not in problem_keys}
-    shipped = algorithm == "adaptive_eps_greedy" and params.get("search_schedule") is None
-    algo = None if shipped else get_algorithm(algorithm, **params)
+    defaults = algorithm_class(algorithm).context_params(params, run_context(reward, problem_args))
+    algo = get_algorithm(algorithm, **params, **defaults)  # checked before the model loads
     problem, config = make_problem(reward=reward, **{k: v for k, v in problem_args.items() if k in problem_keys})
-    if shipped:  # the schedule shipped for this model and reward (see noisesearch.adaptive.shipped)
-        from noisesearch.adaptive.shipped import shipped_schedule
-
-        path = shipped_schedule(config["backend"], own_model(problem_args), reward, config["guidance"])
-        algo = get_algorithm(algorithm, **params, search_schedule=str(path))
     return PlannedSearch(algo, problem, config, resolve_evaluator(evaluator, config))
+
+
+def run_context(reward: str | Reward, problem_args: dict[str, Any]) -> RunContext:
+    """What an algorithm's run-dependent defaults see of the arguments of `make_problem`, before the model loads."""
+    backend = problem_args.get("backend", "embedded")
+    if problem_args.get("pipeline") is not None:
+        backend = pipeline_settings(problem_args["pipeline"], backend, problem_args.get("model"),
+                                    problem_args.get("denoiser"))[0]
+    guidance = get_backend(backend).guidance_or_default(problem_args.get("guidance"))
+    return RunContext(backend, own_model(problem_args), reward, guidance)
 
 
 def own_model(problem_args: dict[str, Any]) -> bool:

@@ -24,7 +24,7 @@ from noisesearch.search import algorithm_class, algorithm_names, algorithm_param
 
 if TYPE_CHECKING:
     from noisesearch.api import PlannedSearch
-    from noisesearch.experiments.executors import Executor
+    from noisesearch.executors import Executor
     from noisesearch.types import SearchResult
 
 ESTIMATE_MIN_NFE = 1000  # runs of fewer NFE in all are not timed (a timed call costs two network calls)
@@ -130,7 +130,7 @@ def add_executor_flags(parser: argparse.ArgumentParser, what: str) -> None:
 
 def executor_of(args: argparse.Namespace) -> Executor:
     """The executor that --executor and its options name (Ray is imported only for --executor ray)."""
-    from noisesearch.experiments.executors import make_executor
+    from noisesearch.executors import make_executor
 
     return make_executor(args.executor, workers=args.workers, ray_address=args.ray_address,
                          cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell, retries=args.retries)
@@ -220,21 +220,24 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="fit a per-step search schedule (K_t, eps_t) from eps-greedy runs")
     cal.add_argument("--reward", default="classifier", help="reward to calibrate for")
     cal.add_argument("--out", type=parse_out, required=True, help="schedule JSON to write")
-    cal.add_argument("--method", default="final", help="final (gains in the final reward of searching one step "
+    cal.add_argument("--method", default=None, help="final (gains in the final reward of searching one step "
                                                        "alone, the default), gain (GP-smoothed marginal gains of "
                                                        "x0-prediction scores), binomial (K_t = "
                                                        "ceil(K p(t))) or reliability (gains and eps_t from "
                                                        "R(sigma): exploit where the early reward predicts the "
                                                        "final one)")
-    cal.add_argument("--conditions", type=int, default=16, help="calibration conditions (labels drawn from --seed)")
-    cal.add_argument("--seed", type=int, default=0, help="draws the calibration labels; their sample seeds are "
-                                                         "disjoint from every sample and bench seed")
-    cal.add_argument("--N", type=int, default=4, help="candidates per iteration of the calibration runs")
-    cal.add_argument("--K", type=int, default=20, help="iterations per step of the calibration runs")
+    cal.add_argument("--conditions", type=int, default=None,
+                     help="calibration conditions (labels drawn from --seed; default 16)")
+    cal.add_argument("--seed", type=int, default=None,
+                     help="draws the calibration labels (default 0); their sample seeds are disjoint from every "
+                          "sample and bench seed")
+    cal.add_argument("--N", type=int, default=None, help="candidates per iteration of the calibration runs (default 4)")
+    cal.add_argument("--K", type=int, default=None, help="iterations per step of the calibration runs (default 20)")
     cal.add_argument("--eps", type=float, default=None,
                      help="global-draw probability of the calibration runs (default: 1 with --method final, else 0.4)")
-    cal.add_argument("--lambda", dest="lambda_", type=float, default=0.15,
-                     help="local-draw radius of the calibration runs; adaptive_eps_greedy then uses it too")
+    cal.add_argument("--lambda", dest="lambda_", type=float, default=None,
+                     help="local-draw radius of the calibration runs (default 0.15); adaptive_eps_greedy then uses "
+                          "it too")
     cal.add_argument("--moves", type=parse_moves, default=None,
                      help="further moves to calibrate, 'N,eps,lambda' separated by ';', or none; the one validated "
                           "best at the budget is kept (default: 1,0.15,0.45 with --method final, else none)")
@@ -373,7 +376,7 @@ def run_online(args: argparse.Namespace, params: dict, settings: dict) -> Search
     """`sample --online`: adaptive_eps_greedy learning its schedule batch by batch (over the arms of --moves,
     --beams and --windows, if given); the best arm's schedule is also written to OUT/schedule.json for
     --search-schedule."""
-    from noisesearch.online_search import search_online
+    from noisesearch.drivers import search_online
     from noisesearch.search.step_schedule import SearchSchedule
 
     if args.algorithm != "adaptive_eps_greedy" or params.get("target_nfe") is None:
@@ -387,7 +390,8 @@ def run_online(args: argparse.Namespace, params: dict, settings: dict) -> Search
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from noisesearch.experiments.bench import plan, run_bench
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.cells import preset_cells
     from noisesearch.experiments.presets import builtin_presets, get_preset, override
 
     if args.list:
@@ -411,7 +415,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                             progress=not args.no_progress, backend=args.backend, model=args.model,
                             sampler=args.sampler, reuse=args.reuse, trust_model_code=args.trust_model_code,
                             executor=executor)
-    print(f"bench {preset.name}: {len(plan(preset))} cells x {preset.labels} labels in {results}")
+    print(f"bench {preset.name}: {len(preset_cells(preset))} cells x {preset.labels} labels in {results}")
 
 
 def parse_moves(text: str) -> tuple[tuple[int, float, float], ...]:
@@ -448,43 +452,30 @@ def parse_beams(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a list of beam widths such as '1,2,4'") from None
 
 
-# calibrate's defaults: with --method final, the recipe of the shipped schedules (a global-draw probe, the (1+1)
-# hill climb as a further move, 1, 2 or 4 incumbents, validated on 64 conditions); other methods: one move, B = 1
-SHIPPED_RECIPE = {"eps": 1.0, "moves": ((1, 0.15, 0.45),), "beams": (1, 2, 4), "validation_conditions": 64}
-OTHER_METHODS = {"eps": 0.4, "moves": (), "beams": (1,), "validation_conditions": None}
+CALIBRATION_FLAGS = ("conditions", "seed", "method", "N", "K", "eps", "lambda_", "moves", "beams",
+                     "validation_conditions", "target_nfe")  # the CalibrationConfig fields calibrate takes as flags
 
 
 def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> None:
-    from noisesearch import cost
-    from noisesearch.adaptive import CalibrationConfig, calibrate
-    from noisesearch.sampling import sampler_from_dict
+    from noisesearch.adaptive import CalibrationConfig
+    from noisesearch.drivers import calibrate
+    from noisesearch.drivers.calibrate import calibration_summary
 
     if args.out.is_dir():
         raise NoiseSearchError(f"--out {args.out} is a directory; give the path of the schedule JSON to write")
     if not args.out.parent.is_dir():
         raise NoiseSearchError(f"--out {args.out}: directory {args.out.parent} does not exist")
-    recipe = SHIPPED_RECIPE if args.method == "final" else OTHER_METHODS
-    chosen = {name: recipe[name] if getattr(args, name) is None else getattr(args, name) for name in recipe}
-    config = CalibrationConfig(conditions=args.conditions, seed=args.seed, method=args.method, N=args.N, K=args.K,
-                               lambda_=args.lambda_, target_nfe=args.target_nfe, **chosen)
+    config = CalibrationConfig(**{name: getattr(args, name) for name in CALIBRATION_FLAGS
+                                  if getattr(args, name) is not None})  # the library's defaults for the rest
     with executor_of(args) as executor:
-        plan = calibrate(args.reward, config, executor, steps=args.steps, sampler=args.sampler,
-                         backend=args.backend, model=args.model, guidance=args.guidance, max_batch=args.max_batch,
-                         batch_invariant=args.batch_invariant,
-                         progress=not args.no_progress, trust_model_code=args.trust_model_code)
-    plan = dataclasses.replace(plan, info=plan.info | {"command": "noisesearch " + shlex.join(argv)})
-    plan.save(args.out)
-    info = plan.info
-    print(plan.table())
-    for c in info.get("candidates", []):
-        validated = f", validation reward {c['validation_reward']:.4f}" if "validation_reward" in c else ""
-        print(f"candidate N={c['N']} K={c['K']} eps={c['eps']} lambda={c['lambda_']} B={c['B']}: expected gain "
-              f"{c['expected_gain']:.4f}{validated}")
-    if "candidates" in info:
-        print(f"kept N={info['N']} eps={info['eps']} lambda={info['lambda_']} B={info['B']}")
-    print(f"calibrated on {info['conditions']} conditions at {info['calibration_nfe_per_condition']:.0f} NFE each "
-          f"({info['calibration_nfe']} NFE in all); schedule: "
-          f"{cost.plan_calls(sampler_from_dict(info['sampler']), plan)} calls per image -> {args.out}")
+        schedule = calibrate(args.reward, config, executor, steps=args.steps, sampler=args.sampler,
+                             backend=args.backend, model=args.model, guidance=args.guidance, max_batch=args.max_batch,
+                             batch_invariant=args.batch_invariant,
+                             progress=not args.no_progress, trust_model_code=args.trust_model_code)
+    schedule = dataclasses.replace(schedule, info=schedule.info | {"command": "noisesearch " + shlex.join(argv)})
+    schedule.save(args.out)
+    print(schedule.table())
+    print(calibration_summary(schedule) + f" -> {args.out}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -501,37 +492,16 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_reliability(args: argparse.Namespace, argv: list[str]) -> None:
-    from noisesearch.adaptive.reliability import probe_reliability, reliability_plot
-    from noisesearch.api import make_problem
-    from noisesearch.seeds import calibration_seeds, draw_labels
+    from noisesearch.drivers.reliability import measure_reliability, reliability_table, write_reliability
 
     rewards = [r.strip() for r in args.rewards.split(",") if r.strip()]
-    if not rewards:
-        raise NoiseSearchError("--rewards is empty: name at least one reward")
-    if args.conditions < 1:
-        raise NoiseSearchError(f"--conditions must be at least 1, got {args.conditions}")
-    labels, seeds = draw_labels(args.conditions, args.seed), calibration_seeds(args.seed, args.conditions)
-    curves, written = {}, {}
-    for reward in rewards:
-        problem, config = make_problem(reward=reward, labels=labels, seeds=seeds, backend=args.backend,
-                                       model=args.model, sampler=args.sampler, steps=args.steps,
-                                       guidance=args.guidance, max_batch=args.max_batch,
-                                       progress=not args.no_progress, trust_model_code=args.trust_model_code)
-        curves[reward] = probe_reliability(problem, args.candidates)
-        written[reward] = {**curves[reward].to_dict(), "nfe": int(problem.nfe.sum()),
-                           "config": {k: config[k] for k in ("backend", "model", "sampler", "guidance", "labels",
-                                                             "seeds")}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "reliability.json").write_text(json.dumps({"command": "noisesearch " + shlex.join(argv),
-                                                           "rewards": written}, indent=1) + "\n")
-    reliability_plot({r: written[r]["steps"] for r in rewards}, args.out / "reliability.png")
-    print("sigma_hat  " + "  ".join(f"{r:>24}" for r in rewards))
-    summaries = [written[r]["steps"] for r in rewards]
-    for t, sigma in enumerate(next(iter(curves.values())).sigmas):
-        cells = [summary[t] for summary in summaries]
-        print(f"{sigma:9.3g}  " + "  ".join(f"{c['R']:6.3f} [{c['lo']:6.3f}, {c['hi']:6.3f}]" for c in cells))
-    print(f"{sum(w['nfe'] for w in written.values())} NFE -> {args.out / 'reliability.json'}, "
-          f"{args.out / 'reliability.png'}")
+    measured = measure_reliability(rewards, args.conditions, args.seed, args.candidates, backend=args.backend,
+                                   model=args.model, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                                   max_batch=args.max_batch, progress=not args.no_progress,
+                                   trust_model_code=args.trust_model_code)
+    data, figure = write_reliability(measured, args.out, "noisesearch " + shlex.join(argv))
+    print(reliability_table(measured))
+    print(f"{sum(m['nfe'] for m in measured.values())} NFE -> {data}, {figure}")
 
 
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from noisesearch import cost
 from noisesearch.adaptive.allocation import allocate_iterations, marginal_gain
+from noisesearch.adaptive.shipped import shipped_schedule
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import Sampler
-from noisesearch.search.base import CALLS_DOC, check_positive_int
+from noisesearch.search.base import CALLS_DOC, RunContext, check_positive_int
 from noisesearch.search.local import LocalSearch, load_schedule
 from noisesearch.search.registry import register_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
@@ -50,6 +52,15 @@ class AdaptiveEpsGreedy(LocalSearch):
     min_gain: float = 0.0
     lambda_: float | None = None  # type: ignore[assignment]
     B: int | None = None  # type: ignore[assignment]
+
+    @classmethod
+    def context_params(cls, params: dict[str, Any], context: RunContext) -> dict[str, Any]:
+        """Without a search_schedule, the one shipped for this backend's packaged model, reward and guidance (a
+        one-line error where none is shipped)."""
+        if params.get("search_schedule") is not None:
+            return {}
+        return {"search_schedule": str(shipped_schedule(context.backend, context.own_model, context.reward,
+                                                        context.guidance))}
 
     def __post_init__(self) -> None:
         plan = load_schedule(self.search_schedule)

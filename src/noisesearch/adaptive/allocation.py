@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from noisesearch.errors import NoiseSearchError
+
+if TYPE_CHECKING:
+    from noisesearch.search.step_schedule import SearchSchedule
 
 
 def marginal_gain(row: Sequence[float], k: int) -> float:
@@ -61,3 +66,12 @@ def allocate_iterations(gains: Sequence[Sequence[float]], first_cost: Sequence[i
         if nxt is not None:
             heapq.heappush(heap, nxt)
     return K
+
+
+def expected_gain(schedule: SearchSchedule) -> float:
+    """The calibrated gain of the iterations K_t a search schedule buys, summed over steps (the allocator's
+    objective); NaN for a schedule without gains."""
+    if schedule.gains is None:
+        return math.nan
+    return sum(marginal_gain(row, k) for row, K_t in zip(schedule.gains, schedule.K, strict=True)
+               for k in range(1, K_t + 1))

@@ -12,6 +12,14 @@ from noisesearch.seeds import check_seed
 METHODS = ("final", "gain", "binomial", "reliability")
 Move = tuple[int, float, float]  # a local-search move: (N candidates per iteration, eps, lambda_)
 
+# The recipe of the shipped schedules (method "final"): a global-draw probe (eps 1), the (1+1) hill climb at
+# lambda 0.45 as a further move, 1, 2 or 4 incumbents, validated on 64 conditions. The other methods fit one
+# move with B = 1 (validation_conditions None: on the calibration conditions, were there anything to validate).
+SHIPPED_RECIPE: dict[str, Any] = {"eps": 1.0, "moves": ((1, 0.15, 0.45),), "beams": (1, 2, 4),
+                                  "validation_conditions": 64}
+OTHER_METHODS: dict[str, Any] = {"eps": 0.4, "moves": (), "beams": (1,), "validation_conditions": None}
+RECIPES = {"final": SHIPPED_RECIPE, "gain": OTHER_METHODS, "binomial": OTHER_METHODS, "reliability": OTHER_METHODS}
+
 
 @dataclass(frozen=True)
 class CalibrationConfig:
@@ -23,21 +31,28 @@ class CalibrationConfig:
     B of incumbents), every (move, B) is validated at the budget on `validation_conditions` conditions
     (default: `conditions`); with validation_conditions = 0 (and B = 1) the move of the largest expected gain
     (the allocator's objective, from the probes alone) is kept without validation runs. `target_nfe`: calls
-    per image the schedule's K_t spend (default: a third of ε-greedy (N, K)'s)."""
+    per image the schedule's K_t spend (default: a third of ε-greedy (N, K)'s).
+
+    `eps`, `moves`, `beams` and `validation_conditions` left out (None) take the method's recipe (RECIPES):
+    for "final", the recipe of the shipped schedules, which `noisesearch calibrate` uses too."""
 
     conditions: int = 16
     seed: int = 0
     method: str = "final"
     N: int = 4
     K: int = 20
-    eps: float = 0.4
+    eps: float | None = None
     lambda_: float = 0.15
-    moves: tuple[Move, ...] = ()
-    beams: tuple[int, ...] = (1,)
+    moves: tuple[Move, ...] | None = None
+    beams: tuple[int, ...] | None = None
     validation_conditions: int | None = None
     target_nfe: int | None = None
 
     def __post_init__(self) -> None:
+        recipe = RECIPES.get(self.method, OTHER_METHODS)
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         try:
             moves = tuple((int(n), float(e), float(lam)) for n, e, lam in self.moves)
         except (TypeError, ValueError):
@@ -73,11 +88,15 @@ class CalibrationConfig:
         return bool(self.moves) or self.beams != (1,)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that tell calibrations apart in bench cell keys; the later-added ones only where they
-        are not the defaults, so that the keys of runs made before they could be set stay what they were."""
+        """The fields that tell calibrations apart in bench cell keys, less those holding KEY_OMITS' values."""
         fields = asdict(self)
-        for name, default in (("lambda_", CalibrationConfig.lambda_), ("moves", ()), ("beams", (1,)),
-                              ("validation_conditions", None), ("target_nfe", None)):
+        for name, default in KEY_OMITS.items():
             if fields[name] == default:
                 del fields[name]
         return fields
+
+
+# A calibration's key in bench cell keys leaves out these fields where they hold these values (the keys of runs
+# made before the fields could be set stay what they were).
+KEY_OMITS: dict[str, Any] = {"lambda_": 0.15, "moves": (), "beams": (1,), "validation_conditions": None,
+                             "target_nfe": None}

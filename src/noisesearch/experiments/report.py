@@ -26,8 +26,9 @@ import torch
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.adaptive_report import adaptive_blocks
-from noisesearch.experiments.bench import RESULTS, SETTINGS, load_results, plan
+from noisesearch.experiments.cells import preset_cells
 from noisesearch.experiments.presets import Preset, RunSpec
+from noisesearch.experiments.store import RESULTS, SETTINGS, load_results
 from noisesearch.experiments.stream_report import stream_blocks
 from noisesearch.imaging import make_grid
 from noisesearch.search.tracing import bootstrap_interval, kbar_per_condition, step_statistics
@@ -127,7 +128,8 @@ def missing_cells(run: Run) -> list[str]:
     for r in run.records:
         if r["label_index"] < run.preset.labels:
             counts[slot(r["algorithm"], r["params"], r["column"], r["repeat"])] += 1
-    found = [(c, counts[slot(c.run.algorithm, c.run.params, c.column.name, c.repeat)]) for c in plan(run.preset)]
+    found = [(c, counts[slot(c.run.algorithm, c.run.params, c.column.name, c.repeat)])
+             for c in preset_cells(run.preset)]
     return [f"{c.run.label} / {c.column.name} / repeat {c.repeat}: {n} of {run.preset.labels} labels"
             for c, n in found if n < run.preset.labels]
 
@@ -330,7 +332,7 @@ def trace_cells(run: Run) -> list:
     if run.preset is None:
         return []
     chosen = {}
-    for cell in plan(run.preset):
+    for cell in preset_cells(run.preset):
         params = cell.run.params
         if cell.run.algorithm != "eps_greedy" or params.get("search_schedule"):
             continue
@@ -338,7 +340,7 @@ def trace_cells(run: Run) -> list:
         best = chosen.get(key)
         if best is None or params.get("K", 20) > best[0]:
             chosen[key] = (params.get("K", 20), cell.run)
-    return [cell for cell in plan(run.preset)
+    return [cell for cell in preset_cells(run.preset)
             if chosen.get((cell.column.name, cell.run.params.get("elitism", True)), (0, None))[1] == cell.run]
 
 
@@ -434,7 +436,7 @@ def image_grids(run: Run, out: Path) -> list[Block]:
     blocks: list[Block] = []
     if run.preset is None:
         return blocks
-    for cell in plan(run.preset):
+    for cell in preset_cells(run.preset):
         if cell.repeat != 0:
             continue
         parts = sorted((run.directory / "images").glob(f"{cell.slug}_*.npz"))

@@ -49,6 +49,18 @@ def check_lambda(lambda_: float) -> None:
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What an algorithm's run-dependent defaults may depend on, known before the model loads: the backend, whether
+    the model is the user's own (a path, denoiser or pipeline, not the backend's packaged one), the reward (a
+    registered name or a reward object) and the guidance weight."""
+
+    backend: str
+    own_model: bool
+    reward: object
+    guidance: float
+
+
+@dataclass(frozen=True)
 class SearchAlgorithm:
     """Chooses the sampler's noises through a metered Problem.
 
@@ -70,6 +82,12 @@ class SearchAlgorithm:
         if cls.nfe_doc and cls.__doc__ and "NFE per image:" not in cls.__doc__:
             cls.__doc__ = (f"{cls.__doc__.rstrip()}\n\n    NFE per image: {cls.nfe_doc}; ×2 with classifier-free "
                            "guidance.")
+
+    @classmethod
+    def context_params(cls, params: dict[str, Any], context: RunContext) -> dict[str, Any]:
+        """Parameters that `params` leave out and whose default depends on the run (e.g. a search schedule shipped
+        for this model and reward); `search` adds them before constructing the algorithm. None by default."""
+        return {}
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.init}

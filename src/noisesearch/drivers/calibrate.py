@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from noisesearch import cost
-from noisesearch.adaptive.allocation import allocate_iterations, marginal_gain
+from noisesearch.adaptive.allocation import allocate_iterations, expected_gain
 from noisesearch.adaptive.config import CalibrationConfig
 from noisesearch.adaptive.fits import fit_binomial, fit_eps, fit_final_gains, fit_gains
 from noisesearch.adaptive.gain_probe import probe_final_gains, probe_ladder
@@ -20,20 +20,13 @@ from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.seeds import calibration_seeds, draw_labels
 
 if TYPE_CHECKING:
-    from noisesearch.experiments.executors import Executor
-
-
-def expected_gain(plan: SearchSchedule) -> float:
-    """The calibrated gain of the iterations K_t a search schedule buys, summed over steps (the allocator's
-    objective)."""
-    if plan.gains is None:
-        return math.nan
-    return sum(marginal_gain(row, k) for row, K_t in zip(plan.gains, plan.K, strict=True) for k in range(1, K_t + 1))
+    from noisesearch.executors import Executor
 
 
 def calibrate(reward: str = "classifier", config: CalibrationConfig | None = None, executor: Executor | None = None,
               **problem_args: Any) -> SearchSchedule:
-    """A search schedule for `reward`, calibrated as `config` says on its calibration conditions (labels
+    """A search schedule for `reward`, calibrated as `config` says (default: CalibrationConfig(), the recipe of
+    the shipped schedules, as `noisesearch calibrate` runs it) on its calibration conditions (labels
     drawn from config.seed, sample seeds disjoint from any evaluation run); `problem_args` go to
     `make_problem` (steps, sampler, guidance, max_batch, progress, backend, denoiser, ...).
 
@@ -44,9 +37,9 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     Its info lists every candidate's expected gain (the allocator's objective) and
     measured reward, and its calibration cost counts all probes and validation runs.
 
-    With an `executor` (see noisesearch.experiments.executors), each move's probe and each validation run is
+    With an `executor` (see noisesearch.executors), each move's probe and each validation run is
     one of its tasks (`problem_args` must then be picklable); the schedule is the one calibrated without."""
-    config = config or CalibrationConfig()
+    config = CalibrationConfig() if config is None else config
     if not config.validates:
         return run_all(executor, calibrate_move_task, [(reward, config)], problem_args, "the calibration")[0]
     moves = [(config.N, config.eps, config.lambda_), *config.moves]
@@ -68,11 +61,11 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     args = {k: v for k, v in problem_args.items() if k != "evaluator"}
     n = config.conditions if config.validation_conditions is None else config.validation_conditions
     labels, seeds = draw_labels(n, config.seed), calibration_seeds(config.seed, n)
-    pairs = [(plan, B) for plan in tried for B in config.beams]
-    runs = run_all(executor, validation_task, [(reward, labels, seeds, plan, budget, B) for plan, B in pairs], args,
-                   "validation run")
+    pairs = [(schedule, B) for schedule in tried for B in config.beams]
+    runs = run_all(executor, validation_task, [(reward, labels, seeds, schedule, budget, B) for schedule, B in pairs],
+                   args, "validation run")
     nfe = sum(s.info["calibration_nfe"] for s in tried) + sum(spent for _, spent in runs)
-    candidates = [(mean, plan, B) for (mean, _), (plan, B) in zip(runs, pairs, strict=True)]
+    candidates = [(mean, schedule, B) for (mean, _), (schedule, B) in zip(runs, pairs, strict=True)]
     _, best, B = max(candidates, key=lambda c: c[0])  # the first of equals
     summary = [candidate_summary(s, b) | {"validation_reward": r} for r, s, b in candidates]
     return replace(best, info=best.info | {"B": B, "candidates": summary, "validation_conditions": n,
@@ -80,10 +73,10 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
                                            "calibration_nfe_per_condition": nfe / config.conditions})
 
 
-def candidate_summary(plan: SearchSchedule, B: int) -> dict[str, Any]:
+def candidate_summary(schedule: SearchSchedule, B: int) -> dict[str, Any]:
     """A calibrated (move, B) candidate as the kept schedule's info lists it."""
-    return {key: plan.info[key] for key in ("N", "K", "eps", "lambda_")} | {"B": B,
-                                                                           "expected_gain": expected_gain(plan)}
+    return {key: schedule.info[key] for key in ("N", "K", "eps", "lambda_")} | {"B": B,
+                                                                           "expected_gain": expected_gain(schedule)}
 
 
 def run_all(executor: Executor | None, fn: Callable[[tuple], Any], tasks: Sequence[tuple], problem_args: dict[str, Any],
@@ -106,9 +99,9 @@ def calibrate_move_task(task: tuple[str, CalibrationConfig, dict[str, Any]]) -> 
 def validation_task(task: tuple[str, list[int], list[int], SearchSchedule, int, int, dict[str, Any]]
                     ) -> tuple[float, int]:
     """The mean final reward and the NFE of adaptive_eps_greedy with a candidate schedule and B."""
-    reward, labels, seeds, plan, budget, B, problem_args = task
+    reward, labels, seeds, schedule, budget, B, problem_args = task
     run = search(algorithm="adaptive_eps_greedy", reward=reward, labels=labels, seeds=seeds, evaluator=None,
-                 search_schedule=plan, target_nfe=budget, B=B, **problem_args)
+                 search_schedule=schedule, target_nfe=budget, B=B, **problem_args)
     return float(run.rewards.mean()), int(run.nfe.sum())
 
 
@@ -165,3 +158,19 @@ def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) 
     }
     return SearchSchedule.uniform(sampler, K_t, fit_eps(trace, c.eps) if eps is None else eps, c.N,
                                   gains=tuple(tuple(row) for row in gains), info=info)
+
+
+def calibration_summary(schedule: SearchSchedule) -> str:
+    """What a calibration tried, kept and cost, and the calls per image its schedule plans, one line each."""
+    info = schedule.info
+    lines = []
+    for c in info.get("candidates", []):
+        validated = f", validation reward {c['validation_reward']:.4f}" if "validation_reward" in c else ""
+        lines.append(f"candidate N={c['N']} K={c['K']} eps={c['eps']} lambda={c['lambda_']} B={c['B']}: expected "
+                     f"gain {c['expected_gain']:.4f}{validated}")
+    if "candidates" in info:
+        lines.append(f"kept N={info['N']} eps={info['eps']} lambda={info['lambda_']} B={info['B']}")
+    lines.append(f"calibrated on {info['conditions']} conditions at {info['calibration_nfe_per_condition']:.0f} NFE "
+                 f"each ({info['calibration_nfe']} NFE in all); schedule: "
+                 f"{cost.plan_calls(sampler_from_dict(info['sampler']), schedule)} calls per image")
+    return "\n".join(lines)

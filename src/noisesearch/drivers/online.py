@@ -10,6 +10,7 @@ from typing import Any
 from noisesearch.adaptive.config import Move
 from noisesearch.adaptive.online_algorithm import BatchHook
 from noisesearch.adaptive.portfolio import Portfolio
+from noisesearch.adaptive.shipped import shipped_schedule
 from noisesearch.api import PlannedSearch, make_problem, own_model, resolve_evaluator
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem, Reward
@@ -23,17 +24,15 @@ def prior_schedule(search_schedule: SearchSchedule | str | None, problem: Proble
                    users_model: bool, reward: str | Reward) -> SearchSchedule | None:
     """The learner's starting point: the given schedule (checked with the learner), else the one shipped for this
     model, reward and sampler, else None (the uniform arms of `online_adaptive_eps_greedy`)."""
-    plan = load_schedule(search_schedule)
-    if plan is not None:
-        return plan
-    from noisesearch.adaptive.shipped import shipped_schedule
-
+    schedule = load_schedule(search_schedule)
+    if schedule is not None:
+        return schedule
     try:
-        plan = SearchSchedule.load(shipped_schedule(config["backend"], users_model, reward, config["guidance"]))
-        plan.check_matches(problem.sampler)
+        schedule = SearchSchedule.load(shipped_schedule(config["backend"], users_model, reward, config["guidance"]))
+        schedule.check_matches(problem.sampler)
     except NoiseSearchError:
         return None
-    return plan
+    return schedule
 
 
 def search_online(

@@ -1,7 +1,7 @@
 """Executors run independent tasks (bench cells, calibration runs) and hand their outcomes back to the driver.
 
 One small interface, three engines:
-- `SerialExecutor`: one task after another in this process (bench's default, as it always ran);
+- `SerialExecutor`: one task after another in this process (the default);
 - `ProcessExecutor`: a pool of W local worker processes (spawned, each with its torch threads set so that
   the W workers share the cores);
 - `RayExecutor`: Ray tasks, on a cluster (`ray.init(address)`) or a local instance; Ray is imported only here.
@@ -64,7 +64,7 @@ class Outcome:
         return self.error is None
 
 
-def one_line(text: str) -> str:
+def collapse_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
@@ -79,9 +79,9 @@ def execute(fn: Callable[..., Any], task: Any, threads: int | None = None, **kwa
     try:
         value = fn(task, **kwargs)
     except NoiseSearchError as err:
-        error = one_line(str(err))
+        error = collapse_whitespace(str(err))
     except Exception as err:  # noqa: BLE001  (a task's failure is its outcome, not the driver's)
-        error, trace = one_line(f"{type(err).__name__}: {err}"), traceback.format_exc()
+        error, trace = collapse_whitespace(f"{type(err).__name__}: {err}"), traceback.format_exc()
     worker = {"pid": os.getpid(), "host": socket.gethostname(), "cpu_s": time.process_time() - cpu,
               "wall_s": time.perf_counter() - start, "threads": torch.get_num_threads()}
     return value, error, trace, worker
@@ -155,7 +155,7 @@ def worker_main(conn: connection.Connection) -> None:
         try:
             conn.send(result)
         except (pickle.PicklingError, TypeError, AttributeError) as err:
-            conn.send((None, one_line(f"the task's value cannot be sent back: {err}"), None, result[3]))
+            conn.send((None, collapse_whitespace(f"the task's value cannot be sent back: {err}"), None, result[3]))
         except (BrokenPipeError, OSError):
             return
 
@@ -248,8 +248,9 @@ class ProcessExecutor(Executor):
         try:
             data = pickle.dumps(message)
         except (pickle.PicklingError, TypeError, AttributeError) as err:
-            raise NoiseSearchError(one_line(f"the process executor cannot send a task to its workers ({err}): "
-                                            "give module-level functions and plain data")) from None
+            raise NoiseSearchError(collapse_whitespace(
+                f"the process executor cannot send a task to its workers ({err}): give module-level functions and "
+                "plain data")) from None
         try:
             worker.conn.send_bytes(data)
         except OSError:
@@ -320,8 +321,8 @@ class RayExecutor(Executor):
             try:
                 self.ray.init(address=address, **init_args)
             except (ConnectionError, RuntimeError, ValueError) as err:
-                raise NoiseSearchError(one_line(f"cannot start or reach Ray at {address or 'this machine'}: "
-                                                f"{err}")) from None
+                raise NoiseSearchError(collapse_whitespace(
+                    f"cannot start or reach Ray at {address or 'this machine'}: {err}")) from None
         self.remote = self.ray.remote(execute)
         self.settings = {"executor": self.name, "cpus_per_task": cpus_per_task, "gpus_per_task": gpus_per_task,
                          "retries": retries, "cluster": {k: v for k, v in self.ray.cluster_resources().items()
@@ -362,7 +363,8 @@ class RayExecutor(Executor):
                     try:
                         value, error, trace, worker = ray.get(ref)
                     except ray.exceptions.RayError as err:  # the worker or node died more than `retries` times
-                        value, error, trace, worker = None, one_line(f"{type(err).__name__}: {err}")[:2000], None, {}
+                        error = collapse_whitespace(f"{type(err).__name__}: {err}")[:2000]
+                        value, trace, worker = None, None, {}
                     yield Outcome(refs[ref], value, error, trace, None, worker)
         finally:
             for ref in pending:

@@ -1,0 +1,188 @@
+"""The cells of a bench: what one cell is (a run × a reward column × a repeat, with the key that names its
+records) and how it is computed, as a pure function of plain data that may run on any executor's worker.
+
+A cell's labels are searched together in one batched Problem in batch-invariant mode (every call padded to
+max_batch rows), so a record does not depend on which other labels shared its cell; each record says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from noisesearch import cost
+from noisesearch.adaptive import CalibrationConfig
+from noisesearch.api import make_problem, module_mb, peak_memory_mb
+from noisesearch.backends import load_backend_denoiser
+from noisesearch.denoiser import Denoiser
+from noisesearch.errors import NoiseSearchError
+from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
+from noisesearch.imaging import to_uint8
+from noisesearch.progress import ProgressCallback
+from noisesearch.rewards import get_reward
+from noisesearch.sampling import Sampler
+from noisesearch.search import get_algorithm
+from noisesearch.search.step_schedule import SearchSchedule
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run × one reward column × one repeat; `setting` is what every cell of its run shares (run_bench's
+    bench seed, steps, resolved sampler, backend, model and max_batch), None where it is not known."""
+
+    run: RunSpec
+    column: RewardColumn
+    repeat: int
+    calibration: CalibrationConfig | None = None  # how its schedule is calibrated, for runs of a calibrated schedule
+    setting: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the cell in results.jsonl, a JSON object with sorted keys: everything that
+        determines its records (with the label index, which gives the label and the sample seed from the
+        bench seed), with the calibration for calibrated runs, so that cells are never taken for one another."""
+        identity = {"algorithm": self.run.algorithm, "params": self.run.params, "column": self.column.name,
+                    "reward": self.column.reward, "guidance": self.column.guidance, "repeat": self.repeat,
+                    **(self.setting or {})}
+        if self.calibration is not None:
+            identity["calibration"] = self.calibration.identity()
+        return json.dumps(identity, sort_keys=True)
+
+    @property
+    def slug(self) -> str:
+        """File-name stem of the cell's images, traces and grid: letters, digits, '.', '_' and '-' only
+        (a schedule named 'calibrated:COLUMN' becomes 'calibrated-COLUMN'), so that every OS can hold it."""
+        params = "_".join(f"{k}{v}" for k, v in self.run.params.items())
+        name = f"{self.run.algorithm}{'_' + params if params else ''}__{self.column.name}__r{self.repeat}"
+        return re.sub(r"[^A-Za-z0-9._-]", "-", name)
+
+
+def preset_cells(preset: Preset, setting: Callable[[RewardColumn], dict[str, Any]] | None = None) -> list[Cell]:
+    """The cells of `preset`, with `setting(column)` (what the run shares) in their keys where it is given."""
+    return [Cell(run, column, r, preset.calibration if run.calibrated_column(column.name) else None,
+                 None if setting is None else setting(column))
+            for column in preset.rewards for run in preset.runs for r in range(preset.repeats)]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How a cell's denoiser loads wherever the cell runs: the backend's model at a guidance weight, or
+    `loader(guidance)` (run_bench's model_loader: a module-level function for the process executor); each
+    process loads it once (see `cached`)."""
+
+    backend: str
+    model: str | None
+    guidance: float
+    device: str = "cpu"
+    trust_model_code: bool = False
+    loader: Callable[[float], Denoiser] | None = None
+
+    def load(self) -> Denoiser:
+        def load() -> Denoiser:
+            if self.loader is not None:
+                return self.loader(self.guidance)
+            return load_backend_denoiser(self.backend, self.model, self.guidance, device=self.device,
+                                         trust_model_code=self.trust_model_code)
+        return cached(self, load)
+
+
+LOADED: dict[Any, Any] = {}  # this process's denoisers and rewards (a worker's serve all its cells)
+
+
+def cached(key: Any, make: Callable[[], Any]) -> Any:
+    if key not in LOADED:
+        LOADED[key] = make()
+    return LOADED[key]
+
+
+def reward_named(name: str) -> Any:
+    return cached(("reward", name), lambda: get_reward(name))
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """All that computing one cell's records takes, as plain picklable data: the cell, the label indices it
+    still lacks with their labels and sample seeds, the model, sampler and steps, max_batch, the calibrated
+    schedules its run uses and the held-out evaluator (None: none)."""
+
+    cell: Cell
+    label_indices: tuple[int, ...]
+    labels: tuple[int, ...]
+    seeds: tuple[int, ...]
+    model: ModelSource
+    sampler: str
+    steps: int
+    max_batch: int
+    schedules: dict[str, SearchSchedule]
+    evaluator: str | None
+
+
+@dataclass(frozen=True)
+class CellOutput:
+    """What a cell gives back to the driver, which alone writes: its results.jsonl lines (one per label, in
+    order), its images (uint8) and its trace columns (None: the algorithm keeps none), and the NFE it spent."""
+
+    lines: tuple[str, ...]
+    images: np.ndarray
+    trace: dict[str, np.ndarray] | None
+    nfe: int
+
+
+def compute_cell(task: CellTask, callback: ProgressCallback | None = None) -> CellOutput:
+    """Search one cell and make its records; touches no file (it may run on a worker without the run's disk)."""
+    cell, missing = task.cell, list(task.label_indices)
+    denoiser = task.model.load()
+    problem, _ = make_problem(reward=reward_named(cell.column.reward), labels=task.labels, seeds=task.seeds,
+                              backend=task.model.backend, denoiser=denoiser, guidance=task.model.guidance,
+                              sampler=denoiser.default_sampler(task.sampler, task.steps), max_batch=task.max_batch,
+                              batch_invariant=True, progress=callback or False)
+    cond = problem.cond
+    result = get_algorithm(cell.run.algorithm, **cell.run.algorithm_params(task.schedules, cell.column.name)
+                           ).run(problem)
+    held_out = reward_named(task.evaluator)(result.images, cond) if task.evaluator is not None else None
+    trace = None
+    if result.trace is not None:
+        trace = result.trace.columns()
+        trace["condition"] = np.array(missing, dtype=np.int64)[trace["condition"]]
+    lines = tuple(strict_json({
+        "cell": cell.key, "algorithm": cell.run.algorithm, "params": cell.run.params,
+        "column": cell.column.name, "reward": cell.column.reward, "guidance": cell.column.guidance,
+        "repeat": cell.repeat, "label_index": k, "label": task.labels[row], "seed": task.seeds[row],
+        "reward_value": float(result.rewards[row]),
+        "evaluator": None if held_out is None else float(held_out[row]),
+        "nfe": int(result.nfe[row]), "wall_time_s": result.wall_time / len(missing),
+        "cell_wall_time_s": result.wall_time, "steps": task.steps, "batch_invariant": True,
+        **({"arm": result.config["arms"][row]} if "arms" in result.config else {}),
+    }, cell) + "\n" for row, k in enumerate(missing))
+    return CellOutput(lines, to_uint8(result.images), trace, int(result.nfe.sum()))
+
+
+def strict_json(record: dict[str, Any], cell: Cell) -> str:
+    """A record as strict JSON (no bare NaN), or a one-line error naming the cell."""
+    try:
+        return json.dumps(record, allow_nan=False)
+    except ValueError:
+        raise NoiseSearchError(f"cell {cell.slug} produced NaN or inf (evaluator or timing): not recorded") from None
+
+
+def expected_nfe(cell: Cell, sampler: Sampler, denoiser: Denoiser, n: int, schedules: dict[str, SearchSchedule]
+                 ) -> int:
+    """NFE the cell will spend (MCTS: its per-step estimate), for the progress bar."""
+    algo = get_algorithm(cell.run.algorithm, **cell.run.algorithm_params(schedules, cell.column.name))
+    return cost.nfe(algo.nfe_estimate(sampler), denoiser) * n
+
+
+def cell_memory_mb(denoiser: Denoiser, sampler: Sampler, max_batch: int) -> float:
+    """A cell's memory estimate: the denoiser's weights and the peak growth of one call of max_batch rows."""
+    x = torch.zeros(max_batch, *denoiser.image_shape)
+    sigma = torch.full((max_batch,), float(sampler.sigmas[0]))
+    before = peak_memory_mb()
+    with torch.no_grad():
+        denoiser(x, sigma, torch.zeros(max_batch, dtype=torch.long))
+    return module_mb(denoiser) + max(0.0, peak_memory_mb() - before)

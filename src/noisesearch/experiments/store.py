@@ -1,0 +1,347 @@
+"""The run directory of a bench: its files, format, lock, record checks, resume and reuse.
+
+A run directory holds
+- run.json: the settings every cell shares (preset, seed, steps, sampler, backend, model, max_batch, device,
+  calibration, the definition of each column) and the directory's format version; a resume with other
+  settings is refused;
+- results.jsonl: one JSON record per (cell, label), appended one cell at a time in a single fsynced write, so a
+  run killed at any moment loses at most the cell in flight; records are validated when read (one-line error
+  naming file and line) and de-duplicated by (cell key, label index), the first kept; a torn last line (a
+  kill mid-write) is skipped when reading, and only the writer holding the lock cuts it off before appending;
+- cells.jsonl: one line per cell run (done or failed with its error, where it ran, its times);
+- images/ and traces/: one .npz per finished cell; schedules/: calibrated search schedules;
+- preset.json and environment.jsonl: the preset as run, and the environment of every start;
+- bench.lock: held (flock, exclusive) by the one writer for its whole run.
+
+A cell's key (see cells.Cell.key) names everything that determines its records; a resume or `--reuse` takes a
+record only where its key matches exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from noisesearch.environment import environment
+from noisesearch.errors import NoiseSearchError
+from noisesearch.executors import Executor, Outcome
+from noisesearch.experiments.presets import Preset, is_int, is_number, shown
+from noisesearch.outputs import prepare_out_dir
+from noisesearch.seeds import bench_seed
+
+try:  # the lock: fcntl.flock where there is one (POSIX), msvcrt.locking on Windows
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+RESULTS = "results.jsonl"
+
+SETTINGS = "run.json"  # the settings every cell of a run directory shares
+
+LOCK = "bench.lock"  # held (flock, exclusive) by the one bench writing to the directory
+
+CELL_LOG = "cells.jsonl"  # one line per cell run: done or failed (with its error), where it ran, its times
+
+FORMAT = 2  # run.json's format: 2 = cell keys with seed, steps, sampler, backend, model and max_batch
+
+
+def is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+RECORD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "cell": (is_str, "a string"), "algorithm": (is_str, "a string"),
+    "params": (lambda v: isinstance(v, dict), "a JSON object"), "column": (is_str, "a string"),
+    "reward": (is_str, "a string"), "guidance": (is_number, "a number"),
+    "repeat": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+    "label_index": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+    "label": (is_int, "an integer"), "seed": (is_int, "an integer"), "reward_value": (is_number, "a number"),
+    "evaluator": (lambda v: v is None or is_number(v), "a number or null"),
+    "nfe": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"), "wall_time_s": (is_number, "a number"),
+    "steps": (is_int, "an integer"),
+}
+
+
+def check_record(record: Any, where: str) -> dict[str, Any]:
+    """The record of one results.jsonl line, or a one-line NoiseSearchError naming `where` (file and line)."""
+    hint = "fix or delete the line; bench reruns what is missing"
+    if not isinstance(record, dict):
+        raise NoiseSearchError(f"{where}: a record must be a JSON object, got {shown(record)} ({hint})")
+    for name, (check, noun) in RECORD_FIELDS.items():
+        if name not in record:
+            raise NoiseSearchError(f"{where}: the record has no \"{name}\" ({hint})")
+        if not check(record[name]):
+            raise NoiseSearchError(f"{where}: \"{name}\" must be {noun}, got {shown(record[name])} ({hint})")
+    return record
+
+
+@dataclass(frozen=True)
+class Results:
+    """The records of a results file: valid, unique by (cell key, label index) (the first kept), and how
+    many duplicate lines were dropped and whether an unterminated last line was skipped."""
+
+    records: list[dict[str, Any]]
+    duplicates: int = 0
+    torn: bool = False
+
+
+def load_results(path: Path) -> Results:
+    """Read results.jsonl without writing to it: every complete line is validated (a malformed one is a
+    one-line NoiseSearchError naming file and line), duplicates of (cell, label_index) are dropped keeping
+    the first, and a torn last line (no trailing newline: a kill mid-write, or a bench still writing) is
+    skipped."""
+    if not path.exists():
+        return Results([])
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise NoiseSearchError(f"cannot read {path} ({err.strerror})") from None
+    end = data.rfind(b"\n") + 1
+    records, seen, duplicates = [], set(), 0
+    for n, line in enumerate(data[:end].split(b"\n")[:-1], 1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {n}"
+        try:
+            record = check_record(json.loads(line), where)
+        except UnicodeDecodeError:
+            raise NoiseSearchError(f"{where}: not UTF-8 text (fix or delete the line)") from None
+        except json.JSONDecodeError as err:
+            raise NoiseSearchError(f"{where}: not a JSON record ({err.msg} at column {err.colno}); fix or delete "
+                                   "the line") from None
+        identity = (record["cell"], record["label_index"])
+        if identity in seen:
+            duplicates += 1
+            continue
+        seen.add(identity)
+        records.append(record)
+    return Results(records, duplicates, bool(data[end:].strip()))
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The valid, unique records of results.jsonl (see load_results); the file is never written."""
+    return load_results(path).records
+
+
+def cut_torn_line(path: Path) -> bool:
+    """Cut an unterminated last line off results.jsonl before appending to it; only the writer holding the
+    run directory's lock may call this. Returns whether there was one."""
+    if not path.exists():
+        return False
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end == len(data):
+        return False
+    with path.open("r+b") as f:
+        f.truncate(end)
+    return True
+
+
+@contextmanager
+def run_dir_lock(out: Path) -> Iterator[None]:
+    """Create the run directory `out` and hold an exclusive lock on its LOCK file while the block runs, or
+    raise a one-line NoiseSearchError if another process holds it (the lock goes with the process, even if
+    it is killed; the file stays)."""
+    if out.exists() and not out.is_dir():
+        raise NoiseSearchError(f"--out {out} is a file: give a directory for the run")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = (out / LOCK).open("a")
+    except OSError as err:
+        raise NoiseSearchError(f"cannot write to --out {out} ({err.strerror}): choose a writable directory") from None
+    busy = f"another bench is writing to {out}: let it finish, or use another --out"
+    with handle:
+        try:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:  # pragma: no cover
+                import msvcrt
+
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except BlockingIOError:
+            raise NoiseSearchError(busy) from None
+        except OSError as err:
+            if fcntl is None:  # pragma: no cover  (msvcrt raises a PermissionError when the lock is taken)
+                raise NoiseSearchError(busy) from None
+            raise NoiseSearchError(f"cannot lock {out / LOCK} ({err.strerror})") from None
+        yield
+
+
+def run_settings(preset: Preset, seed: int, sampler: str, backend: str, model: str | None, max_batch: int,
+                 device: str = "cpu") -> dict[str, Any]:
+    """What every cell of a run shares, as run.json keeps it (JSON values only)."""
+    return json.loads(json.dumps({
+        "format": FORMAT, "preset": preset.name, "seed": seed, "steps": preset.steps, "sampler": sampler,
+        "backend": backend, "model": model, "max_batch": max_batch, "device": device,
+        "calibration": None if preset.calibration is None else preset.calibration.identity(),
+        "columns": {c.name: {"reward": c.reward, "guidance": c.guidance} for c in preset.rewards},
+    }))
+
+
+SHARED = ("format", "preset", "seed", "steps", "sampler", "backend", "model", "max_batch", "device", "calibration")
+
+
+def setting_of(settings: dict[str, Any], name: str) -> Any:
+    """A shared setting of run.json; a run directory written before bench took --device ran on the CPU."""
+    return settings.get(name, "cpu" if name == "device" else None)
+
+
+def read_settings(directory: Path, hint: str = "") -> dict[str, Any] | None:
+    """The run.json of a bench run directory, None where there is none; a one-line NoiseSearchError (ending
+    in `hint`) where it cannot be read."""
+    path = directory / SETTINGS
+    if not path.exists():
+        return None
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise NoiseSearchError(f"{path} is unreadable ({err}){hint}") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("columns"), dict):
+        raise NoiseSearchError(f"{path} is not the settings of a bench run{hint}")
+    return settings
+
+
+def resume_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings to keep in out/run.json: `settings`, with the columns of earlier starts; a one-line
+    NoiseSearchError if the directory holds a run of other settings (another seed, steps, sampler, backend,
+    model, max_batch, preset or calibration, or a column of this name defined otherwise), or one written
+    before run directories kept their settings."""
+    theirs = read_settings(out, ": use another --out")
+    if theirs is None:
+        if (out / "preset.json").exists() or load_results(out / RESULTS).records:
+            raise NoiseSearchError(f"{out} holds a bench run from before run directories kept their settings "
+                                   f"({SETTINGS}); its records cannot be matched to this one: use another --out")
+        return settings
+    differ = [f"{name} {shown(setting_of(theirs, name))}, not {shown(settings[name])}"
+              for name in SHARED if setting_of(theirs, name) != settings[name]]
+    differ += [f"column {name} {shown(theirs['columns'][name])}, not {shown(column)}"
+               for name, column in settings["columns"].items()
+               if name in theirs["columns"] and theirs["columns"][name] != column]
+    if differ:
+        raise NoiseSearchError(f"{out} holds a bench run with other settings ({'; '.join(differ)}): use another "
+                               "--out for this one")
+    return {**settings, "columns": {**theirs["columns"], **settings["columns"]}}
+
+
+def prepare_run_dir(out: Path, preset: Preset, seed: int, settings: dict[str, Any]) -> None:
+    """Write run.json, preset.json and a line of environment.jsonl, make the folders, and cut a torn last
+    line off results.jsonl; the caller holds the directory's lock."""
+    prepare_out_dir(out, ("images", "traces"), hint="a directory for the run")
+    tmp = out / f"{SETTINGS}.tmp"
+    tmp.write_text(json.dumps(settings, indent=2) + "\n")
+    tmp.replace(out / SETTINGS)
+    (out / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": seed}, indent=2) + "\n")
+    history = out / "environment.jsonl"
+    with history.open("a") as f:
+        f.write(json.dumps(environment(settings["device"])) + "\n")
+    cut_torn_line(out / RESULTS)
+
+
+class StoredCell(Protocol):
+    """What the store knows of a cell: the key its records carry and the file-name stem of its images."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def slug(self) -> str: ...
+
+
+def write_cell(out: Path, cell: StoredCell, label_indices: Sequence[int], images: np.ndarray,
+               trace: dict[str, np.ndarray] | None, lines: Sequence[str]) -> None:
+    """Save a finished cell's images (uint8) and trace columns, then append its records (one JSON line per label,
+    in order) in one write (fsynced)."""
+    stem = f"{cell.slug}_{label_indices[0]:03d}.npz"
+    np.savez_compressed(out / "images" / stem, images=images, label_index=np.array(label_indices))
+    if trace is not None:
+        np.savez_compressed(out / "traces" / stem, **trace)
+    with (out / RESULTS).open("a") as f:
+        f.write("".join(lines))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def log_cell(out: Path, cell: StoredCell, label_indices: Sequence[int], outcome: Outcome, executor: Executor
+             ) -> None:
+    """Append a line to out/cells.jsonl: how the cell went (done or failed, with its error), where it ran and
+    how long it took."""
+    line = {"cell": cell.key, "slug": cell.slug, "label_indices": list(label_indices),
+            "status": "done" if outcome.ok else "failed", "error": outcome.error, "traceback": outcome.traceback,
+            "attempts": outcome.attempts, **executor.describe(), "worker": outcome.worker,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    with (out / CELL_LOG).open("a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def check_reuse_source(source: Path) -> None:
+    """A one-line NoiseSearchError unless `source` is a bench run directory (it has results)."""
+    if not (source / RESULTS).is_file():
+        raise NoiseSearchError(f"--reuse {source}: no {RESULTS} there (not a bench run directory)")
+
+
+def copy_schedules(source: Path, out: Path, settings: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    """Copy into out/schedules the schedules that `source` (another bench run directory) calibrated as a run of
+    `settings` (see run_settings) would: same calibration, steps, sampler, backend, model and max_batch (its
+    run.json's) and the same column (reward, guidance), for each of `columns`; returns those copied.
+    Directories without run.json give none."""
+    theirs = read_settings(source) if source.is_dir() else None
+    if settings["calibration"] is None or theirs is None:
+        return []
+    if any(setting_of(theirs, name) != settings[name]
+           for name in ("calibration", "steps", "sampler", "backend", "model", "max_batch", "device")):
+        return []
+    copied = []
+    for column in columns:
+        made, wanted = source / "schedules" / f"{column}.json", out / "schedules" / f"{column}.json"
+        if made.is_file() and not wanted.exists() and theirs["columns"].get(column) == settings["columns"][column]:
+            wanted.parent.mkdir(exist_ok=True)
+            shutil.copyfile(made, wanted)
+            copied.append(column)
+    return copied
+
+
+def copy_results(source: Path, out: Path, cells: Sequence[StoredCell], labels: list[int], seed: int) -> int:
+    """Append to out's results the records of `source` (another bench run directory) whose cell key is one of
+    `cells`' (so the same settings: see cells.Cell.key) with the same label and sample seed that `out` lacks, with
+    their images and traces; returns how many were copied. Bench results are batch-invariant (records written
+    before the mode was recorded were too; a record of another mode is never taken), so these are the records a
+    rerun would write. Records of directories written before keys held the settings never match."""
+    check_reuse_source(source)
+    if source.resolve() == out.resolve():
+        return 0
+    keys = {cell.key: cell for cell in cells}
+    done = {(r["cell"], r["label_index"]) for r in read_results(out / RESULTS)}
+    take = [r for r in read_results(source / RESULTS)
+            if r["cell"] in keys and r.get("batch_invariant", True)
+            and (r["cell"], r["label_index"]) not in done and r["label_index"] < len(labels)
+            and r["label"] == labels[r["label_index"]]
+            and r["seed"] == bench_seed(seed, r["repeat"], r["label_index"])]
+    if not take:
+        return 0
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for r in take:
+        wanted[keys[r["cell"]].slug].add(r["label_index"])
+    for folder, index_of in (("images", lambda d: d["label_index"]), ("traces", lambda d: d["condition"])):
+        for slug, indices in wanted.items():
+            for part in sorted((source / folder).glob(f"{slug}_*.npz")):
+                with np.load(part) as data:
+                    keep = np.isin(index_of(data), sorted(indices))
+                    if keep.any():
+                        np.savez_compressed(out / folder / f"{part.stem}_reused.npz",
+                                            **{name: data[name][keep] for name in data.files})
+    with (out / RESULTS).open("a") as f:
+        f.write("".join(json.dumps({**r, "reused_from": str(source)}) + "\n" for r in take))
+        f.flush()
+        os.fsync(f.fileno())
+    return len(take)
