@@ -212,9 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--yes", action="store_true",
                         help=f"start a run estimated to take over {CONFIRM_ESTIMATE_S // 60} min (longer runs "
                              "are refused without it; runs over half a minute print their estimate first)")
+    taken = {param for name in algorithm_names() for param in algorithm_params(name)}
     for flag, kind in algorithm_flags().items():
         names = algorithm_flag_names(flag)
-        sample.add_argument(*names, dest=flag, type=kind, default=None, help=f"algorithm parameter {flag}")
+        sample.add_argument(*names, dest=flag, type=kind, default=None,
+                            help=f"algorithm parameter {flag}" if flag in taken else argparse.SUPPRESS)
         if names[0] != f"--{flag}":
             sample.add_argument(f"--{flag}", dest=flag, type=kind, action=RenamedFlag, renamed_to=names[0])
     sub.add_parser("list", help="show registered algorithms, rewards, backends and samplers")
