@@ -300,7 +300,7 @@ def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(den
     assert chosen.info["validation_conditions"] == 4  # the 3 calibration conditions and one more
     labels, seeds = draw_labels(4, 0), calibration_seeds(0, 4)
     runs = [search(algorithm="adaptive_eps_greedy", reward="brightness", labels=labels, seeds=seeds, steps=6,
-                   denoiser=denoiser, evaluator=None, search_schedule=s, target_nfe=s.info["budget"], B=B)
+                   denoiser=denoiser, evaluator=None, search_schedule=s, target_nfe=s.info["target_nfe"], B=B)
             for s in alone for B in (1, 2)]
     measured = [float(r.rewards.mean()) for r in runs]
     assert [c["validation_reward"] for c in candidates] == measured
@@ -378,7 +378,7 @@ def test_search_schedule_passes_through_the_api_and_the_cli_flags(denoiser, tmp_
 def test_the_validated_beam_shrinks_under_a_smaller_budget_and_an_explicit_b_wins():
     from dataclasses import replace
 
-    plan = replace(TINY_PLAN, info={"B": 4, "budget": 360})
+    plan = replace(TINY_PLAN, info={"B": 4, "target_nfe": 360})
     widths = [get_algorithm("adaptive_eps_greedy", search_schedule=plan, target_nfe=n).B
               for n in (30, 140, 280, 360, 2000)]
     assert widths == [1, 1, 3, 4, 4]

@@ -24,7 +24,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["--max-batch", "0"], "positive integer"),
     (["--seed", "-1"], "seed must be non-negative"),
     (["--algorithm", "eps_greedy", "--eps", "1.5"], "eps must lie in [0, 1]"),
-    (["--algorithm", "eps_greedy", "--lambda_", "0"], "lambda_ must be a positive"),
+    (["--algorithm", "eps_greedy", "--lambda", "0"], "lambda_ must be a positive"),
     (["--algorithm", "eps_greedy", "--K", "0"], "K must be an integer of at least 1"),
     (["--algorithm", "eps_greedy", "--elitism", "maybe"], "expected true or false"),
     (["--algorithm", "beam", "--B", "0"], "B must be an integer of at least 1"),

@@ -28,17 +28,17 @@ def test_systematic_resampling_keeps_every_particle_under_equal_weights_and_coll
 def test_smc_without_tilt_is_best_of_k_and_steering_beats_it():
     """λ = 0 with systematic resampling leaves every particle its own trajectory (best-of-K in distribution: the
     draws differ); a strong tilt with resampling after every step finds brighter images at the same NFE."""
-    untilted = mean_reward("smc", K=8, lambda_=0.0, resampling="systematic")
+    untilted = mean_reward("smc", particles=8, inverse_temperature=0.0, resampling="systematic")
     assert abs(untilted - mean_reward("best_of_n", N=8)) < 0.02
-    assert mean_reward("smc", K=8, lambda_=50.0, resample_every=1) > untilted + 0.015
+    assert mean_reward("smc", particles=8, inverse_temperature=50.0, resample_every=1) > untilted + 0.015
 
 
 def test_svdd_argmax_is_eps_greedy_with_one_global_iteration_and_infinite_alpha_is_naive():
-    svdd = get_algorithm("svdd", M=4).run(toy_problem())
+    svdd = get_algorithm("svdd", candidates=4).run(toy_problem())
     eps = get_algorithm("eps_greedy", N=4, K=1, eps=1.0).run(toy_problem())
     assert torch.equal(svdd.images, eps.images) and torch.equal(svdd.nfe, eps.nfe)
     naive = mean_reward("naive")
-    assert abs(mean_reward("svdd", M=4, alpha=1e6) - naive) < 0.02  # a uniform draw among the M candidates
+    assert abs(mean_reward("svdd", candidates=4, alpha=1e6) - naive) < 0.02  # a uniform draw among the M candidates
     assert svdd.rewards.mean().item() > naive + 0.1
 
 
@@ -51,21 +51,21 @@ def test_evo_without_evolution_steps_is_best_of_n_and_never_loses_its_first_gene
     assert evolved.rewards.mean() > alone.rewards.mean() + 0.01
 
 
-def test_rbf_spends_exactly_its_budget_and_at_its_minimum_is_naive():
-    result = get_algorithm("rbf", max_nfe=100).run(toy_problem())
+def test_rbf_spends_exactly_its_target_nfe_and_at_its_minimum_is_naive():
+    result = get_algorithm("rbf", target_nfe=100).run(toy_problem())
     assert result.nfe.tolist() == [100] * 16
     sampler = toy_problem().sampler
-    minimum = get_algorithm("rbf", max_nfe=1, init_particles=1)
-    with pytest.raises(NoiseSearchError, match="raise max_nfe to at least 19"):
+    minimum = get_algorithm("rbf", target_nfe=1, init_particles=1)
+    with pytest.raises(NoiseSearchError, match="raise target_nfe to at least 19"):
         minimum.nfe_formula(sampler)
-    rbf = get_algorithm("rbf", max_nfe=19, init_particles=1).run(toy_problem())
+    rbf = get_algorithm("rbf", target_nfe=19, init_particles=1).run(toy_problem())
     naive = get_algorithm("naive").run(toy_problem())
     assert torch.equal(rbf.images, naive.images) and torch.equal(rbf.nfe, naive.nfe)
 
 
 def test_rbf_rolls_over_what_an_accepted_particle_saves():
     """Per condition, a step's particles are its quota plus what the previous step left; the trace shows it."""
-    algo = get_algorithm("rbf", max_nfe=100, init_particles=2)
+    algo = get_algorithm("rbf", target_nfe=100, init_particles=2)
     sampler = toy_problem().sampler
     per_step, extra, _ = algo.quota(sampler)
     trace = algo.run(toy_problem()).trace
@@ -91,7 +91,7 @@ def test_rbf_rolls_over_what_an_accepted_particle_saves():
     ("evo", {"population": "4,x"}, "population must be a list of integers"),
     ("evo", {"elites": 5}, "elites must be an integer from 0"),
     ("evo", {"evolution_steps": [3, 3, 5, 6]}, "increasing sampler steps"),
-    ("rbf", {"max_nfe": 0}, "max_nfe must be an integer of at least 1"),
+    ("rbf", {"target_nfe": 0}, "target_nfe must be an integer of at least 1"),
 ])
 def test_bad_parameters_are_one_line_errors(name, params, message):
     with pytest.raises(NoiseSearchError, match=message):

@@ -27,21 +27,21 @@ def nfe_per_image(run) -> int:
 @pytest.mark.parametrize("run", PRESET.runs[1:], ids=lambda run: run.label)
 def test_every_run_lands_within_5_percent_of_a_budget(run):
     nfe = nfe_per_image(run)
-    budget = min(PRESET.budgets, key=lambda b: abs(nfe - b))
+    budget = min(PRESET.target_nfes, key=lambda b: abs(nfe - b))
     assert abs(nfe - budget) <= 0.05 * budget, f"{run.label}: {nfe} NFE per image, {budget} is the nearest budget"
 
 
 def test_every_registered_algorithm_runs_and_every_family_has_a_run_at_every_budget():
-    assert PRESET.budgets == (140, 280, 560, 1120) and PRESET.labels == 36
+    assert PRESET.target_nfes == (140, 280, 560, 1120) and PRESET.labels == 36
     streams = {name for name in algorithm_names() if algorithm_class(name).learns_across_conditions}
     assert streams == {"online_adaptive_eps_greedy"}  # learns from label to label: the `online` preset's streams
     assert {run.algorithm for run in PRESET.runs} == set(algorithm_names()) - streams
     at: dict[str, set[int]] = {}
     for run in PRESET.runs[1:]:
         nfe = nfe_per_image(run)
-        at.setdefault(run.algorithm, set()).add(min(PRESET.budgets, key=lambda b: abs(nfe - b)))
+        at.setdefault(run.algorithm, set()).add(min(PRESET.target_nfes, key=lambda b: abs(nfe - b)))
     for algorithm, budgets in at.items():
-        expected = set(PRESET.budgets) - ({140} if algorithm == "mcts" else set())  # MCTS's least: 282 (N = 2, S = 1)
+        expected = set(PRESET.target_nfes) - ({140} if algorithm == "mcts" else set())  # MCTS's least: 282 (N=2, S=1)
         assert budgets == expected, algorithm
     assert [c.guidance for c in PRESET.rewards] == [1.0, 1.0, 1.0, 0.0]
 

@@ -62,7 +62,7 @@ def test_nan_images_are_blamed_on_the_denoiser_not_on_the_classifier_reward():
 @pytest.mark.parametrize("argv, message", [
     (["--guidance", "nan", "--reward", "compressibility"], "guidance must be a finite number"),
     (["--guidance", "inf"], "guidance must be a finite number"),
-    (["--algorithm", "eps_greedy", "--lambda_", "inf"], "lambda_ must be a positive finite number"),
+    (["--algorithm", "eps_greedy", "--lambda", "inf"], "lambda_ must be a positive finite number"),
     (["--algorithm", "eps_greedy", "--eps", "nan"], "eps must lie in [0, 1]"),
     (["--algorithm", "mcts", "--c_uct", "inf"], "c_uct must be a non-negative finite number"),
 ])

@@ -51,7 +51,7 @@ def test_update_learns_where_the_gain_is():
     mean, sd = learner.posterior()
     assert mean[1, 0] > 10 * mean[0, 0]  # the step that gained gets the larger first-iteration gain
     assert mean[1, 1] < 0.05 * mean[1, 0]  # and later iterations there gained nothing
-    plan = learner.plan(draw=False)
+    plan = learner.next_schedule(draw=False)
     assert plan.gains[1][0] > plan.gains[0][0]
     assert plan.eps[0] > 0.99 and plan.eps[1] > 0.99  # only global draws ever won
     assert learner.batches == 5 and learner.conditions == 40
@@ -78,8 +78,8 @@ def test_survival_credit_counts_the_share_of_a_gain_that_reaches_the_next_step()
 def test_thompson_draws_differ_by_seed_and_repeat():
     learner = OnlineSchedule(prior())
     learner.update(synthetic_trace(2, {1: 0.5, 2: 0.5}), prior())
-    assert learner.plan(seed=3).gains == learner.plan(seed=3).gains
-    assert learner.plan(seed=3).gains != learner.plan(seed=4).gains
+    assert learner.next_schedule(seed=3).gains == learner.next_schedule(seed=3).gains
+    assert learner.next_schedule(seed=3).gains != learner.next_schedule(seed=4).gains
 
 
 def test_state_round_trips_through_json(tmp_path):
@@ -87,7 +87,7 @@ def test_state_round_trips_through_json(tmp_path):
     learner.update(synthetic_trace(3, {1: 0.2, 2: 0.7}), prior())
     learner.save(tmp_path / "state.json")
     again = OnlineSchedule.load(tmp_path / "state.json")
-    assert again.plan(seed=1) == learner.plan(seed=1) and again.batches == 1
+    assert again.next_schedule(seed=1) == learner.next_schedule(seed=1) and again.batches == 1
     old = {k: v for k, v in learner.to_dict().items() if k not in ("credit", "offered", "survived")}
     (tmp_path / "old.json").write_text(json.dumps(old))
     assert OnlineSchedule.load(tmp_path / "old.json").credit == "x0"  # states from before survival credit
@@ -124,7 +124,7 @@ def test_a_stream_takes_its_arms_once_and_reports_what_it_ran(tmp_path):
     result = search_online(state=state, moves=((4, 0.4, 0.15),), windows=("all",), learn_steps=True, **args)
     learned = Portfolio.load(state)
     assert learned.names == ["N4 eps0.4 lambda0.15 B1"] and result.config["online"]["learn_steps"]
-    assert SearchSchedule.from_dict(result.config["search_schedule"]) == learned.learners[0].plan(draw=False)
+    assert SearchSchedule.from_dict(result.config["search_schedule"]) == learned.learners[0].next_schedule(draw=False)
     with pytest.raises(NoiseSearchError, match="its arms cannot change \\(drop beams"):
         search_online(state=state, beams=(2,), **args)
     with pytest.raises(NoiseSearchError, match="drop them, or drop search_schedule"):
@@ -140,7 +140,7 @@ def test_the_registered_algorithm_plans_each_part_from_the_parts_before_it():
     seen = []
     learner = OnlineSchedule(uniform_prior(sampler))
     algo = get_algorithm("online_adaptive_eps_greedy", target_nfe=40, stream_batch=3).continuing(
-        learner, lambda index, learned: seen.append((index, learned.batches, learned.learners[0].plan().K)))
+        learner, lambda index, learned: seen.append((index, learned.batches, learned.learners[0].next_schedule().K)))
     result = algo.run(problem)
     assert [s[:2] for s in seen] == [(0, 1), (1, 2)] and learner.conditions == 4
     assert result.config["arms"] == ["N4 eps0.4 lambda0.15 B1"] * 4
@@ -201,8 +201,8 @@ def test_portfolio_round_trips_and_reads_a_single_learner(tmp_path):
     portfolio.save(tmp_path / "p.json")
     again = Portfolio.load(tmp_path / "p.json")
     assert again.names == portfolio.names and again.history == [1, 0] and again.batches == 1
-    assert np.array_equal(again.counts, portfolio.counts) and again.learners[1].plan(seed=2) == \
-        portfolio.learners[1].plan(seed=2)
+    assert np.array_equal(again.counts, portfolio.counts) and again.learners[1].next_schedule(seed=2) == \
+        portfolio.learners[1].next_schedule(seed=2)
     single = OnlineSchedule(prior())
     single.save(tmp_path / "one.json")
     assert len(Portfolio.load(tmp_path / "one.json").learners) == 1  # a state from before portfolios
@@ -227,6 +227,6 @@ def test_arms_need_room_to_search_and_exclude_a_prior_schedule():
 def test_arms_keep_their_prior_plan_unless_learn_steps():
     portfolio = Portfolio.of([prior()])
     portfolio.update(0, synthetic_trace(4, {1: 0.0, 2: 1.0}), prior(), np.zeros(4))
-    assert portfolio.plan(0, learn_steps=False) == prior()
-    learned = portfolio.plan(0, learn_steps=True)
+    assert portfolio.arm_schedule(0, learn_steps=False) == prior()
+    learned = portfolio.arm_schedule(0, learn_steps=True)
     assert learned.info["method"] == "online" and learned.gains[1][0] > learned.gains[0][0]

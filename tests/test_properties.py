@@ -80,11 +80,11 @@ def argv_of(o: dict, out) -> list[str]:
             "--max-batch", str(o["max_batch"]), "--reward", "brightness", "--evaluator", "none",
             "--no-progress", "--out", str(out)]
     if o["budget"] is not None:
-        argv += ["--budget", str(o["budget"])]
+        argv += ["--nfe-budget", str(o["budget"])]
     if o["algorithm"] != "naive":
         argv += ["--N", str(o["N"])]
     if o["algorithm"] == "eps_greedy":
-        argv += ["--K", "1", "--eps", str(o["eps"]), "--lambda_", str(o["lambda_"])]
+        argv += ["--K", "1", "--eps", str(o["eps"]), "--lambda", str(o["lambda_"])]
     return argv
 
 

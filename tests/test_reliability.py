@@ -79,7 +79,7 @@ def test_the_reliability_calibration_spends_one_probe_and_exploits_where_r_is_hi
     assert plan.info["calibration_nfe"] == 2 * cost.reliability_probe_calls(sampler, CANDIDATES)
     R = [max(row["R"], 0.0) for row in plan.info["reliability"]]
     assert plan.eps == pytest.approx(tuple(1 - r for r in R))
-    assert cost.plan_calls(sampler, plan) <= plan.info["budget"]
+    assert cost.plan_calls(sampler, plan) <= plan.info["target_nfe"]
     assert all(k == 0 for k, r in zip(plan.K, R, strict=True) if r == 0)
     with pytest.raises(NoiseSearchError, match="reliability fits no gains per move"):
         CalibrationConfig(method="reliability", moves=[(1, 0.15, 0.3)])

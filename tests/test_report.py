@@ -160,28 +160,28 @@ def test_families_table_names_the_best_method_per_budget_with_paired_margins():
         records += [families_record("naive", {}, i, 0.1, 35),
                     families_record("best_of_n", {"N": 2}, i, 0.3 + 0.01 * i, 70),
                     families_record("eps_greedy", {"N": 2, "K": 1}, i, 0.35, 72),
-                    families_record("smc", {"K": 2}, i, 0.4 + 0.02 * i, 70),
+                    families_record("smc", {"particles": 2}, i, 0.4 + 0.02 * i, 70),
                     families_record("best_of_n", {"N": 4}, i, 0.5, 140),
-                    families_record("smc", {"K": 4}, i, 0.45 + 0.01 * i, 139)]
+                    families_record("smc", {"particles": 4}, i, 0.45 + 0.01 * i, 139)]
     assert budget_of(72, (70, 140)) == 70 and budget_of(35, (70, 140)) is None and budget_of(150, (70, 140)) is None
     _, header, rows = families_table(records, (70, 140))
     assert header[:4] == ["reward", "budget", "best method", "reward ± se"]
     assert len(rows) == 2  # naive lies at no budget
     low, high = rows
-    assert low[:3] == ["brightness", "70", "smc (K=2)"] and low[3] == "0.4200 ± 0.0115" and low[4] == "0.600"
+    assert low[:3] == ["brightness", "70", "smc (particles=2)"] and low[3] == "0.4200 ± 0.0115" and low[4] == "0.600"
     assert low[6] == "eps_greedy (N=2, K=1)" and low[7] == "+0.0700 ± 0.0115"  # per-label 0.05, 0.07, 0.09
-    assert low[8] == "smc (K=2)" and low[10] == "+0.0700 ± 0.0115" and low[11] == "—"
-    assert high[2] == "best_of_n (N=4)" and high[6] == "smc (K=4)" and high[7] == "+0.0400 ± 0.0058"
+    assert low[8] == "smc (particles=2)" and low[10] == "+0.0700 ± 0.0115" and low[11] == "—"
+    assert high[2] == "best_of_n (N=4)" and high[6] == "smc (particles=4)" and high[7] == "+0.0400 ± 0.0058"
     assert high[10] == "—"  # no ε-greedy run at 140
 
 
 def test_report_of_a_tiny_real_families_run_has_the_plot_and_the_table(tmp_path):
     preset = Preset.from_dict("tiny_families", {
-        "labels": 2, "steps": 4, "budgets": [14], "rewards": [{"name": "brightness", "reward": "brightness"}],
+        "labels": 2, "steps": 4, "target_nfes": [14], "rewards": [{"name": "brightness", "reward": "brightness"}],
         "runs": [{"algorithm": "naive"}, {"algorithm": "best_of_n", "params": {"N": 2}},
-                 {"algorithm": "smc", "params": {"K": 2}},
+                 {"algorithm": "smc", "params": {"particles": 2}},
                  {"algorithm": "evo", "params": {"population": [1, 1], "evolution_steps": [0], "elites": 1}},
-                 {"algorithm": "rbf", "params": {"max_nfe": 14, "init_particles": 1}}]})
+                 {"algorithm": "rbf", "params": {"target_nfe": 14, "init_particles": 1}}]})
     run_bench(preset, tmp_path, progress=False, model_loader=lambda w: tiny_denoiser(w))
     text = write_report(tmp_path)[0].read_text()
     assert "## Families at matched NFE" in text and (tmp_path / "report" / "families_brightness.png").exists()

@@ -39,10 +39,10 @@ SEARCHERS = {
     "beam": {"N": 4, "B": 2},
     "mcts": {"N": 4, "S": 4},
     "paths": {"N": 4, "M": 2, "sigma_start": 5.0},
-    "smc": {"K": 8, "lambda_": 50.0, "resample_every": 1},
-    "svdd": {"M": 4},
+    "smc": {"particles": 8, "inverse_temperature": 50.0, "resample_every": 1},
+    "svdd": {"candidates": 4},
     "evo": {"population": [8, 4, 4], "evolution_steps": [0, 4]},
-    "rbf": {"max_nfe": 100},
+    "rbf": {"target_nfe": 100},
 }
 
 

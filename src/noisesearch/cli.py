@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from noisesearch.adaptive.reliability import CANDIDATES
 from noisesearch.backends import backend_names, get_backend
 from noisesearch.errors import NoiseSearchError
+from noisesearch.naming import warn_renamed
 from noisesearch.rewards import describe_reward, reward_names
 from noisesearch.sampling import describe_sampler, sampler_names
-from noisesearch.search import algorithm_class, algorithm_names, algorithm_params
+from noisesearch.search import algorithm_class, algorithm_names, algorithm_params, canonical_params
 
 if TYPE_CHECKING:
     from noisesearch.api import PlannedSearch
@@ -72,14 +73,41 @@ def parse_names(text: str) -> list[str]:
     return names
 
 
+class RenamedFlag(argparse.Action):
+    """An old spelling of a flag: stores its value as the new spelling does, with a RenamedWarning once per
+    process (until the next release)."""
+
+    def __init__(self, option_strings: list[str], dest: str, renamed_to: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.renamed_to = renamed_to
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        warn_renamed(str(option_string), self.renamed_to, parser.prog)
+        setattr(namespace, self.dest, values)
+
+
 def algorithm_flags() -> dict[str, Callable[[str], object]]:
-    """Every parameter of every registered algorithm, with its parser, as one flag each."""
+    """Every parameter of every registered algorithm, with its parser, as one flag each; also the old names of
+    renamed parameters (their algorithm's `renamed`) that no algorithm takes any more, which get_algorithm maps
+    to the new ones."""
     flags: dict[str, Callable[[str], object]] = {}
+    old: dict[str, Callable[[str], object]] = {}
     for name in algorithm_names():
-        for f in dataclasses.fields(algorithm_class(name)):
-            if f.init:
-                flags[f.name] = flag_parser(f.type if isinstance(f.type, str) else f.type.__name__)
-    return flags
+        cls = algorithm_class(name)
+        parsers = {f.name: flag_parser(f.type if isinstance(f.type, str) else f.type.__name__)
+                   for f in dataclasses.fields(cls) if f.init}
+        flags |= parsers
+        old |= {before: parsers[after] for before, after in cls.renamed.items()}
+    return flags | {k: v for k, v in old.items() if k not in flags}
+
+
+def algorithm_flag_names(param: str) -> list[str]:
+    """The flags of an algorithm parameter, the one to show last: --lambda for lambda_ (whose trailing _ only
+    avoids Python's keyword), else --NAME and, for a name with an inner _, --NA-ME too."""
+    if param.endswith("_"):
+        return [f"--{param.rstrip('_')}"]
+    return [f"--{param}"] + ([f"--{param.replace('_', '-')}"] if "_" in param else [])
 
 
 def flag_parser(annotation: str) -> Callable[[str], object]:
@@ -167,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--batch-invariant", action="store_true",
                         help="pad every call to exactly --max-batch rows, so that each image is bit-identical "
                              "whatever else shares the batch (what bench does); slower for few images")
-    sample.add_argument("--budget", type=int, default=None, help="hard NFE budget per image")
+    sample.add_argument("--nfe-budget", type=int, default=None,
+                        help="hard cap on the NFE per image: a call that would pass it stops the run (a search's "
+                             "own plan is --target-nfe where it takes one)")
+    sample.add_argument("--budget", type=int, dest="nfe_budget", action=RenamedFlag, renamed_to="--nfe-budget")
     sample.add_argument("--evaluator", default="auto",
                         help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
                              "or a reward name")
@@ -181,10 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--yes", action="store_true",
                         help=f"start a run estimated to take over {CONFIRM_ESTIMATE_S // 60} min (longer runs "
                              "are refused without it; runs over half a minute print their estimate first)")
+    taken = {param for name in algorithm_names() for param in algorithm_params(name)}
     for flag, kind in algorithm_flags().items():
-        dashed = [f"--{flag.replace('_', '-')}"] if "_" in flag.strip("_") else []
-        sample.add_argument(f"--{flag}", *dashed, dest=flag, type=kind, default=None,
-                            help=f"algorithm parameter {flag}")
+        names = algorithm_flag_names(flag)
+        sample.add_argument(*names, dest=flag, type=kind, default=None,
+                            help=f"algorithm parameter {flag}" if flag in taken else argparse.SUPPRESS)
+        if names[0] != f"--{flag}":
+            sample.add_argument(f"--{flag}", dest=flag, type=kind, action=RenamedFlag, renamed_to=names[0])
     sub.add_parser("list", help="show registered algorithms, rewards, backends and samplers")
     bench = sub.add_parser("bench", help="run a preset grid of searches into a resumable run directory")
     bench.add_argument("--preset", default="table1", help="built-in preset name or a .json file (see --list)")
@@ -328,12 +362,13 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
     from noisesearch.api import plan_search
     from noisesearch.outputs import prepare_out_dir, removed_if_failed, write_result
 
-    params = {k: getattr(args, k) for k in algorithm_flags() if getattr(args, k) is not None}
+    params = canonical_params(args.algorithm,
+                              {k: getattr(args, k) for k in algorithm_flags() if getattr(args, k) is not None})
     accepted = algorithm_params(args.algorithm)
     extra = sorted(set(params) - set(accepted))
     if extra and args.online is None:  # run_online checks its own
-        raise NoiseSearchError(f"--{extra[0]} is not a parameter of '{args.algorithm}'; it takes: "
-                               f"{', '.join('--' + p for p in accepted) or 'none'}")
+        raise NoiseSearchError(f"{algorithm_flag_names(extra[0])[-1]} is not a parameter of '{args.algorithm}'; it "
+                               f"takes: {', '.join(algorithm_flag_names(p)[-1] for p in accepted) or 'none'}")
     prompts = list(args.prompt or [])
     if args.prompts_file is not None:
         try:
@@ -348,8 +383,9 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
         reward_args[key] = value
     settings = dict(
         reward=args.reward, labels=args.labels, seed=args.seed, guidance=args.guidance, steps=args.steps,
-        sampler=args.sampler, max_batch=args.max_batch, batch_invariant=args.batch_invariant, nfe_budget=args.budget,
-        evaluator=None if args.evaluator == "none" else args.evaluator, progress=not args.no_progress,
+        sampler=args.sampler, max_batch=args.max_batch, batch_invariant=args.batch_invariant,
+        nfe_budget=args.nfe_budget, evaluator=None if args.evaluator == "none" else args.evaluator,
+        progress=not args.no_progress,
         backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
         compile=args.compile, reward_args=reward_args, trust_model_code=args.trust_model_code)
     with removed_if_failed(args.out):
@@ -383,7 +419,8 @@ def run_online(args: argparse.Namespace, params: dict, settings: dict) -> Search
         raise NoiseSearchError("--online needs --algorithm adaptive_eps_greedy and --target-nfe N (calls per image)")
     extra = sorted(set(params) - set(ONLINE_PARAMS))
     if extra:
-        raise NoiseSearchError(f"--online plans every batch's schedule itself: drop --{extra[0].replace('_', '-')}")
+        raise NoiseSearchError("--online plans every batch's schedule itself: drop "
+                               f"{algorithm_flag_names(extra[0])[-1]}")
     result = search_online(state=args.online, batch=args.online_batch, **params, **settings)
     SearchSchedule.from_dict(result.config["search_schedule"]).save(args.out / "schedule.json")
     return result

@@ -1,4 +1,4 @@
-"""Adaptive ε-greedy: per-step effort from a calibrated search schedule, under an optional NFE budget."""
+"""Adaptive ε-greedy: per-step effort from a calibrated search schedule, spending an optional target_nfe."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ from noisesearch.search.step_schedule import SearchSchedule
 
 def schedule_beam(plan: SearchSchedule, target_nfe: int | None) -> int:
     """The number of incumbents a schedule was validated with (info["B"], else 1), lowered under a smaller
-    budget than the validation's (info["budget"]) so that each incumbent keeps at least the calls it had
-    there: min(B, floor(B·target_nfe / budget)), at least 1."""
+    target_nfe than the validation's (info["target_nfe"]) so that each incumbent keeps at least the calls it had
+    there: min(B, floor(B·target_nfe / validated)), at least 1."""
     B = int(plan.info.get("B", 1))
-    budget = plan.info.get("budget")
-    if target_nfe is None or not budget or B == 1:
+    validated = plan.info.get("target_nfe")
+    if target_nfe is None or not validated or B == 1:
         return B
-    return max(1, min(B, B * target_nfe // budget))
+    return max(1, min(B, B * target_nfe // validated))
 
 
 @register_algorithm
@@ -38,10 +38,10 @@ class AdaptiveEpsGreedy(LocalSearch):
     calls per image, before the ×2 of classifier-free guidance) — spread over the steps by the
     schedule's expected marginal gains. Online early stopping: a step ends once its best score has not
     improved for `patience` iterations, or when the expected gain of another iteration is not above
-    `min_gain`; with a budget, calls a condition saves are re-spent on its later steps. The budget is
+    `min_gain`; with `target_nfe`, calls a condition saves are re-spent on its later steps, and it is
     never exceeded. The local-draw radius `lambda_` and the number B of incumbents default to the ones
     the schedule was calibrated or validated with (its info["lambda_"] and info["B"], else 0.15 and 1);
-    see `schedule_beam` for B under another budget."""
+    see `schedule_beam` for B under another target_nfe."""
 
     name = "adaptive_eps_greedy"
     nfe_doc = (f"at most `target_nfe`; without one, B·Σ over steps: N_t·K_t + c_i − 1 at searchable steps, c_i "

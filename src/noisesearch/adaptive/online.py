@@ -179,7 +179,7 @@ class OnlineSchedule(StateFile):
             fitted.append(float(g / (g + loc)))
         return tuple(fitted)
 
-    def plan(self, draw: bool = True, seed: int | None = None) -> SearchSchedule:
+    def next_schedule(self, draw: bool = True, seed: int | None = None) -> SearchSchedule:
         """The schedule for the next batch: gains from a Thompson draw (`draw`, seeded by `seed`, default the
         number of batches seen) or the posterior mean, made non-negative and non-increasing in k."""
         mean, sd = self.posterior()
@@ -189,7 +189,8 @@ class OnlineSchedule(StateFile):
         K = ITERATIONS
         gains = marginal_gains(np.cumsum(mean, axis=1), np.zeros_like(mean), np.array(self.prior.sigmas),
                                range(1, K + 1), K, smooth=False)
-        info = {**{k: v for k, v in self.prior.info.items() if k in ("lambda_", "B", "budget", "reward", "sampler")},
+        kept = ("lambda_", "B", "target_nfe", "reward", "sampler")
+        info = {**{k: v for k, v in self.prior.info.items() if k in kept},
                 "method": "online", "batches": self.batches, "conditions": self.conditions,
                 "prior": self.prior.info.get("method", "schedule"), "calibration_nfe": 0, "credit": self.credit,
                 "survival": self.survival().tolist()}

@@ -158,7 +158,7 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
             arms = portfolio.choose(len(batch))
             for arm in sorted(set(arms.tolist())):
                 part = batch[torch.from_numpy(arms == arm)]
-                plan = portfolio.plan(arm, self.learn_steps)
+                plan = portfolio.arm_schedule(arm, self.learn_steps)
                 with problem.part(part) as sub:
                     x, r, trace = self.inner(plan)._search(sub)
                 portfolio.update(arm, trace, plan, r.double().numpy())

@@ -110,11 +110,11 @@ class Portfolio(StateFile):
             arms.append(arm)
         return np.array(arms, dtype=np.int64)
 
-    def plan(self, arm: int, learn_steps: bool, draw: bool = True) -> SearchSchedule:
+    def arm_schedule(self, arm: int, learn_steps: bool, draw: bool = True) -> SearchSchedule:
         """The schedule of `arm`'s next part: with `learn_steps` its learner's Thompson draw (its posterior mean
         if not `draw`), else its prior."""
         learner = self.learners[arm]
-        return learner.plan(draw=draw) if learn_steps else learner.prior
+        return learner.next_schedule(draw=draw) if learn_steps else learner.prior
 
     def best(self) -> int:
         """The arm of the largest posterior mean among those tried (the first arm before any)."""

@@ -53,7 +53,7 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
         return replace(best, info=best.info | {"B": 1, "candidates": summary, "validation_conditions": 0,
                                                "calibration_nfe": nfe,
                                                "calibration_nfe_per_condition": nfe / config.conditions})
-    budget = tried[0].info["budget"]
+    budget = tried[0].info["target_nfe"]
     trajectory = cost.trajectory_calls(sampler_from_dict(tried[0].info["sampler"]))
     if max(config.beams) * trajectory > budget:
         raise NoiseSearchError(f"B = {max(config.beams)} incumbents need {max(config.beams) * trajectory} calls per "
@@ -153,7 +153,7 @@ def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) 
         K_t = allocate_iterations(gains, first, then, budget - cost.trajectory_calls(sampler))
     info = {
         "method": c.method, "reward": reward, "conditions": c.conditions, "seed": c.seed, "N": c.N, "K": c.K,
-        "eps": c.eps, "lambda_": c.lambda_, "budget": budget, "sampler": sampler.to_dict(),
+        "eps": c.eps, "lambda_": c.lambda_, "target_nfe": budget, "sampler": sampler.to_dict(),
         "calibration_nfe": int(nfe.sum()), "calibration_nfe_per_condition": float(nfe.double().mean()), **outcome,
     }
     return SearchSchedule.uniform(sampler, K_t, fit_eps(trace, c.eps) if eps is None else eps, c.N,

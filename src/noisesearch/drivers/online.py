@@ -90,5 +90,5 @@ def search_online(
     online = {"state": str(path), "batches": -(-problem.n // batch), "batch": batch,
               "learner_batches": learner.batches, "prior_weight": learner.learners[best].prior_weight,
               "learn_steps": learn_steps, "arms": learner.summary()}
-    schedule = learner.plan(best, learn_steps, draw=False)
+    schedule = learner.arm_schedule(best, learn_steps, draw=False)
     return replace(result, config=result.config | {"search_schedule": schedule.to_dict(), "online": online})

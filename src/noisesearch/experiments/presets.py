@@ -20,13 +20,15 @@ from typing import Any
 from noisesearch.adaptive import CalibrationConfig
 from noisesearch.backends import get_backend
 from noisesearch.errors import NoiseSearchError
+from noisesearch.naming import renamed_keys
 from noisesearch.rewards import reward_names
 from noisesearch.sampling import make_sampler
-from noisesearch.search import algorithm_class, get_algorithm
+from noisesearch.search import algorithm_class, canonical_params, get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 
-PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration", "budgets",
-                 "backend")
+PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration",
+                 "target_nfes", "backend")
+RENAMED_FIELDS = {"budgets": "target_nfes"}  # {old preset field: new}: preset files written before still load
 RUN_FIELDS = ("algorithm", "params")
 COLUMN_FIELDS = ("name", "reward", "guidance")
 MAX_COUNT = 1000  # labels and repeats: bench_seed gives repeat r and label k of seed s the seed s·10⁶ + r·1000 + k
@@ -42,7 +44,7 @@ def shown(value: Any) -> str:
         return repr(value)
 
 
-def one_line(text: str) -> str:
+def escape_line_breaks(text: str) -> str:
     """`text` with line breaks written as escapes, so that an error quoting a user's value stays one line."""
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
@@ -154,7 +156,7 @@ class Preset:
     repeats: int = 1
     steps: int = 18
     calibration: CalibrationConfig | None = None
-    budgets: tuple[int, ...] = ()  # NFE per image the runs are matched at (the report compares methods per budget)
+    target_nfes: tuple[int, ...] = ()  # NFE per image the runs are matched at (the report compares methods at each)
     backend: str = "embedded"  # the label backend whose model the cells run (bench --backend overrides it)
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,14 +165,22 @@ class Preset:
     @classmethod
     def from_dict(cls, name: str, d: Any) -> Preset:
         """The preset `name` from its JSON data; a one-line NoiseSearchError naming the preset for a missing
-        field, an unknown one, a value of the wrong type, or any check of `validate`."""
-        where = one_line(f"preset '{name}'")
+        field, an unknown one, a value of the wrong type, or any check of `validate`. Old spellings (a field of
+        RENAMED_FIELDS, an algorithm's renamed parameter) are read as the new ones, with a RenamedWarning."""
+        where = escape_line_breaks(f"preset '{name}'")
+        if isinstance(d, dict):
+            d = renamed_keys(RENAMED_FIELDS, d, "bench preset")
         d = json_object(d, PRESET_FIELDS, where)
         runs = []
         for i, r in enumerate(typed(d, "runs", "list", where), 1):
             r = json_object(r, RUN_FIELDS, f"{where}, run {i}")
-            runs.append(RunSpec(typed(r, "algorithm", "str", f"{where}, run {i}"),
-                                dict(typed(r, "params", "object", f"{where}, run {i}", {}))))
+            algorithm = typed(r, "algorithm", "str", f"{where}, run {i}")
+            params = typed(r, "params", "object", f"{where}, run {i}", {})
+            try:
+                params = canonical_params(algorithm, params)
+            except NoiseSearchError as err:
+                raise NoiseSearchError(escape_line_breaks(f"{where}: {err}")) from None
+            runs.append(RunSpec(algorithm, params))
         columns = []
         for i, c in enumerate(typed(d, "rewards", "list", where), 1):
             c = json_object(c, COLUMN_FIELDS, f"{where}, reward column {i}")
@@ -191,7 +201,7 @@ class Preset:
             repeats=typed(d, "repeats", "int", where, 1),
             steps=typed(d, "steps", "int", where, 18),
             calibration=calibration,
-            budgets=tuple(typed(d, "budgets", "list", where, [])),
+            target_nfes=tuple(typed(d, "target_nfes", "list", where, [])),
             backend=typed(d, "backend", "str", where, "embedded"),
         )
         preset.validate()
@@ -200,7 +210,7 @@ class Preset:
     def validate(self) -> None:
         """Raise a one-line NoiseSearchError naming the preset for an unknown algorithm or reward, parameters of
         the wrong type or value, a run given twice, two reward columns of one name, or bad counts."""
-        where = one_line(f"preset '{self.name}'")
+        where = escape_line_breaks(f"preset '{self.name}'")
         for what, value in (("labels", self.labels), ("repeats", self.repeats), ("steps", self.steps)):
             if not is_int(value):
                 raise NoiseSearchError(f"{where}: {what} must be an integer, got {shown(value)}")
@@ -211,9 +221,9 @@ class Preset:
         if self.labels > MAX_COUNT or self.repeats > MAX_COUNT:
             raise NoiseSearchError(f"{where}: labels and repeats must be at most {MAX_COUNT} (the bench's sample "
                                    "seeds would repeat)")
-        if any(not is_int(b) or b < 1 for b in self.budgets):
-            raise NoiseSearchError(f"{where}: budgets must be NFE per image, integers of at least 1, got "
-                                   f"{shown(list(self.budgets))}")
+        if any(not is_int(b) or b < 1 for b in self.target_nfes):
+            raise NoiseSearchError(f"{where}: target_nfes must be NFE per image, integers of at least 1, got "
+                                   f"{shown(list(self.target_nfes))}")
         if not self.runs or not self.rewards:
             raise NoiseSearchError(f"{where} selects no runs or no reward columns")
         columns = [c.name for c in self.rewards]
@@ -225,20 +235,20 @@ class Preset:
                 raise NoiseSearchError(f"{where}: two reward columns are named '{column.name}': give each its own "
                                        "name (they would share a cell and its images)")
             if column.reward not in reward_names():
-                raise NoiseSearchError(one_line(f"{where}: unknown reward '{column.reward}'"))
+                raise NoiseSearchError(escape_line_breaks(f"{where}: unknown reward '{column.reward}'"))
             if not math.isfinite(column.guidance):
                 raise NoiseSearchError(f"{where}: reward column '{column.name}' has guidance {column.guidance}")
         seen = set()
         for run in self.runs:
             identity = json.dumps([run.algorithm, run.params], sort_keys=True, default=repr)
             if identity in seen:
-                raise NoiseSearchError(one_line(f"{where}: run {run.label} is listed twice: remove the copy (more "
-                                                "seeds per label are \"repeats\")"))
+                raise NoiseSearchError(escape_line_breaks(f"{where}: run {run.label} is listed twice: remove the copy "
+                                                          "(more seeds per label are \"repeats\")"))
             seen.add(identity)
         try:
             backend = get_backend(self.backend)
         except NoiseSearchError as err:
-            raise NoiseSearchError(one_line(f"{where}: {err}")) from None
+            raise NoiseSearchError(escape_line_breaks(f"{where}: {err}")) from None
         if backend.conditions != "labels":
             raise NoiseSearchError(f"{where}: bench draws class labels; the {self.backend} backend takes prompts")
         sampler = make_sampler(backend.default_sampler, self.steps)
@@ -247,14 +257,15 @@ class Preset:
             for column in columns:
                 source = run.calibrated_column(column)
                 if source is not None and self.calibration is None:
-                    raise NoiseSearchError(one_line(f"{where}: {run.label} needs a \"calibration\" entry"))
+                    raise NoiseSearchError(escape_line_breaks(f"{where}: {run.label} needs a \"calibration\" entry"))
                 if source is not None and source not in columns:
-                    raise NoiseSearchError(one_line(f"{where}: {run.label} names no reward column of the preset"))
+                    raise NoiseSearchError(escape_line_breaks(f"{where}: {run.label} names no reward column of the "
+                                                              "preset"))
                 try:
                     check_field_types(algorithm_class(run.algorithm), run.params, f"run {run.label}")
                     get_algorithm(run.algorithm, **run.algorithm_params({source: placeholder}, column))
                 except (NoiseSearchError, TypeError, ValueError) as err:
-                    raise NoiseSearchError(one_line(f"{where}: {err}")) from None
+                    raise NoiseSearchError(escape_line_breaks(f"{where}: {err}")) from None
 
     def calibrated_columns(self) -> list[str]:
         """Columns whose calibrated schedules some run uses, in column order."""
@@ -270,7 +281,7 @@ def calibration_config(d: Any, where: str) -> CalibrationConfig:
     try:
         return CalibrationConfig(**d)
     except (NoiseSearchError, TypeError, ValueError) as err:
-        raise NoiseSearchError(one_line(f"{where}: {err}")) from None
+        raise NoiseSearchError(escape_line_breaks(f"{where}: {err}")) from None
 
 
 def builtin_presets() -> dict[str, Preset]:

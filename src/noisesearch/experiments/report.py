@@ -308,7 +308,7 @@ def families_table(records: list[dict[str, Any]], budgets: tuple[int, ...]) -> B
 
 def families_blocks(run: Run, out: Path) -> list[Block]:
     """The families section, for presets with budgets: the plots and the table of the best method per budget."""
-    budgets = run.preset.budgets if run.preset is not None else ()
+    budgets = run.preset.target_nfes if run.preset is not None else ()
     if not budgets or not run.records:
         return []
     return [

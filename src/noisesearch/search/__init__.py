@@ -17,9 +17,10 @@ from noisesearch.search.registry import (
     algorithm_class,
     algorithm_names,
     algorithm_params,
+    canonical_params,
     get_algorithm,
     register_algorithm,
 )
 
-__all__ = ["SearchAlgorithm", "algorithm_class", "algorithm_names", "algorithm_params", "get_algorithm",
-           "register_algorithm"]
+__all__ = ["SearchAlgorithm", "algorithm_class", "algorithm_names", "algorithm_params", "canonical_params",
+           "get_algorithm", "register_algorithm"]

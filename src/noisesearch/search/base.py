@@ -68,13 +68,15 @@ class SearchAlgorithm:
     in `nfe_doc` (in the sampler's calls per step c_i, so that it holds for every solver), compute it
     in `nfe_formula` through `noisesearch.cost`, and implement `_search`, which returns one final
     sampler state per condition (in the denoiser's space: pixels, or latents that the Problem decodes),
-    its reward and, for per-step searches, a trace.
+    its reward and, for per-step searches, a trace. A renamed parameter keeps its old name for a release
+    through `renamed` ({old: new}, which get_algorithm applies).
     """
 
     name: ClassVar[str] = ""
     nfe_doc: ClassVar[str] = ""
     searches_step_noise: ClassVar[bool] = False  # True where the search chooses the noise of sampler steps
     learns_across_conditions: ClassVar[bool] = False  # True where a condition's result depends on those before it
+    renamed: ClassVar[dict[str, str]] = {}  # {old parameter name: new}: old names work until the next release
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Append the NFE formula to the docstring, so that `help()` and the docs show it."""

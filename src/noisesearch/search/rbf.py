@@ -5,15 +5,15 @@ to the next step.
 
 | paper / authors' code (KAIST-Visual-AI-Group/Flow-Inference-Time-Scaling, rbf/rbf.py) | here |
 | --- | --- |
-| `max_nfe` | `max_nfe` (denoiser calls per image; ×2 NFE with classifier-free guidance) |
+| `max_nfe` | `target_nfe` (was `max_nfe`: denoiser calls per image, all spent; ×2 NFE with classifier-free guidance) |
 | `init_n_particles` initial noises, the best x0 prediction kept | `init_particles`, scored on step 0's call |
-| per-step budget ⌊(max_nfe − init) / max_steps⌋ | ⌊(max_nfe − fixed calls) / S⌋, S searchable steps after 0 |
+| per-step budget ⌊(max_nfe − init) / max_steps⌋ | ⌊(target_nfe − fixed calls) / S⌋, S searchable steps after 0 |
 | particle: an SDE step with fresh noise + the call at x_{t−1} (1 NFE) | a candidate noise + its first call (1 call) |
 | take the first particle beating `best_rewards`; leftover + default next | the same (incumbent: best accepted reward) |
 | budget spent, none better: the step's best; next step the default | the same |
 | last steps: particles until max_nfe, the best kept | the last searched step spends what is left |
 
-The total is exactly `max_nfe`: the fixed calls (the init particles and step 0's further calls, the c_i of
+The total is exactly `target_nfe`: the fixed calls (the init particles and step 0's further calls, the c_i of
 steps without noise, the c_i − 1 further calls of each searched step) plus particles that add up to the rest,
 since unspent particles roll over until the last searched step spends them; which step spends how many depends
 on the rewards. Deviations: the authors return the x0 prediction of the last step's best particle; here its
@@ -44,40 +44,43 @@ class RBF(SearchAlgorithm):
     """Rollover budget forcing: `init_particles` initial noises, the best kept after step 0's call; then at
     every searchable step, particles (candidate noises, scored on their x0 prediction) one at a time until one
     beats the incumbent reward (it is taken, and the unspent quota rolls over to the next step) or the step's
-    quota is spent (the step's best is taken). Quotas: ⌊rest / S⌋ each, the rest of `max_nfe` after the fixed
-    calls spread over the S searched steps; the last searched step spends all that is left."""
+    quota is spent (the step's best is taken). Quotas: ⌊rest / S⌋ each, the rest of `target_nfe` after the fixed
+    calls spread over the S searched steps; the last searched step spends all that is left. `target_nfe` is a
+    plan the search spends exactly, not a hard cap (that is the Problem's `nfe_budget`)."""
 
     name = "rbf"
-    nfe_doc = (f"exactly `max_nfe` (at most, as a budget): fixed calls init_particles + c_0 − 1 + Σ over later steps "
+    nfe_doc = (f"exactly `target_nfe`: fixed calls init_particles + c_0 − 1 + Σ over later steps "
                f"(c_i − 1 at searchable steps, c_i elsewhere), the rest spent as particles at the searchable steps, "
                f"{CALLS_DOC}")
     searches_step_noise = True
-    max_nfe: int = 140
+    renamed = {"max_nfe": "target_nfe"}
+    target_nfe: int = 140
     init_particles: int = 4
 
     def __post_init__(self) -> None:
-        check_positive_int(max_nfe=self.max_nfe, init_particles=self.init_particles)
+        check_positive_int(target_nfe=self.target_nfe, init_particles=self.init_particles)
 
     def searched_steps(self, sampler: Sampler) -> list[int]:
         return [i for i in sampler.searchable_steps() if i > 0]
 
     def quota(self, sampler: Sampler) -> tuple[int, int, int]:
         """Particles per searched step, the remainder the last one adds, and the fixed calls; a one-line error
-        where max_nfe does not leave one particle per searched step."""
+        where target_nfe does not leave one particle per searched step."""
         calls = sampler.step_calls()
         searched = self.searched_steps(sampler)
         fixed = self.init_particles + calls[0] - 1 + sum(calls[i] - (i in searched) for i in range(1, sampler.steps))
-        rest = self.max_nfe - fixed
+        rest = self.target_nfe - fixed
         if rest < len(searched):
-            raise NoiseSearchError(f"rbf: max_nfe {self.max_nfe} leaves {rest} calls after the {fixed} fixed ones, "
-                                   f"fewer than one particle per searched step ({len(searched)}): raise max_nfe to "
+            raise NoiseSearchError(f"rbf: target_nfe {self.target_nfe} leaves {rest} calls after the {fixed} fixed "
+                                   f"ones, fewer than one particle per searched step ({len(searched)}): raise "
+                                   f"target_nfe to "
                                    f"at least {fixed + len(searched)} or lower init_particles")
         return (rest // len(searched), rest % len(searched), fixed) if searched else (0, 0, fixed)
 
     def nfe_formula(self, sampler: Sampler) -> int:
-        """max_nfe; only the fixed calls where no step after step 0 injects noise."""
+        """target_nfe; only the fixed calls where no step after step 0 injects noise."""
         fixed = self.quota(sampler)[2]
-        return self.max_nfe if self.searched_steps(sampler) else fixed
+        return self.target_nfe if self.searched_steps(sampler) else fixed
 
     def expected_calls(self, sampler: Sampler, result: SearchResult) -> torch.Tensor:
         """The cost of the particles the trace records at each step (step 0: the initial ones)."""

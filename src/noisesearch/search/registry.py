@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from noisesearch.errors import NoiseSearchError
-from noisesearch.naming import claim_name
+from noisesearch.naming import claim_name, renamed_keys
 from noisesearch.search.base import SearchAlgorithm
 
 AlgorithmClass = type[SearchAlgorithm]
@@ -51,9 +51,18 @@ def algorithm_params(name: str) -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(algorithm_class(name)) if f.init}
 
 
+def canonical_params(algorithm_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A new dict of `params` with the old names of the algorithm's renamed parameters (its class's `renamed`,
+    {old: new}) written as the new ones; each old name warns once per process (a RenamedWarning), and a
+    parameter given under both names is a NoiseSearchError. Otherwise pure: `params` is left as it is."""
+    return renamed_keys(algorithm_class(algorithm_name).renamed, params, f"algorithm '{algorithm_name}'")
+
+
 def get_algorithm(name: str, **params: Any) -> SearchAlgorithm:
-    """Construct the algorithm registered as `name`; unknown parameters are a NoiseSearchError."""
+    """Construct the algorithm registered as `name` (old names of renamed parameters still accepted, see
+    canonical_params); unknown parameters are a NoiseSearchError."""
     cls = algorithm_class(name)
+    params = canonical_params(name, params)
     unknown = sorted(set(params) - set(algorithm_params(name)))
     if unknown:
         accepted = ", ".join(algorithm_params(name)) or "none"

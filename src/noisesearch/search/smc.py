@@ -1,14 +1,14 @@
 """Feynman–Kac steering (Singhal et al., "A General Framework for Inference-time Scaling and Steering of Diffusion
-Models", arXiv 2501.06848): K particles per condition, resampled by potentials of the reward of their x0
+Models", arXiv 2501.06848): `particles` particles per condition, resampled by potentials of the reward of their x0
 predictions, the best final particle returned.
 
 | paper / authors' `FKD` (text_to_image/fkd_diffusers/fkd_class.py) | here |
 | --- | --- |
-| `num_particles` k | `K` |
+| `num_particles` k | `particles` (was `K`) |
 | `potential_type` max / add / diff | `potential` "max" / "add" / "difference" |
-| `lmbda` λ | `lambda_` |
+| `lmbda` λ | `inverse_temperature` (was `lambda_`): weights exp(λ·G), larger λ resamples greedier |
 | `resample_frequency`, `resampling_t_start`/`_end` | `resample_every` R: after every R-th searchable step |
-| `adaptive_resampling` (ESS < 0.5·k) | `ess_threshold` t: resample only where ESS < t·K (None: always) |
+| `adaptive_resampling` (ESS < 0.5·k) | `ess_threshold` t: resample only where ESS < t·k (None: always) |
 | `torch.multinomial(w, k)` | `resampling` "multinomial", or "systematic" |
 | intermediate reward r(x0 prediction at x_t) | r(the step's first x0 prediction, at sigma_hat_i) |
 | final output: the highest-reward particle | the same |
@@ -45,46 +45,48 @@ POTENTIALS = ("max", "add", "difference")
 RESAMPLING = ("multinomial", "systematic")
 
 
-def resampling_uniforms(gens: SampleGenerators, K: int, method: str) -> torch.Tensor:
-    """The uniforms of one resampling of K particles per condition: K i.i.d. (multinomial) or one stratified
-    offset (systematic: (u + k) / K)."""
+def resampling_uniforms(gens: SampleGenerators, particles: int, method: str) -> torch.Tensor:
+    """The uniforms of one resampling of k particles per condition: k i.i.d. (multinomial) or one stratified
+    offset (systematic: (u + j) / k)."""
     if method == "multinomial":
-        return gens.rand(K)
-    return (gens.rand(1) + torch.arange(K)) / K
+        return gens.rand(particles)
+    return (gens.rand(1) + torch.arange(particles)) / particles
 
 
 @register_algorithm
 @dataclass(frozen=True)
 class SMC(SearchAlgorithm):
-    """Feynman–Kac steering: K particles per condition run the sampler side by side; after every
+    """Feynman–Kac steering: k = `particles` particles per condition run the sampler side by side; after every
     `resample_every`-th searchable step, each particle gets the potential of the reward r of its x0 prediction
     (`potential`: "max" exp(λ·max(r, r_prev)), "add" exp(λ·(r + r_prev)), "difference" exp(λ·(r − r_prev)),
-    λ = `lambda_`), and the particles are resampled in proportion to it ("multinomial" or "systematic"),
-    always or, given `ess_threshold` t, only where the effective sample size falls below t·K. The best final
+    λ = `inverse_temperature`), and the particles are resampled in proportion to it ("multinomial" or "systematic"),
+    always or, given `ess_threshold` t, only where the effective sample size falls below t·k. The best final
     particle is returned."""
 
     name = "smc"
-    nfe_doc = f"K·Σ_i c_i, {CALLS_DOC} (rewards and resampling cost no NFE)"
-    K: int = 4
+    nfe_doc = f"particles·Σ_i c_i, {CALLS_DOC} (rewards and resampling cost no NFE)"
+    renamed = {"K": "particles", "lambda_": "inverse_temperature"}
+    particles: int = 4
     potential: str = "max"
-    lambda_: float = 10.0
+    inverse_temperature: float = 10.0
     resample_every: int = 2
     ess_threshold: float | None = None
     resampling: str = "multinomial"
 
     def __post_init__(self) -> None:
-        check_positive_int(K=self.K, resample_every=self.resample_every)
+        check_positive_int(particles=self.particles, resample_every=self.resample_every)
         if self.potential not in POTENTIALS:
             raise NoiseSearchError(f"potential must be one of {', '.join(POTENTIALS)}, got '{self.potential}'")
         if self.resampling not in RESAMPLING:
             raise NoiseSearchError(f"resampling must be one of {', '.join(RESAMPLING)}, got '{self.resampling}'")
-        if not (math.isfinite(self.lambda_) and self.lambda_ >= 0):
-            raise NoiseSearchError(f"lambda_ must be a non-negative finite number, got {self.lambda_}")
+        if not (math.isfinite(self.inverse_temperature) and self.inverse_temperature >= 0):
+            raise NoiseSearchError(f"inverse_temperature must be a non-negative finite number, got "
+                                   f"{self.inverse_temperature}")
         if self.ess_threshold is not None and not 0 < self.ess_threshold <= 1:
             raise NoiseSearchError(f"ess_threshold must lie in (0, 1], or be left out, got {self.ess_threshold}")
 
     def nfe_formula(self, sampler: Sampler) -> int:
-        return self.K * cost.trajectory_calls(sampler)
+        return self.particles * cost.trajectory_calls(sampler)
 
     def resampling_steps(self, sampler: Sampler) -> list[int]:
         """The steps after which the particles are resampled: every R-th searchable step, the last step excepted."""
@@ -93,35 +95,35 @@ class SMC(SearchAlgorithm):
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         gens = problem.generators()
-        sampler, K = problem.sampler, self.K
+        sampler, k = problem.sampler, self.particles
         rows = torch.arange(problem.n)[:, None]
-        x = problem.initial_state(gens.randn(K, *problem.image_shape))
+        x = problem.initial_state(gens.randn(k, *problem.image_shape))
         searchable, points = set(sampler.searchable_steps()), set(self.resampling_steps(sampler))
-        value = torch.full((problem.n, K), -math.inf if self.potential == "max" else 0.0)
+        value = torch.full((problem.n, k), -math.inf if self.potential == "max" else 0.0)
         for i in range(sampler.steps):
-            out = problem.step(x, i, gens.randn(K, *problem.image_shape) if i in searchable else None)
+            out = problem.step(x, i, gens.randn(k, *problem.image_shape) if i in searchable else None)
             x = out.x_next
             if i not in points:
                 continue
             reward = problem.score(out.x0_hat)
             value, log_w = self.potentials(reward, value)
             weights = torch.softmax(log_w, dim=1)
-            u = resampling_uniforms(gens, K, self.resampling)
+            u = resampling_uniforms(gens, k, self.resampling)
             ancestors = inverse_cdf(weights, u)
             if self.ess_threshold is not None:
                 ess = 1 / weights.pow(2).sum(dim=1)
-                keep = ess >= self.ess_threshold * K
-                ancestors = torch.where(keep[:, None], torch.arange(K).expand_as(ancestors), ancestors)
+                keep = ess >= self.ess_threshold * k
+                ancestors = torch.where(keep[:, None], torch.arange(k).expand_as(ancestors), ancestors)
             x, value = x[rows, ancestors], value[rows, ancestors]
         states, rewards = select_best(x, problem.score(x))
         return states, rewards, None
 
     def potentials(self, reward: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The particles' new running values and log-weights λ·G from the rewards (C, K) of their x0 predictions."""
+        """The particles' new running values and log-weights λ·G from the rewards (C, k) of their x0 predictions."""
         if self.potential == "max":
             new = torch.maximum(reward, value)
-            return new, self.lambda_ * new
+            return new, self.inverse_temperature * new
         if self.potential == "add":
             new = reward + value
-            return new, self.lambda_ * new
-        return reward, self.lambda_ * (reward - value)
+            return new, self.inverse_temperature * new
+        return reward, self.inverse_temperature * (reward - value)

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.naming import renamed_keys
 from noisesearch.sampling import Sampler
 
 SCHEDULE_FORMAT = "noisesearch.search_schedule/1"
+RENAMED_INFO = {"budget": "target_nfe"}  # {old info key: new}: schedules saved before the rename still load
 
 
 def whole(value: Any, name: str) -> int:
@@ -28,7 +30,8 @@ class SearchSchedule:
     """K_t, ε_t and N_t per searchable step of one sampler (`steps` are sampler step indices,
     `sigmas` their σ_i). `gains[t][k-1]`, when present, is the expected reward gain of iteration k at
     step t (k = 1: best of N_t over a single draw); the budget allocator and early stopping use it.
-    `info` records how the schedule was made (method, reward, calibration cost)."""
+    `info` records how the schedule was made (method, reward, calibration cost, and `target_nfe`: the calls per
+    image its K_t were allocated for; an old schedule's "budget" is read as it, with a RenamedWarning)."""
 
     steps: tuple[int, ...]
     sigmas: tuple[float, ...]
@@ -39,6 +42,8 @@ class SearchSchedule:
     info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if any(old in self.info for old in RENAMED_INFO):
+            object.__setattr__(self, "info", renamed_keys(RENAMED_INFO, self.info, "search schedule info"))
         n = len(self.steps)
         columns = {"sigmas": self.sigmas, "K": self.K, "eps": self.eps, "N": self.N}
         if self.gains is not None:
