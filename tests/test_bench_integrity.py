@@ -95,7 +95,7 @@ def legacy_run(directory):
 
 def test_a_directory_written_before_run_json_is_neither_resumed_nor_reused(tmp_path):
     old = legacy_run(tmp_path / "old")
-    with pytest.raises(NoiseSearchError, match="before run directories kept their settings.*use another --out"):
+    with pytest.raises(NoiseSearchError, match="format 1, whose records cannot be matched.*use another --out"):
         bench(tmp_path / "old")
     assert (tmp_path / "old" / RESULTS).read_bytes() == old and not (tmp_path / "old" / SETTINGS).exists()
     records = read_results(bench(tmp_path / "new", reuse=[tmp_path / "old"]))
@@ -236,7 +236,7 @@ def test_presets_that_would_write_one_cell_twice_are_refused(changes, fragment):
     ({"label": 3}, 'has no field "label"'),
     ({"rewards": [{"name": "b", "reward": "brightness", "guidance": True}]}, '"guidance" must be a number'),
     ({"rewards": [{"name": "a/b", "reward": "brightness"}]}, "must be letters, digits"),
-    ({"calibration": {"conditions": 2, "eps": "x"}}, 'calibration: eps must be a number, got "x"'),
+    ({"calibration": {"conditions": 2, "eps": "x"}}, 'calibration: eps must be a number or null, got "x"'),
     ({"calibration": {"conditions": 2, "seed": True}}, "calibration: seed must be an integer, got true"),
 ])
 def test_wrongly_typed_presets_are_one_line_naming_the_preset(tmp_path, capsys, changes, fragment):
@@ -246,3 +246,40 @@ def test_wrongly_typed_presets_are_one_line_naming_the_preset(tmp_path, capsys, 
     err = one_line_error(capsys)
     assert err.startswith("noisesearch: preset 'mine'") and fragment in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_directory_of_the_previous_format_is_migrated_and_resumed_without_rerunning(tmp_path):
+    """Format 2 named SMC's particles K and its inverse temperature lambda_, and kept no device in run.json."""
+    from noisesearch.experiments.store import FORMAT, stored_records
+
+    preset = tiny(runs=[{"algorithm": "naive"}, {"algorithm": "smc", "params": {"particles": 2,
+                                                                                "inverse_temperature": 5.0}}])
+    current = tmp_path / "current"
+    expected = read_results(bench(current, preset))
+    old = tmp_path / "old"
+    (old / "images").mkdir(parents=True)
+    (old / "traces").mkdir()
+    settings = json.loads((current / SETTINGS).read_text())
+    del settings["device"]
+    (old / SETTINGS).write_text(json.dumps({**settings, "format": 2}))
+    renamed = {"particles": "K", "inverse_temperature": "lambda_"}
+    rows = []
+    for r in expected:
+        key = json.loads(r["cell"])
+        key["params"] = {renamed.get(k, k): v for k, v in key["params"].items()}
+        rows.append(json.dumps({**r, "cell": json.dumps(key, sort_keys=True),
+                                "params": {renamed.get(k, k): v for k, v in r["params"].items()}}))
+    (old / RESULTS).write_text("\n".join(rows) + "\n")
+    for part in (current / "images").glob("*.npz"):
+        (old / "images" / part.name.replace("particles2_inverse_temperature5.0", "K2_lambda_5.0")).write_bytes(
+            part.read_bytes())
+    assert {p.name.split("__")[0] for p in (old / "images").glob("*.npz")} == {"naive", "smc_K2_lambda_5.0"}
+    assert stored_records(old)[0] == expected  # read as migrated, never written
+    assert json.loads((old / SETTINGS).read_text())["format"] == 2
+
+    assert read_results(bench(old, preset)) == expected  # every record found: nothing rerun
+    assert json.loads((old / SETTINGS).read_text())["format"] == FORMAT
+    assert json.loads((old / SETTINGS).read_text())["device"] == "cpu"
+    assert sorted(p.name for p in (old / "images").glob("*.npz")) == sorted(
+        p.name for p in (current / "images").glob("*.npz"))
+    assert not (old / "cells.jsonl").exists()  # no cell ran

@@ -78,7 +78,7 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
     the others go on; the run then ends in a one-line NoiseSearchError naming the failures (a rerun retries them).
 
     The whole run holds `out`'s lock (a second bench on `out` gets a one-line NoiseSearchError); a resume
-    with other settings than out/run.json's is refused, as is one of a directory written before run.json."""
+    with other settings than out/run.json's is refused; a directory of an older format is migrated first."""
     backend = backend or preset.backend
     spec = get_backend(backend)
     if spec.conditions != "labels":
@@ -118,7 +118,7 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
         return denoiser(guidance).default_sampler(settings["sampler"], preset.steps)
 
     shared = {name: settings[name] for name in ("seed", "steps", "backend", "model", "max_batch")}
-    if settings["device"] != "cpu":  # CPU cells keep the keys they had before bench took --device
+    if settings["device"] != "cpu":  # a cell's key names its device where it is not the CPU
         shared["device"] = settings["device"]
     cells = preset_cells(preset, lambda column: {**shared, "sampler": sampler_of(column.guidance).to_dict()})
     if len({c.key for c in cells}) < len(cells) or len({c.slug for c in cells}) < len(cells):

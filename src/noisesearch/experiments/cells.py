@@ -8,7 +8,6 @@ max_batch rows), so a record does not depend on which other labels shared its ce
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from noisesearch.backends import load_backend_denoiser
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
+from noisesearch.experiments.store import cell_slug
 from noisesearch.imaging import to_uint8
 from noisesearch.progress import ProgressCallback
 from noisesearch.rewards import get_reward
@@ -56,11 +56,8 @@ class Cell:
 
     @property
     def slug(self) -> str:
-        """File-name stem of the cell's images, traces and grid: letters, digits, '.', '_' and '-' only
-        (a schedule named 'calibrated:COLUMN' becomes 'calibrated-COLUMN'), so that every OS can hold it."""
-        params = "_".join(f"{k}{v}" for k, v in self.run.params.items())
-        name = f"{self.run.algorithm}{'_' + params if params else ''}__{self.column.name}__r{self.repeat}"
-        return re.sub(r"[^A-Za-z0-9._-]", "-", name)
+        """File-name stem of the cell's images, traces and grid (see store.cell_slug)."""
+        return cell_slug(self.run.algorithm, self.run.params, self.column.name, self.repeat)
 
 
 def preset_cells(preset: Preset, setting: Callable[[RewardColumn], dict[str, Any]] | None = None) -> list[Cell]:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +39,7 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.executors import Executor, Outcome
 from noisesearch.experiments.presets import Preset, is_int, is_number, shown
 from noisesearch.outputs import prepare_out_dir
+from noisesearch.search import algorithm_class, algorithm_names
 from noisesearch.seeds import bench_seed
 
 try:  # the lock: fcntl.flock where there is one (POSIX), msvcrt.locking on Windows
@@ -52,7 +55,8 @@ LOCK = "bench.lock"  # held (flock, exclusive) by the one bench writing to the d
 
 CELL_LOG = "cells.jsonl"  # one line per cell run: done or failed (with its error), where it ran, its times
 
-FORMAT = 2  # run.json's format: 2 = cell keys with seed, steps, sampler, backend, model and max_batch
+FORMAT = 3  # of a run directory, kept in run.json; older ones are migrated (see migrate_run_dir)
+OLDEST = 2  # the oldest format whose records can be matched to cells (format 1 kept no run.json)
 
 
 def is_str(value: Any) -> bool:
@@ -193,8 +197,95 @@ SHARED = ("format", "preset", "seed", "steps", "sampler", "backend", "model", "m
 
 
 def setting_of(settings: dict[str, Any], name: str) -> Any:
-    """A shared setting of run.json; a run directory written before bench took --device ran on the CPU."""
-    return settings.get(name, "cpu" if name == "device" else None)
+    """A shared setting of run.json (None where it has none)."""
+    return settings.get(name)
+
+
+def cell_slug(algorithm: str, params: dict[str, Any], column: str, repeat: int) -> str:
+    """File-name stem of a cell's images, traces and grid: letters, digits, '.', '_' and '-' only (a schedule
+    named 'calibrated:COLUMN' becomes 'calibrated-COLUMN'), so that every OS can hold it."""
+    shown_params = "_".join(f"{k}{v}" for k, v in params.items())
+    name = f"{algorithm}{'_' + shown_params if shown_params else ''}__{column}__r{repeat}"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)
+
+
+# Migrations, one per format step: each turns what a directory of the format before holds into what it holds now.
+# 2 -> 3: run.json names its device (directories of format 2 without one ran on the CPU), and algorithm
+#         parameters carry their current names (an algorithm class's `renamed`) in records, cell keys and file names.
+
+
+def current_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with renamed parameters under their current names, in their order (silently: a stored file is not
+    the user's spelling)."""
+    renamed = algorithm_class(algorithm).renamed if algorithm in algorithm_names() else {}
+    return {renamed.get(k, k): v for k, v in params.items()}
+
+
+def migrated_record(record: dict[str, Any], fmt: int) -> dict[str, Any]:
+    """A results.jsonl record of a directory of format `fmt`, as the current format writes it."""
+    if fmt >= 3:
+        return record
+    identity = json.loads(record["cell"])
+    identity["params"] = current_params(identity["algorithm"], identity["params"])
+    return {**record, "cell": json.dumps(identity, sort_keys=True),
+            "params": current_params(record["algorithm"], record["params"]),
+            "batch_invariant": record.get("batch_invariant", True)}  # bench ran no other mode before it said so
+
+
+def migrated_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """run.json of an older format as the current format writes it."""
+    if settings.get("format", 1) < 3:
+        settings = {**settings, "device": settings.get("device", "cpu"), "format": 3}
+    return settings
+
+
+def renamed_slugs(records: list[dict[str, Any]]) -> dict[str, str]:
+    """{current slug: slug in the directory} of the cells whose file names a migration changes (records as stored)."""
+    slugs = {}
+    for r in records:
+        old = cell_slug(r["algorithm"], r["params"], r["column"], r["repeat"])
+        new = cell_slug(r["algorithm"], current_params(r["algorithm"], r["params"]), r["column"], r["repeat"])
+        if new != old:
+            slugs[new] = old
+    return slugs
+
+
+def stored_records(directory: Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The valid, unique records of a run directory as the current format writes them (read, never written),
+    and {current slug: slug of its files} where a migration renames them."""
+    settings = read_settings(directory) or {}
+    fmt = settings.get("format", 1)
+    records = read_results(directory / RESULTS)
+    if fmt < OLDEST or fmt == FORMAT:  # records of a format before OLDEST match no cell key, migrated or not
+        return records, {}
+    return [migrated_record(r, fmt) for r in records], renamed_slugs(records)
+
+
+def migrate_run_dir(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite the run directory `out` (of run.json `settings`, an older format) in the current format, each file
+    atomically, and return its migrated settings; the caller holds the directory's lock. A directory killed
+    mid-migration is migrated again from what it holds (file renames are idempotent)."""
+    fmt = settings.get("format", 1)
+    results = load_results(out / RESULTS)
+    for new, old in renamed_slugs(results.records).items():
+        for folder in ("images", "traces"):
+            for part in (out / folder).glob(f"{old}_*.npz"):
+                part.replace(part.with_name(new + part.name[len(old):]))
+    if results.records:
+        write_atomically(out / RESULTS, "".join(json.dumps(migrated_record(r, fmt)) + "\n" for r in results.records))
+    settings = migrated_settings(settings)
+    write_atomically(out / SETTINGS, json.dumps(settings, indent=2) + "\n")
+    return settings
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `path` through a uniquely named temporary file in its directory and an atomic replace."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False) as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    Path(f.name).replace(path)
 
 
 def read_settings(directory: Path, hint: str = "") -> dict[str, Any] | None:
@@ -215,14 +306,17 @@ def read_settings(directory: Path, hint: str = "") -> dict[str, Any] | None:
 def resume_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings to keep in out/run.json: `settings`, with the columns of earlier starts; a one-line
     NoiseSearchError if the directory holds a run of other settings (another seed, steps, sampler, backend,
-    model, max_batch, preset or calibration, or a column of this name defined otherwise), or one written
-    before run directories kept their settings."""
-    theirs = read_settings(out, ": use another --out")
-    if theirs is None:
-        if (out / "preset.json").exists() or load_results(out / RESULTS).records:
-            raise NoiseSearchError(f"{out} holds a bench run from before run directories kept their settings "
-                                   f"({SETTINGS}); its records cannot be matched to this one: use another --out")
-        return settings
+    model, max_batch, preset or calibration, or a column of this name defined otherwise), or one of a format
+    older than OLDEST. A directory of a format between is migrated to the current one (the caller holds its
+    lock)."""
+    stored = read_settings(out, ": use another --out")
+    fmt = 1 if stored is None else stored.get("format", 1)
+    if stored is None and not (out / "preset.json").exists() and not load_results(out / RESULTS).records:
+        return settings  # a new run directory
+    if fmt < OLDEST:
+        raise NoiseSearchError(f"{out} holds a bench run of format {fmt}, whose records cannot be matched to cells "
+                               f"(its keys lack settings): use another --out")
+    theirs = migrated_settings(stored)
     differ = [f"{name} {shown(setting_of(theirs, name))}, not {shown(settings[name])}"
               for name in SHARED if setting_of(theirs, name) != settings[name]]
     differ += [f"column {name} {shown(theirs['columns'][name])}, not {shown(column)}"
@@ -231,6 +325,8 @@ def resume_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if differ:
         raise NoiseSearchError(f"{out} holds a bench run with other settings ({'; '.join(differ)}): use another "
                                "--out for this one")
+    if fmt < FORMAT:
+        migrate_run_dir(out, stored)
     return {**settings, "columns": {**theirs["columns"], **settings["columns"]}}
 
 
@@ -238,10 +334,8 @@ def prepare_run_dir(out: Path, preset: Preset, seed: int, settings: dict[str, An
     """Write run.json, preset.json and a line of environment.jsonl, make the folders, and cut a torn last
     line off results.jsonl; the caller holds the directory's lock."""
     prepare_out_dir(out, ("images", "traces"), hint="a directory for the run")
-    tmp = out / f"{SETTINGS}.tmp"
-    tmp.write_text(json.dumps(settings, indent=2) + "\n")
-    tmp.replace(out / SETTINGS)
-    (out / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": seed}, indent=2) + "\n")
+    write_atomically(out / SETTINGS, json.dumps(settings, indent=2) + "\n")
+    write_atomically(out / "preset.json", json.dumps({"preset": preset.to_dict(), "seed": seed}, indent=2) + "\n")
     history = out / "environment.jsonl"
     with history.open("a") as f:
         f.write(json.dumps(environment(settings["device"])) + "\n")
@@ -295,7 +389,8 @@ def copy_schedules(source: Path, out: Path, settings: dict[str, Any], columns: S
     `settings` (see run_settings) would: same calibration, steps, sampler, backend, model and max_batch (its
     run.json's) and the same column (reward, guidance), for each of `columns`; returns those copied.
     Directories without run.json give none."""
-    theirs = read_settings(source) if source.is_dir() else None
+    stored = read_settings(source) if source.is_dir() else None
+    theirs = None if stored is None else migrated_settings(stored)
     if settings["calibration"] is None or theirs is None:
         return []
     if any(setting_of(theirs, name) != settings[name]
@@ -314,16 +409,17 @@ def copy_schedules(source: Path, out: Path, settings: dict[str, Any], columns: S
 def copy_results(source: Path, out: Path, cells: Sequence[StoredCell], labels: list[int], seed: int) -> int:
     """Append to out's results the records of `source` (another bench run directory) whose cell key is one of
     `cells`' (so the same settings: see cells.Cell.key) with the same label and sample seed that `out` lacks, with
-    their images and traces; returns how many were copied. Bench results are batch-invariant (records written
-    before the mode was recorded were too; a record of another mode is never taken), so these are the records a
-    rerun would write. Records of directories written before keys held the settings never match."""
+    their images and traces; returns how many were copied. Bench records are batch-invariant (a record of another
+    mode is never taken), so these are the records a rerun would write. A source of an older format is read as
+    migrated (see stored_records) and left as it is."""
     check_reuse_source(source)
     if source.resolve() == out.resolve():
         return 0
     keys = {cell.key: cell for cell in cells}
     done = {(r["cell"], r["label_index"]) for r in read_results(out / RESULTS)}
-    take = [r for r in read_results(source / RESULTS)
-            if r["cell"] in keys and r.get("batch_invariant", True)
+    records, stored_slugs = stored_records(source)
+    take = [r for r in records
+            if r["cell"] in keys and r.get("batch_invariant") is True
             and (r["cell"], r["label_index"]) not in done and r["label_index"] < len(labels)
             and r["label"] == labels[r["label_index"]]
             and r["seed"] == bench_seed(seed, r["repeat"], r["label_index"])]
@@ -334,11 +430,12 @@ def copy_results(source: Path, out: Path, cells: Sequence[StoredCell], labels: l
         wanted[keys[r["cell"]].slug].add(r["label_index"])
     for folder, index_of in (("images", lambda d: d["label_index"]), ("traces", lambda d: d["condition"])):
         for slug, indices in wanted.items():
-            for part in sorted((source / folder).glob(f"{slug}_*.npz")):
+            stored = stored_slugs.get(slug, slug)
+            for part in sorted((source / folder).glob(f"{stored}_*.npz")):
                 with np.load(part) as data:
                     keep = np.isin(index_of(data), sorted(indices))
                     if keep.any():
-                        np.savez_compressed(out / folder / f"{part.stem}_reused.npz",
+                        np.savez_compressed(out / folder / f"{slug}{part.stem[len(stored):]}_reused.npz",
                                             **{name: data[name][keep] for name in data.files})
     with (out / RESULTS).open("a") as f:
         f.write("".join(json.dumps({**r, "reused_from": str(source)}) + "\n" for r in take))
