@@ -416,7 +416,6 @@ def test_calibration_config_rejects_what_calibration_cannot_use(settings, messag
 ])
 def test_calibrate_defaults_to_the_recipe_of_the_shipped_schedules(tmp_path, monkeypatch, args, expected):
     import noisesearch.adaptive
-    import noisesearch.drivers
 
     seen = []
 
@@ -424,7 +423,7 @@ def test_calibrate_defaults_to_the_recipe_of_the_shipped_schedules(tmp_path, mon
         seen.append(config)
         raise NoiseSearchError("stopped before calibrating")
 
-    monkeypatch.setattr(noisesearch.drivers, "calibrate", stop)
+    monkeypatch.setattr("noisesearch.cli.calibrate", stop)
     assert main(["calibrate", "--reward", "brightness", "--out", str(tmp_path / "s.json"), *args]) == 1
     (config,) = seen
     assert {name: getattr(config, name) for name in expected} == expected

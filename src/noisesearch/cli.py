@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import shlex
@@ -15,9 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from noisesearch.adaptive.reliability import CANDIDATES
+from noisesearch.api import make_problem, search
 from noisesearch.backends import backend_names, get_backend
+from noisesearch.drivers import calibrate, search_online
+from noisesearch.drivers.reliability import DEFAULT_REWARDS as RELIABILITY_REWARDS
+from noisesearch.drivers.reliability import measure_reliability
 from noisesearch.errors import NoiseSearchError
+from noisesearch.executors import DEFAULT_RETRIES
+from noisesearch.experiments.bench import run_bench
 from noisesearch.naming import warn_renamed
 from noisesearch.rewards import describe_reward, reward_names
 from noisesearch.sampling import describe_sampler, sampler_names
@@ -27,6 +33,19 @@ if TYPE_CHECKING:
     from noisesearch.api import PlannedSearch
     from noisesearch.executors import Executor
     from noisesearch.types import SearchResult
+
+def keyword_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The defaults of a library function's keyword arguments: the CLI's defaults are the library's."""
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+PROBLEM = keyword_defaults(make_problem)
+SEARCH = keyword_defaults(search)
+ONLINE = keyword_defaults(search_online)
+BENCH = keyword_defaults(run_bench)
+CALIBRATE = keyword_defaults(calibrate)
+RELIABILITY = keyword_defaults(measure_reliability)
 
 ESTIMATE_MIN_NFE = 1000  # runs of fewer NFE in all are not timed (a timed call costs two network calls)
 SHOW_ESTIMATE_S = 30  # runs expected to take longer print their estimate first
@@ -125,13 +144,13 @@ def flag_parser(annotation: str) -> Callable[[str], object]:
 
 def add_model_flags(parser: argparse.ArgumentParser, steps_help: str = "sampler steps") -> None:
     """--backend, --model, --sampler and --steps, shared by sample, bench and calibrate."""
-    parser.add_argument("--backend", default="embedded",
+    parser.add_argument("--backend", default=PROBLEM["backend"],
                         help=f"registered backend: {', '.join(backend_names())} (see `noisesearch list`)")
     parser.add_argument("--model", help="the backend's model: diffusers a local pipeline directory, edm a network "
                                         ".pkl or torch file, embedded a weights directory (default: the packaged one)")
     parser.add_argument("--sampler", default=None,
                         help=f"registered sampler: {', '.join(sampler_names())} (default: the backend's, heun)")
-    parser.add_argument("--steps", type=int, default=18, help=steps_help)
+    parser.add_argument("--steps", type=int, default=PROBLEM["steps"], help=steps_help)
     parser.add_argument("--trust-model-code", action="store_true",
                         help="allow a --model file that needs code to load (a pickle or a full torch module): "
                              "loading it can run arbitrary code, so only for files you trust")
@@ -152,7 +171,7 @@ def add_executor_flags(parser: argparse.ArgumentParser, what: str) -> None:
                              "ray 1)")
     parser.add_argument("--gpus-per-cell", type=float, default=None,
                         help="ray executor: GPUs per task, fractions allowed (default 0)")
-    parser.add_argument("--retries", type=int, default=2,
+    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
                         help="further attempts of a task whose worker died (killed, out of memory, node lost)")
 
 
@@ -168,23 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="noisesearch", description="Search a diffusion sampler's noise against a reward.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     sample = sub.add_parser("sample", help="search one image per label and write PNGs and result.json")
-    sample.add_argument("--algorithm", default="naive", help="registered algorithm (see `noisesearch list`)")
-    sample.add_argument("--reward", default="classifier", help="reward used during search")
+    sample.add_argument("--algorithm", default=SEARCH["algorithm"],
+                        help="registered algorithm (see `noisesearch list`; default %(default)s)")
+    sample.add_argument("--reward", default=SEARCH["reward"], help="reward used during search")
     add_model_flags(sample)
     sample.add_argument("--labels", type=parse_labels, default=[0], help="comma-separated digits, e.g. 3,5,7")
     sample.add_argument("--prompt", action="append", help="a prompt (diffusers backend; repeat for several)")
     sample.add_argument("--prompts-file", type=Path, help="a file with one prompt per line (diffusers backend)")
     sample.add_argument("--reward-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="a reward constructor argument, e.g. model=/path/to/clip (repeatable)")
-    sample.add_argument("--device", default="cpu", help="cpu, cuda or mps")
-    sample.add_argument("--dtype", default="float32",
+    sample.add_argument("--device", default=PROBLEM["device"], help="cpu, cuda or mps")
+    sample.add_argument("--dtype", default=PROBLEM["dtype"],
                         help="float32, float16 or bfloat16 (diffusers backend); the embedded model takes float32 or "
                              "bfloat16 (autocast: faster on CPUs with bf16 units, x0 within ~3e-2 of float32's)")
     sample.add_argument("--compile", action="store_true",
                         help="run the network through torch.compile (embedded backends): up to 1.5x faster per call at "
                              "16-64 rows after ~20 s of compilation per call shape (2 CPU cores), so for long runs, "
                              "not one image; x0 within ~1e-5 of the eager path's, not bit-identical")
-    sample.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
+    sample.add_argument("--seed", type=int, default=PROBLEM["seed"], help="sample i uses seed + i")
     sample.add_argument("--out", type=parse_out, required=True, help="output directory")
     sample.add_argument("--guidance", type=float, default=None,
                         help="w in D_null + w(D_cond - D_null): 1 conditional (embedded default), 0 unconditional, "
@@ -199,14 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hard cap on the NFE per image: a call that would pass it stops the run (a search's "
                              "own plan is --target-nfe where it takes one)")
     sample.add_argument("--budget", type=int, dest="nfe_budget", action=RenamedFlag, renamed_to="--nfe-budget")
-    sample.add_argument("--evaluator", default="auto",
+    sample.add_argument("--evaluator", default=SEARCH["evaluator"],
                         help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
                              "or a reward name")
     sample.add_argument("--online", type=Path, default=None, metavar="STATE",
                         help="adaptive_eps_greedy with --target-nfe: learn the search schedule from these searches "
                              "(no calibration), STATE a JSON file created if missing and updated after every batch; "
                              "the prior is --search-schedule, else the shipped schedule, else a uniform one")
-    sample.add_argument("--online-batch", type=int, default=16,
+    sample.add_argument("--online-batch", type=int, default=ONLINE["batch"],
                         help="with --online: conditions per batch, the learner re-plans between batches (default 16)")
     sample.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sample.add_argument("--yes", action="store_true",
@@ -228,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rewards", type=parse_names, help="only these reward columns of the preset")
     bench.add_argument("--labels", type=int, help="number of labels drawn from --seed (default: the preset's)")
     bench.add_argument("--repeats", type=int, help="seeds per label (default: the preset's)")
-    bench.add_argument("--seed", type=int, default=0, help="draws the labels and the sample seeds")
+    bench.add_argument("--seed", type=int, default=BENCH["seed"], help="draws the labels and the sample seeds")
     bench.add_argument("--calibration", type=parse_field, action="append", default=[], metavar="FIELD=JSON",
                        help="change a field of the preset's calibration, e.g. conditions=5 or beams=[1] "
                             "(repeatable; fields as in the preset JSON)")
@@ -239,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"registered label backend: {', '.join(backend_names())} (default: the preset's, "
                             "embedded unless it names another)")
     bench.add_argument("--model", help="the backend's model path (as for sample)")
-    bench.add_argument("--device", default="cpu",
+    bench.add_argument("--device", default=BENCH["device"],
                        help="where the network runs: cpu (default), cuda (with --gpus-per-cell on Ray) or mps; "
                             "rewards run on the CPU")
     bench.add_argument("--sampler", default=None,
@@ -252,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_executor_flags(bench, "cells")
     cal = sub.add_parser("calibrate", help="fit a per-step search schedule (K_t, eps_t) from eps-greedy runs")
-    cal.add_argument("--reward", default="classifier", help="reward to calibrate for")
+    cal.add_argument("--reward", default=CALIBRATE["reward"], help="reward to calibrate for")
     cal.add_argument("--out", type=parse_out, required=True, help="schedule JSON to write")
     cal.add_argument("--method", default=None, help="final (gains in the final reward of searching one step "
                                                        "alone, the default), gain (GP-smoothed marginal gains of "
@@ -294,13 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_executor_flags(cal, "probes and validation runs")
     rel = sub.add_parser("reliability", help="measure R(sigma): how well a step's x0-prediction reward predicts the "
                                              "final reward (rank correlation over candidates)")
-    rel.add_argument("--rewards", default="brightness,compressibility,classifier",
-                     help="comma-separated rewards to measure (default brightness,compressibility,classifier)")
+    rel.add_argument("--rewards", default=",".join(RELIABILITY_REWARDS),
+                     help="comma-separated rewards to measure (default %(default)s)")
     rel.add_argument("--out", type=parse_out, required=True, help="directory for reliability.json and reliability.png")
-    rel.add_argument("--conditions", type=int, default=32, help="conditions (labels drawn from --seed)")
-    rel.add_argument("--seed", type=int, default=0, help="draws the labels; their sample seeds are disjoint from "
-                                                         "every sample and bench seed")
-    rel.add_argument("--candidates", type=int, default=CANDIDATES,
+    rel.add_argument("--conditions", type=int, default=RELIABILITY["conditions"],
+                     help="conditions (labels drawn from --seed; default %(default)s)")
+    rel.add_argument("--seed", type=int, default=RELIABILITY["seed"],
+                     help="draws the labels; their sample seeds are disjoint from every sample and bench seed")
+    rel.add_argument("--candidates", type=int, default=RELIABILITY["candidates"],
                      help="candidates per step and condition (at least 2)")
     rel.add_argument("--guidance", type=float, default=None, help="as for sample (embedded default 1)")
     add_model_flags(rel)
@@ -412,7 +433,6 @@ def run_online(args: argparse.Namespace, params: dict, settings: dict) -> Search
     """`sample --online`: adaptive_eps_greedy learning its schedule batch by batch (over the arms of --moves,
     --beams and --windows, if given); the best arm's schedule is also written to OUT/schedule.json for
     --search-schedule."""
-    from noisesearch.drivers import search_online
     from noisesearch.search.step_schedule import SearchSchedule
 
     if args.algorithm != "adaptive_eps_greedy" or params.get("target_nfe") is None:
@@ -427,7 +447,6 @@ def run_online(args: argparse.Namespace, params: dict, settings: dict) -> Search
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from noisesearch.experiments.bench import run_bench
     from noisesearch.experiments.cells import preset_cells
     from noisesearch.experiments.presets import builtin_presets, get_preset, override
 
@@ -495,7 +514,6 @@ CALIBRATION_FLAGS = ("conditions", "seed", "method", "N", "K", "eps", "lambda_",
 
 def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> None:
     from noisesearch.adaptive import CalibrationConfig
-    from noisesearch.drivers import calibrate
     from noisesearch.drivers.calibrate import calibration_summary
 
     if args.out.is_dir():
@@ -529,7 +547,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_reliability(args: argparse.Namespace, argv: list[str]) -> None:
-    from noisesearch.drivers.reliability import measure_reliability, reliability_table, write_reliability
+    from noisesearch.drivers.reliability import reliability_table, write_reliability
 
     rewards = [r.strip() for r in args.rewards.split(",") if r.strip()]
     measured = measure_reliability(rewards, args.conditions, args.seed, args.candidates, backend=args.backend,

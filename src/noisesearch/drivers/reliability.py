@@ -13,6 +13,7 @@ from noisesearch.api import make_problem
 from noisesearch.errors import NoiseSearchError
 from noisesearch.seeds import calibration_seeds, draw_labels
 
+DEFAULT_REWARDS = ("brightness", "compressibility", "classifier")  # the rewards of the paper's Table 1
 CONFIG_KEYS = ("backend", "model", "sampler", "guidance", "labels", "seeds")  # what reliability.json keeps of a run
 
 
