@@ -1,17 +1,9 @@
-"""Search algorithms over a diffusion sampler's noise, one per module, registered by name."""
+"""Search algorithms over a diffusion sampler's noise, one per module, registered by name: every module of this
+package is imported here, so adding an algorithm is adding its module (and its case in the contract tests)."""
 
-from noisesearch.search import (  # noqa: F401  (registration)
-    beam,
-    best_of_n,
-    evo,
-    initial_noise,
-    local,
-    mcts,
-    paths,
-    rbf,
-    smc,
-    svdd,
-)
+import importlib
+import pkgutil
+
 from noisesearch.search.base import SearchAlgorithm
 from noisesearch.search.registry import (
     algorithm_class,
@@ -21,6 +13,9 @@ from noisesearch.search.registry import (
     get_algorithm,
     register_algorithm,
 )
+
+for _module in pkgutil.iter_modules(__path__):  # registration
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["SearchAlgorithm", "algorithm_class", "algorithm_names", "algorithm_params", "canonical_params",
            "get_algorithm", "register_algorithm"]
