@@ -55,3 +55,34 @@ def test_sampling_and_cost_sit_below_problem_search_and_backends():
     for upper in ("noisesearch.problem", "noisesearch.search", "noisesearch.backends", "noisesearch.adaptive",
                   "noisesearch.api"):
         assert offenders(below, upper) == []
+
+
+def test_backends_modules_import_no_cycle():
+    """backends/ is a layered stack: e.g. the diffusers family table sits above both the UNet and the flow
+    denoisers, which never import each other upward."""
+    files = package_imports("backends")
+    names = {path: "noisesearch." + path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+             for path in files}
+    modules = set(names.values())
+
+    def module_of(imported: str) -> str | None:
+        while imported and imported not in modules:
+            imported = imported.rpartition(".")[0]
+        return imported or None
+
+    graph = {names[path]: {module_of(m) for m in found} - {None, names[path]} for path, found in files.items()}
+    assert "noisesearch.backends.diffusers_flow" in graph["noisesearch.backends.diffusers_families"]
+    done, path = set(), []
+
+    def visit(module: str) -> None:
+        assert module not in path, f"import cycle: {' -> '.join([*path[path.index(module):], module])}"
+        if module in done:
+            return
+        path.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)

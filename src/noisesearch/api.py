@@ -12,7 +12,7 @@ import torch
 
 from noisesearch import cost
 from noisesearch.backends import get_backend, load_backend_denoiser
-from noisesearch.backends.diffusers_backend import FAMILY_BACKENDS, make_denoiser, pipeline_family
+from noisesearch.backends.diffusers_families import FAMILY_BACKENDS, make_denoiser, pipeline_family
 from noisesearch.batching import DEFAULT_MAX_BATCH, auto_max_batch, parse_max_batch
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
