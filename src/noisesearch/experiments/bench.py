@@ -51,9 +51,9 @@ from tqdm.auto import tqdm
 import noisesearch
 from noisesearch import cost
 from noisesearch.adaptive import CalibrationConfig, calibrate
-from noisesearch.api import module_mb, peak_memory_mb
 from noisesearch.backends import get_backend, load_backend_denoiser
 from noisesearch.backends.registry import check_device
+from noisesearch.batching import module_mb, parse_max_batch, probe_call
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.executors import Executor, Outcome, Resources, SerialExecutor
@@ -393,8 +393,7 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
         raise NoiseSearchError(f"bench draws class labels; the {backend} backend takes prompts")
     check_seed(seed, "the bench seed")
     bench_seed(seed, preset.repeats - 1, preset.labels - 1)  # the largest sample seed, checked before writing
-    if not is_int(max_batch) or max_batch < 1:
-        raise NoiseSearchError(f"max_batch must be an integer of at least 1, got {shown(max_batch)}")
+    max_batch = parse_max_batch(max_batch, fixed_for="bench")
     out = Path(out)
     for source in reuse:
         check_reuse_source(Path(source))
@@ -531,12 +530,8 @@ def log_cell(out: Path, task: CellTask, outcome: Outcome, executor: Executor) ->
 
 def cell_memory_mb(denoiser: Denoiser, sampler: Sampler, max_batch: int) -> float:
     """A cell's memory estimate: the denoiser's weights and the peak growth of one call of max_batch rows."""
-    x = torch.zeros(max_batch, *denoiser.image_shape)
-    sigma = torch.full((max_batch,), float(sampler.sigmas[0]))
-    before = peak_memory_mb()
-    with torch.no_grad():
-        denoiser(x, sigma, torch.zeros(max_batch, dtype=torch.long))
-    return module_mb(denoiser) + max(0.0, peak_memory_mb() - before)
+    probe = probe_call(denoiser, max_batch, float(sampler.sigmas[0]), torch.zeros(1, dtype=torch.long))
+    return module_mb(denoiser) + probe.peak_mb
 
 
 def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_name: str | None, progress: bool,
