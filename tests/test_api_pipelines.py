@@ -8,7 +8,8 @@ pytest.importorskip("diffusers")
 from tiny_pipeline import save_tiny_pipeline, tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline  # noqa: E402
 
 from noisesearch import NoiseSearchError, get_algorithm, search  # noqa: E402
-from noisesearch.backends.diffusers_backend import FAMILY_BACKENDS, load_pipeline, make_denoiser  # noqa: E402
+from noisesearch.backends.diffusers_backend import load_pipeline  # noqa: E402
+from noisesearch.backends.diffusers_families import FAMILY_BACKENDS, make_denoiser  # noqa: E402
 
 BUILDERS = {"sd": lambda directory: load_pipeline(save_tiny_pipeline(directory)), "sdxl": tiny_sdxl_pipeline,
             "sd3": tiny_sd3_pipeline, "flux": tiny_flux_pipeline}

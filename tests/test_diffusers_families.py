@@ -12,7 +12,7 @@ from test_contract import CASES, for_sampler  # noqa: E402
 from tiny_pipeline import tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline  # noqa: E402
 
 from noisesearch import NoiseSearchError, Problem, get_algorithm, get_reward  # noqa: E402
-from noisesearch.backends.diffusers_backend import make_denoiser, pipeline_family  # noqa: E402
+from noisesearch.backends.diffusers_families import make_denoiser, pipeline_family  # noqa: E402
 from noisesearch.sampling import Churn  # noqa: E402
 from noisesearch.testing import Contract  # noqa: E402
 

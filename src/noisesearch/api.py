@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
-
 from noisesearch import cost
 from noisesearch.backends import get_backend, load_backend_denoiser
-from noisesearch.backends.diffusers_backend import FAMILY_BACKENDS, make_denoiser, pipeline_family
-from noisesearch.batching import DEFAULT_MAX_BATCH, auto_max_batch, parse_max_batch
+from noisesearch.backends.diffusers_families import FAMILY_BACKENDS, make_denoiser, pipeline_family
+from noisesearch.batching import DEFAULT_MAX_BATCH, auto_max_batch, module_mb, parse_max_batch, probe_call
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.models.labels import check_labels
@@ -25,25 +22,6 @@ from noisesearch.search import SearchAlgorithm, algorithm_class, get_algorithm
 from noisesearch.search.base import RunContext
 from noisesearch.seeds import check_seeds, sample_seeds
 from noisesearch.types import SearchResult
-
-
-def peak_memory_mb() -> float:
-    """The process's peak memory so far: CUDA's allocator where CUDA is in use, else the host's peak resident
-    set (0 where the platform cannot tell)."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda.max_memory_allocated() / 2**20
-    try:
-        import resource
-    except ImportError:  # not POSIX
-        return 0.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-def module_mb(owner: object) -> float:
-    """Parameters and buffers of the torch modules among `owner`'s attributes (each module counted once)."""
-    modules = {id(m): m for m in vars(owner).values() if isinstance(m, torch.nn.Module)}
-    tensors = {id(t): t for m in modules.values() for t in [*m.parameters(), *m.buffers()]}
-    return sum(t.numel() * t.element_size() for t in tensors.values()) / 2**20
 
 
 @dataclass(frozen=True)
@@ -64,22 +42,16 @@ class PlannedSearch:
         return self.nfe_per_image() * self.problem.n
 
     def estimate(self) -> RunEstimate:
-        """NFE the run will spend and its time at the rate of a timed (unmetered, uncounted) call of max_batch rows."""
+        """NFE the run will spend and its time at the rate of a timed (unmetered, uncounted) call of max_batch rows:
+        the faster of two probe calls, since the first also pays for lazy initialisation."""
         problem = self.problem
         per_image = self.nfe_per_image()
-        x = torch.zeros(problem.max_batch, *problem.image_shape)
-        sigma = torch.full((problem.max_batch,), float(problem.sampler.sigmas[0]))
-        cond = problem.cond[:1].expand(problem.max_batch, *problem.cond.shape[1:])
-        seconds_per_call = math.inf
-        before = peak_memory_mb()
-        with torch.no_grad():
-            for _ in range(2):  # the first call also pays for lazy initialisation
-                start = time.perf_counter()
-                problem.denoiser(x, sigma, cond)
-                seconds_per_call = min(seconds_per_call, time.perf_counter() - start)
+        probes = [probe_call(problem.denoiser, problem.max_batch, float(problem.sampler.sigmas[0]), problem.cond)
+                  for _ in range(2)]
         rows = per_image * problem.n / problem.denoiser.nfe_per_call
-        return RunEstimate(per_image, per_image * problem.n, math.ceil(rows / problem.max_batch) * seconds_per_call,
-                           module_mb(problem.denoiser), max(0.0, peak_memory_mb() - before))
+        return RunEstimate(per_image, per_image * problem.n,
+                           math.ceil(rows / problem.max_batch) * min(p.seconds for p in probes),
+                           module_mb(problem.denoiser), max(p.peak_mb for p in probes))
 
     def run(self) -> SearchResult:
         """Run the search and score its images with the held-out evaluator."""
@@ -107,7 +79,7 @@ class RunEstimate:
     nfe_total: int
     seconds: float
     model_mb: float  # parameters and buffers of the denoiser's modules
-    call_mb: float  # growth of the peak memory (host, or the GPU's where CUDA is used) over the timed calls
+    call_mb: float  # the most a timed call raised the peak memory (host, or the GPU's where CUDA is used)
 
 
 def plan_search(
@@ -213,10 +185,7 @@ def make_problem(
     if pipeline is not None:
         backend, model, device, dtype = pipeline_settings(pipeline, backend, model, denoiser)
     spec = get_backend(backend)
-    max_batch = parse_max_batch(max_batch)
-    if max_batch == "auto" and batch_invariant:
-        raise NoiseSearchError("batch-invariant mode needs a fixed max_batch, not 'auto' (the call shape is what "
-                               "makes results independent of the batch)")
+    max_batch = parse_max_batch(max_batch, fixed_for="batch-invariant mode" if batch_invariant else None)
     check_settings(DEFAULT_MAX_BATCH if max_batch == "auto" else max_batch, nfe_budget)
     cond, conditions = spec.make_conditions(labels, prompts)
     guidance = spec.guidance_or_default(guidance)
@@ -238,7 +207,7 @@ def make_problem(
     else:
         chosen = denoiser.default_sampler(sampler or spec.default_sampler, steps)
     if max_batch == "auto":
-        max_batch = auto_max_batch(denoiser, denoiser.image_shape, cond, float(chosen.sigmas[0]), device)
+        max_batch = auto_max_batch(denoiser, cond, float(chosen.sigmas[0]), device)
     callback = TqdmProgress() if progress is True else (progress or None)
     problem = Problem(denoiser, reward_fn, cond, seed_list, chosen, max_batch=max_batch, nfe_budget=nfe_budget,
                       callback=callback, batch_invariant=batch_invariant)

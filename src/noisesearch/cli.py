@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from noisesearch.api import make_problem, search
 from noisesearch.backends import backend_names, get_backend
+from noisesearch.batching import DEFAULT_MAX_BATCH, parse_max_batch
 from noisesearch.drivers import calibrate, search_online
 from noisesearch.drivers.reliability import DEFAULT_REWARDS as RELIABILITY_REWARDS
 from noisesearch.drivers.reliability import measure_reliability
@@ -74,6 +75,16 @@ def parse_out(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("the path is empty: give a directory or file name")
     return Path(text)
+
+
+def max_batch_type(fixed_for: str | None = None) -> Callable[[str], int | str]:
+    """--max-batch's argparse type: noisesearch.batching.parse_max_batch, its error as a one-line usage error."""
+    def parse(text: str) -> int | str:
+        try:
+            return parse_max_batch(text, fixed_for)
+        except NoiseSearchError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
 
 
 def parse_bool(text: str) -> bool:
@@ -209,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--guidance", type=float, default=None,
                         help="w in D_null + w(D_cond - D_null): 1 conditional (embedded default), 0 unconditional, "
                              "other values classifier-free guidance at 2 NFE per call (diffusers default 7.5)")
-    sample.add_argument("--max-batch", default="16",
+    sample.add_argument("--max-batch", type=max_batch_type(), default=DEFAULT_MAX_BATCH,
                         help="most rows per network call (default 16), or auto: sized from the free CUDA memory "
                              "(16 on CPU); calls carry real rows only, unless --batch-invariant")
     sample.add_argument("--batch-invariant", action="store_true",
@@ -252,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--calibration", type=parse_field, action="append", default=[], metavar="FIELD=JSON",
                        help="change a field of the preset's calibration, e.g. conditions=5 or beams=[1] "
                             "(repeatable; fields as in the preset JSON)")
-    bench.add_argument("--max-batch", type=int, default=16,
+    bench.add_argument("--max-batch", type=max_batch_type("bench"), default=DEFAULT_MAX_BATCH,
                        help="rows per network call: bench pads every call to exactly this many (batch-invariant "
                             "mode), so that records are exact whatever a cell's labels and --reuse can copy them")
     bench.add_argument("--backend", default=None,
@@ -307,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "ε-greedy (N, K)'s)")
     cal.add_argument("--guidance", type=float, default=None, help="as for sample (embedded default 1)")
     add_model_flags(cal)
-    cal.add_argument("--max-batch", type=int, default=16, help="most rows per network call")
+    cal.add_argument("--max-batch", type=max_batch_type(), default=DEFAULT_MAX_BATCH,
+                     help="most rows per network call, or auto (as for sample)")
     cal.add_argument("--batch-invariant", action="store_true",
                      help="pad every call to exactly --max-batch rows (as bench's calibrations do)")
     cal.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -325,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="candidates per step and condition (at least 2)")
     rel.add_argument("--guidance", type=float, default=None, help="as for sample (embedded default 1)")
     add_model_flags(rel)
-    rel.add_argument("--max-batch", type=int, default=16, help="most rows per network call")
+    rel.add_argument("--max-batch", type=max_batch_type(), default=DEFAULT_MAX_BATCH,
+                     help="most rows per network call, or auto (as for sample)")
     rel.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     report = sub.add_parser("report", help="write report.md and report.html for a bench run directory, or the "
                                            "calibration trade-off of several")

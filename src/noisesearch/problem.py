@@ -21,6 +21,7 @@ from typing import Protocol
 
 import torch
 
+from noisesearch.batching import parse_max_batch
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.progress import ProgressCallback, ProgressEvent
@@ -69,12 +70,13 @@ def row_batches(fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor], b
     return torch.cat([fn(*[a[start:start + size] for a in args]) for start in range(0, n, size)])
 
 
-def check_settings(max_batch: int, nfe_budget: int | None) -> None:
-    """Raise a NoiseSearchError for a batch size or NFE budget a Problem cannot use."""
-    if not isinstance(max_batch, int) or max_batch < 1:
-        raise NoiseSearchError(f"max_batch must be a positive integer, got {max_batch}")
+def check_settings(max_batch: object, nfe_budget: int | None) -> int:
+    """The rows per call a Problem uses (noisesearch.batching.parse_max_batch), or a NoiseSearchError for a
+    batch size or NFE budget a Problem cannot use."""
+    max_batch = parse_max_batch(max_batch, fixed_for="a Problem (make_problem resolves 'auto')")
     if nfe_budget is not None and nfe_budget < 1:
         raise NoiseSearchError(f"the NFE budget must be at least 1, got {nfe_budget}")
+    return max_batch
 
 
 def check_denoiser(denoiser: object) -> None:
@@ -119,7 +121,7 @@ class Problem:
         `batch_invariant` pads every call to exactly `max_batch` rows (see the module docstring)."""
         if len(seeds) != cond.shape[0]:
             raise NoiseSearchError(f"got {cond.shape[0]} conditions but {len(seeds)} seeds: give one seed each")
-        check_settings(max_batch, nfe_budget)
+        max_batch = check_settings(max_batch, nfe_budget)
         check_denoiser(denoiser)
         self.denoiser = denoiser
         self.reward = reward

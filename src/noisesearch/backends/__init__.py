@@ -1,6 +1,6 @@
 """Adapters from model families to the D(x, sigma, cond) -> x0 convention, registered by name."""
 
-from noisesearch.backends import diffusers_backend, edm_network  # noqa: F401  (registration)
+from noisesearch.backends import diffusers_families, edm_network  # noqa: F401  (registration)
 from noisesearch.backends.embedded import EmbeddedDenoiser, load_model
 from noisesearch.backends.registry import (
     DTYPES,

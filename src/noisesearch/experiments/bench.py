@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from noisesearch.backends import get_backend
 from noisesearch.backends.registry import check_device
+from noisesearch.batching import parse_max_batch
 from noisesearch.denoiser import Denoiser
 from noisesearch.drivers.calibrate import calibrate
 from noisesearch.errors import NoiseSearchError
@@ -31,7 +32,7 @@ from noisesearch.experiments.cells import (
     expected_nfe,
     preset_cells,
 )
-from noisesearch.experiments.presets import Preset, RewardColumn, is_int, shown
+from noisesearch.experiments.presets import Preset, RewardColumn
 from noisesearch.experiments.store import (
     CELL_LOG,
     RESULTS,
@@ -85,8 +86,7 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
         raise NoiseSearchError(f"bench draws class labels; the {backend} backend takes prompts")
     check_seed(seed, "the bench seed")
     bench_seed(seed, preset.repeats - 1, preset.labels - 1)  # the largest sample seed, checked before writing
-    if not is_int(max_batch) or max_batch < 1:
-        raise NoiseSearchError(f"max_batch must be an integer of at least 1, got {shown(max_batch)}")
+    max_batch = parse_max_batch(max_batch, fixed_for="bench")
     out = Path(out)
     for source in reuse:
         check_reuse_source(Path(source))

@@ -17,8 +17,9 @@ import torch
 
 from noisesearch import cost
 from noisesearch.adaptive import CalibrationConfig
-from noisesearch.api import make_problem, module_mb, peak_memory_mb
+from noisesearch.api import make_problem
 from noisesearch.backends import load_backend_denoiser
+from noisesearch.batching import module_mb, probe_call
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
@@ -177,9 +178,5 @@ def expected_nfe(cell: Cell, sampler: Sampler, denoiser: Denoiser, n: int, sched
 
 def cell_memory_mb(denoiser: Denoiser, sampler: Sampler, max_batch: int) -> float:
     """A cell's memory estimate: the denoiser's weights and the peak growth of one call of max_batch rows."""
-    x = torch.zeros(max_batch, *denoiser.image_shape)
-    sigma = torch.full((max_batch,), float(sampler.sigmas[0]))
-    before = peak_memory_mb()
-    with torch.no_grad():
-        denoiser(x, sigma, torch.zeros(max_batch, dtype=torch.long))
-    return module_mb(denoiser) + max(0.0, peak_memory_mb() - before)
+    probe = probe_call(denoiser, max_batch, float(sampler.sigmas[0]), torch.zeros(1, dtype=torch.long))
+    return module_mb(denoiser) + probe.peak_mb
