@@ -59,16 +59,16 @@ def main() -> None:
             r = noisesearch.search(reward=reward, labels=labels, seed=11, **kw, **mode)
             print(f"{reward:12s} {name:22s} {digest(r)} nfe={r.nfe.tolist()}", flush=True)
     cal_kwargs = dict(conditions=3, seed=5, method="final", N=2, K=3, eps=0.4, lambda_=0.15, moves=(), beams=(1,))
-    plan = calibrate("brightness", CalibrationConfig(**cal_kwargs, target_nfe=90), **mode)
-    d = plan.to_dict()
+    schedule = calibrate("brightness", CalibrationConfig(**cal_kwargs, target_nfe=90), **mode)
+    d = schedule.to_dict()
     d["info"] = {k: v for k, v in d["info"].items() if k != "sampler"}
     print("calibrated schedule", hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16],
-          plan.K, plan.eps)
+          schedule.K, schedule.eps)
     adaptive = {"adaptive_budget": dict(target_nfe=90), "adaptive_plain": {},
                 "adaptive_budget_patience_B2": dict(target_nfe=120, patience=1, B=2)}
     for name, kw in adaptive.items():
         r = noisesearch.search(algorithm="adaptive_eps_greedy", reward="brightness", labels=labels, seed=11,
-                               search_schedule=plan, **kw, **mode)
+                               search_schedule=schedule, **kw, **mode)
         print(f"{'brightness':12s} {name:22s} {digest(r)} nfe={r.nfe.tolist()}", flush=True)
 
 

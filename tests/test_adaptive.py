@@ -179,13 +179,13 @@ def test_marginal_gain_extends_a_row_by_its_decay_and_never_grows():
 
 def test_schedule_json_round_trip_and_table(tmp_path):
     path = tmp_path / "schedule.json"
-    plan = SearchSchedule(**{**TINY_PLAN.__dict__, "info": {"method": "gain", "reward": "brightness"}})
-    plan.save(path)
+    schedule = SearchSchedule(**{**TINY_PLAN.__dict__, "info": {"method": "gain", "reward": "brightness"}})
+    schedule.save(path)
     loaded = SearchSchedule.load(path)
-    assert loaded == plan and loaded.info == plan.info
+    assert loaded == schedule and loaded.info == schedule.info
     table = loaded.table().splitlines()
-    assert len(table) == 1 + len(plan.steps) and table[1].split()[:5] == ["1", "24.4083", "2", "1.000", "2"]
-    path.write_text(json.dumps({**plan.to_dict(), "K": [1, 2]}))
+    assert len(table) == 1 + len(schedule.steps) and table[1].split()[:5] == ["1", "24.4083", "2", "1.000", "2"]
+    path.write_text(json.dumps({**schedule.to_dict(), "K": [1, 2]}))
     with pytest.raises(NoiseSearchError, match="K has 2 entries for 4 steps"):
         SearchSchedule.load(path)
     path.write_text("{")
@@ -194,26 +194,26 @@ def test_schedule_json_round_trip_and_table(tmp_path):
 
 
 def test_eps_greedy_with_a_uniform_schedule_is_plain_eps_greedy(denoiser):
-    plan = SearchSchedule.uniform(SIX, K=3, eps=0.4, N=2)
+    schedule = SearchSchedule.uniform(SIX, K=3, eps=0.4, N=2)
     a = get_algorithm("eps_greedy", N=2, K=3).run(make_problem(denoiser, LABELS, SEEDS))
-    b = get_algorithm("eps_greedy", search_schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
+    b = get_algorithm("eps_greedy", search_schedule=schedule).run(make_problem(denoiser, LABELS, SEEDS))
     assert torch.equal(a.images, b.images) and torch.equal(a.nfe, b.nfe)
 
 
 def test_adaptive_searches_with_the_move_its_schedule_was_calibrated_for(denoiser):
-    plan = SearchSchedule.uniform(SIX, K=3, eps=0.4, N=2, info={"lambda_": 0.3})
+    schedule = SearchSchedule.uniform(SIX, K=3, eps=0.4, N=2, info={"lambda_": 0.3})
     wide = get_algorithm("eps_greedy", N=2, K=3, lambda_=0.3).run(make_problem(denoiser, LABELS, SEEDS))
-    adaptive = get_algorithm("adaptive_eps_greedy", search_schedule=plan)
+    adaptive = get_algorithm("adaptive_eps_greedy", search_schedule=schedule)
     assert adaptive.lambda_ == 0.3 and adaptive.params()["lambda_"] == 0.3
     assert torch.equal(adaptive.run(make_problem(denoiser, LABELS, SEEDS)).images, wide.images)
-    assert get_algorithm("adaptive_eps_greedy", search_schedule=plan, lambda_=0.1).lambda_ == 0.1
+    assert get_algorithm("adaptive_eps_greedy", search_schedule=schedule, lambda_=0.1).lambda_ == 0.1
     assert get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN).lambda_ == 0.15
 
 
 def test_window_searches_only_inside_its_sigma_range(denoiser):
     algo = get_algorithm("eps_greedy_window", N=2, K_in=3, K_out=1, sigma_lo=0.5, sigma_hi=10.0)
-    plan = algo.plan_for(SIX)
-    assert [(round(s, 2), k) for s, k in zip(plan.sigmas, plan.K, strict=True)] == [
+    schedule = algo.schedule_for(SIX)
+    assert [(round(s, 2), k) for s, k in zip(schedule.sigmas, schedule.K, strict=True)] == [
         (24.41, 1), (5.84, 3), (0.97, 3), (0.09, 1)]
     result = algo.run(make_problem(denoiser, LABELS, SEEDS))
     assert set(torch.unique(result.trace.step).tolist()) == {1, 2, 3, 4}
@@ -232,16 +232,16 @@ def test_adaptive_target_nfe_is_spent_but_never_exceeded(denoiser):
 
 
 def test_patience_stops_steps_early_and_the_saved_calls_are_spent_later(denoiser):
-    plan = SearchSchedule.uniform(SIX, K=6, eps=0.4, N=2, gains=((0.1,) * 6,) * 4)
-    fixed = get_algorithm("adaptive_eps_greedy", search_schedule=plan).run(make_problem(denoiser, LABELS, SEEDS))
-    stopping = get_algorithm("adaptive_eps_greedy", search_schedule=plan, patience=1).run(
+    schedule = SearchSchedule.uniform(SIX, K=6, eps=0.4, N=2, gains=((0.1,) * 6,) * 4)
+    fixed = get_algorithm("adaptive_eps_greedy", search_schedule=schedule).run(make_problem(denoiser, LABELS, SEEDS))
+    stopping = get_algorithm("adaptive_eps_greedy", search_schedule=schedule, patience=1).run(
         make_problem(denoiser, LABELS, SEEDS))
     assert (stopping.nfe < fixed.nfe).all()
-    budgeted = get_algorithm("adaptive_eps_greedy", search_schedule=plan, target_nfe=40, patience=1).run(
+    budgeted = get_algorithm("adaptive_eps_greedy", search_schedule=schedule, target_nfe=40, patience=1).run(
         make_problem(denoiser, LABELS, SEEDS))
     trace = budgeted.trace
     last = trace.step == 4
-    # the last searched step inherits what early stops saved: it runs more iterations than the first plan gave it
+    # the last searched step inherits what early stops saved: it runs more iterations than the first schedule gave it
     first_plan = allocate_iterations([[0.1] * 6] * 4, [1] * 4, [2] * 4, 40 - 11)
     assert int(trace.iteration[last].max()) > first_plan[-1]
     assert int(budgeted.nfe.max()) <= 40
@@ -265,22 +265,22 @@ def test_calibrate_fits_a_schedule_on_disjoint_conditions(denoiser, tmp_path):
     def config(method):
         return CalibrationConfig(conditions=3, N=2, K=4, method=method, eps=0.4, moves=(), beams=(1,))
 
-    plan = calibrate("brightness", config("gain"), steps=6, denoiser=denoiser, evaluator=None)
-    assert plan.steps == tuple(SIX.searchable_steps())
-    assert len(plan.gains) == len(plan.steps) and all(len(row) == 4 for row in plan.gains)
-    assert all(0 < e < 1 for e in plan.eps)
-    info = plan.info
+    schedule = calibrate("brightness", config("gain"), steps=6, denoiser=denoiser, evaluator=None)
+    assert schedule.steps == tuple(SIX.searchable_steps())
+    assert len(schedule.gains) == len(schedule.steps) and all(len(row) == 4 for row in schedule.gains)
+    assert all(0 < e < 1 for e in schedule.eps)
+    info = schedule.info
     assert info["calibration_nfe"] == 3 * cost.per_step_search_calls(SIX, 8)
-    assert cost.plan_calls(SIX, plan) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
+    assert cost.schedule_calls(SIX, schedule) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
     binomial = calibrate("brightness", config("binomial"), steps=6, denoiser=denoiser, evaluator=None)
     assert all(1 <= k <= 4 for k in binomial.K)
     final = calibrate("brightness", config("final"), steps=6, denoiser=denoiser)
     assert final.info["probed_k"] == [1, 2, 3, 4] and all(len(row) == 4 for row in final.gains)
-    assert cost.plan_calls(SIX, final) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
-    path = tmp_path / "plan.json"
-    plan.save(path)
+    assert cost.schedule_calls(SIX, final) <= math.ceil(info["calibration_nfe_per_condition"] / 3)
+    path = tmp_path / "schedule.json"
+    schedule.save(path)
     result = get_algorithm("adaptive_eps_greedy", search_schedule=str(path)).run(make_problem(denoiser, LABELS, SEEDS))
-    assert int(result.nfe[0]) == cost.plan_calls(SIX, plan)
+    assert int(result.nfe[0]) == cost.schedule_calls(SIX, schedule)
 
 
 def test_calibration_keeps_the_move_and_beam_with_the_best_validation_reward(denoiser):
@@ -368,7 +368,7 @@ def test_search_schedule_passes_through_the_api_and_the_cli_flags(denoiser, tmp_
 
     result = search(algorithm="adaptive_eps_greedy", reward="brightness", labels=[1, 2], denoiser=denoiser, steps=6,
                     evaluator=None, search_schedule=TINY_PLAN)
-    assert int(result.nfe[0]) == cost.plan_calls(SIX, TINY_PLAN)
+    assert int(result.nfe[0]) == cost.schedule_calls(SIX, TINY_PLAN)
     assert result.config["params"]["search_schedule"]["K"] == list(TINY_PLAN.K)
     args = build_parser().parse_args(["sample", "--algorithm", "adaptive_eps_greedy", "--search-schedule", "s.json",
                                       "--target-nfe", "300", "--out", str(tmp_path)])
@@ -378,12 +378,12 @@ def test_search_schedule_passes_through_the_api_and_the_cli_flags(denoiser, tmp_
 def test_the_validated_beam_shrinks_under_a_smaller_budget_and_an_explicit_b_wins():
     from dataclasses import replace
 
-    plan = replace(TINY_PLAN, info={"B": 4, "target_nfe": 360})
-    widths = [get_algorithm("adaptive_eps_greedy", search_schedule=plan, target_nfe=n).B
+    schedule = replace(TINY_PLAN, info={"B": 4, "target_nfe": 360})
+    widths = [get_algorithm("adaptive_eps_greedy", search_schedule=schedule, target_nfe=n).B
               for n in (30, 140, 280, 360, 2000)]
     assert widths == [1, 1, 3, 4, 4]
-    assert get_algorithm("adaptive_eps_greedy", search_schedule=plan).B == 4
-    assert get_algorithm("adaptive_eps_greedy", search_schedule=plan, target_nfe=140, B=2).B == 2
+    assert get_algorithm("adaptive_eps_greedy", search_schedule=schedule).B == 4
+    assert get_algorithm("adaptive_eps_greedy", search_schedule=schedule, target_nfe=140, B=2).B == 2
     assert get_algorithm("adaptive_eps_greedy", search_schedule=TINY_PLAN, target_nfe=140).B == 1
 
 

@@ -234,10 +234,10 @@ def test_environment_records_versions_and_the_cpu_kernels_that_round():
 def test_cell_file_names_are_portable():
     import re
 
-    from noisesearch.experiments.cells import preset_cells as plan
+    from noisesearch.experiments.cells import preset_cells
     from noisesearch.experiments.presets import Preset
 
-    slugs = [cell.slug for cell in plan(Preset.from_dict("a", ADAPTIVE_PRESET))]
+    slugs = [cell.slug for cell in preset_cells(Preset.from_dict("a", ADAPTIVE_PRESET))]
     assert "adaptive_eps_greedy_search_schedulecalibrated-brightness_target_nfe20__compressibility__r0" in slugs
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", slug) for slug in slugs) and len(set(slugs)) == len(slugs)
 
@@ -246,7 +246,7 @@ def test_calibration_lambda_reaches_the_schedule_and_keys_only_when_set(tmp_path
     from conftest import tiny_denoiser
 
     from noisesearch.experiments.bench import run_bench
-    from noisesearch.experiments.cells import preset_cells as plan
+    from noisesearch.experiments.cells import preset_cells
     from noisesearch.experiments.presets import CalibrationConfig as Calibration
     from noisesearch.experiments.presets import Preset
 
@@ -261,7 +261,7 @@ def test_calibration_lambda_reaches_the_schedule_and_keys_only_when_set(tmp_path
         Calibration(beams=[0])
     one_column = {**ADAPTIVE_PRESET, "rewards": ADAPTIVE_PRESET["rewards"][:1], "runs": ADAPTIVE_PRESET["runs"][:2]}
     wide = {**one_column, "calibration": {**one_column["calibration"], "lambda_": 0.3}}
-    default_keys, wide_keys = ([c.key for c in plan(Preset.from_dict("a", d))] for d in (one_column, wide))
+    default_keys, wide_keys = ([c.key for c in preset_cells(Preset.from_dict("a", d))] for d in (one_column, wide))
     assert default_keys[0] == wide_keys[0] and default_keys[1] != wide_keys[1]  # only the calibrated cell differs
     run_bench(Preset.from_dict("a", wide), tmp_path / "w", progress=False, model_loader=tiny_denoiser)
     schedule = json.loads((tmp_path / "w" / "schedules" / "brightness.json").read_text())
@@ -274,7 +274,7 @@ def test_bench_runs_the_sampler_asked_for_and_saves_every_trace(tmp_path):
 
     from noisesearch import cost, get_algorithm, make_sampler
     from noisesearch.experiments.bench import run_bench
-    from noisesearch.experiments.cells import preset_cells as plan
+    from noisesearch.experiments.cells import preset_cells
     from noisesearch.experiments.presets import Preset
     from noisesearch.experiments.report import write_report
     from noisesearch.types import TRACE_FIELDS
@@ -289,7 +289,7 @@ def test_bench_runs_the_sampler_asked_for_and_saves_every_trace(tmp_path):
     assert nfe["naive", 0] == nfe["naive", 1] == cost.trajectory_calls(euler) == 6  # Euler: 1 call per step
     eps = get_algorithm("eps_greedy", N=2, K=2).nfe_formula(euler)
     assert nfe["eps_greedy", 0] == nfe["eps_greedy", 1] == eps
-    cells = {cell.run.algorithm: cell for cell in plan(preset)}
+    cells = {cell.run.algorithm: cell for cell in preset_cells(preset)}
     greedy = np.load(tmp_path / "traces" / f"{cells['eps_greedy'].slug}_000.npz")
     assert set(greedy.files) == set(TRACE_FIELDS) and set(greedy["condition"].tolist()) == {0, 1}
     tree = np.load(tmp_path / "traces" / f"{cells['mcts'].slug}_000.npz")  # MCTS's TreeTrace is saved too

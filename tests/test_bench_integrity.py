@@ -12,7 +12,7 @@ from conftest import tiny_denoiser
 from noisesearch.cli import main
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.bench import run_bench
-from noisesearch.experiments.cells import preset_cells as plan
+from noisesearch.experiments.cells import preset_cells
 from noisesearch.experiments.presets import Preset
 from noisesearch.experiments.report import summarize
 from noisesearch.experiments.store import LOCK, RESULTS, SETTINGS, load_results, read_results
@@ -80,7 +80,7 @@ def legacy_run(directory):
     directory.mkdir()
     (directory / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": 0}))
     rows = []
-    for cell in plan(preset):
+    for cell in preset_cells(preset):
         old_key = json.dumps([cell.run.algorithm, cell.run.params, cell.column.name, cell.column.reward,
                               cell.column.guidance, cell.repeat], sort_keys=True)
         for k in range(preset.labels):

@@ -48,16 +48,16 @@ CASES = {  # case name: (registered algorithm, small parameters)
 def for_sampler(params: dict, sampler: Sampler) -> dict:
     """A case's parameters for another sampler: its search schedule's per-step values, cycled over that
     sampler's searchable steps."""
-    plan = params.get("search_schedule")
-    if plan is None:
+    schedule = params.get("search_schedule")
+    if schedule is None:
         return params
     n = len(sampler.searchable_steps())
 
     def cycle(values):
         return [values[t % len(values)] for t in range(n)]
 
-    retargeted = SearchSchedule.uniform(sampler, cycle(plan.K), cycle(plan.eps), cycle(plan.N),
-                                        gains=tuple(cycle(plan.gains)))
+    retargeted = SearchSchedule.uniform(sampler, cycle(schedule.K), cycle(schedule.eps), cycle(schedule.N),
+                                        gains=tuple(cycle(schedule.gains)))
     return {**params, "search_schedule": retargeted}
 
 

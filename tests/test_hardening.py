@@ -144,12 +144,12 @@ def test_schedule_files_that_are_not_utf8_or_not_an_object_or_with_fractional_K_
     listed.write_text("[1, 2, 3]")
     with pytest.raises(NoiseSearchError, match="not a search schedule"):
         SearchSchedule.load(listed)
-    plan = SearchSchedule.uniform(make_sampler("heun", 6), 2, 0.4, 2).to_dict()
-    plan["K"][0] = 2.7  # was truncated to 2
+    schedule = SearchSchedule.uniform(make_sampler("heun", 6), 2, 0.4, 2).to_dict()
+    schedule["K"][0] = 2.7  # was truncated to 2
     with pytest.raises(NoiseSearchError, match="K entries must be whole numbers, got 2.7"):
-        SearchSchedule.from_dict(plan)
-    plan["K"][0] = 3.0
-    assert SearchSchedule.from_dict(plan).K[0] == 3
+        SearchSchedule.from_dict(schedule)
+    schedule["K"][0] = 3.0
+    assert SearchSchedule.from_dict(schedule).K[0] == 3
 
 
 def test_a_search_over_a_sampler_without_noise_warns(denoiser):

@@ -51,9 +51,9 @@ def test_update_learns_where_the_gain_is():
     mean, sd = learner.posterior()
     assert mean[1, 0] > 10 * mean[0, 0]  # the step that gained gets the larger first-iteration gain
     assert mean[1, 1] < 0.05 * mean[1, 0]  # and later iterations there gained nothing
-    plan = learner.next_schedule(draw=False)
-    assert plan.gains[1][0] > plan.gains[0][0]
-    assert plan.eps[0] > 0.99 and plan.eps[1] > 0.99  # only global draws ever won
+    schedule = learner.next_schedule(draw=False)
+    assert schedule.gains[1][0] > schedule.gains[0][0]
+    assert schedule.eps[0] > 0.99 and schedule.eps[1] > 0.99  # only global draws ever won
     assert learner.batches == 5 and learner.conditions == 40
 
 
@@ -109,7 +109,7 @@ def test_stream_stays_within_budget_and_resumes(tmp_path):
     learned = Portfolio.load(state)
     assert learned.batches == 3 and int(again.nfe.max()) <= 40 and len(learned.history) == 4
     best = learned.learners[learned.best()].prior
-    assert SearchSchedule.from_dict(again.config["search_schedule"]) == best  # the plan the best arm runs
+    assert SearchSchedule.from_dict(again.config["search_schedule"]) == best  # the schedule the best arm runs
     # no shipped schedule at 6 steps: the uniform arms that leave half of 40 calls to search (B = 1 only)
     assert learned.names == [arm_name(p) for p in arm_priors(make_sampler("heun", 6), 40)]
     assert learned.names == ["N1 eps0.15 lambda0.45 B1", "N1 eps0.15 lambda0.45 B1 middle", "N4 eps1 lambda0.15 B1",

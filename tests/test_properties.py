@@ -159,13 +159,13 @@ VALID_PLAN = SearchSchedule.uniform(make_sampler("heun", 6), 2, 0.4, 2, gains=((
 @FAST
 @given(key=st.sampled_from(sorted(VALID_PLAN)), value=values, data=st.data())
 def test_schedule_loader_returns_a_schedule_or_a_one_line_error(key, value, data):
-    plan = dict(VALID_PLAN)
+    schedule = dict(VALID_PLAN)
     if data.draw(st.booleans()):
-        plan[key] = value
+        schedule[key] = value
     else:
-        plan[key] = [value] * len(plan[key]) if isinstance(plan[key], list) else value
+        schedule[key] = [value] * len(schedule[key]) if isinstance(schedule[key], list) else value
     try:
-        loaded = SearchSchedule.from_dict(plan)
+        loaded = SearchSchedule.from_dict(schedule)
     except NoiseSearchError as err:
         assert "\n" not in str(err)
         return

@@ -73,13 +73,13 @@ def test_the_reliability_calibration_spends_one_probe_and_exploits_where_r_is_hi
     from noisesearch.adaptive.reliability import CANDIDATES
     from noisesearch.drivers import calibrate
 
-    plan = calibrate("brightness", CalibrationConfig(conditions=2, N=2, K=4, method="reliability"), steps=6,
+    schedule = calibrate("brightness", CalibrationConfig(conditions=2, N=2, K=4, method="reliability"), steps=6,
                      denoiser=denoiser)
     sampler = make_sampler("heun", 6)
-    assert plan.info["calibration_nfe"] == 2 * cost.reliability_probe_calls(sampler, CANDIDATES)
-    R = [max(row["R"], 0.0) for row in plan.info["reliability"]]
-    assert plan.eps == pytest.approx(tuple(1 - r for r in R))
-    assert cost.plan_calls(sampler, plan) <= plan.info["target_nfe"]
-    assert all(k == 0 for k, r in zip(plan.K, R, strict=True) if r == 0)
+    assert schedule.info["calibration_nfe"] == 2 * cost.reliability_probe_calls(sampler, CANDIDATES)
+    R = [max(row["R"], 0.0) for row in schedule.info["reliability"]]
+    assert schedule.eps == pytest.approx(tuple(1 - r for r in R))
+    assert cost.schedule_calls(sampler, schedule) <= schedule.info["target_nfe"]
+    assert all(k == 0 for k, r in zip(schedule.K, R, strict=True) if r == 0)
     with pytest.raises(NoiseSearchError, match="reliability fits no gains per move"):
         CalibrationConfig(method="reliability", moves=[(1, 0.15, 0.3)])

@@ -7,8 +7,7 @@ from conftest import tiny_denoiser
 
 from noisesearch.cli import main
 from noisesearch.experiments.bench import run_bench
-from noisesearch.experiments.cells import Cell
-from noisesearch.experiments.cells import preset_cells as plan
+from noisesearch.experiments.cells import Cell, preset_cells
 from noisesearch.experiments.presets import Preset
 from noisesearch.experiments.report import summarize, write_report
 
@@ -25,7 +24,7 @@ def synthetic_run(tmp_path, drop_last=False):
     preset = Preset.from_dict("synthetic", PRESET)
     (tmp_path / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": 0}))
     lines = []
-    for k, cell in enumerate(plan(preset)):
+    for k, cell in enumerate(preset_cells(preset)):
         n = cell.run.params.get("N", 1)
         for i in range(preset.labels):
             if drop_last and k == 2 and i == 2:

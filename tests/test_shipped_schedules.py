@@ -12,12 +12,12 @@ from noisesearch.search.step_schedule import SearchSchedule
 @pytest.mark.parametrize("key", sorted(SHIPPED), ids=[SHIPPED[k].removesuffix(".json") for k in sorted(SHIPPED)])
 def test_each_shipped_schedule_fits_the_default_sampler_and_names_its_command(key):
     backend, reward, guidance = key
-    plan = SearchSchedule.load(DIRECTORY / SHIPPED[key])
-    plan.check_matches(make_sampler("heun", 18))
-    command = plan.info["command"]
+    schedule = SearchSchedule.load(DIRECTORY / SHIPPED[key])
+    schedule.check_matches(make_sampler("heun", 18))
+    command = schedule.info["command"]
     assert command.startswith("noisesearch calibrate") and f"--reward {reward}" in command
     assert (f"--guidance {guidance:g}" in command) == (guidance != 1.0)
-    assert plan.info["calibration_nfe"] > 0 and plan.gains
+    assert schedule.info["calibration_nfe"] > 0 and schedule.gains
 
 
 def test_adaptive_eps_greedy_runs_without_a_schedule_flag_within_its_budget():

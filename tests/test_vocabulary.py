@@ -1,4 +1,4 @@
-"""One vocabulary (nfe_budget a hard cap, target_nfe a plan, names of their own for SMC's particles and inverse
+"""One vocabulary (nfe_budget a hard cap, target_nfe a schedule, names of their own for SMC's particles and inverse
 temperature and SVDD's candidates): the old spellings still work for a release, each with one RenamedWarning per
 process, and give the same results as the new ones."""
 

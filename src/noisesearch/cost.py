@@ -56,9 +56,9 @@ def searched_calls(sampler: Sampler, proposals: Mapping[int, int], full_step: bo
     return sum(search_step_calls(sampler, i, proposals.get(i, 0), full_step) for i in range(sampler.steps))
 
 
-def plan_calls(sampler: Sampler, plan: StepPlan, full_step: bool = False) -> int:
+def schedule_calls(sampler: Sampler, schedule: StepPlan, full_step: bool = False) -> int:
     """Calls per image of a local search under a search schedule, every K_t iterations run."""
-    return searched_calls(sampler, {i: plan.N[t] * plan.K[t] for t, i in enumerate(plan.steps)}, full_step)
+    return searched_calls(sampler, {i: schedule.N[t] * schedule.K[t] for t, i in enumerate(schedule.steps)}, full_step)
 
 
 def iteration_costs(sampler: Sampler, steps: Sequence[int], N: Sequence[int],

@@ -19,12 +19,12 @@ from noisesearch.search.registry import register_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 
 
-def schedule_beam(plan: SearchSchedule, target_nfe: int | None) -> int:
+def schedule_beam(schedule: SearchSchedule, target_nfe: int | None) -> int:
     """The number of incumbents a schedule was validated with (info["B"], else 1), lowered under a smaller
     target_nfe than the validation's (info["target_nfe"]) so that each incumbent keeps at least the calls it had
     there: min(B, floor(B·target_nfe / validated)), at least 1."""
-    B = int(plan.info.get("B", 1))
-    validated = plan.info.get("target_nfe")
+    B = int(schedule.info.get("B", 1))
+    validated = schedule.info.get("target_nfe")
     if target_nfe is None or not validated or B == 1:
         return B
     return max(1, min(B, B * target_nfe // validated))
@@ -63,19 +63,19 @@ class AdaptiveEpsGreedy(LocalSearch):
                                                         context.guidance))}
 
     def __post_init__(self) -> None:
-        plan = load_schedule(self.search_schedule)
-        if plan is None:
+        schedule = load_schedule(self.search_schedule)
+        if schedule is None:
             raise NoiseSearchError("adaptive_eps_greedy needs a search schedule: make one with "
                                    "`noisesearch calibrate --reward R --out schedule.json` and pass its path")
-        object.__setattr__(self, "search_schedule", plan)
+        object.__setattr__(self, "search_schedule", schedule)
         if self.lambda_ is None:
-            object.__setattr__(self, "lambda_", float(plan.info.get("lambda_", LocalSearch.lambda_)))
+            object.__setattr__(self, "lambda_", float(schedule.info.get("lambda_", LocalSearch.lambda_)))
         if self.B is None:
-            object.__setattr__(self, "B", schedule_beam(plan, self.target_nfe))
+            object.__setattr__(self, "B", schedule_beam(schedule, self.target_nfe))
         super().__post_init__()
         if self.target_nfe is not None:
             check_positive_int(target_nfe=self.target_nfe)
-            if plan.gains is None:
+            if schedule.gains is None:
                 raise NoiseSearchError("target_nfe needs a schedule with calibrated gains (made by `noisesearch "
                                        "calibrate --method gain` or `--method final`)")
         if self.patience is not None:
@@ -90,13 +90,13 @@ class AdaptiveEpsGreedy(LocalSearch):
     def stop_patience(self) -> int | None:
         return self.patience
 
-    def plan_for(self, sampler: Sampler) -> SearchSchedule:
-        plan = self.search_schedule
-        if plan.gains is None or self.target_nfe is not None:
-            return plan
+    def schedule_for(self, sampler: Sampler) -> SearchSchedule:
+        schedule = self.search_schedule
+        if schedule.gains is None or self.target_nfe is not None:
+            return schedule
         K = [next((j - 1 for j in range(1, k + 1) if marginal_gain(row, j) <= self.min_gain), k)
-             for k, row in zip(plan.K, plan.gains, strict=True)]
-        return plan.with_K(K)
+             for k, row in zip(schedule.K, schedule.gains, strict=True)]
+        return schedule.with_K(K)
 
     def nfe_formula(self, sampler: Sampler) -> int | None:
         if self.target_nfe is not None or self.patience is not None:
@@ -106,19 +106,19 @@ class AdaptiveEpsGreedy(LocalSearch):
     def nfe_estimate(self, sampler: Sampler) -> int:
         return self.target_nfe if self.target_nfe is not None else super().nfe_formula(sampler)
 
-    def _iterations(self, sampler: Sampler, plan: SearchSchedule, t: int,
+    def _iterations(self, sampler: Sampler, schedule: SearchSchedule, t: int,
                     extra_calls: torch.Tensor) -> torch.Tensor:
         """With a budget: per condition, the first entry of the allocation of its remaining budget over
         steps t, t+1, ... (so calls saved by early stopping are re-spent later)."""
         if self.target_nfe is None:
-            return super()._iterations(sampler, plan, t, extra_calls)
-        first, then = cost.iteration_costs(sampler, plan.steps[t:], plan.N[t:], self.score_with == "step")
+            return super()._iterations(sampler, schedule, t, extra_calls)
+        first, then = cost.iteration_costs(sampler, schedule.steps[t:], schedule.N[t:], self.score_with == "step")
         first, then = [self.B * c for c in first], [self.B * c for c in then]
         trajectories = self.B * cost.trajectory_calls(sampler)
         left = self.target_nfe - trajectories
         if left < 0:
             raise NoiseSearchError(f"target_nfe {self.target_nfe} is below B = {self.B} plain sampler trajectories "
                                    f"({trajectories} calls)")
-        K = {spent: allocate_iterations(plan.gains[t:], first, then, left - spent, self.min_gain)[0]
+        K = {spent: allocate_iterations(schedule.gains[t:], first, then, left - spent, self.min_gain)[0]
              for spent in set(extra_calls.tolist())}
         return torch.tensor([K[spent] for spent in extra_calls.tolist()])

@@ -196,8 +196,8 @@ class OnlineSchedule(StateFile):
                 "survival": self.survival().tolist()}
         return replace(self.prior, eps=self.eps(), gains=tuple(tuple(row) for row in gains), info=info)
 
-    def update(self, trace: Trace, plan: SearchSchedule, final: np.ndarray | None = None) -> None:
-        """Add the gains and wins of one batch's search (its `trace`, run under `plan`) and what of them
+    def update(self, trace: Trace, schedule: SearchSchedule, final: np.ndarray | None = None) -> None:
+        """Add the gains and wins of one batch's search (its `trace`, run under `schedule`) and what of them
         survived (`final`: the final reward of each of its conditions, which credits each one's last searched
         step; without it that step's survival is not observed)."""
         column = {step: t for t, step in enumerate(self.prior.steps)}
@@ -220,7 +220,7 @@ class OnlineSchedule(StateFile):
                 self.sums[t, j - 1] += d
                 self.squares[t, j - 1] += d * d
                 self.counts[t, j - 1] += 1
-            eps = plan.eps[t]
+            eps = schedule.eps[t]
             if changed[row] and j > 1 and 0 < eps < 1:
                 if is_global[row]:
                     self.global_wins[t] += 1 / eps

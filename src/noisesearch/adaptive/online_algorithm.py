@@ -100,9 +100,9 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
         return algo
 
     def params(self) -> dict[str, Any]:
-        plan = self.search_schedule
+        schedule = self.search_schedule
         params = {"target_nfe": self.target_nfe, "stream_batch": self.stream_batch, "prior_weight": self.prior_weight,
-                  "credit": self.credit, "search_schedule": None if plan is None else plan.to_dict(),
+                  "credit": self.credit, "search_schedule": None if schedule is None else schedule.to_dict(),
                   "learn_steps": self.learn_steps}
         return params | {name: [list(m) for m in value] if name == "moves" else list(value)
                          for name, value in (("moves", self.moves), ("beams", self.beams), ("windows", self.windows))
@@ -117,8 +117,8 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
         return arm_priors(sampler, self.target_nfe, self.moves or MOVES, self.beams or BEAMS,
                           self.windows or WINDOW_NAMES)
 
-    def inner(self, plan: SearchSchedule) -> AdaptiveEpsGreedy:
-        return AdaptiveEpsGreedy(search_schedule=plan, target_nfe=self.target_nfe)
+    def inner(self, schedule: SearchSchedule) -> AdaptiveEpsGreedy:
+        return AdaptiveEpsGreedy(search_schedule=schedule, target_nfe=self.target_nfe)
 
     def nfe_formula(self, sampler: Sampler) -> int | None:
         return None
@@ -158,10 +158,10 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
             arms = portfolio.choose(len(batch))
             for arm in sorted(set(arms.tolist())):
                 part = batch[torch.from_numpy(arms == arm)]
-                plan = portfolio.arm_schedule(arm, self.learn_steps)
+                schedule = portfolio.arm_schedule(arm, self.learn_steps)
                 with problem.part(part) as sub:
-                    x, r, trace = self.inner(plan)._search(sub)
-                portfolio.update(arm, trace, plan, r.double().numpy())
+                    x, r, trace = self.inner(schedule)._search(sub)
+                portfolio.update(arm, trace, schedule, r.double().numpy())
                 states.append(x)
                 rewards.append(r)
                 traces.append(trace)

@@ -123,9 +123,9 @@ class Portfolio(StateFile):
         mean, _ = self.posterior()
         return int(np.argmax(np.where(self.counts > 0, mean, -np.inf)))
 
-    def update(self, arm: int, trace: Trace, plan: SearchSchedule, final: np.ndarray) -> None:
+    def update(self, arm: int, trace: Trace, schedule: SearchSchedule, final: np.ndarray) -> None:
         """Add one arm's part of a batch: its learner learns from the trace, the arm from the final rewards."""
-        self.learners[arm].update(trace, plan, final)
+        self.learners[arm].update(trace, schedule, final)
         self.sums[arm] += final.sum()
         self.squares[arm] += (final ** 2).sum()
         self.counts[arm] += len(final)

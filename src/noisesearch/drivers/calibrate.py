@@ -172,5 +172,5 @@ def calibration_summary(schedule: SearchSchedule) -> str:
         lines.append(f"kept N={info['N']} eps={info['eps']} lambda={info['lambda_']} B={info['B']}")
     lines.append(f"calibrated on {info['conditions']} conditions at {info['calibration_nfe_per_condition']:.0f} NFE "
                  f"each ({info['calibration_nfe']} NFE in all); schedule: "
-                 f"{cost.plan_calls(sampler_from_dict(info['sampler']), schedule)} calls per image")
+                 f"{cost.schedule_calls(sampler_from_dict(info['sampler']), schedule)} calls per image")
     return "\n".join(lines)

@@ -34,9 +34,9 @@ def local_draws(gens: SampleGenerators, pivots: torch.Tensor, lambda_: float,
     return pivots + radius[:, :, None, None, None] * direction
 
 
-def load_schedule(plan: SearchSchedule | str | None) -> SearchSchedule | None:
+def load_schedule(schedule: SearchSchedule | str | None) -> SearchSchedule | None:
     """A SearchSchedule given as itself or as the path of its JSON file."""
-    return SearchSchedule.load(plan) if isinstance(plan, str) else plan
+    return SearchSchedule.load(schedule) if isinstance(schedule, str) else schedule
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class LocalSearch(SearchAlgorithm):
     Candidates are scored on the x0 prediction of their first call (score_with="x0"), or after the full
     solver step on its latest x0 prediction (score_with="step": twice the calls with Heun, the same with
     Euler). With elitism the incumbent changes only when a candidate strictly beats it; elitism=False
-    is the plain algorithm. Subclasses choose the search schedule (`plan_for`) and, optionally,
+    is the plain algorithm. Subclasses choose the search schedule (`schedule_for`) and, optionally,
     per-condition iteration limits (`_iterations`) and a patience after which a step stops when its best
     score has not improved."""
 
@@ -69,7 +69,7 @@ class LocalSearch(SearchAlgorithm):
         if self.score_with not in ("x0", "step"):
             raise NoiseSearchError(f"score_with must be 'x0' or 'step', got '{self.score_with}'")
 
-    def plan_for(self, sampler: Sampler) -> SearchSchedule:
+    def schedule_for(self, sampler: Sampler) -> SearchSchedule:
         """K_t, ε_t and N_t at every searchable step of `sampler`."""
         raise NotImplementedError
 
@@ -77,27 +77,27 @@ class LocalSearch(SearchAlgorithm):
     def stop_patience(self) -> int | None:
         return None
 
-    def _iterations(self, sampler: Sampler, plan: SearchSchedule, t: int,
+    def _iterations(self, sampler: Sampler, schedule: SearchSchedule, t: int,
                     extra_calls: torch.Tensor) -> torch.Tensor:
         """Iteration limit of each condition at searchable step t, given the calls each has spent so far
         beyond a plain trajectory."""
-        return torch.full_like(extra_calls, plan.K[t])
+        return torch.full_like(extra_calls, schedule.K[t])
 
     def nfe_formula(self, sampler: Sampler) -> int | None:
-        plan = self.plan_for(sampler)
-        plan.check_matches(sampler)
-        return self.B * cost.plan_calls(sampler, plan, full_step=self.score_with == "step")
+        schedule = self.schedule_for(sampler)
+        schedule.check_matches(sampler)
+        return self.B * cost.schedule_calls(sampler, schedule, full_step=self.score_with == "step")
 
     def expected_calls(self, sampler: Sampler, result: SearchResult) -> torch.Tensor:
         """The documented per-step cost applied to the iterations the trace shows at each step."""
-        return self.B * iterations_to_calls(sampler, self.plan_for(sampler), result.trace, len(result.nfe),
+        return self.B * iterations_to_calls(sampler, self.schedule_for(sampler), result.trace, len(result.nfe),
                                              self.score_with == "step")
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         sampler = problem.sampler
-        plan = self.plan_for(sampler)
-        plan.check_matches(sampler)
-        position = {i: t for t, i in enumerate(plan.steps)}
+        schedule = self.schedule_for(sampler)
+        schedule.check_matches(sampler)
+        position = {i: t for t, i in enumerate(schedule.steps)}
         gens = problem.generators()
         recorder = TraceRecorder()
         x = problem.initial_state(gens.randn(self.B, *problem.image_shape))
@@ -108,10 +108,10 @@ class LocalSearch(SearchAlgorithm):
                 x = problem.step(x, i, None).x_next
                 continue
             t = position[i]
-            limit = self._iterations(sampler, plan, t, extra)
-            x, done = self._search_step(problem, gens, x, i, plan.N[t], plan.eps[t], limit, recorder)
+            limit = self._iterations(sampler, schedule, t, extra)
+            x, done = self._search_step(problem, gens, x, i, schedule.N[t], schedule.eps[t], limit, recorder)
             plain = cost.search_step_calls(sampler, i, 0)
-            extra += torch.tensor([self.B * (cost.search_step_calls(sampler, i, plan.N[t] * n, full_step) - plain)
+            extra += torch.tensor([self.B * (cost.search_step_calls(sampler, i, schedule.N[t] * n, full_step) - plain)
                                    for n in done.tolist()])
         return *select_best(x, problem.score(x)), recorder.build()
 
@@ -209,13 +209,13 @@ class LocalSearch(SearchAlgorithm):
             yield k, kept, done
 
 
-def iterations_to_calls(sampler: Sampler, plan: SearchSchedule, trace: Trace, conditions: int,
+def iterations_to_calls(sampler: Sampler, schedule: SearchSchedule, trace: Trace, conditions: int,
                         full_step: bool) -> torch.Tensor:
     """Denoiser calls per condition implied by the iterations a trace records at each searchable step."""
     calls = torch.zeros(conditions, dtype=torch.long)
     for c in range(conditions):
-        proposals = {i: plan.N[t] * int(((trace.condition == c) & (trace.step == i)).sum())
-                     for t, i in enumerate(plan.steps)}
+        proposals = {i: schedule.N[t] * int(((trace.condition == c) & (trace.step == i)).sum())
+                     for t, i in enumerate(schedule.steps)}
         calls[c] = cost.searched_calls(sampler, proposals, full_step)
     return calls
 
@@ -247,7 +247,7 @@ class EpsGreedy(LocalSearch):
             params["search_schedule"] = params["search_schedule"].to_dict()
         return params
 
-    def plan_for(self, sampler: Sampler) -> SearchSchedule:
+    def schedule_for(self, sampler: Sampler) -> SearchSchedule:
         return self.search_schedule or SearchSchedule.uniform(sampler, self.K, self.eps, self.N)
 
 
@@ -260,9 +260,9 @@ class ZeroOrder(EpsGreedy):
     name = "zero_order"
     eps: float = field(default=0.0, init=False)
 
-    def plan_for(self, sampler: Sampler) -> SearchSchedule:
-        plan = super().plan_for(sampler)
-        return replace(plan, eps=(0.0,) * len(plan.steps))
+    def schedule_for(self, sampler: Sampler) -> SearchSchedule:
+        schedule = super().schedule_for(sampler)
+        return replace(schedule, eps=(0.0,) * len(schedule.steps))
 
 
 @register_algorithm
@@ -290,7 +290,7 @@ class EpsGreedyWindow(LocalSearch):
             raise NoiseSearchError(f"need 0 <= sigma_lo <= sigma_hi, got {self.sigma_lo} and {self.sigma_hi}")
         check_eps(self.eps)
 
-    def plan_for(self, sampler: Sampler) -> SearchSchedule:
+    def schedule_for(self, sampler: Sampler) -> SearchSchedule:
         sigmas = sampler.sigmas
         K = [self.K_in if self.sigma_lo <= float(sigmas[i]) <= self.sigma_hi else self.K_out
              for i in sampler.searchable_steps()]

@@ -57,7 +57,7 @@ class SVDD(LocalSearch):
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise NoiseSearchError(f"alpha must be a non-negative finite number, got {self.alpha}")
 
-    def plan_for(self, sampler: Sampler) -> SearchSchedule:
+    def schedule_for(self, sampler: Sampler) -> SearchSchedule:
         return SearchSchedule.uniform(sampler, 1, 1.0, self.candidates)
 
     def survivors(self, pool: torch.Tensor, B: int, gens: SampleGenerators, which: Sequence[int]) -> torch.Tensor:
