@@ -48,6 +48,7 @@ class RBF(SearchAlgorithm):
     calls spread over the S searched steps; the last searched step spends all that is left."""
 
     name = "rbf"
+    family = "budget_forcing"
     nfe_doc = (f"exactly `max_nfe` (at most, as a budget): fixed calls init_particles + c_0 − 1 + Σ over later steps "
                f"(c_i − 1 at searchable steps, c_i elsewhere), the rest spent as particles at the searchable steps, "
                f"{CALLS_DOC}")

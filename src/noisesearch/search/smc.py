@@ -64,6 +64,7 @@ class SMC(SearchAlgorithm):
     particle is returned."""
 
     name = "smc"
+    family = "particles"
     nfe_doc = f"K·Σ_i c_i, {CALLS_DOC} (rewards and resampling cost no NFE)"
     K: int = 4
     potential: str = "max"
