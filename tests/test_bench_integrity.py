@@ -13,7 +13,7 @@ from noisesearch.cli import main
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.bench import LOCK, RESULTS, SETTINGS, load_results, plan, read_results, run_bench
 from noisesearch.experiments.presets import Preset
-from noisesearch.experiments.report import summarize
+from noisesearch.experiments.runs import summarize
 
 TINY = {
     "description": "two labels, naive and best-of-2, four steps",

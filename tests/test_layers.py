@@ -55,3 +55,33 @@ def test_sampling_and_cost_sit_below_problem_search_and_backends():
     for upper in ("noisesearch.problem", "noisesearch.search", "noisesearch.backends", "noisesearch.adaptive",
                   "noisesearch.api"):
         assert offenders(below, upper) == []
+
+
+def module_file(name: str) -> str | None:
+    """The file (relative to the package) of a module name, if it is one of the package's modules."""
+    parts = name.split(".")
+    if parts[0] != "noisesearch":
+        return None
+    for candidate in (PACKAGE.joinpath(*parts[1:]).with_suffix(".py"), PACKAGE.joinpath(*parts[1:], "__init__.py")):
+        if len(parts) > 1 and candidate.is_file():
+            return str(candidate.relative_to(PACKAGE))
+    return None
+
+
+def test_experiments_and_their_report_sections_import_in_no_cycle():
+    # edges are the import statements (a submodule's implicit import of its package's __init__ does not count)
+    modules = package_imports("experiments")
+    assert "experiments/sections/__init__.py" in modules and "experiments/document.py" in modules
+    graph = {name: {f for m in found if (f := module_file(m)) in modules and f != name}
+             for name, found in modules.items()}
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        assert name not in path, f"import cycle: {' -> '.join(path[path.index(name):] + [name])}"
+        if name not in done:
+            for nxt in sorted(graph[name]):
+                visit(nxt, [*path, name])
+            done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
