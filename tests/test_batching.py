@@ -19,7 +19,8 @@ from noisesearch.batching import (
     rows_that_fit,
 )
 from noisesearch.cli import main
-from noisesearch.experiments.bench import cell_memory_mb, run_bench
+from noisesearch.experiments.bench import run_bench
+from noisesearch.experiments.cells import cell_memory_mb
 from noisesearch.experiments.presets import get_preset
 from noisesearch.sampling import make_sampler
 
@@ -94,7 +95,7 @@ def test_the_estimate_and_the_bench_memory_schedule_both_time_and_measure_throug
         calls.append(rows)
         return CallProbe(seconds=0.5, peak_mb=7.0)
 
-    for module in ("noisesearch.api", "noisesearch.experiments.bench"):
+    for module in ("noisesearch.api", "noisesearch.experiments.cells"):
         monkeypatch.setattr(f"{module}.probe_call", probe)
     estimate = plan_search(denoiser=denoiser, reward="brightness", evaluator=None, max_batch=4, steps=3).estimate()
     assert calls == [4, 4] and estimate.call_mb == 7.0 and estimate.seconds == 0.5 * -(-estimate.nfe_total // 4)

@@ -14,7 +14,7 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.bench import run_bench
 from noisesearch.experiments.cells import preset_cells
 from noisesearch.experiments.presets import Preset
-from noisesearch.experiments.report import summarize
+from noisesearch.experiments.runs import summarize
 from noisesearch.experiments.store import LOCK, RESULTS, SETTINGS, load_results, read_results
 
 TINY = {

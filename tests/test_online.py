@@ -153,8 +153,8 @@ def test_the_registered_algorithm_plans_each_part_from_the_parts_before_it():
 
 
 def test_the_online_preset_streams_256_labels_at_most_035_of_eps_greedy():
-    from noisesearch.experiments.adaptive_report import is_reference
     from noisesearch.experiments.presets import get_preset
+    from noisesearch.experiments.runs import is_reference
 
     preset = get_preset("online")
     assert preset.labels == 256

@@ -9,7 +9,9 @@ from noisesearch.cli import main
 from noisesearch.experiments.bench import run_bench
 from noisesearch.experiments.cells import Cell, preset_cells
 from noisesearch.experiments.presets import Preset
-from noisesearch.experiments.report import summarize, write_report
+from noisesearch.experiments.report import write_report
+from noisesearch.experiments.runs import summarize
+from noisesearch.experiments.store import Run
 
 PRESET = {
     "description": "synthetic", "labels": 3, "repeats": 1, "steps": 4,
@@ -19,9 +21,9 @@ PRESET = {
 }
 
 
-def synthetic_run(tmp_path, drop_last=False):
+def synthetic_run(tmp_path, drop_last=False, runs=PRESET["runs"]):
     """A run directory written by hand: rewards 0.1·k + label index, NFE from the algorithm."""
-    preset = Preset.from_dict("synthetic", PRESET)
+    preset = Preset.from_dict("synthetic", {**PRESET, "runs": runs})
     (tmp_path / "preset.json").write_text(json.dumps({"preset": preset.to_dict(), "seed": 0}))
     lines = []
     for k, cell in enumerate(preset_cells(preset)):
@@ -113,7 +115,7 @@ def test_report_only_reads_the_run_even_with_a_torn_last_line_and_duplicates(tmp
 
 
 def test_adaptive_section_measures_gain_kept_and_nfe_against_eps_greedy(tmp_path):
-    from noisesearch.experiments.adaptive_report import adaptive_blocks
+    from noisesearch.experiments.sections import adaptive
 
     def record(algorithm, params, value, nfe):
         return {"algorithm": algorithm, "params": params, "column": "c", "reward_value": value, "evaluator": 0.5,
@@ -124,17 +126,17 @@ def test_adaptive_section_measures_gain_kept_and_nfe_against_eps_greedy(tmp_path
                record("best_of_n", {"N": 8}, 0.45, 280), record("best_of_n", {"N": 16}, 0.55, 560),
                record("adaptive_eps_greedy", {"search_schedule": "calibrated", "target_nfe": 280}, 0.58, 280),
                record("adaptive_eps_greedy", {"search_schedule": "calibrated:b", "target_nfe": 280}, 0.40, 280)]
-    blocks = adaptive_blocks(records, summarize(records), tmp_path, tmp_path)
-    rows = {row[1]: row for row in blocks[2][2]}
+    blocks = adaptive.blocks(Run(tmp_path, records, None, None, {}), tmp_path)
+    rows = {row[1]: row for row in blocks[2].rows}
     own = rows["adaptive_eps_greedy (search_schedule=calibrated, target_nfe=280)"]
     assert own[5:11] == ["0.267", "95.0 %", "-0.0200", "best_of_n (N=8)", "0.4500", "yes"]
     transfer = rows["adaptive_eps_greedy (search_schedule=calibrated:b, target_nfe=280)"]
     assert transfer[6] == "50.0 %" and transfer[10] == "no"
-    assert adaptive_blocks(records[:4], summarize(records[:4]), tmp_path, tmp_path) == []
+    assert not adaptive.applies(Run(tmp_path, records[:4], None, None, {}))
 
 
 def test_the_validated_candidates_are_listed_and_the_kept_one_marked():
-    from noisesearch.experiments.adaptive_report import candidate_blocks
+    from noisesearch.experiments.sections.adaptive import candidate_blocks
 
     def candidate(N, K, B, reward):
         return {"N": N, "K": K, "eps": 0.4, "lambda_": 0.15, "B": B, "expected_gain": 0.1, "validation_reward": reward}
@@ -142,7 +144,7 @@ def test_the_validated_candidates_are_listed_and_the_kept_one_marked():
     info = {"N": 1, "K": 80, "eps": 0.4, "lambda_": 0.15, "B": 2,
             "candidates": [candidate(4, 20, 1, 0.5), candidate(1, 80, 1, 0.6), candidate(1, 80, 2, 0.7)]}
     table = candidate_blocks({"brightness": {"info": info}, "classifier": {"info": {"N": 4}}})[-1]
-    assert [row[-1] for row in table[2]] == ["", "", "kept"] and table[2][2][7] == "0.7000"
+    assert [row[-1] for row in table.rows] == ["", "", "kept"] and table.rows[2][7] == "0.7000"
     assert candidate_blocks({"classifier": {"info": {"N": 4}}}) == []
 
 
@@ -152,7 +154,7 @@ def families_record(algorithm, params, i, value, nfe):
 
 
 def test_families_table_names_the_best_method_per_budget_with_paired_margins():
-    from noisesearch.experiments.report import budget_of, families_table
+    from noisesearch.experiments.sections.families import budget_of, families_table
 
     records = []
     for i in range(3):
@@ -163,7 +165,8 @@ def test_families_table_names_the_best_method_per_budget_with_paired_margins():
                     families_record("best_of_n", {"N": 4}, i, 0.5, 140),
                     families_record("smc", {"particles": 4}, i, 0.45 + 0.01 * i, 139)]
     assert budget_of(72, (70, 140)) == 70 and budget_of(35, (70, 140)) is None and budget_of(150, (70, 140)) is None
-    _, header, rows = families_table(records, (70, 140))
+    table = families_table(records, (70, 140))
+    header, rows = table.header, table.rows
     assert header[:4] == ["reward", "budget", "best method", "reward ± se"]
     assert len(rows) == 2  # naive lies at no budget
     low, high = rows
@@ -192,7 +195,9 @@ def test_report_of_a_tiny_real_families_run_has_the_plot_and_the_table(tmp_path)
 
 
 def test_stream_section_counts_calibration_up_front_and_checks_the_targets(tmp_path):
-    from noisesearch.experiments.stream_report import WARMUP, stream_blocks
+    from noisesearch.experiments.document import Table
+    from noisesearch.experiments.sections import stream as section
+    from noisesearch.experiments.sections.stream import WARMUP
 
     def stream(algorithm, params, value, nfe, labels=WARMUP + 4):
         return [{"algorithm": algorithm, "params": params, "column": "c", "repeat": 0, "label_index": k,
@@ -207,21 +212,21 @@ def test_stream_section_counts_calibration_up_front_and_checks_the_targets(tmp_p
                + stream("online_adaptive_eps_greedy", online, lambda k: 0.3 if k < WARMUP else 0.6, 350)
                + stream("adaptive_eps_greedy", {"search_schedule": "calibrated", "target_nfe": 367},
                         lambda k: 0.58, 350))
-    blocks = stream_blocks(records, tmp_path, tmp_path)
-    rows = {row[1]: row for row in blocks[2][2]}
+    blocks = section.blocks(Run(tmp_path, records, None, None, {}), tmp_path)
+    rows = {row[1]: row for row in blocks[2].rows}
     learned = rows["online_adaptive_eps_greedy (target_nfe=367, stream_batch=16)"]
     assert learned[3] == "0" and learned[5].startswith("100.0 %") and learned[6:] == ["0.350", "0.350", "yes"]
     offline = rows["adaptive_eps_greedy (search_schedule=calibrated, target_nfe=367)"]
     assert offline[3] == "50000" and offline[5].startswith("95.0 %")
     assert offline[7] == f"{(50_000 + 350 * (WARMUP + 4)) / (1000 * (WARMUP + 4)):.3f}" and offline[8] == "no"
     assert (tmp_path / "stream.png").is_file()
-    assert stream_blocks(records[:2 * (WARMUP + 4)], tmp_path, tmp_path) == []  # no run learns across labels
+    assert not section.applies(Run(tmp_path, records[:2 * (WARMUP + 4)], None, None, {}))  # none learns across labels
     for r in records:  # the online run's arms: "a" in its first two labels, "b" after
         if r["algorithm"] == "online_adaptive_eps_greedy":
             r["arm"] = "a" if r["label_index"] < 2 else "b"
-    arms = stream_blocks(records, tmp_path, tmp_path)[-1]
-    assert arms[0] == "table" and [row[2:] for row in arms[2]] == [["a", "2", "0", "—"],
-                                                                  ["b", str(WARMUP - 2), "4", "0.6000"]]
+    arms = section.blocks(Run(tmp_path, records, None, None, {}), tmp_path)[-1]
+    assert isinstance(arms, Table) and [row[2:] for row in arms.rows] == [["a", "2", "0", "—"],
+                                                                         ["b", str(WARMUP - 2), "4", "0.6000"]]
 
 
 def calibration_run(directory, calibration_nfe, adaptive_gain, validation_conditions):
@@ -262,10 +267,38 @@ def test_tradeoff_report_puts_each_calibration_at_its_cost_and_gain_kept(tmp_pat
 
 
 def test_the_r_of_reliability_calibrated_schedules_is_plotted_and_only_theirs(tmp_path):
-    from noisesearch.experiments.adaptive_report import reliability_blocks
+    from noisesearch.experiments.sections.adaptive import reliability_blocks
 
     rows = [{"sigma": s, "R": r, "lo": r - 0.1, "hi": r + 0.1} for s, r in ((10.0, 0.1), (1.0, 0.6), (0.1, 0.9))]
     blocks = reliability_blocks({"a": {"info": {"reliability": rows}}, "b": {"info": {}}}, tmp_path / "out")
-    assert blocks[0][2].startswith("R(σ)") and blocks[2][1] == tmp_path / "out" / "reliability.png"
-    assert blocks[2][1].stat().st_size > 0
+    assert blocks[0].text.startswith("R(σ)") and blocks[2].path == tmp_path / "out" / "reliability.png"
+    assert blocks[2].path.stat().st_size > 0
     assert reliability_blocks({"b": {"info": {}}}, tmp_path / "none") == []
+
+
+def test_a_registered_section_and_a_declared_family_reach_the_report_without_touching_it(tmp_path, monkeypatch):
+    from types import ModuleType
+
+    from noisesearch.experiments import sections
+    from noisesearch.experiments.document import Heading, Paragraph
+    from noisesearch.experiments.runs import family
+    from noisesearch.search import registry
+    from noisesearch.search.best_of_n import BestOfN
+
+    class Throwaway(BestOfN):
+        name = "throwaway_schedule"
+        family = "adaptive"
+
+    monkeypatch.setattr(registry, "_ALGORITHMS", dict(registry._ALGORITHMS))
+    registry.register_algorithm(Throwaway)
+    section = ModuleType("throwaway_section")  # a section is any object with applies and blocks, a module here
+    section.applies = lambda run: run.preset is not None
+    section.blocks = lambda run, out: [Heading(2, "Throwaway section"),
+                                       Paragraph(", ".join(sorted({family(r["algorithm"]) for r in run.records})))]
+    monkeypatch.setattr(sections, "SECTIONS", list(sections.SECTIONS))
+    sections.register_section(section)
+    synthetic_run(tmp_path, runs=[{"algorithm": "naive"}, {"algorithm": "throwaway_schedule", "params": {"N": 2}}])
+    text = write_report(tmp_path)[0].read_text()
+    assert text.rstrip().endswith("## Throwaway section\n\nadaptive, baseline")
+    adaptive = text[text.index("## Adaptive ε-greedy at matched compute"):]  # the family's section applies
+    assert "| brightness | throwaway_schedule (N=2) | 0.1100 ± 0.006 |" in adaptive

@@ -44,6 +44,7 @@ class AdaptiveEpsGreedy(LocalSearch):
     see `schedule_beam` for B under another target_nfe."""
 
     name = "adaptive_eps_greedy"
+    family = "adaptive"
     nfe_doc = (f"at most `target_nfe`; without one, B·Σ over steps: N_t·K_t + c_i − 1 at searchable steps, c_i "
                f"elsewhere, {CALLS_DOC}")
     search_schedule: SearchSchedule | str | None = None

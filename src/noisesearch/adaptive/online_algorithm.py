@@ -48,6 +48,7 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     learner over from earlier runs."""
 
     name = "online_adaptive_eps_greedy"
+    family = "online"
     nfe_doc = "at most `target_nfe` (as adaptive_eps_greedy under the learned schedule of each condition's arm)"
     searches_step_noise = True
     learns_across_conditions = True

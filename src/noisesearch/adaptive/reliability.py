@@ -25,6 +25,7 @@ import numpy as np
 
 from noisesearch import cost
 from noisesearch.errors import NoiseSearchError
+from noisesearch.plotting import pyplot
 from noisesearch.problem import Problem
 from noisesearch.search.tracing import bootstrap_interval
 
@@ -135,10 +136,7 @@ def reliability_gains(curve: Reliability, K: int, N: int) -> tuple[list[list[flo
 def reliability_plot(curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
     """R(σ) of each reward (name → its `Reliability.summary()` rows) with bootstrap intervals, as a PNG at
     `path`."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, rows in curves.items():
         mean = np.array([r["R"] for r in rows])

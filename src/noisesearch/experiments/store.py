@@ -28,7 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -442,3 +442,71 @@ def copy_results(source: Path, out: Path, cells: Sequence[StoredCell], labels: l
         f.flush()
         os.fsync(f.fileno())
     return len(take)
+
+
+@dataclass
+class Run:
+    """A bench run directory as readers see it: its records (validated, unique, migrated to the current format in
+    memory), preset and seed, environment of the last start and run.json (None where it has none); how many
+    duplicate lines and whether a torn last line were left out; {current slug: slug of its files} where an older
+    format named them otherwise."""
+
+    directory: Path
+    records: list[dict[str, Any]]
+    preset: Preset | None
+    seed: int | None
+    environment: dict[str, Any]
+    duplicates: int = 0  # duplicate lines of results.jsonl left out (the first record of a cell and label counts)
+    torn: bool = False  # whether an unterminated last line was left out
+    settings: dict[str, Any] | None = None  # run.json (None where the directory has none)
+    slugs: dict[str, str] = field(default_factory=dict)
+
+    def cell_files(self, folder: str, slug: str) -> list[Path]:
+        """The .npz files of a cell's images or traces (`folder`), in name order."""
+        stored = self.slugs.get(slug, slug)
+        return sorted((self.directory / folder).glob(f"{stored}_*.npz"))
+
+    def schedule(self, name: str) -> dict[str, Any] | None:
+        """The calibrated schedule schedules/NAME.json as JSON data (None where there is none)."""
+        path = self.directory / "schedules" / f"{name}.json"
+        return read_json(path) if path.is_file() else None
+
+    def schedules(self) -> dict[str, dict[str, Any]]:
+        """Every calibrated schedule of the run, by name, in name order."""
+        return {p.stem: read_json(p) for p in sorted((self.directory / "schedules").glob("*.json"))}
+
+
+def read_json(path: Path, lines: bool = False) -> Any:
+    """A JSON file of the run directory (lines: the last line of a JSON-lines file), or a one-line error."""
+    try:
+        text = path.read_text()
+        return json.loads(text.splitlines()[-1] if lines else text) if text.strip() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise NoiseSearchError(f"cannot read {path} ({err})") from None
+
+
+def load_run(directory: Path) -> Run:
+    """Read a bench run directory (results, preset, settings and environment) without running or writing
+    anything; records are read as load_results reads them (a report may run while a bench is still writing)."""
+    directory = Path(directory)
+    if not (directory / RESULTS).is_file():
+        raise NoiseSearchError(f"{directory} holds no {RESULTS}: give a directory written by `noisesearch bench`")
+    preset, seed = None, None
+    if (directory / "preset.json").exists():
+        meta = read_json(directory / "preset.json")
+        try:
+            preset = Preset.from_dict(meta["preset"]["name"], meta["preset"])
+            seed = meta["seed"]
+        except (KeyError, TypeError) as err:
+            raise NoiseSearchError(f"{directory / 'preset.json'} is not a bench preset ({err!r})") from None
+        except NoiseSearchError as err:
+            raise NoiseSearchError(f"{directory / 'preset.json'}: {err}") from None
+    settings = read_json(directory / SETTINGS) if (directory / SETTINGS).exists() else None
+    env_path = directory / "environment.jsonl"
+    environment = read_json(env_path, lines=True) if env_path.exists() else {}
+    results = load_results(directory / RESULTS)
+    records, slugs = results.records, {}
+    fmt = 1 if settings is None else settings.get("format", 1)
+    if OLDEST <= fmt < FORMAT:
+        records, slugs = [migrated_record(r, fmt) for r in records], renamed_slugs(records)
+    return Run(directory, records, preset, seed, environment, results.duplicates, results.torn, settings, slugs)

@@ -3,19 +3,19 @@ schedules were calibrated, as gain kept at matched NFE against the NFE each cali
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from noisesearch.errors import NoiseSearchError
-from noisesearch.experiments.adaptive_report import is_reference
+from noisesearch.experiments.document import Block, Figure, Heading, Paragraph, Table, write_document
 from noisesearch.experiments.presets import RunSpec
-from noisesearch.experiments.report import label_axes, load_run, save_figure, to_html, to_markdown
-from noisesearch.experiments.stream_report import GAIN_KEPT, gain_kept, streams
+from noisesearch.experiments.runs import family, gain_kept, is_reference, streams
+from noisesearch.experiments.sections.stream import GAIN_KEPT
+from noisesearch.experiments.store import load_run
+from noisesearch.plotting import label_axes, pyplot, save_figure
 
-Block = tuple
 CHEAP = 21_000  # calibration NFE per schedule the cheaper calibration must stay within
 
 
@@ -35,14 +35,14 @@ def tradeoff_points(run_dir: Path) -> list[dict[str, Any]]:
     run = load_run(run_dir)
     points = []
     for column, runs in streams(run.records).items():
-        naive = next((rs for rs in runs.values() if rs[0]["algorithm"] == "naive"), None)
+        naive = next((rs for rs in runs.values() if family(rs[0]["algorithm"]) == "baseline"), None)
         reference = next((rs for rs in runs.values() if is_reference(rs[0]["algorithm"], rs[0]["params"])), None)
         for label, rs in runs.items():
             source = RunSpec(rs[0]["algorithm"], rs[0]["params"]).calibrated_column(column)
-            path = Path(run_dir) / "schedules" / f"{source}.json"
-            if source is None or naive is None or reference is None or not path.is_file():
+            schedule = None if source is None else run.schedule(source)
+            if schedule is None or naive is None or reference is None:
                 continue
-            info = json.loads(path.read_text())["info"]
+            info = schedule["info"]
             values = [np.array([r["reward_value"] for r in stream]) for stream in (rs, naive, reference)]
             if len({len(v) for v in values}) != 1:
                 raise NoiseSearchError(f"{run_dir}: the runs of column {column} do not share their labels")
@@ -57,10 +57,8 @@ def tradeoff_points(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def plot_tradeoff(points: list[dict[str, Any]], out: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     columns = list(dict.fromkeys(p["column"] for p in points))
-    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 4), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(columns), figsize=(5 * len(columns), 4), squeeze=False)
     for ax, column in zip(axes[0], columns, strict=True):
         here = sorted((p for p in points if p["column"] == column), key=lambda p: p["calibration_nfe"])
         ax.errorbar([p["calibration_nfe"] for p in here], [100 * p["gain_kept"] for p in here],
@@ -84,16 +82,12 @@ def write_tradeoff_report(run_dirs: list[Path], out: Path) -> tuple[Path, Path]:
              f"{p['run_dir']} ({(p['git_commit'] or '?')[:7]}{', dirty' if p['git_dirty'] else ''})"]
             for p in sorted(points, key=lambda p: (p["column"], p["calibration_nfe"]))]
     blocks: list[Block] = [
-        ("h", 1, "Calibration cost against schedule quality"),
-        ("p", f"Each point: adaptive ε-greedy with a schedule calibrated as its recipe says, on the evaluation labels "
-              f"of its run (none of them used to calibrate). Gain kept = (run − naive) ÷ (ε-greedy (4, 20) − naive) "
-              f"over the same labels, ± a paired bootstrap standard error; NFE ratio = its NFE per image ÷ "
-              f"ε-greedy's. Dashed: {100 * GAIN_KEPT:.0f} % kept; dotted: {CHEAP:,} calibration NFE."),
-        ("table", ["column", "calibration", "calibration NFE", "labels", "gain kept", "NFE ratio", "run (commit)"],
-         rows),
-        ("img", plot_tradeoff(points, out), "gain kept against calibration NFE"),
+        Heading(1, "Calibration cost against schedule quality"),
+        Paragraph(f"Each point: adaptive ε-greedy with a schedule calibrated as its recipe says, on the evaluation "
+                  f"labels of its run (none of them used to calibrate). Gain kept = (run − naive) ÷ (ε-greedy (4, 20) "
+                  f"− naive) over the same labels, ± a paired bootstrap standard error; NFE ratio = its NFE per image "
+                  f"÷ ε-greedy's. Dashed: {100 * GAIN_KEPT:.0f} % kept; dotted: {CHEAP:,} calibration NFE."),
+        Table(["column", "calibration", "calibration NFE", "labels", "gain kept", "NFE ratio", "run (commit)"], rows),
+        Figure(plot_tradeoff(points, out), "gain kept against calibration NFE"),
     ]
-    md, page = out / "report.md", out / "report.html"
-    md.write_text(to_markdown(blocks, out) + "\n")
-    page.write_text(to_html(blocks))
-    return md, page
+    return write_document(blocks, out)

@@ -64,7 +64,7 @@ class RunContext:
 class SearchAlgorithm:
     """Chooses the sampler's noises through a metered Problem.
 
-    Subclasses set `name`, declare their parameters as dataclass fields, document their NFE formula
+    Subclasses set `name` and `family`, declare their parameters as dataclass fields, document their NFE formula
     in `nfe_doc` (in the sampler's calls per step c_i, so that it holds for every solver), compute it
     in `nfe_formula` through `noisesearch.cost`, and implement `_search`, which returns one final
     sampler state per condition (in the denoiser's space: pixels, or latents that the Problem decodes),
@@ -77,6 +77,11 @@ class SearchAlgorithm:
     searches_step_noise: ClassVar[bool] = False  # True where the search chooses the noise of sampler steps
     learns_across_conditions: ClassVar[bool] = False  # True where a condition's result depends on those before it
     renamed: ClassVar[dict[str, str]] = {}  # {old parameter name: new}: old names work until the next release
+    # The kind of search, by which reports group algorithms without naming them: "baseline" (no search),
+    # "reference" (the paper's ε-greedy, whose gain others are measured against), "initial", "tree", "local",
+    # "paths", "particles", "value_decoding", "evolutionary", "budget_forcing", "adaptive", "online", "window";
+    # "" for none of them.
+    family: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Append the NFE formula to the docstring, so that `help()` and the docs show it."""

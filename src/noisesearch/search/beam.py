@@ -22,6 +22,7 @@ class Beam(SearchAlgorithm):
     its own parent's state; the best final beam is returned."""
 
     name = "beam"
+    family = "tree"
     nfe_doc = f"B·[Σ over steps: N + c_i − 1 at searchable steps, c_i elsewhere], {CALLS_DOC}"
     searches_step_noise = True
     N: int = 4

@@ -20,6 +20,7 @@ class BestOfN(SearchAlgorithm):
     """N independent trajectories per condition; keep the one with the best final reward."""
 
     name = "best_of_n"
+    family = "initial"
     nfe_doc = f"N·Σ_i c_i, {CALLS_DOC}: N·(2T − 1) for T Heun steps, N·T for Euler"
     N: int = 4
 
@@ -43,5 +44,6 @@ class Naive(BestOfN):
     """One stochastic trajectory of the sampler per condition, no search."""
 
     name = "naive"
+    family = "baseline"
     nfe_doc = "Σ_i c_i: 2T − 1 for T Heun steps (35 at the default 18), T for Euler (18)"
     N: int = field(default=1, init=False)

@@ -23,6 +23,7 @@ class ZeroOrderInitial(SearchAlgorithm):
     the condition's fixed per-step noises; the pivot moves to the best neighbour if it improves."""
 
     name = "zero_order_initial"
+    family = "initial"
     nfe_doc = f"K·N·Σ_i c_i, {CALLS_DOC}: K·N·(2T − 1) for T Heun steps"
     N: int = 4
     K: int = 5

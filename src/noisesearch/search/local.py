@@ -228,6 +228,7 @@ class EpsGreedy(LocalSearch):
     `search_schedule` (a SearchSchedule or the path of its JSON), its K_t, ε_t and N_t replace K, eps and N."""
 
     name = "eps_greedy"
+    family = "reference"
     nfe_doc = (f"Σ over steps: N·K + c_i − 1 at searchable steps (gamma > 0), c_i elsewhere, {CALLS_DOC}; "
                "N·K·c_i at searchable steps with score_with='step'; all ×B")
     N: int = 4
@@ -258,6 +259,7 @@ class ZeroOrder(EpsGreedy):
     local draws only (eps = 0)."""
 
     name = "zero_order"
+    family = "local"
     eps: float = field(default=0.0, init=False)
 
     def schedule_for(self, sampler: Sampler) -> SearchSchedule:
@@ -272,6 +274,7 @@ class EpsGreedyWindow(LocalSearch):
     elsewhere (the paper's Appendix J.1 proof of concept: K = 20 inside 0.01 <= σ <= 1, K = 1 outside)."""
 
     name = "eps_greedy_window"
+    family = "window"
     nfe_doc = (f"Σ over steps: N·K_t + c_i − 1 at searchable steps (K_t = K_in inside the window, K_out outside), "
                f"c_i elsewhere, {CALLS_DOC}")
     N: int = 4

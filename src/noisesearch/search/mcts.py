@@ -70,6 +70,7 @@ class MCTS(SearchAlgorithm):
     but a different (no longer sequential) tree policy. P = 1 is the sequential UCT."""
 
     name = "mcts"
+    family = "tree"
     nfe_doc = ("Σ c_i over the steps before the first searchable one, plus per simulation that expands step j: "
                "N·(c_j + g_j) + r_j, where g_j is Σ c_i over the gamma = 0 steps up to the next searchable step k "
                f"and r_j Σ c_i from k on; a simulation that reaches x0 costs nothing; {CALLS_DOC}")

@@ -24,6 +24,7 @@ class Paths(SearchAlgorithm):
     survive. delta_f and delta_b count steps of the sampler's sigma schedule; delta_b > delta_f."""
 
     name = "paths"
+    family = "paths"
     nfe_doc = (f"N·Σ c_i over the steps before sigma_start + Σ over rounds N·M·Σ c_i over the round's delta_b "
                f"steps, {CALLS_DOC}")
     N: int = 4

@@ -64,6 +64,7 @@ class SMC(SearchAlgorithm):
     particle is returned."""
 
     name = "smc"
+    family = "particles"
     nfe_doc = f"particles·Σ_i c_i, {CALLS_DOC} (rewards and resampling cost no NFE)"
     renamed = {"K": "particles", "lambda_": "inverse_temperature"}
     particles: int = 4

@@ -1,75 +1,50 @@
-"""The report's stream section: runs over a stream of labels in order (as a user serves them), their running mean
-reward against cumulative NFE with each calibration's NFE counted up front, and the targets of online adaptive
-search against ε-greedy (4, 20): after a warm-up, the gain kept at a fraction of its NFE per image, and over the
-whole stream its total NFE."""
+"""Runs over a stream of labels in order (as a user serves them), for runs with a cell that learns across labels:
+their running mean reward against cumulative NFE with each calibration's NFE counted up front, and the targets of
+online adaptive search against ε-greedy (4, 20): after a warm-up, the gain kept at a fraction of its NFE per image,
+and over the whole stream its total NFE."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from noisesearch.errors import NoiseSearchError
-from noisesearch.experiments.adaptive_report import is_reference
+from noisesearch.experiments.document import Block, Figure, Heading, Paragraph, Table
 from noisesearch.experiments.presets import RunSpec
-from noisesearch.search import algorithm_class
+from noisesearch.experiments.runs import family, gain_kept, is_reference, registered_class, streams
+from noisesearch.experiments.store import Run
+from noisesearch.plotting import label_axes, pyplot, save_figure
 
-Block = tuple
 WARMUP = 64  # labels the learner may spend warming up: the targets after it are over labels WARMUP + 1 onwards
 GAIN_KEPT, NFE_RATIO, TOTAL_RATIO = 0.95, 0.35, 0.40  # targets: gain kept after warm-up, NFE per image, total NFE
-BOOTSTRAP = 2000
 
 
 def learns_across_labels(algorithm: str) -> bool:
-    try:
-        return algorithm_class(algorithm).learns_across_conditions
-    except NoiseSearchError:  # an algorithm of a plug-in that is not imported here
-        return False
+    cls = registered_class(algorithm)
+    return cls is not None and cls.learns_across_conditions
 
 
-def calibration_nfe(record: dict[str, Any], run_dir: Path) -> int:
+def calibration_nfe(record: dict[str, Any], run: Run) -> int:
     """The NFE that calibrated the schedule a record's run uses (0 for runs without a calibrated schedule)."""
     source = RunSpec(record["algorithm"], record["params"]).calibrated_column(record["column"])
-    if source is None:
-        return 0
-    path = run_dir / "schedules" / f"{source}.json"
-    return int(json.loads(path.read_text())["info"]["calibration_nfe"]) if path.is_file() else 0
+    schedule = None if source is None else run.schedule(source)
+    return 0 if schedule is None else int(schedule["info"]["calibration_nfe"])
 
 
-def streams(records: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Per column, per run label: the records of repeat 0 in label order."""
-    out: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        if r["repeat"] == 0:
-            out[r["column"]][RunSpec(r["algorithm"], r["params"]).label].append(r)
-    return {c: {label: sorted(rs, key=lambda r: r["label_index"]) for label, rs in runs.items()}
-            for c, runs in out.items()}
+def applies(run: Run) -> bool:
+    return any(learns_across_labels(r["algorithm"]) for r in run.records)
 
 
-def gain_kept(run: np.ndarray, naive: np.ndarray, reference: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """(run − naive) ÷ (reference − naive) in mean over the same labels, and its paired bootstrap standard error."""
-    def ratio(idx: np.ndarray) -> float:
-        return float((run[idx] - naive[idx]).mean() / (reference[idx] - naive[idx]).mean())
-
-    rng = np.random.default_rng(seed)
-    n = len(run)
-    draws = [ratio(rng.integers(0, n, n)) for _ in range(BOOTSTRAP)]
-    return ratio(np.arange(n)), float(np.std(draws, ddof=1))
-
-
-def stream_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) -> list[Block]:
-    """Plot and tables of a run with a learning-across-labels cell (nothing otherwise)."""
-    if not any(learns_across_labels(r["algorithm"]) for r in records):
-        return []
-    by_column = streams(records)
-    spent = {(column, label): calibration_nfe(rs[0], run_dir) for column, runs in by_column.items()
+def blocks(run: Run, out: Path) -> list[Block]:
+    """The targets table, the stream plot and the online runs' arms."""
+    by_column = streams(run.records)
+    spent = {(column, label): calibration_nfe(rs[0], run) for column, runs in by_column.items()
              for label, rs in runs.items()}
     rows = []
     for column, runs in by_column.items():
-        naive = next((rs for label, rs in runs.items() if rs[0]["algorithm"] == "naive"), None)
+        naive = next((rs for rs in runs.values() if family(rs[0]["algorithm"]) == "baseline"), None)
         reference = next((rs for rs in runs.values() if is_reference(rs[0]["algorithm"], rs[0]["params"])), None)
         for label, rs in runs.items():
             if rs is naive or rs is reference:
@@ -77,17 +52,17 @@ def stream_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) -> li
             rows.append([column, label, *targets(rs, naive, reference, spent[(column, label)])])
     figure = plot_streams(by_column, spent, out)
     return [
-        ("h", 2, "A stream of labels: learning while serving"),
-        ("p", f"Each run serves the column's labels in order. Calibration NFE (of a run's calibrated schedule or "
-              f"prior) is spent before the first image and counted in its total. After warm-up = labels "
-              f"{WARMUP + 1}+: gain kept = (run − naive) ÷ (ε-greedy (4, 20) − naive) on those labels, ± a paired "
-              f"bootstrap standard error over labels, and NFE ratio = the run's NFE per image there ÷ ε-greedy's. "
-              f"Total NFE ratio: all labels' NFE plus calibration, ÷ ε-greedy's. Targets: gain kept ≥ "
-              f"{100 * GAIN_KEPT:.0f} % at NFE ratio ≤ {NFE_RATIO:.2f} after warm-up, and total NFE ratio ≤ "
-              f"{TOTAL_RATIO:.2f}."),
-        ("table", ["column", "run", "labels", "calibration NFE", "reward after warm-up", "gain kept after warm-up",
-                   "NFE ratio after warm-up", "total NFE ratio", "targets met"], rows),
-        ("img", figure, "running mean reward against cumulative NFE, calibration included"),
+        Heading(2, "A stream of labels: learning while serving"),
+        Paragraph(f"Each run serves the column's labels in order. Calibration NFE (of a run's calibrated schedule or "
+                  f"prior) is spent before the first image and counted in its total. After warm-up = labels "
+                  f"{WARMUP + 1}+: gain kept = (run − naive) ÷ (ε-greedy (4, 20) − naive) on those labels, ± a "
+                  f"paired bootstrap standard error over labels, and NFE ratio = the run's NFE per image there ÷ "
+                  f"ε-greedy's. Total NFE ratio: all labels' NFE plus calibration, ÷ ε-greedy's. Targets: gain kept "
+                  f"≥ {100 * GAIN_KEPT:.0f} % at NFE ratio ≤ {NFE_RATIO:.2f} after warm-up, and total NFE ratio ≤ "
+                  f"{TOTAL_RATIO:.2f}."),
+        Table(["column", "run", "labels", "calibration NFE", "reward after warm-up", "gain kept after warm-up",
+               "NFE ratio after warm-up", "total NFE ratio", "targets met"], rows),
+        Figure(figure, "running mean reward against cumulative NFE, calibration included"),
         *arm_blocks(by_column),
     ]
 
@@ -105,8 +80,8 @@ def arm_blocks(by_column: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Bl
                       f"{np.mean(late):.4f}" if late else "—"] for arm, (early, late) in sorted(chosen.items())]
     if not rows:
         return []
-    return [("table", ["column", "run", "arm", f"labels 1–{WARMUP}", f"labels {WARMUP + 1}+",
-                       f"mean reward, labels {WARMUP + 1}+"], rows)]
+    return [Table(["column", "run", "arm", f"labels 1–{WARMUP}", f"labels {WARMUP + 1}+",
+                   f"mean reward, labels {WARMUP + 1}+"], rows)]
 
 
 def targets(rs: list[dict[str, Any]], naive: list[dict[str, Any]] | None, reference: list[dict[str, Any]] | None,
@@ -132,11 +107,7 @@ def targets(rs: list[dict[str, Any]], naive: list[dict[str, Any]] | None, refere
 
 def plot_streams(by_column: dict[str, dict[str, list[dict[str, Any]]]], spent: dict[tuple[str, str], int],
                  out: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from noisesearch.experiments.report import label_axes, save_figure
-
-    fig, axes = plt.subplots(1, len(by_column), figsize=(5.5 * len(by_column), 4.2), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(by_column), figsize=(5.5 * len(by_column), 4.2), squeeze=False)
     for ax, (column, runs) in zip(axes[0], by_column.items(), strict=True):
         for label, rs in runs.items():
             nfe = spent[(column, label)] + np.cumsum([r["nfe"] for r in rs])

@@ -1,53 +1,49 @@
-"""The report's adaptive-search section: adaptive ε-greedy and the σ window against ε-greedy (4, 20) and
-every other method at matched NFE, the calibration cost, schedule transfer and the calibrated schedules."""
+"""Adaptive ε-greedy, its online learner and the σ window against ε-greedy (4, 20) and every other method at
+matched NFE, the calibration cost, schedule transfer and the calibrated schedules."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from noisesearch.experiments.document import Block, Figure, Heading, Paragraph, Table
 from noisesearch.experiments.presets import RunSpec
+from noisesearch.experiments.runs import Stats, family, is_reference, summarize
+from noisesearch.experiments.store import Run
 
-Block = tuple
-Stats = dict[tuple[str, str], dict[str, float]]
-ADAPTIVE = ("adaptive_eps_greedy", "online_adaptive_eps_greedy", "eps_greedy_window")
+ADAPTIVE_FAMILIES = ("adaptive", "online", "window")
 NFE_TOLERANCE = 1.02  # "matched" NFE: at most 2 % more than the adaptive run's
 
 
-def is_reference(algorithm: str, params: dict[str, Any]) -> bool:
-    """ε-greedy (N = 4, K = 20) without a schedule: the run whose gain the adaptive search must keep."""
-    return (algorithm == "eps_greedy" and params.get("N") == 4 and params.get("K") == 20
-            and not params.get("search_schedule"))
+def applies(run: Run) -> bool:
+    return any(family(r["algorithm"]) in ADAPTIVE_FAMILIES for r in run.records)
 
 
-def adaptive_blocks(records: list[dict[str, Any]], stats: Stats, run_dir: Path, out: Path) -> list[Block]:
-    """Tables of the adaptive runs in `records` (nothing if there are none)."""
-    if not any(r["algorithm"] in ADAPTIVE for r in records):
-        return []
+def blocks(run: Run, out: Path) -> list[Block]:
+    """Tables of the adaptive runs, then those of the run's calibrated schedules."""
+    records, stats = run.records, summarize(run.records)
     runs = {RunSpec(r["algorithm"], r["params"]).label: RunSpec(r["algorithm"], r["params"]) for r in records}
     rows = []
     for column in dict.fromkeys(r["column"] for r in records):
         here = {label: stats[(label, column)] for label in runs if (label, column) in stats}
-        naive = next((s for label, s in here.items() if runs[label].algorithm == "naive"), None)
+        naive = next((s for label, s in here.items() if family(runs[label].algorithm) == "baseline"), None)
         reference = next((s for label, s in here.items() if is_reference(runs[label].algorithm, runs[label].params)),
                          None)
         for label, s in here.items():
-            if runs[label].algorithm not in ADAPTIVE:
+            if family(runs[label].algorithm) not in ADAPTIVE_FAMILIES:
                 continue
             rows.append([column, label, f"{s['mean']:.4f} ± {s['se']:.3f}", f"{s['evaluator']:.3f}", f"{s['nfe']:.0f}",
                          *versus_reference(s, naive, reference), *versus_others(s, here, runs)])
-    blocks: list[Block] = [
-        ("h", 2, "Adaptive ε-greedy at matched compute"),
-        ("p", "Gain kept = (run − naive) ÷ (ε-greedy (4, 20) − naive), on the same labels and seeds; NFE ratio = "
-              "the run's NFE per image ÷ ε-greedy (4, 20)'s. The best other method is the highest mean among "
-              f"non-adaptive runs of the column with at most {NFE_TOLERANCE:.2f}× the run's NFE. A schedule "
-              "'calibrated:X' was calibrated on column X (transfer); 'calibrated' on the column itself."),
-        ("table", ["column", "run", "reward (± se)", "evaluator", "NFE / image", "NFE ratio", "gain kept",
-                   "Δ vs ε-greedy (4, 20)", "best other at ≤ NFE", "its reward", "at least as good"], rows),
+    return [
+        Heading(2, "Adaptive ε-greedy at matched compute"),
+        Paragraph("Gain kept = (run − naive) ÷ (ε-greedy (4, 20) − naive), on the same labels and seeds; NFE ratio = "
+                  "the run's NFE per image ÷ ε-greedy (4, 20)'s. The best other method is the highest mean among "
+                  f"non-adaptive runs of the column with at most {NFE_TOLERANCE:.2f}× the run's NFE. A schedule "
+                  "'calibrated:X' was calibrated on column X (transfer); 'calibrated' on the column itself."),
+        Table(["column", "run", "reward (± se)", "evaluator", "NFE / image", "NFE ratio", "gain kept",
+               "Δ vs ε-greedy (4, 20)", "best other at ≤ NFE", "its reward", "at least as good"], rows),
+        *calibration_blocks(records, run.schedules(), out),
     ]
-    blocks.extend(calibration_blocks(records, run_dir, out))
-    return blocks
 
 
 def versus_reference(s: dict[str, float], naive: dict[str, float] | None,
@@ -62,20 +58,19 @@ def versus_reference(s: dict[str, float], naive: dict[str, float] | None,
 
 def versus_others(s: dict[str, float], here: Stats, runs: dict[str, RunSpec]) -> list[str]:
     others = [(o["mean"], label) for label, o in here.items()
-              if runs[label].algorithm not in ADAPTIVE and o["nfe"] <= s["nfe"] * NFE_TOLERANCE]
+              if family(runs[label].algorithm) not in ADAPTIVE_FAMILIES and o["nfe"] <= s["nfe"] * NFE_TOLERANCE]
     if not others:
         return ["—", "—", "—"]
     mean, label = max(others)
     return [label, f"{mean:.4f}", "yes" if s["mean"] >= mean else "no"]
 
 
-def calibration_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) -> list[Block]:
+def calibration_blocks(records: list[dict[str, Any]], schedules: dict[str, dict[str, Any]], out: Path
+                       ) -> list[Block]:
     """Calibration cost per schedule (NFE of calibration ÷ images it served), the schedules themselves and the
     R(σ) of those calibrated by the reliability method."""
-    paths = sorted((run_dir / "schedules").glob("*.json"))
-    if not paths:
+    if not schedules:
         return []
-    schedules = {p.stem: json.loads(p.read_text()) for p in paths}
     served = dict.fromkeys(schedules, 0)
     for r in records:
         source = RunSpec(r["algorithm"], r["params"]).calibrated_column(r["column"])
@@ -98,14 +93,14 @@ def calibration_blocks(records: list[dict[str, Any]], run_dir: Path, out: Path) 
         step_rows.append(row)
     header = ["σ"] + [f"{name}: {what}" for name in names for what in ("K_t", "ε_t", "gain of k=1")]
     return [
-        ("h", 3, "Calibration cost"),
-        ("p", "Each schedule is calibrated once on its own conditions (sample seeds disjoint from every evaluation "
-              "seed) and serves every adaptive image that uses it."),
-        ("table", ["schedule", "method", "conditions", "calibration NFE", "images served", "NFE per served image"],
-         cost_rows),
+        Heading(3, "Calibration cost"),
+        Paragraph("Each schedule is calibrated once on its own conditions (sample seeds disjoint from every "
+                  "evaluation seed) and serves every adaptive image that uses it."),
+        Table(["schedule", "method", "conditions", "calibration NFE", "images served", "NFE per served image"],
+              cost_rows),
         *candidate_blocks(schedules),
-        ("h", 3, "Calibrated schedules"),
-        ("table", header, step_rows),
+        Heading(3, "Calibrated schedules"),
+        Table(header, step_rows),
         *reliability_blocks(schedules, out),
     ]
 
@@ -119,11 +114,11 @@ def reliability_blocks(schedules: dict[str, dict[str, Any]], out: Path) -> list[
         return []
     out.mkdir(parents=True, exist_ok=True)
     return [
-        ("h", 3, "R(σ) of the reliability-calibrated schedules"),
-        ("p", "Spearman correlation between the reward of a step's x0 prediction and the final reward across the "
-              "probe's candidates, mean over calibration conditions with 90 % bootstrap intervals; the schedule "
-              "exploits (ε_t = 1 − R⁺, iterations by R⁺ × spread) where it is high."),
-        ("img", reliability_plot(curves, out / "reliability.png"), "R(σ) per schedule"),
+        Heading(3, "R(σ) of the reliability-calibrated schedules"),
+        Paragraph("Spearman correlation between the reward of a step's x0 prediction and the final reward across "
+                  "the probe's candidates, mean over calibration conditions with 90 % bootstrap intervals; the "
+                  "schedule exploits (ε_t = 1 − R⁺, iterations by R⁺ × spread) where it is high."),
+        Figure(reliability_plot(curves, out / "reliability.png"), "R(σ) per schedule"),
     ]
 
 
@@ -141,11 +136,11 @@ def candidate_blocks(schedules: dict[str, dict[str, Any]]) -> list[Block]:
     if not rows:
         return []
     return [
-        ("h", 3, "Moves and beams validated"),
-        ("p", "Each candidate (move N, ε, λ with K·N/N' probe iterations; B incumbents) ran adaptive ε-greedy at the "
-              "calibration budget on the validation conditions (the calibration's, and more drawn the same way where "
-              "the schedule's info gives a larger validation_conditions); the best mean reward was kept. Expected "
-              "gain: the sum of the calibrated per-step gains its K_t buy; a calibration without validation runs "
-              "kept the largest."),
-        ("table", ["schedule", "N", "K", "ε", "λ", "B", "expected gain", "validation reward", ""], rows),
+        Heading(3, "Moves and beams validated"),
+        Paragraph("Each candidate (move N, ε, λ with K·N/N' probe iterations; B incumbents) ran adaptive ε-greedy at "
+                  "the calibration budget on the validation conditions (the calibration's, and more drawn the same "
+                  "way where the schedule's info gives a larger validation_conditions); the best mean reward was "
+                  "kept. Expected gain: the sum of the calibrated per-step gains its K_t buy; a calibration without "
+                  "validation runs kept the largest."),
+        Table(["schedule", "N", "K", "ε", "λ", "B", "expected gain", "validation reward", ""], rows),
     ]
