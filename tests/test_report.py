@@ -276,7 +276,7 @@ def test_the_r_of_reliability_calibrated_schedules_is_plotted_and_only_theirs(tm
     assert reliability_blocks({"b": {"info": {}}}, tmp_path / "none") == []
 
 
-def test_a_registered_section_and_a_declared_family_reach_the_report_without_touching_it(tmp_path, monkeypatch):
+def test_a_new_algorithm_is_one_class_and_its_contract_case_and_a_new_section_one_module(tmp_path, monkeypatch):
     from types import ModuleType
 
     from noisesearch.experiments import sections
@@ -284,6 +284,7 @@ def test_a_registered_section_and_a_declared_family_reach_the_report_without_tou
     from noisesearch.experiments.runs import family
     from noisesearch.search import registry
     from noisesearch.search.best_of_n import BestOfN
+    from noisesearch.testing import Contract
 
     class Throwaway(BestOfN):
         name = "throwaway_schedule"
@@ -291,6 +292,7 @@ def test_a_registered_section_and_a_declared_family_reach_the_report_without_tou
 
     monkeypatch.setattr(registry, "_ALGORITHMS", dict(registry._ALGORITHMS))
     registry.register_algorithm(Throwaway)
+    Contract(registry.get_algorithm("throwaway_schedule", N=2)).check_all()  # its contract case
     section = ModuleType("throwaway_section")  # a section is any object with applies and blocks, a module here
     section.applies = lambda run: run.preset is not None
     section.blocks = lambda run, out: [Heading(2, "Throwaway section"),
