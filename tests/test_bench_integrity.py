@@ -5,6 +5,7 @@ import fcntl
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 from conftest import tiny_denoiser
@@ -250,7 +251,8 @@ def test_wrongly_typed_presets_are_one_line_naming_the_preset(tmp_path, capsys, 
 
 def test_a_directory_of_the_previous_format_is_migrated_and_resumed_without_rerunning(tmp_path):
     """Format 2 named SMC's particles K and its inverse temperature lambda_, and kept no device in run.json."""
-    from noisesearch.experiments.store import FORMAT, stored_records
+    from noisesearch.errors import RenamedWarning
+    from noisesearch.experiments.store import FORMAT, load_run, stored_records
 
     preset = tiny(runs=[{"algorithm": "naive"}, {"algorithm": "smc", "params": {"particles": 2,
                                                                                 "inverse_temperature": 5.0}}])
@@ -274,7 +276,15 @@ def test_a_directory_of_the_previous_format_is_migrated_and_resumed_without_reru
         (old / "images" / part.name.replace("particles2_inverse_temperature5.0", "K2_lambda_5.0")).write_bytes(
             part.read_bytes())
     assert {p.name.split("__")[0] for p in (old / "images").glob("*.npz")} == {"naive", "smc_K2_lambda_5.0"}
+    meta = json.loads((current / "preset.json").read_text())
+    meta["preset"]["budgets"] = meta["preset"].pop("target_nfes")
+    for run in meta["preset"]["runs"]:
+        run["params"] = {renamed.get(k, k): v for k, v in run["params"].items()}
+    (old / "preset.json").write_text(json.dumps(meta))
     assert stored_records(old)[0] == expected  # read as migrated, never written
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RenamedWarning)  # a stored file is migrated, not warned about
+        assert load_run(old).records == expected and load_run(old).preset == preset
     assert json.loads((old / SETTINGS).read_text())["format"] == 2
 
     assert read_results(bench(old, preset)) == expected  # every record found: nothing rerun

@@ -37,7 +37,7 @@ import numpy as np
 from noisesearch.environment import environment
 from noisesearch.errors import NoiseSearchError
 from noisesearch.executors import Executor, Outcome
-from noisesearch.experiments.presets import Preset, is_int, is_number, shown
+from noisesearch.experiments.presets import RENAMED_FIELDS, Preset, is_int, is_number, shown
 from noisesearch.outputs import prepare_out_dir
 from noisesearch.search import algorithm_class, algorithm_names
 from noisesearch.seeds import bench_seed
@@ -211,7 +211,8 @@ def cell_slug(algorithm: str, params: dict[str, Any], column: str, repeat: int) 
 
 # Migrations, one per format step: each turns what a directory of the format before holds into what it holds now.
 # 2 -> 3: run.json names its device (directories of format 2 without one ran on the CPU), and algorithm
-#         parameters carry their current names (an algorithm class's `renamed`) in records, cell keys and file names.
+#         parameters carry their current names (an algorithm class's `renamed`) in records, cell keys, file names
+#         and preset.json (whose `budgets` are now `target_nfes`).
 
 
 def current_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -230,6 +231,19 @@ def migrated_record(record: dict[str, Any], fmt: int) -> dict[str, Any]:
     return {**record, "cell": json.dumps(identity, sort_keys=True),
             "params": current_params(record["algorithm"], record["params"]),
             "batch_invariant": record.get("batch_invariant", True)}  # bench ran no other mode before it said so
+
+
+def migrated_preset(data: Any, fmt: int) -> Any:
+    """preset.json's data ({"preset": ..., "seed": ...}) of a directory of format `fmt` as the current format
+    writes it; data of another shape is left for Preset.from_dict to refuse."""
+    if fmt >= 3 or not isinstance(data, dict) or not isinstance(data.get("preset"), dict):
+        return data
+    preset = {RENAMED_FIELDS.get(k, k): v for k, v in data["preset"].items()}
+    if isinstance(preset.get("runs"), list):
+        preset["runs"] = [{**r, "params": current_params(r["algorithm"], r["params"])}
+                          if isinstance(r, dict) and isinstance(r.get("algorithm"), str)
+                          and isinstance(r.get("params"), dict) else r for r in preset["runs"]]
+    return {**data, "preset": preset}
 
 
 def migrated_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +285,9 @@ def migrate_run_dir(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
         for folder in ("images", "traces"):
             for part in (out / folder).glob(f"{old}_*.npz"):
                 part.replace(part.with_name(new + part.name[len(old):]))
+    if (out / "preset.json").is_file():
+        preset = migrated_preset(read_json(out / "preset.json"), fmt)
+        write_atomically(out / "preset.json", json.dumps(preset, indent=2) + "\n")
     if results.records:
         write_atomically(out / RESULTS, "".join(json.dumps(migrated_record(r, fmt)) + "\n" for r in results.records))
     settings = migrated_settings(settings)
@@ -491,9 +508,11 @@ def load_run(directory: Path) -> Run:
     directory = Path(directory)
     if not (directory / RESULTS).is_file():
         raise NoiseSearchError(f"{directory} holds no {RESULTS}: give a directory written by `noisesearch bench`")
+    settings = read_json(directory / SETTINGS) if (directory / SETTINGS).exists() else None
+    fmt = 1 if settings is None else settings.get("format", 1)
     preset, seed = None, None
     if (directory / "preset.json").exists():
-        meta = read_json(directory / "preset.json")
+        meta = migrated_preset(read_json(directory / "preset.json"), fmt)
         try:
             preset = Preset.from_dict(meta["preset"]["name"], meta["preset"])
             seed = meta["seed"]
@@ -501,12 +520,10 @@ def load_run(directory: Path) -> Run:
             raise NoiseSearchError(f"{directory / 'preset.json'} is not a bench preset ({err!r})") from None
         except NoiseSearchError as err:
             raise NoiseSearchError(f"{directory / 'preset.json'}: {err}") from None
-    settings = read_json(directory / SETTINGS) if (directory / SETTINGS).exists() else None
     env_path = directory / "environment.jsonl"
     environment = read_json(env_path, lines=True) if env_path.exists() else {}
     results = load_results(directory / RESULTS)
     records, slugs = results.records, {}
-    fmt = 1 if settings is None else settings.get("format", 1)
     if OLDEST <= fmt < FORMAT:
         records, slugs = [migrated_record(r, fmt) for r in records], renamed_slugs(records)
     return Run(directory, records, preset, seed, environment, results.duplicates, results.torn, settings, slugs)
