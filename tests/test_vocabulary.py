@@ -142,15 +142,18 @@ def test_a_run_directorys_stored_preset_with_old_names_loads_as_the_new_one():
         assert Preset.from_dict(stored["name"], json.loads(json.dumps(stored))) == families
 
 
-def test_a_saved_schedule_with_budget_in_its_info_loads_it_as_target_nfe(tmp_path):
+def test_a_schedule_file_of_format_1_loads_its_budget_as_target_nfe_and_code_spelling_budget_warns(tmp_path):
     sampler = make_sampler("heun", 6)
     path = tmp_path / "old.json"
-    old = SearchSchedule.uniform(sampler, 2, 0.4, 2, gains=((0.1, 0.05),) * len(sampler.searchable_steps()),
-                                 info={"B": 2, "target_nfe": 60}).to_dict()
-    old["info"] = {"B": 2, "budget": 60}
+    gains = ((0.1, 0.05),) * len(sampler.searchable_steps())
+    old = SearchSchedule.uniform(sampler, 2, 0.4, 2, gains=gains, info={"B": 2, "target_nfe": 60}).to_dict()
+    old["info"], old["format"] = {"B": 2, "budget": 60}, "noisesearch.search_schedule/1"
     path.write_text(json.dumps(old))
-    with pytest.warns(RenamedWarning, match="search schedule info: 'budget' is now 'target_nfe'"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RenamedWarning)  # a stored file is migrated, not warned about
         loaded = SearchSchedule.load(path)
-    assert loaded.info == {"B": 2, "target_nfe": 60}
+    assert loaded.info == {"B": 2, "target_nfe": 60} and loaded.to_dict()["format"] == "noisesearch.search_schedule/2"
+    with pytest.warns(RenamedWarning, match="search schedule info: 'budget' is now 'target_nfe'"):
+        assert SearchSchedule.uniform(sampler, 2, 0.4, 2, gains=gains, info={"budget": 60}).info == {"target_nfe": 60}
     algo = get_algorithm("adaptive_eps_greedy", search_schedule=str(path), target_nfe=30)
     assert algo.B == 1  # schedule_beam reads the validation's target_nfe: floor(2 · 30 / 60)

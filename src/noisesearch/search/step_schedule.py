@@ -14,8 +14,19 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.naming import renamed_keys
 from noisesearch.sampling import Sampler
 
-SCHEDULE_FORMAT = "noisesearch.search_schedule/1"
-RENAMED_INFO = {"budget": "target_nfe"}  # {old info key: new}: schedules saved before the rename still load
+SCHEDULE_FORMAT = "noisesearch.search_schedule/2"
+RENAMED_INFO = {"budget": "target_nfe"}  # {old info key: new}: an old spelling in code warns for a release
+
+
+def migrated_from_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 named info["target_nfe"] "budget"."""
+    info = data.get("info")
+    if isinstance(info, dict):
+        data = {**data, "info": {RENAMED_INFO.get(k, k): v for k, v in info.items()}}
+    return {**data, "format": SCHEDULE_FORMAT}
+
+
+MIGRATIONS = {"noisesearch.search_schedule/1": migrated_from_1}  # {older format: its data as the current one}
 
 
 def whole(value: Any, name: str) -> int:
@@ -31,7 +42,7 @@ class SearchSchedule:
     `sigmas` their σ_i). `gains[t][k-1]`, when present, is the expected reward gain of iteration k at
     step t (k = 1: best of N_t over a single draw); the budget allocator and early stopping use it.
     `info` records how the schedule was made (method, reward, calibration cost, and `target_nfe`: the calls per
-    image its K_t were allocated for; an old schedule's "budget" is read as it, with a RenamedWarning)."""
+    image its K_t were allocated for; given as "budget", its old name, it warns)."""
 
     steps: tuple[int, ...]
     sigmas: tuple[float, ...]
@@ -90,6 +101,9 @@ class SearchSchedule:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSchedule:
+        """A schedule from its JSON data, of the current format or an older one (migrated)."""
+        if isinstance(data, dict) and data.get("format") in MIGRATIONS:
+            data = MIGRATIONS[data["format"]](data)
         if not isinstance(data, dict) or data.get("format") != SCHEDULE_FORMAT:
             raise NoiseSearchError(f"not a search schedule (expected format '{SCHEDULE_FORMAT}')")
         try:
