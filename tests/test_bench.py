@@ -140,7 +140,7 @@ def test_preset_file_errors(tmp_path):
 ADAPTIVE_PRESET = {
     "description": "calibration and adaptive runs on the tiny model",
     "labels": 3, "repeats": 1, "steps": 6,
-    "calibration": {"conditions": 2, "N": 2, "K": 3},
+    "calibration": {"conditions": 2, "N": 2, "K": 3, "eps": 0.4, "moves": [], "beams": [1]},
     "rewards": [{"name": "brightness", "reward": "brightness"},
                 {"name": "compressibility", "reward": "compressibility"}],
     "runs": [{"algorithm": "naive"},
@@ -254,8 +254,9 @@ def test_calibration_lambda_reaches_the_schedule_and_keys_only_when_set(tmp_path
     assert Calibration(moves=[[1, 0.15, 0.3]]).identity()["moves"] == ((1, 0.15, 0.3),)
     with pytest.raises(NoiseSearchError, match="triples"):
         Calibration(moves=[[1, 0.15]])
-    assert "beams" not in Calibration().identity() and Calibration(beams=[1, 2]).identity()["beams"] == (1, 2)
-    assert "validation_conditions" not in Calibration().identity()
+    one_move = Calibration(method="gain")  # B = 1 and no validation: fields a key leaves out at these values
+    assert "beams" not in one_move.identity() and Calibration(beams=[1, 2]).identity()["beams"] == (1, 2)
+    assert "validation_conditions" not in one_move.identity()
     assert Calibration(validation_conditions=64).identity()["validation_conditions"] == 64
     with pytest.raises(NoiseSearchError, match="beams"):
         Calibration(beams=[0])
@@ -327,7 +328,7 @@ def test_a_preset_names_its_backend_and_bench_runs_that_backends_sampler(tmp_pat
     assert [r["nfe"] for r in records] == [4]  # flow_euler: one call per step
 
 
-def test_a_run_directory_from_before_bench_took_device_resumes_as_a_cpu_run(tmp_path, monkeypatch):
+def test_a_format_2_run_directory_without_a_device_resumes_as_a_cpu_run(tmp_path, monkeypatch):
     from conftest import tiny_denoiser
 
     from noisesearch.experiments.bench import run_bench
@@ -337,9 +338,10 @@ def test_a_run_directory_from_before_bench_took_device_resumes_as_a_cpu_run(tmp_
                                     "runs": [{"algorithm": "naive"}]})
     first = read_results(run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser))
     settings = json.loads((tmp_path / "run.json").read_text())
-    assert settings.pop("device") == "cpu" and '"device"' not in first[0]["cell"]  # CPU keys are unchanged
-    (tmp_path / "run.json").write_text(json.dumps(settings))
+    assert settings.pop("device") == "cpu" and '"device"' not in first[0]["cell"]  # CPU keys name no device
+    (tmp_path / "run.json").write_text(json.dumps({**settings, "format": 2}))
     assert read_results(run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser)) == first
+    assert json.loads((tmp_path / "run.json").read_text()) == {**settings, "device": "cpu", "format": 3}
     monkeypatch.setattr("noisesearch.experiments.bench.check_device", lambda device: None)  # as if it had a GPU
     with pytest.raises(NoiseSearchError, match=r'other settings \(device "cpu", not "cuda"\): use another --out'):
         run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser, device="cuda")

@@ -24,7 +24,8 @@ from noisesearch.testing import tiny_denoiser
 
 SMALL = Preset.from_dict("small", {
     "labels": 2, "repeats": 1, "steps": 4,
-    "calibration": {"conditions": 2, "N": 2, "K": 2, "target_nfe": 12, "moves": [[1, 0.15, 0.3]]},
+    "calibration": {"conditions": 2, "N": 2, "K": 2, "target_nfe": 12, "eps": 0.4, "moves": [[1, 0.15, 0.3]],
+                    "beams": [1], "validation_conditions": 2},
     "rewards": [{"name": "brightness", "reward": "brightness"},
                 {"name": "uncond", "reward": "brightness", "guidance": 0.0}],
     "runs": [{"algorithm": "naive"}, {"algorithm": "eps_greedy", "params": {"N": 2, "K": 2}},

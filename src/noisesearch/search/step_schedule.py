@@ -102,7 +102,7 @@ class SearchSchedule:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSchedule:
         """A schedule from its JSON data, of the current format or an older one (migrated)."""
-        if isinstance(data, dict) and data.get("format") in MIGRATIONS:
+        if isinstance(data, dict) and isinstance(data.get("format"), str) and data["format"] in MIGRATIONS:
             data = MIGRATIONS[data["format"]](data)
         if not isinstance(data, dict) or data.get("format") != SCHEDULE_FORMAT:
             raise NoiseSearchError(f"not a search schedule (expected format '{SCHEDULE_FORMAT}')")
