@@ -70,7 +70,7 @@ class Trace(SearchTrace):
     sigma is the step's sigma_i; winner_score the best candidate score of the iteration; incumbent_score
     the incumbent's score after the iteration; winner_global whether that winner was a global (fresh
     standard normal) draw; changed whether the incumbent changed in the iteration; mean_score the mean
-    score of the iteration's candidates (NaN in traces written before it was recorded).
+    score of the iteration's candidates (NaN where a stored trace holds none).
     """
 
     condition: torch.Tensor

@@ -96,7 +96,7 @@ class CalibrationConfig:
         return fields
 
 
-# A calibration's key in bench cell keys leaves out these fields where they hold these values (the keys of runs
-# made before the fields could be set stay what they were).
+# A calibration's part of a bench cell key leaves out these fields where they hold these values: the key format of
+# run directories (experiments.store), fixed so that stored keys keep matching.
 KEY_OMITS: dict[str, Any] = {"lambda_": 0.15, "moves": (), "beams": (1,), "validation_conditions": None,
                              "target_nfe": None}
