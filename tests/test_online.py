@@ -197,17 +197,17 @@ def test_every_arm_is_tried_then_thompson_sampling_favours_the_best():
 def test_portfolio_round_trips_and_reads_a_single_learner(tmp_path):
     portfolio = arms_with([0.3, 0.6], [3, 5])
     portfolio.learners[1].update(synthetic_trace(3, {1: 0.2, 2: 0.7}), prior())
-    portfolio.record(np.array([1, 0]))
+    portfolio.record(np.array([1, 0, 0, 1, 1, 0, 1, 1]))  # the arms of the 3 + 5 conditions arms_with counted
     portfolio.save(tmp_path / "p.json")
     again = Portfolio.load(tmp_path / "p.json")
-    assert again.names == portfolio.names and again.history == [1, 0] and again.batches == 1
+    assert again.names == portfolio.names and again.history == [1, 0, 0, 1, 1, 0, 1, 1] and again.batches == 1
     assert np.array_equal(again.counts, portfolio.counts) and again.learners[1].next_schedule(seed=2) == \
         portfolio.learners[1].next_schedule(seed=2)
     single = OnlineSchedule(prior())
     single.save(tmp_path / "one.json")
     assert len(Portfolio.load(tmp_path / "one.json").learners) == 1  # a state from before portfolios
     (tmp_path / "bad.json").write_text(json.dumps({"format": "noisesearch.online_portfolio/1"}))
-    with pytest.raises(NoiseSearchError, match="malformed online portfolio"):
+    with pytest.raises(NoiseSearchError, match="field 'learners' is missing"):
         Portfolio.load(tmp_path / "bad.json")
 
 

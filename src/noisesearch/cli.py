@@ -237,8 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="adaptive_eps_greedy with --target-nfe: learn the search schedule from these searches "
                              "(no calibration), STATE a JSON file created if missing and updated after every batch; "
                              "the prior is --search-schedule, else the shipped schedule, else a uniform one")
-    sample.add_argument("--online-batch", type=int, default=ONLINE["batch"],
-                        help="with --online: conditions per batch, the learner re-plans between batches (default 16)")
+    sample.add_argument("--online-batch", type=int, default=None,
+                        help="with --online: conditions per batch, the learner re-plans between batches "
+                             f"(default {ONLINE['batch']})")
+    sample.add_argument("--overwrite", action="store_true",
+                        help="run into a non-empty --out: replace the earlier run's result.json, grid.png, "
+                             "schedule.json and images there (and nothing else)")
     sample.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sample.add_argument("--yes", action="store_true",
                         help=f"start a run estimated to take over {CONFIRM_ESTIMATE_S // 60} min (longer runs "
@@ -394,7 +398,7 @@ def check_estimate(planned: PlannedSearch, confirmed: bool) -> None:
 
 def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
     from noisesearch.api import plan_search
-    from noisesearch.outputs import prepare_out_dir, removed_if_failed, write_result
+    from noisesearch.outputs import check_out_dir, clear_run, prepare_out_dir, removed_if_failed, write_result
 
     params = canonical_params(args.algorithm,
                               {k: getattr(args, k) for k in algorithm_flags() if getattr(args, k) is not None})
@@ -422,6 +426,13 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
         progress=not args.no_progress,
         backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
         compile=args.compile, reward_args=reward_args, trust_model_code=args.trust_model_code)
+    if args.online is not None:
+        check_online_paths(args.online, args.out)
+    elif args.online_batch is not None:
+        raise NoiseSearchError("--online-batch applies to --online runs: add --online STATE, or drop it")
+    if args.out.exists() and not args.out.is_dir():
+        prepare_out_dir(args.out)  # its one-line error
+    check_out_dir(args.out, args.overwrite)
     with removed_if_failed(args.out):
         prepare_out_dir(args.out)
         if args.online is not None:
@@ -431,7 +442,12 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
             planned.algorithm.check_budget(planned.problem)
             check_estimate(planned, args.yes)
             result = planned.run()
+        clear_run(args.out)
         record = write_result(result, args.out, command="noisesearch " + shlex.join(argv))
+        if args.online is not None:
+            from noisesearch.search.step_schedule import SearchSchedule
+
+            SearchSchedule.from_dict(result.config["search_schedule"]).save(args.out / "schedule.json")
     ev = record["mean_evaluator"]
     print(f"{args.algorithm}: mean {args.reward} reward {record['mean_reward']:.4f}"
           + ("" if ev is None else f", evaluator {ev:.4f}")
@@ -442,21 +458,32 @@ ONLINE_PARAMS = ("target_nfe", "search_schedule", "moves", "beams", "windows", "
                  "credit")
 
 
+def check_online_paths(state: Path, out: Path) -> None:
+    """A one-line error unless `state` can be a state file and is none of the paths the run writes (--out,
+    its result.json, grid.png, schedule.json, images) nor a folder above --out."""
+    from noisesearch.drivers.online import check_state_path
+    from noisesearch.outputs import run_paths
+
+    check_state_path(state)
+    resolved, out_resolved = state.resolve(), out.resolve()
+    written = [out_resolved, *(p.resolve() for p in run_paths(out))]
+    if resolved in written or resolved in out_resolved.parents or (out_resolved / "images") in resolved.parents:
+        raise NoiseSearchError(f"--online {state} is a path this run writes (--out {out} and its result.json, "
+                               "grid.png, schedule.json, images): keep the state file elsewhere")
+
+
 def run_online(args: argparse.Namespace, params: dict, settings: dict) -> SearchResult:
     """`sample --online`: adaptive_eps_greedy learning its schedule batch by batch (over the arms of --moves,
-    --beams and --windows, if given); the best arm's schedule is also written to OUT/schedule.json for
+    --beams and --windows, if given); `cmd_sample` also writes the best arm's schedule to OUT/schedule.json for
     --search-schedule."""
-    from noisesearch.search.step_schedule import SearchSchedule
-
     if args.algorithm != "adaptive_eps_greedy" or params.get("target_nfe") is None:
         raise NoiseSearchError("--online needs --algorithm adaptive_eps_greedy and --target-nfe N (calls per image)")
     extra = sorted(set(params) - set(ONLINE_PARAMS))
     if extra:
         raise NoiseSearchError("--online plans every batch's schedule itself: drop "
                                f"{algorithm_flag_names(extra[0])[-1]}")
-    result = search_online(state=args.online, batch=args.online_batch, **params, **settings)
-    SearchSchedule.from_dict(result.config["search_schedule"]).save(args.out / "schedule.json")
-    return result
+    batch = ONLINE["batch"] if args.online_batch is None else args.online_batch
+    return search_online(state=args.online, batch=batch, **params, **settings)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,35 @@ import torch
 from noisesearch.errors import NoiseSearchError
 from noisesearch.imaging import make_grid, save_png
 from noisesearch.types import SearchResult
+
+RUN_FILES = ("result.json", "grid.png", "schedule.json")  # what `sample` writes in --out, besides images/
+IMAGE_NAME = re.compile(r"[0-9]{3,}(_label[0-9]+)?\.png")  # images/NNN.png, images/NNN_labelL.png
+
+
+def run_paths(out: Path) -> list[Path]:
+    """The paths a `sample` run writes under `out` (its files, and the folder of its images)."""
+    return [out / name for name in RUN_FILES] + [out / "images"]
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """A one-line error if `out` holds anything, unless `overwrite` (then `clear_run` removes the earlier run's
+    files before the new run writes its own)."""
+    if out.is_dir() and not overwrite and any(out.iterdir()):
+        raise NoiseSearchError(f"--out {out} is not empty: give a new or empty directory, or add --overwrite to "
+                               "replace the run there (its result.json, grid.png, schedule.json and images)")
+
+
+def clear_run(out: Path) -> None:
+    """Remove what an earlier `sample` run wrote in `out` (RUN_FILES and its images), and nothing else."""
+    try:
+        for path in run_paths(out)[:-1]:
+            path.unlink(missing_ok=True)
+        if (out / "images").is_dir():
+            for image in (out / "images").iterdir():
+                if IMAGE_NAME.fullmatch(image.name) and image.is_file():
+                    image.unlink()
+    except OSError as err:
+        raise NoiseSearchError(f"cannot clear the earlier run in --out {out} ({err.strerror})") from None
 
 
 def prepare_out_dir(out: Path, subdirs: tuple[str, ...] = ("images",), hint: str = "a directory path") -> Path:

@@ -37,6 +37,7 @@ import numpy as np
 from noisesearch.adaptive.allocation import marginal_gain
 from noisesearch.adaptive.fits import marginal_gains
 from noisesearch.errors import NoiseSearchError
+from noisesearch.files import write_atomically
 from noisesearch.sampling import Sampler
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.types import Trace
@@ -74,32 +75,169 @@ def uniform_prior(sampler: Sampler, N: int = UNIFORM_N, eps: float = UNIFORM_EPS
     return SearchSchedule.uniform(sampler, UNIFORM_K, eps, N, gains=gains, info=info)
 
 
+MAX_VALUE = 1e100  # the largest magnitude a state file's number may have (beyond: damaged, or made up)
+MAX_COUNT = 2 ** 53  # the largest count (batches, conditions, observations) a state file may hold
+MAX_MOVE = 10 ** 6  # the largest N_t and B of a prior
+HINT = "the file is damaged or not an online state: restore it, or start a new state file"
+
+
+def invalid(name: str, problem: str) -> NoiseSearchError:
+    """The one-line error for field `name` of a state file (the loader adds the file's path)."""
+    return NoiseSearchError(f"field '{name}' {problem}")
+
+
+def require(data: dict[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise invalid(f"{where}{key}", "is missing")
+    return data[key]
+
+
+def checked_number(value: Any, name: str, low: float | None = None, above: float | None = None) -> float:
+    """A finite JSON number of magnitude at most MAX_VALUE (not a boolean), >= `low` and > `above` if given."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid(name, f"must be a number, got {type(value).__name__}")
+    if isinstance(value, int) and abs(value) > MAX_VALUE:
+        raise invalid(name, "is out of range")
+    x = float(value)
+    if not math.isfinite(x) or abs(x) > MAX_VALUE:
+        raise invalid(name, f"must be a finite number of magnitude at most {MAX_VALUE:g}, got {x}")
+    if low is not None and x < low:
+        raise invalid(name, f"must be >= {low:g}, got {x:g}")
+    if above is not None and not x > above:
+        raise invalid(name, f"must be > {above:g}, got {x:g}")
+    return x
+
+
+def checked_count(value: Any, name: str, low: int = 0, high: int = MAX_COUNT) -> int:
+    """A whole JSON number (an integer, not a boolean nor 1.0) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(name, f"must be a whole number, got {value!r}" if isinstance(value, float)
+                      else f"must be a whole number, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise invalid(name, f"must lie in [{low}, {high}], got {value if abs(value) < 10 ** 30 else 'a huge number'}")
+    return value
+
+
+def checked_array(value: Any, name: str, shape: tuple[int, ...], low: float | None = None,
+                  whole: bool = False) -> np.ndarray:
+    """Nested lists of exactly `shape` holding finite numbers (>= `low`; integer-valued if `whole`)."""
+    rows: list[list[Any]] = []
+
+    def walk(item: Any, depth: int, where: str) -> None:
+        if not isinstance(item, list) or len(item) != shape[depth]:
+            size = f"{len(item)} entries" if isinstance(item, list) else f"a {type(item).__name__}"
+            raise invalid(where, f"must be a list of {shape[depth]} entries, got {size}")
+        if depth + 1 < len(shape):
+            for i, sub in enumerate(item):
+                walk(sub, depth + 1, f"{where}[{i}]")
+        else:
+            rows.append(item)
+
+    walk(value, 0, name)
+    checked = []
+    for r, row in enumerate(rows):
+        if all(type(x) in (int, float) for x in row) and all(abs(x) <= MAX_VALUE for x in row):
+            array = np.array(row, dtype=np.float64)
+            if np.isfinite(array).all() and (low is None or (array >= low).all()) and \
+                    (not whole or (array == np.round(array)).all()):
+                checked.append(array)
+                continue
+        index = np.unravel_index(r, shape[:-1]) if len(shape) > 1 else ()
+        where = name + "".join(f"[{i}]" for i in index)
+        for j, x in enumerate(row):  # find the culprit, for the message
+            number = checked_number(x, f"{where}[{j}]", low)
+            if whole and not number.is_integer():
+                raise invalid(f"{where}[{j}]", f"must be a whole number, got {number:g}")
+    return np.array(checked, dtype=np.float64).reshape(shape)
+
+
+def strict_json(value: Any) -> bool:
+    """Whether `value` writes as strict JSON (no NaN or inf), so that a state holding it can be saved again."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return False
+    return True
+
+
+def checked_prior(value: Any, name: str) -> SearchSchedule:
+    """A learner's prior: a search schedule with gains, finite sigmas and moves of sane size."""
+    try:
+        prior = SearchSchedule.from_dict(value)
+    except NoiseSearchError as err:
+        raise invalid(name, f"is not a valid search schedule ({err})") from None
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as err:
+        raise invalid(name, f"is not a valid search schedule ({type(err).__name__})") from None
+    if prior.gains is None:
+        raise invalid(f"{name}.gains", "is missing (a learner's prior needs gains)")
+    if not prior.steps:
+        raise invalid(f"{name}.steps", "is empty")
+    if any(b <= a for a, b in zip(prior.steps, prior.steps[1:], strict=False)) or prior.steps[0] < 0:
+        raise invalid(f"{name}.steps", "must be increasing step indices >= 0")
+    for t, sigma in enumerate(prior.sigmas):
+        checked_number(sigma, f"{name}.sigmas[{t}]", above=0.0)
+    for t, row in enumerate(prior.gains):
+        for k, gain in enumerate(row):
+            checked_number(gain, f"{name}.gains[{t}][{k}]")
+    if any(n > MAX_MOVE for n in prior.N) or any(k > MAX_COUNT for k in prior.K):
+        raise invalid(f"{name}.N", f"entries must be at most {MAX_MOVE}")
+    info = prior.info
+    if not strict_json(info):
+        raise invalid(f"{name}.info", "must hold JSON values only (no NaN or inf)")
+    if "lambda_" in info:
+        checked_number(info["lambda_"], f"{name}.info.lambda_", above=0.0)
+    if "B" in info:
+        checked_count(info["B"], f"{name}.info.B", low=1, high=MAX_MOVE)
+    if "target_nfe" in info:
+        checked_count(info["target_nfe"], f"{name}.info.target_nfe", low=1)
+    if "window" in info and info["window"] not in WINDOWS:
+        raise invalid(f"{name}.info.window", f"must be one of {', '.join(WINDOWS)}")
+    return prior
+
+
 def save_state(data: dict[str, Any], path: str | Path) -> None:
-    """Write a learner's state as JSON, atomically (a reader never sees half a file)."""
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(data) + "\n")
-    tmp.replace(path)
+    """Write a learner's state as JSON through a uniquely named temporary file and an atomic replace (a reader
+    never sees half a file; no other file is touched)."""
+    try:
+        text = json.dumps(data, allow_nan=False)
+    except ValueError:
+        raise NoiseSearchError(f"the online state for {path} holds NaN or inf; it was not saved") from None
+    write_atomically(Path(path), text + "\n")
 
 
 def read_state(path: str | Path) -> Any:
     """The JSON of a learner's state file, or a one-line error."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_bytes()
     except OSError as err:
-        raise NoiseSearchError(f"cannot read online schedule '{path}': {err.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise NoiseSearchError(f"online schedule '{path}' is not JSON (not an online schedule file)") from None
+        raise NoiseSearchError(f"cannot read online state '{path}': {err.strerror}") from None
+    try:
+        return json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise NoiseSearchError(f"online state '{path}' is not UTF-8 text (not an online state file)") from None
+    except json.JSONDecodeError as err:
+        raise NoiseSearchError(f"online state '{path}' is not JSON: {err.msg} (line {err.lineno}); "
+                               f"{HINT}") from None
+    except (ValueError, RecursionError):  # numbers of over 4300 digits; nesting deeper than Python's stack
+        raise NoiseSearchError(f"online state '{path}' is not JSON that noisesearch reads; {HINT}") from None
 
 
 class StateFile:
-    """`save` and `load` of a learner's state through its to_dict / from_dict."""
+    """`save` and `load` of a learner's state through its to_dict / from_dict; `load` validates every field
+    before returning, and names the file and the field in its one-line error."""
 
     def save(self, path: str | Path) -> None:
         save_state(self.to_dict(), path)  # type: ignore[attr-defined]
 
     @classmethod
     def load(cls, path: str | Path) -> Any:
-        return cls.from_dict(read_state(path))  # type: ignore[attr-defined]
+        data = read_state(path)
+        try:
+            return cls.from_dict(data)  # type: ignore[attr-defined]
+        except NoiseSearchError as err:
+            raise NoiseSearchError(f"online state '{path}': {err}; {HINT}") from None
+        except RecursionError:  # pragma: no cover  (json.loads refuses such nesting first)
+            raise NoiseSearchError(f"online state '{path}' is nested too deeply; {HINT}") from None
 
 
 @dataclass
@@ -251,15 +389,30 @@ class OnlineSchedule(StateFile):
                 **{name: getattr(self, name).tolist() for name in STATISTICS}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OnlineSchedule:
+    def from_dict(cls, data: Any, name: str = "") -> OnlineSchedule:
+        """A learner from its JSON data, every field checked (a one-line error naming the first bad one; `name`
+        is where the data sits in its file). States written before survival credit hold neither its
+        statistics nor a credit: they learned with "x0"."""
         if not isinstance(data, dict) or data.get("format") != ONLINE_FORMAT:
-            raise NoiseSearchError(f"not an online schedule (expected format '{ONLINE_FORMAT}')")
-        try:
-            # states written before survival credit hold neither its statistics nor a credit: they learned with x0
-            stats = {name: None if name not in data else np.asarray(data[name], dtype=np.float64)
-                     for name in STATISTICS}
-            return cls(SearchSchedule.from_dict(data["prior"]), float(data["prior_weight"]), **stats,
-                       batches=int(data["batches"]), conditions=int(data["conditions"]),
-                       credit=data.get("credit", "x0"))
-        except (KeyError, TypeError, ValueError) as err:
-            raise NoiseSearchError(f"malformed online schedule: {err}") from None
+            raise NoiseSearchError(f"{name + ': ' if name else ''}not an online schedule (expected format "
+                                   f"'{ONLINE_FORMAT}')")
+        where = f"{name}." if name else ""
+        prior = checked_prior(require(data, "prior", where), f"{where}prior")
+        prior_weight = checked_number(require(data, "prior_weight", where), f"{where}prior_weight", above=0.0)
+        batches = checked_count(require(data, "batches", where), f"{where}batches")
+        conditions = checked_count(require(data, "conditions", where), f"{where}conditions")
+        credit = data.get("credit", "x0")
+        if credit not in CREDITS:
+            raise invalid(f"{where}credit", f"must be one of {', '.join(CREDITS)}")
+        S = len(prior.steps)
+        stats: dict[str, np.ndarray | None] = {}
+        for stat in STATISTICS:
+            if stat not in data and stat in ("offered", "survived"):
+                stats[stat] = None
+                continue
+            shape = (S, ITERATIONS) if stat in ("sums", "squares", "counts") else (S,)
+            low = 0.0 if stat in ("squares", "counts", "global_wins", "local_wins") else None
+            stats[stat] = checked_array(require(data, stat, where), f"{where}{stat}", shape, low,
+                                        whole=stat == "counts")
+        return cls(prior, prior_weight, **stats, batches=batches, conditions=conditions,  # type: ignore[arg-type]
+                   credit=credit)

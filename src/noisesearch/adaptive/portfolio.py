@@ -12,19 +12,33 @@ arms compare fairly across them; nothing is spent outside the returned images' o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from noisesearch import cost
-from noisesearch.adaptive.online import WINDOWS, OnlineSchedule, StateFile, uniform_prior
+from noisesearch.adaptive.online import (
+    WINDOWS,
+    OnlineSchedule,
+    StateFile,
+    checked_array,
+    checked_count,
+    invalid,
+    require,
+    strict_json,
+    uniform_prior,
+)
 from noisesearch.errors import NoiseSearchError
 from noisesearch.sampling import Sampler
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.types import Trace
 
-PORTFOLIO_FORMAT = "noisesearch.online_portfolio/1"
+PORTFOLIO_FORMAT = "noisesearch.online_portfolio/2"  # /1 held no settings (migrated on load)
+PORTFOLIO_FORMAT_1 = "noisesearch.online_portfolio/1"
+MAX_ARMS = 1024
+SETTINGS = ("backend", "model", "reward", "reward_args", "guidance", "sampler")  # what a state is bound to
 MOVES = ((1, 0.15, 0.45), (4, 1.0, 0.15))  # a hill climb (N = 1, mostly local draws) and random search per step
 BEAMS = (1, 2)
 WINDOW_NAMES = tuple(WINDOWS)
@@ -62,6 +76,7 @@ class Portfolio(StateFile):
     counts: np.ndarray = field(default=None)  # type: ignore[assignment]  # (A,) conditions searched
     batches: int = 0
     history: list[int] = field(default_factory=list)  # the arm of every condition searched, in order
+    settings: dict[str, Any] | None = None  # SETTINGS of the runs it learned from (None: not known yet)
 
     def __post_init__(self) -> None:
         if not self.learners:
@@ -141,21 +156,80 @@ class Portfolio(StateFile):
                  "sd": float(s) if c else None}
                 for name, c, m, s in zip(self.names, self.counts, mean, sd, strict=True)]
 
+    def bind(self, settings: dict[str, Any]) -> None:
+        """Check that this state learned under `settings` (those of `state_settings`), or a one-line error
+        naming the first that differs. A state that does not know its settings (written before format 2)
+        adopts these on its first use: the runs that made it are assumed to have had them."""
+        if self.settings is None:
+            self.settings = settings
+            return
+        for key in SETTINGS:
+            theirs, ours = self.settings.get(key), settings.get(key)
+            if theirs == ours:
+                continue
+            what = key
+            if isinstance(theirs, dict) and isinstance(ours, dict):
+                sub = next(k for k in sorted(set(theirs) | set(ours), key=str) if theirs.get(k) != ours.get(k))
+                what, theirs, ours = f"{key} {sub}", theirs.get(sub), ours.get(sub)
+            raise NoiseSearchError(f"it was learned with {what} {theirs!r}, not {ours!r}: run with the same "
+                                   f"settings, or start a new state file")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"format": PORTFOLIO_FORMAT, "batches": self.batches, "history": self.history,
-                "learners": [learner.to_dict() for learner in self.learners],
+        return {"format": PORTFOLIO_FORMAT, "settings": self.settings, "batches": self.batches,
+                "history": self.history, "learners": [learner.to_dict() for learner in self.learners],
                 **{name: getattr(self, name).tolist() for name in REWARD_STATS}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Portfolio:
-        """A portfolio, or a single learner's state (written before portfolios) as a portfolio of one arm."""
-        if isinstance(data, dict) and data.get("format") != PORTFOLIO_FORMAT:
-            return cls([OnlineSchedule.from_dict(data)])
+    def from_dict(cls, data: Any) -> Portfolio:
+        """A portfolio from its JSON data, every field checked (a one-line error naming the first bad one).
+        Older states are migrated: a single learner's (written before portfolios) becomes a portfolio of one
+        arm, and format 1 (no settings) gets settings None, which the next run's settings fill (`bind`)."""
         if not isinstance(data, dict):
-            raise NoiseSearchError(f"not an online schedule (expected format '{PORTFOLIO_FORMAT}')")
-        try:
-            return cls([OnlineSchedule.from_dict(d) for d in data["learners"]],
-                       **{name: data[name] for name in REWARD_STATS}, batches=int(data["batches"]),
-                       history=[int(a) for a in data["history"]])
-        except (KeyError, TypeError, ValueError) as err:
-            raise NoiseSearchError(f"malformed online portfolio: {err}") from None
+            raise NoiseSearchError(f"not an online state (expected a JSON object of format '{PORTFOLIO_FORMAT}')")
+        fmt = data.get("format")
+        if fmt not in (PORTFOLIO_FORMAT, PORTFOLIO_FORMAT_1):
+            if fmt is None or isinstance(fmt, str) and fmt.startswith("noisesearch.online_schedule"):
+                return cls([OnlineSchedule.from_dict(data)])
+            raise NoiseSearchError(f"not an online state (expected format '{PORTFOLIO_FORMAT}')")
+        learners = require(data, "learners", "")
+        if not isinstance(learners, list) or not 1 <= len(learners) <= MAX_ARMS:
+            raise invalid("learners", f"must be a list of 1 to {MAX_ARMS} learners")
+        arms = [OnlineSchedule.from_dict(d, f"learners[{i}]") for i, d in enumerate(learners)]
+        A = len(arms)
+        for i, learner in enumerate(arms[1:], 1):
+            if (learner.prior.steps, learner.prior.sigmas) != (arms[0].prior.steps, arms[0].prior.sigmas):
+                raise invalid(f"learners[{i}].prior", "was made for other steps than learners[0]'s")
+        stats = {name: checked_array(require(data, name, ""), name, (A,), None if name == "sums" else 0.0,
+                                     whole=name == "counts") for name in REWARD_STATS}
+        batches = checked_count(require(data, "batches", ""), "batches")
+        history = require(data, "history", "")
+        if not isinstance(history, list):
+            raise invalid("history", "must be a list of arm indices")
+        for i, arm in enumerate(history):
+            checked_count(arm, f"history[{i}]", high=A - 1)
+        if not np.array_equal(np.bincount(np.array(history, dtype=np.int64), minlength=A), stats["counts"]):
+            raise invalid("history", "does not match counts (conditions per arm)")
+        settings = None if fmt == PORTFOLIO_FORMAT_1 else checked_settings(require(data, "settings", ""))
+        return cls(arms, **stats, batches=batches, history=list(history), settings=settings)
+
+
+def checked_settings(value: Any) -> dict[str, Any] | None:
+    """The settings a state is bound to: an object holding exactly SETTINGS, of the right types (or null: a state
+    saved outside `search_online`, which adopts the settings of its first run there)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != set(SETTINGS):
+        raise invalid("settings", f"must be an object of {', '.join(SETTINGS)}")
+    if not strict_json(value):
+        raise invalid("settings", "must hold JSON values only (no NaN or inf)")
+    kinds = {"backend": (str,), "model": (str, type(None)), "reward": (str,), "reward_args": (dict,),
+             "guidance": (int, float, type(None)), "sampler": (dict,)}
+    for key, types in kinds.items():
+        if not isinstance(value[key], types) or isinstance(value[key], bool):
+            raise invalid(f"settings.{key}", f"must be a {' or '.join(t.__name__ for t in types)}")
+    return value
+
+
+def state_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The SETTINGS of a run (from its config), as they read back from JSON."""
+    return json.loads(json.dumps({key: config.get(key) for key in SETTINGS}, default=str))

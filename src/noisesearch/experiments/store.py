@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -38,14 +37,10 @@ from noisesearch.environment import environment
 from noisesearch.errors import NoiseSearchError
 from noisesearch.executors import Executor, Outcome
 from noisesearch.experiments.presets import RENAMED_FIELDS, Preset, is_int, is_number, shown
+from noisesearch.files import exclusive_lock, write_atomically
 from noisesearch.outputs import prepare_out_dir
 from noisesearch.search import algorithm_class, algorithm_names
 from noisesearch.seeds import bench_seed
-
-try:  # the lock: fcntl.flock where there is one (POSIX), msvcrt.locking on Windows
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 RESULTS = "results.jsonl"
 
@@ -160,25 +155,11 @@ def run_dir_lock(out: Path) -> Iterator[None]:
         raise NoiseSearchError(f"--out {out} is a file: give a directory for the run")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        handle = (out / LOCK).open("a")
+        (out / LOCK).touch()
     except OSError as err:
         raise NoiseSearchError(f"cannot write to --out {out} ({err.strerror}): choose a writable directory") from None
     busy = f"another bench is writing to {out}: let it finish, or use another --out"
-    with handle:
-        try:
-            if fcntl is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            else:  # pragma: no cover
-                import msvcrt
-
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        except BlockingIOError:
-            raise NoiseSearchError(busy) from None
-        except OSError as err:
-            if fcntl is None:  # pragma: no cover  (msvcrt raises a PermissionError when the lock is taken)
-                raise NoiseSearchError(busy) from None
-            raise NoiseSearchError(f"cannot lock {out / LOCK} ({err.strerror})") from None
+    with exclusive_lock(out / LOCK, busy):
         yield
 
 
@@ -293,16 +274,6 @@ def migrate_run_dir(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     settings = migrated_settings(settings)
     write_atomically(out / SETTINGS, json.dumps(settings, indent=2) + "\n")
     return settings
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `path` through a uniquely named temporary file in its directory and an atomic replace."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False) as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    Path(f.name).replace(path)
 
 
 def read_settings(directory: Path, hint: str = "") -> dict[str, Any] | None:

@@ -1,0 +1,90 @@
+"""Files users keep (DESIGN convention 14): written atomically and locked against a second writer. Below every
+layer that writes such files (drivers, experiments), so that they share one implementation."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from noisesearch.errors import NoiseSearchError
+
+try:  # the lock: fcntl.flock where there is one (POSIX), msvcrt.locking on Windows
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `path` through a uniquely named temporary file in its directory and an atomic replace (a reader
+    sees the old file or the new one, never half of one; no other file is touched, and the temporary file is
+    removed if the write fails). An existing file keeps its permissions."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False, encoding="utf-8") as f:
+        temporary = Path(f.name)
+        try:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            f.close()
+            temporary.unlink(missing_ok=True)
+            raise
+    try:
+        with contextlib.suppress(OSError):
+            os.chmod(temporary, path.stat().st_mode & 0o7777)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _try_lock(handle) -> None:  # type: ignore[no-untyped-def]
+    if fcntl is not None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:  # pragma: no cover
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+
+
+@contextmanager
+def exclusive_lock(lock: Path, busy: str, remove: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on the file `lock` (created if missing) while the block runs, or raise the one-line
+    NoiseSearchError `busy` if another process holds it. The lock goes with the process, even if it is killed.
+    With `remove`, the lock file is deleted when the block ends (a locker that opened it meanwhile sees that it
+    is gone and tries again, so two never hold it at once); else it stays."""
+    while True:
+        try:
+            handle = lock.open("a")
+        except OSError as err:
+            raise NoiseSearchError(f"cannot create the lock file {lock} ({err.strerror})") from None
+        try:
+            _try_lock(handle)
+        except BlockingIOError:
+            handle.close()
+            raise NoiseSearchError(busy) from None
+        except OSError as err:
+            handle.close()
+            if fcntl is None:  # pragma: no cover  (msvcrt raises a PermissionError when the lock is taken)
+                raise NoiseSearchError(busy) from None
+            raise NoiseSearchError(f"cannot lock {lock} ({err.strerror})") from None
+        try:
+            current = os.stat(lock)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(handle.fileno())
+        if current is not None and (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+            break
+        handle.close()  # removed by its last holder after we opened it: lock the new one
+    try:
+        yield
+    finally:
+        if remove and fcntl is not None:
+            lock.unlink(missing_ok=True)
+        handle.close()
