@@ -89,3 +89,28 @@ def test_check_labels_names_the_first_label_outside_the_networks_range():
     assert check_labels([0], label_dim=0).tolist() == [0]  # an unconditional network takes label 0 only
     with pytest.raises(NoiseSearchError, match="label 1 is outside 0-0"):
         check_labels([1], label_dim=0)
+
+
+def test_the_evaluator_is_declared_scoring_only_and_refused_as_a_search_reward():
+    from noisesearch.rewards.registry import check_search_reward, is_scoring_only
+
+    assert [name for name in reward_names() if is_scoring_only(name)] == ["evaluator"]
+    check_search_reward("classifier")
+    with pytest.raises(NoiseSearchError, match="is scoring-only .* e.g. aesthetic, brightness, classifier"):
+        check_search_reward("evaluator")
+    with pytest.raises(NoiseSearchError, match="unknown reward 'nosuch'"):
+        check_search_reward("nosuch")
+    with pytest.raises(NoiseSearchError, match="a reward name must be a string, got a list"):
+        check_search_reward(["classifier"])
+
+
+def test_classifier_weights_that_do_not_fit_or_do_not_read_are_one_line_errors_naming_the_file(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "verifier.safetensors"
+    save_file({"stem.weight": torch.zeros(2)}, str(path))
+    with pytest.raises(NoiseSearchError, match=f"weights {path} do not fit the digit classifier: tensor "):
+        get_reward("classifier", weights_dir=tmp_path)
+    path.write_bytes(b"not safetensors")
+    with pytest.raises(NoiseSearchError, match=f"weights {path} are not a readable safetensors file"):
+        get_reward("classifier", weights_dir=tmp_path)

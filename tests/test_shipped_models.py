@@ -76,3 +76,79 @@ def test_contract_on_the_trained_flow_model(case, flow_model):
     sampler = make_sampler("flow_euler", 4)
     Contract(get_algorithm(name, **for_sampler(params, sampler)), sampler, flow_model,
              labels=LABELS[:4], seeds=SEEDS[:4]).check_all()
+
+
+def broken_model_dir(tmp_path: Path, broken: str) -> Path:
+    """A copy of the packaged diffusion model's directory with one thing wrong."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from noisesearch.assets import assets_dir
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("diffusion.json", "diffusion.safetensors"):
+        shutil.copy(assets_dir() / name, folder / name)
+    card, weights = folder / "diffusion.json", folder / "diffusion.safetensors"
+    if broken == "card_not_json":
+        card.write_text('{"architecture": {"channels": [32, 64, 96],}')
+    elif broken == "card_a_list":
+        card.write_text("[1, 2]")
+    elif broken == "card_not_utf8":
+        card.write_bytes(b'{"name": "\xff"}')
+    elif broken == "architecture_a_list":
+        card.write_text('{"architecture": [32, 64, 96]}')
+    elif broken == "architecture_unbuildable":
+        card.write_text('{"architecture": {"channels": 32}}')
+    elif broken == "architecture_other":
+        card.write_text('{"architecture": {"channels": [16, 32, 48]}}')
+    elif broken == "weights_corrupt":
+        weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    elif broken == "weights_truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif broken == "weights_wrong_shape":
+        state = load_file(str(weights))
+        key = next(iter(state))
+        state[key] = torch.zeros(3, 5)
+        save_file(state, str(weights))
+    elif broken == "weights_missing_tensor":
+        state = load_file(str(weights))
+        state.pop(next(iter(state)))
+        save_file(state, str(weights))
+    return folder
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("card_not_json", "model card {dir}/diffusion.json is not valid JSON (Expecting property name enclosed in double "
+                      "quotes at line 1"),
+    ("card_a_list", "model card {dir}/diffusion.json must be a JSON object, got a JSON list"),
+    ("card_not_utf8", "model card {dir}/diffusion.json is not UTF-8 text"),
+    ("architecture_a_list", "model card {dir}/diffusion.json: 'architecture' must be a JSON object, got [32, 64, 96]"),
+    ("architecture_unbuildable", "model card {dir}/diffusion.json: its architecture {{'channels': 32}} does not build "
+                                 "the UNet ("),
+    ("architecture_other", "weights {dir}/diffusion.safetensors do not fit the architecture of {dir}/diffusion.json: "
+                           "tensor "),
+    ("weights_corrupt", "weights {dir}/diffusion.safetensors are not a readable safetensors file ("),
+    ("weights_truncated", "weights {dir}/diffusion.safetensors are not a readable safetensors file ("),
+    ("weights_wrong_shape", "weights {dir}/diffusion.safetensors do not fit the architecture of {dir}/diffusion.json: "
+                            "tensor {key} has shape [3, 5], the architecture needs ["),
+    ("weights_missing_tensor", "weights {dir}/diffusion.safetensors do not fit the architecture of "
+                               "{dir}/diffusion.json: tensor {key} is missing"),
+])
+def test_a_broken_model_directory_is_a_one_line_error_naming_the_file(broken, message, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from noisesearch import NoiseSearchError
+    from noisesearch.assets import assets_dir
+    from noisesearch.cli import main
+
+    folder = broken_model_dir(tmp_path, broken)
+    expected = message.format(dir=folder, key=next(iter(load_file(str(assets_dir() / "diffusion.safetensors")))))
+    with pytest.raises(NoiseSearchError) as err:
+        load_model(weights_dir=folder)
+    assert expected in str(err.value) and len(str(err.value).splitlines()) == 1, str(err.value)
+    out = tmp_path / "o"
+    assert main(["sample", "--model", str(folder), "--steps", "3", "--no-progress", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1 and not out.exists()

@@ -16,7 +16,7 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.models.labels import check_labels
 from noisesearch.problem import Problem, Reward, check_denoiser, check_settings
 from noisesearch.progress import ProgressCallback, TqdmProgress
-from noisesearch.rewards.registry import make_reward, parse_reward_args
+from noisesearch.rewards.registry import check_evaluator, check_search_reward, make_reward, parse_reward_args
 from noisesearch.sampling import Sampler
 from noisesearch.search import SearchAlgorithm, algorithm_class, get_algorithm
 from noisesearch.search.base import RunContext
@@ -90,6 +90,7 @@ def plan_search(
     **problem_args: Any,
 ) -> PlannedSearch:
     """Everything `search` checks and builds before the first denoiser call (arguments as there)."""
+    check_evaluator(evaluator)  # before the model loads, not after the search
     problem_keys = set(make_problem.__kwdefaults__)
     params = {k: v for k, v in problem_args.items() if k not in problem_keys}
     defaults = algorithm_class(algorithm).context_params(params, run_context(reward, problem_args))
@@ -116,6 +117,7 @@ def own_model(problem_args: dict[str, Any]) -> bool:
 
 def resolve_evaluator(evaluator: str | None, config: dict[str, Any]) -> str | None:
     """The held-out evaluator's name: "auto" is the backend's (config from `make_problem`)."""
+    check_evaluator(evaluator)
     return get_backend(config["backend"]).evaluator if evaluator == "auto" else evaluator
 
 
@@ -239,6 +241,7 @@ def reward_of(reward: str | Reward, reward_args: dict[str, Any] | None, prompts:
     """The reward function, its name for the config and its parsed arguments: a registered reward built from
     its name, or a reward object used as it is (its `name`, or its class's)."""
     if isinstance(reward, str):
+        check_search_reward(reward)
         args = parse_reward_args(reward, reward_args or {})
         return make_reward(reward, prompts, device, **args), reward, args
     if not callable(reward):

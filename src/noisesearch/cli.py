@@ -10,6 +10,7 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 import textwrap
 import warnings
 from collections.abc import Callable
@@ -410,9 +411,13 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
     prompts = list(args.prompt or [])
     if args.prompts_file is not None:
         try:
-            prompts += [line.strip() for line in args.prompts_file.read_text().splitlines() if line.strip()]
+            text = args.prompts_file.read_text(encoding="utf-8")
+            prompts += [line.strip() for line in text.splitlines() if line.strip()]
         except OSError as err:
             raise NoiseSearchError(f"cannot read --prompts-file {args.prompts_file} ({err.strerror})") from None
+        except UnicodeDecodeError as err:
+            raise NoiseSearchError(f"--prompts-file {args.prompts_file} is not UTF-8 text (byte "
+                                   f"0x{err.object[err.start]:02x} at offset {err.start}): save it as UTF-8") from None
     reward_args = {}
     for item in args.reward_arg:
         key, sep, value = item.partition("=")
@@ -560,6 +565,7 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> None:
         raise NoiseSearchError(f"--out {args.out} is a directory; give the path of the schedule JSON to write")
     if not args.out.parent.is_dir():
         raise NoiseSearchError(f"--out {args.out}: directory {args.out.parent} does not exist")
+    check_writable(args.out if args.out.exists() else args.out.parent, f"--out {args.out}")
     config = CalibrationConfig(**{name: getattr(args, name) for name in CALIBRATION_FLAGS
                                   if getattr(args, name) is not None})  # the library's defaults for the rest
     with executor_of(args) as executor:
@@ -571,6 +577,31 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> None:
     schedule.save(args.out)
     print(schedule.table())
     print(calibration_summary(schedule) + f" -> {args.out}")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """A one-line NoiseSearchError unless this process can write the file `path`, or create files in the
+    directory `path`, tried by opening it (a file, unchanged) or creating and removing a file in it."""
+    try:
+        if path.is_dir():
+            fd, probe = tempfile.mkstemp(dir=path, prefix=".noisesearch-write-test-")
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            path.open("r+b").close()
+    except OSError as err:
+        raise NoiseSearchError(f"{what}: cannot write {'in ' if path.is_dir() else ''}{path} ({err.strerror})"
+                               ) from None
+
+
+def check_out_dir(out: Path, what: str) -> None:
+    """A one-line NoiseSearchError unless `out` is, or can be made, a directory this process can write in: not
+    a file, not under one."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        under = "" if existing == out else f" is under {existing}, which"
+        raise NoiseSearchError(f"{what}{under} is a file: give a directory")
+    check_writable(existing, what)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -590,6 +621,7 @@ def cmd_reliability(args: argparse.Namespace, argv: list[str]) -> None:
     from noisesearch.drivers.reliability import reliability_table, write_reliability
 
     rewards = [r.strip() for r in args.rewards.split(",") if r.strip()]
+    check_out_dir(args.out, f"--out {args.out}")
     measured = measure_reliability(rewards, args.conditions, args.seed, args.candidates, backend=args.backend,
                                    model=args.model, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                                    max_batch=args.max_batch, progress=not args.no_progress,

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from noisesearch import cost
 from noisesearch.adaptive.allocation import allocate_iterations, marginal_gain
 from noisesearch.adaptive.shipped import shipped_schedule
-from noisesearch.errors import NoiseSearchError
+from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.sampling import Sampler
 from noisesearch.search.base import CALLS_DOC, RunContext, check_positive_int
 from noisesearch.search.local import LocalSearch, load_schedule
 from noisesearch.search.registry import register_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
+
+if TYPE_CHECKING:
+    from noisesearch.problem import Problem
 
 
 def schedule_beam(schedule: SearchSchedule, target_nfe: int | None) -> int:
@@ -106,6 +109,17 @@ class AdaptiveEpsGreedy(LocalSearch):
 
     def nfe_estimate(self, sampler: Sampler) -> int:
         return self.target_nfe if self.target_nfe is not None else super().nfe_formula(sampler)
+
+    def check_budget(self, problem: Problem) -> None:
+        """With target_nfe (the calls per image it may spend; its formula says nothing), the hard NFE budget it
+        must fit under, before any call."""
+        super().check_budget(problem)
+        if self.target_nfe is None or problem.nfe_budget is None:
+            return
+        need = int(problem.nfe.max()) + cost.nfe(self.target_nfe, problem.denoiser)
+        if need > problem.nfe_budget:
+            raise BudgetExceeded(f"{self.name} may spend {need} NFE per image (target_nfe {self.target_nfe}), over "
+                                 f"the hard budget of {problem.nfe_budget}: lower target_nfe or raise the budget")
 
     def _iterations(self, sampler: Sampler, schedule: SearchSchedule, t: int,
                     extra_calls: torch.Tensor) -> torch.Tensor:

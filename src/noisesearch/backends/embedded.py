@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from noisesearch.assets import load_card, load_weights
+from noisesearch.assets import card_path, load_card, load_weights, state_mismatch, weights_path
 from noisesearch.backends.registry import Backend, register_backend
 from noisesearch.denoiser import DenoiserBase
 from noisesearch.errors import NoiseSearchError
@@ -74,12 +74,27 @@ def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None, dev
     its packaged EMA weights (or those in weights_dir) on `device`, in float32 or under bfloat16 autocast,
     eager or through torch.compile."""
     card = load_card(kind, weights_dir)
-    cfg = UNetConfig.from_dict({k: v for k, v in card.get("architecture", {}).items()
-                                if k in UNetConfig.__dataclass_fields__})
+    model = build_model(kind, card.get("architecture", {}), card_path(kind, weights_dir))
     weights = load_weights(kind, weights_dir)
-    model = MODELS[kind](cfg)
+    mismatch = state_mismatch(model.state_dict(), weights)
+    if mismatch:
+        raise NoiseSearchError(f"weights {weights_path(kind, weights_dir)} do not fit the architecture of "
+                               f"{card_path(kind, weights_dir)}: {mismatch}")
     model.load_state_dict(weights)
     return EmbeddedDenoiser(model, guidance, device, dtype, compile)
+
+
+def build_model(kind: str, architecture: object, card: Path) -> EDMPrecond | FlowPrecond:
+    """The untrained module of `kind` with a card's architecture (one-line errors naming the card)."""
+    if not isinstance(architecture, dict):
+        raise NoiseSearchError(f"model card {card}: 'architecture' must be a JSON object, got {architecture!r:.60}")
+    try:
+        cfg = UNetConfig.from_dict({k: v for k, v in architecture.items() if k in UNetConfig.__dataclass_fields__})
+        return MODELS[kind](cfg)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as err:
+        text = str(err).strip().splitlines()
+        raise NoiseSearchError(f"model card {card}: its architecture {architecture} does not build the UNet "
+                               f"({text[0] if text else type(err).__name__})") from None
 
 
 register_backend(Backend(

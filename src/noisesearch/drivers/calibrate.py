@@ -13,9 +13,10 @@ from noisesearch.adaptive.config import CalibrationConfig
 from noisesearch.adaptive.fits import fit_binomial, fit_eps, fit_final_gains, fit_gains
 from noisesearch.adaptive.gain_probe import probe_final_gains, probe_ladder
 from noisesearch.adaptive.reliability import CANDIDATES, probe_reliability, reliability_gains
-from noisesearch.api import make_problem, search
+from noisesearch.api import make_problem, plan_search, search
 from noisesearch.errors import NoiseSearchError
-from noisesearch.sampling import sampler_from_dict
+from noisesearch.rewards.registry import check_search_reward
+from noisesearch.sampling import Sampler, sampler_from_dict
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.seeds import calibration_seeds, draw_labels
 
@@ -40,12 +41,14 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     With an `executor` (see noisesearch.executors), each move's probe and each validation run is
     one of its tasks (`problem_args` must then be picklable); the schedule is the one calibrated without."""
     config = CalibrationConfig() if config is None else config
+    if isinstance(reward, str):
+        check_search_reward(reward)  # here too: an executor's workers would find it only after their model loads
     if not config.validates:
-        return run_all(executor, calibrate_move_task, [(reward, config)], problem_args, "the calibration")[0]
+        return run_all(executor, calibrate_move_task, [(reward, config, None)], problem_args, "the calibration")[0]
     moves = [(config.N, config.eps, config.lambda_), *config.moves]
     tried = run_all(executor, calibrate_move_task,
-                    [(reward, replace(config, N=n, K=max(1, round(config.K * config.N / n)), eps=e, lambda_=lam))
-                     for n, e, lam in moves], problem_args, "the calibration of move")
+                    [(reward, replace(config, N=n, K=max(1, round(config.K * config.N / n)), eps=e, lambda_=lam),
+                      config) for n, e, lam in moves], problem_args, "the calibration of move")
     if config.validation_conditions == 0:
         best = max(tried, key=expected_gain)  # the first of equals
         summary = [candidate_summary(s, 1) for s in tried]
@@ -53,11 +56,7 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
         return replace(best, info=best.info | {"B": 1, "candidates": summary, "validation_conditions": 0,
                                                "calibration_nfe": nfe,
                                                "calibration_nfe_per_condition": nfe / config.conditions})
-    budget = tried[0].info["target_nfe"]
-    trajectory = cost.trajectory_calls(sampler_from_dict(tried[0].info["sampler"]))
-    if max(config.beams) * trajectory > budget:
-        raise NoiseSearchError(f"B = {max(config.beams)} incumbents need {max(config.beams) * trajectory} calls per "
-                               f"image, above the budget of {budget}")
+    budget = tried[0].info["target_nfe"]  # each move checked before its probe that it affords max(beams) trajectories
     args = {k: v for k, v in problem_args.items() if k != "evaluator"}
     n = config.conditions if config.validation_conditions is None else config.validation_conditions
     labels, seeds = draw_labels(n, config.seed), calibration_seeds(config.seed, n)
@@ -91,9 +90,10 @@ def run_all(executor: Executor | None, fn: Callable[[tuple], Any], tasks: Sequen
     return executor.run_all(fn, tasks, what)
 
 
-def calibrate_move_task(task: tuple[str, CalibrationConfig, dict[str, Any]]) -> SearchSchedule:
-    reward, config, problem_args = task
-    return calibrate_move(reward, config, **problem_args)
+def calibrate_move_task(task: tuple[str, CalibrationConfig, CalibrationConfig | None, dict[str, Any]]
+                        ) -> SearchSchedule:
+    reward, config, validated, problem_args = task
+    return calibrate_move(reward, config, validated, **problem_args)
 
 
 def validation_task(task: tuple[str, list[int], list[int], SearchSchedule, int, int, dict[str, Any]]
@@ -105,7 +105,8 @@ def validation_task(task: tuple[str, list[int], list[int], SearchSchedule, int, 
     return float(run.rewards.mean()), int(run.nfe.sum())
 
 
-def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) -> SearchSchedule:
+def calibrate_move(reward: str, config: CalibrationConfig, validated: CalibrationConfig | None = None,
+                   **problem_args: Any) -> SearchSchedule:
     """A search schedule for config's one move (N, eps, lambda_) by config's method.
 
     "final": gains in the final reward of searching one step at a time for 1 to K iterations
@@ -113,19 +114,25 @@ def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) 
     eps) runs that search every step; with either, K_t spends config.target_nfe calls per image (default:
     a third of ε-greedy (N, K)'s) where the gain per call is largest. "binomial": K_t = ceil(K·p(t)). These
     fit ε_t from the improvements; "reliability" takes gains and ε_t from R(σ) (`reliability_gains`) and
-    spends the budget as "final" does. All keep the gains, so a budget can be given later."""
+    spends the budget as "final" does. All keep the gains, so a budget can be given later.
+
+    Before the probe, a budget short of one plain trajectory is a one-line NoiseSearchError, as is one that
+    cannot hold max(beams) trajectories where `validated` (the config of a calibration that validates its
+    candidates at its first move's budget) says so."""
     c = config
     labels, seeds = draw_labels(c.conditions, c.seed), calibration_seeds(c.seed, c.conditions)
     args = {k: v for k, v in problem_args.items() if k != "evaluator"}
     eps = None
     if c.method == "reliability":
         problem, _ = make_problem(reward=reward, labels=labels, seeds=seeds, **args)
+        check_move_budget(c, problem.sampler, validated)
         curve = probe_reliability(problem, CANDIDATES)
         sampler, trace, nfe = problem.sampler, None, problem.nfe
         gains, eps = reliability_gains(curve, c.K, c.N)
         outcome = {"reliability": curve.to_dict()["steps"], "reliability_candidates": CANDIDATES}
     elif c.method == "final":
         problem, _ = make_problem(reward=reward, labels=labels, seeds=seeds, **args)
+        check_move_budget(c, problem.sampler, validated)
         problem.start_progress(None, "calibrate")
         try:
             probe = probe_final_gains(problem, probe_ladder(c.K), c.N, c.eps, c.lambda_)
@@ -134,8 +141,10 @@ def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) 
         sampler, trace, gains, nfe = problem.sampler, probe.trace, fit_final_gains(probe, c.K), problem.nfe
         outcome = {"calibration_naive_reward": probe.naive_reward, "probed_k": list(probe.ks)}
     else:
-        result = search(algorithm="eps_greedy", reward=reward, labels=labels, seeds=seeds, N=c.N, K=c.K, eps=c.eps,
-                        lambda_=c.lambda_, elitism=True, **problem_args)
+        planned = plan_search(algorithm="eps_greedy", reward=reward, labels=labels, seeds=seeds, N=c.N, K=c.K,
+                              eps=c.eps, lambda_=c.lambda_, elitism=True, **problem_args)
+        check_move_budget(c, planned.problem.sampler, validated)
+        result = planned.run()  # as search() runs it
         sampler, trace, nfe = sampler_from_dict(result.config["sampler"]), result.trace, result.nfe
         gains = fit_gains(trace) if trace is not None and len(trace) else []
         outcome = {"calibration_reward": float(result.rewards.mean()),
@@ -147,7 +156,7 @@ def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) 
     if c.method == "binomial":
         K_t = fit_binomial(trace, c.K)
     else:
-        budget = math.ceil(cost.per_step_search_calls(sampler, c.N * c.K) / 3) if c.target_nfe is None else c.target_nfe
+        budget = move_budget(c, sampler)
         steps = sampler.searchable_steps()
         first, then = cost.iteration_costs(sampler, steps, [c.N] * len(steps))
         K_t = allocate_iterations(gains, first, then, budget - cost.trajectory_calls(sampler))
@@ -158,6 +167,34 @@ def calibrate_move(reward: str, config: CalibrationConfig, **problem_args: Any) 
     }
     return SearchSchedule.uniform(sampler, K_t, fit_eps(trace, c.eps) if eps is None else eps, c.N,
                                   gains=tuple(tuple(row) for row in gains), info=info)
+
+
+def move_budget(config: CalibrationConfig, sampler: Sampler) -> int:
+    """Calls per image a move's schedule spends: config.target_nfe, by default a third of ε-greedy (N, K)'s."""
+    if config.target_nfe is not None:
+        return config.target_nfe
+    return math.ceil(cost.per_step_search_calls(sampler, config.N * config.K) / 3)
+
+
+def check_move_budget(config: CalibrationConfig, sampler: Sampler, validated: CalibrationConfig | None) -> None:
+    """Before a move's probe: its budget affords one plain trajectory (the binomial method spends none), and
+    where its calibration validates candidates (`validated`), the budget of the validation runs (the first
+    move's) affords max(beams) incumbents' trajectories; a one-line NoiseSearchError otherwise."""
+    if config.method == "binomial":
+        return
+    budget, trajectory = move_budget(config, sampler), cost.trajectory_calls(sampler)
+    if trajectory > budget:
+        default = ("" if config.target_nfe is not None else
+                   f" (the default: a third of the {cost.per_step_search_calls(sampler, config.N * config.K)} calls "
+                   f"of eps-greedy N={config.N}, K={config.K})")
+        raise NoiseSearchError(f"the calibration budget of {budget} calls per image{default} is below one plain "
+                               f"sampler trajectory ({trajectory} calls): give a target_nfe (--target-nfe) of at "
+                               f"least {trajectory}")
+    if validated is not None and validated.validates and validated.validation_conditions != 0:
+        B, first = max(validated.beams), move_budget(validated, sampler)
+        if B * trajectory > first:
+            raise NoiseSearchError(f"B = {B} incumbents need {B * trajectory} calls per image, above the budget "
+                                   f"of {first}")
 
 
 def calibration_summary(schedule: SearchSchedule) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from noisesearch.assets import load_weights
+from noisesearch.assets import load_weights, state_mismatch, weights_path
 from noisesearch.errors import NoiseSearchError
 from noisesearch.models.classifier import DigitClassifier
 from noisesearch.models.labels import check_labels
@@ -18,7 +18,12 @@ class ClassifierProbability:
 
     def __init__(self, weights: str, weights_dir: Path | str | None = None) -> None:
         self.model = DigitClassifier()
-        self.model.load_state_dict(load_weights(weights, weights_dir))
+        state = load_weights(weights, weights_dir)
+        mismatch = state_mismatch(self.model.state_dict(), state)
+        if mismatch:
+            raise NoiseSearchError(f"weights {weights_path(weights, weights_dir)} do not fit the digit classifier: "
+                                   f"{mismatch}")
+        self.model.load_state_dict(state)
         self.model.eval().requires_grad_(False)
 
     @torch.no_grad()
@@ -40,7 +45,7 @@ class Verifier(ClassifierProbability):
         super().__init__("verifier", weights_dir)
 
 
-@register_reward("evaluator")
+@register_reward("evaluator", scoring_only=True)
 class Evaluator(ClassifierProbability):
     """Held-out evaluator probability of the conditioning class (trained on 5000-9999); scoring only."""
 

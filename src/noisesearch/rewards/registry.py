@@ -14,15 +14,19 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.naming import claim_name
 
 _REWARDS: dict[str, Callable[..., Any]] = {}
+_SCORING_ONLY: set[str] = set()  # rewards that score final images but are no search reward (held-out evaluators)
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def register_reward(name: str, *, replace: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_reward(name: str, *, replace: bool = False, scoring_only: bool = False
+                    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Class decorator: make a reward constructible by name; a name that another class or factory holds is a
-    NoiseSearchError unless `replace=True` (the same class again, as a module imported twice, is no clash)."""
+    NoiseSearchError unless `replace=True` (the same class again, as a module imported twice, is no clash).
+    `scoring_only=True` declares a held-out evaluator: it scores final images but is refused as a search reward."""
 
     def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
         claim_name(_REWARDS, name, factory, "reward", replace)
+        (_SCORING_ONLY.add if scoring_only else _SCORING_ONLY.discard)(name)
         return factory
 
     return wrap
@@ -37,6 +41,36 @@ def reward_factory(name: str) -> Callable[..., Any]:
     if name not in _REWARDS:
         raise NoiseSearchError(f"unknown reward '{name}': choose one of {', '.join(reward_names())}")
     return _REWARDS[name]
+
+
+def is_scoring_only(name: str) -> bool:
+    """Whether reward `name` was registered scoring-only (a held-out evaluator, no search reward)."""
+    reward_factory(name)
+    return name in _SCORING_ONLY
+
+
+def check_search_reward(name: str) -> None:
+    """A one-line NoiseSearchError unless `name` is a registered reward that may guide a search (not unknown,
+    not scoring-only): what builds a reward for search calls this before any model loads."""
+    if not isinstance(name, str):
+        raise NoiseSearchError(f"a reward name must be a string, got a {type(name).__name__}")
+    if is_scoring_only(name):
+        searchable = [r for r in reward_names() if r not in _SCORING_ONLY]
+        raise NoiseSearchError(f"reward '{name}' is scoring-only (a held-out evaluator: searching against it would "
+                               f"leave nothing held out): give it as the evaluator and search with another reward, "
+                               f"e.g. {', '.join(searchable)}")
+
+
+def check_evaluator(evaluator: object) -> None:
+    """A one-line NoiseSearchError unless `evaluator` is "auto", None or a registered reward's name, checked
+    before any search so that a misspelt evaluator does not fail after the run."""
+    if evaluator is None or evaluator == "auto":
+        return
+    if not isinstance(evaluator, str):
+        raise NoiseSearchError(f"evaluator must be a reward name, 'auto' or None, got a {type(evaluator).__name__}")
+    if evaluator not in _REWARDS:
+        raise NoiseSearchError(f"unknown evaluator '{evaluator}': choose a reward ({', '.join(reward_names())}), "
+                               "auto (the backend's) or none")
 
 
 def get_reward(name: str, **kwargs: Any) -> Any:
