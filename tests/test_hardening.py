@@ -165,7 +165,8 @@ def test_an_unwritable_images_folder_is_found_before_the_search(tmp_path, capsys
     out.mkdir()
     (out / "images").write_text("a file where the images folder should be")
     started = time.perf_counter()
-    assert main(["sample", "--out", str(out), "--algorithm", "best_of_n", "--N", "64", "--no-progress"]) == 1
+    assert main(["sample", "--out", str(out), "--overwrite", "--algorithm", "best_of_n", "--N", "64",
+                 "--no-progress"]) == 1
     assert time.perf_counter() - started < 5  # refused before 64 trajectories
     assert "cannot write to --out" in capsys.readouterr().err
 
