@@ -100,7 +100,7 @@ def test_a_start_refused_by_its_executor_leaves_no_directory(tmp_path):
             bench(out, executor=executor)
         assert not (tmp_path / "new").exists()
         empty = tmp_path / "empty"
-        empty.mkdir()
+        empty.mkdir(exist_ok=True)
         with pytest.raises(NoiseSearchError, match="1000 CPUs"):
             bench(empty, executor=executor)
         assert snapshot(empty) == {}
@@ -220,7 +220,7 @@ def test_a_results_file_that_is_a_directory_is_one_line(tmp_path, capsys):
     ("lambda_", 0, "info lambda_ must be a positive number, got 0"),
     ("B", -3, "info B must be an integer of at least 1, got -3"),
     ("B", 2.5, "info B must be an integer of at least 1, got 2.5"),
-    ("target_nfe", 0, "info target_nfe must be an integer of at least 1, got 0"),
+    ("target_nfe", 0, "info target_nfe must be an integer of at least 1 (or null), got 0"),
     ("calibration_nfe", "many", "info calibration_nfe must be an integer of at least 0"),
     ("eps", 2, "info eps must be a number in [0, 1], got 2"),
 ])
