@@ -171,7 +171,7 @@ def test_a_resume_over_duplicated_lines_reruns_nothing(tmp_path):
 
 @pytest.mark.parametrize("bad, fragment", [
     (record(label_index="0"), '"label_index" must be an integer of at least 0, got "0"'),
-    (record(reward_value="0.5"), '"reward_value" must be a number, got "0.5"'),
+    (record(reward_value="0.5"), '"reward_value" must be a finite number, got "0.5"'),
     (record(nfe=6.5), '"nfe" must be an integer of at least 0, got 6.5'),
     (record(cell=["a"]), '"cell" must be a string'),
     ('{"cell": "c", "label_index": 0}', 'the record has no "algorithm"'),

@@ -192,6 +192,13 @@ def test_a_ray_task_larger_than_the_cluster_is_refused_not_left_waiting(request)
     assert [o.value for o in ray_executor.map(abs, [-5])] == [5]
 
 
+def test_a_cell_larger_than_the_ray_cluster_is_refused_before_the_run_directory_is_made(request, tmp_path):
+    executor("ray", request)
+    with RayExecutor(cpus_per_task=1000) as large, pytest.raises(NoiseSearchError, match="a task needs 1000 CPUs"):
+        run_bench(FAILING, tmp_path / "run", progress=False, model_loader=tiny_denoiser, executor=large)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("kind", ["serial", "process", "ray"])
 def test_a_failing_cell_fails_alone_with_its_error_recorded(kind, tmp_path, request):
     with executor(kind, request) as ex, pytest.raises(NoiseSearchError) as err:
@@ -227,6 +234,7 @@ def test_calibrate_on_a_process_pool_gives_the_serial_schedule():
     (["--executor", "process", "--workers", "0"], "--workers must be an integer of at least 1, got 0"),
     (["--executor", "process", "--gpus-per-cell", "1"], "--gpus-per-cell does not apply to --executor process"),
     (["--executor", "process", "--retries", "-1"], "--retries must be an integer of at least 0, got -1"),
+    (["--retries", "2"], "--retries does not apply to --executor serial"),
 ])
 def test_executor_options_are_checked_in_one_line(tmp_path, capsys, args, fragment):
     assert main(["bench", "--preset", "table1", "--labels", "1", "--out", str(tmp_path / "o"), *args]) == 1

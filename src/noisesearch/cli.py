@@ -183,8 +183,9 @@ def add_executor_flags(parser: argparse.ArgumentParser, what: str) -> None:
                              "ray 1)")
     parser.add_argument("--gpus-per-cell", type=float, default=None,
                         help="ray executor: GPUs per task, fractions allowed (default 0)")
-    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
-                        help="further attempts of a task whose worker died (killed, out of memory, node lost)")
+    parser.add_argument("--retries", type=int, default=None,
+                        help="process and ray executors: further attempts of a task whose worker died (killed, out "
+                             f"of memory, node lost; default {DEFAULT_RETRIES})")
 
 
 def executor_of(args: argparse.Namespace) -> Executor:
@@ -516,7 +517,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                             progress=not args.no_progress, backend=args.backend, model=args.model,
                             sampler=args.sampler, reuse=args.reuse, trust_model_code=args.trust_model_code,
                             executor=executor)
-    print(f"bench {preset.name}: {len(preset_cells(preset))} cells x {preset.labels} labels in {results}")
+    print(printable(f"bench {preset.name}: {len(preset_cells(preset))} cells x {preset.labels} labels in {results}"))
 
 
 def parse_moves(text: str) -> tuple[tuple[int, float, float], ...]:
@@ -604,6 +605,12 @@ def check_out_dir(out: Path, what: str) -> None:
     check_writable(existing, what)
 
 
+def printable(text: str) -> str:
+    """`text` with what standard output could not encode (a path that is no UTF-8) as backslash escapes."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from noisesearch.experiments.report import write_report
     from noisesearch.experiments.tradeoff_report import write_tradeoff_report
@@ -614,7 +621,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise NoiseSearchError("a report of several run directories needs --out DIR")
     else:
         md, page = write_tradeoff_report(args.run_dir, args.out)
-    print(f"wrote {md} and {page}")
+    print(printable(f"wrote {md} and {page}"))
 
 
 def cmd_reliability(args: argparse.Namespace, argv: list[str]) -> None:

@@ -111,6 +111,10 @@ class Executor:
             values[outcome.index] = outcome.value
         return values
 
+    def check(self, resources: Resources) -> None:
+        """A one-line NoiseSearchError where this executor could never run a task needing `resources` (checked
+        before a run writes anything); engines that schedule no resources accept every task."""
+
     def describe(self) -> dict[str, Any]:
         """The executor's settings, for logs."""
         return {"executor": self.name}
@@ -177,8 +181,9 @@ class ProcessExecutor(Executor):
     reports_progress = False
 
     def __init__(self, workers: int | None = None, cpus_per_task: int | None = None,
-                 retries: int = DEFAULT_RETRIES) -> None:
+                 retries: int | None = None) -> None:
         workers = (os.cpu_count() or 1) if workers is None else workers
+        retries = DEFAULT_RETRIES if retries is None else retries
         check_count(workers, "--workers", 1)
         check_count(retries, "--retries", 0)
         if cpus_per_task is not None:
@@ -298,6 +303,27 @@ def import_ray() -> Any:
     return ray
 
 
+CONNECT_S = 5.0  # how long a Ray address may take to accept a connection before it counts as unreachable
+
+
+def check_reachable(address: str | None, timeout: float = CONNECT_S) -> None:
+    """A one-line NoiseSearchError unless a Ray address of the form HOST:PORT (or ray://HOST:PORT) accepts a TCP
+    connection within `timeout` seconds: ray.init would otherwise retry for minutes. Other addresses (None, auto,
+    local) are left to Ray."""
+    if address is None:
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else getattr(err, "strerror", None) or str(err)
+        raise NoiseSearchError(collapse_whitespace(
+            f"cannot reach Ray at {address} ({reason}): start the cluster there (ray start --head) or give another "
+            "--ray-address")) from None
+
+
 class RayExecutor(Executor):
     """Ray tasks of `cpus_per_task` CPUs and `gpus_per_task` GPUs each (and the memory a task declares), retried
     by Ray up to `retries` times where their worker or node dies. Uses the Ray instance this process is already
@@ -309,7 +335,8 @@ class RayExecutor(Executor):
     schedules_memory = True
 
     def __init__(self, address: str | None = None, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0,
-                 retries: int = DEFAULT_RETRIES, **init_args: Any) -> None:
+                 retries: int | None = None, **init_args: Any) -> None:
+        retries = DEFAULT_RETRIES if retries is None else retries
         check_count(retries, "--retries", 0)
         for value, flag in ((cpus_per_task, "--cpus-per-cell"), (gpus_per_task, "--gpus-per-cell")):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < float("inf"):
@@ -318,6 +345,7 @@ class RayExecutor(Executor):
         self.cpus_per_task, self.gpus_per_task, self.retries = cpus_per_task, gpus_per_task, retries
         self.started = not self.ray.is_initialized()
         if self.started:
+            check_reachable(address)
             try:
                 self.ray.init(address=address, **init_args)
             except (ConnectionError, RuntimeError, ValueError) as err:
@@ -330,6 +358,9 @@ class RayExecutor(Executor):
 
     def describe(self) -> dict[str, Any]:
         return self.settings
+
+    def check(self, resources: Resources) -> None:
+        self.options(resources, self.ray.cluster_resources())
 
     def options(self, resources: Resources | None, have: dict[str, float]) -> dict[str, Any]:
         """Ray's options for a task of `resources` on a cluster of resources `have`; a one-line error where
@@ -383,12 +414,16 @@ def check_count(value: Any, flag: str, least: int) -> None:
 
 def make_executor(name: str = "serial", *, workers: int | None = None, ray_address: str | None = None,
                   cpus_per_cell: float | None = None, gpus_per_cell: float | None = None,
-                  retries: int = DEFAULT_RETRIES) -> Executor:
-    """The executor of the CLI's --executor NAME and its options; a one-line error for options it cannot take."""
+                  retries: int | None = None) -> Executor:
+    """The executor of the CLI's --executor NAME and its options; a one-line error for options it cannot take.
+    `retries` None is the executor's default (DEFAULT_RETRIES where workers can die; the serial executor takes
+    none)."""
     if name not in EXECUTORS:
         raise NoiseSearchError(f"unknown executor '{name}': choose one of {', '.join(EXECUTORS)}")
-    given = {"--workers": workers, "--ray-address": ray_address, "--gpus-per-cell": gpus_per_cell}
-    takes = {"serial": (), "process": ("--workers",), "ray": ("--ray-address", "--gpus-per-cell")}[name]
+    given = {"--workers": workers, "--ray-address": ray_address, "--gpus-per-cell": gpus_per_cell,
+             "--retries": retries}
+    takes = {"serial": (), "process": ("--workers", "--retries"),
+             "ray": ("--ray-address", "--gpus-per-cell", "--retries")}[name]
     wrong = [flag for flag, value in given.items() if value is not None and flag not in takes]
     if name == "serial" and cpus_per_cell is not None:
         wrong.append("--cpus-per-cell")

@@ -9,7 +9,9 @@ executor. A cell that fails is logged in cells.jsonl with its error, and the oth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,11 +34,12 @@ from noisesearch.experiments.cells import (
     expected_nfe,
     preset_cells,
 )
-from noisesearch.experiments.presets import Preset, RewardColumn
+from noisesearch.experiments.presets import MAX_BATCH, Preset, RewardColumn
 from noisesearch.experiments.store import (
     CELL_LOG,
     RESULTS,
     check_reuse_source,
+    check_run_files,
     copy_results,
     copy_schedules,
     log_cell,
@@ -87,23 +90,69 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
     check_seed(seed, "the bench seed")
     bench_seed(seed, preset.repeats - 1, preset.labels - 1)  # the largest sample seed, checked before writing
     max_batch = parse_max_batch(max_batch, fixed_for="bench")
+    if max_batch > MAX_BATCH:  # a probe call of max_batch rows is made before any cell
+        raise NoiseSearchError(f"max_batch must be at most {MAX_BATCH:,}, got {max_batch}")
     out = Path(out)
     for source in reuse:
-        check_reuse_source(Path(source))
+        check_reuse_source(Path(source), read=True)
     sampler_name = sampler or spec.default_sampler
     make_sampler(sampler_name, preset.steps)  # an unknown sampler is an error before anything is written
     check_device(device)
+    executor = executor or SerialExecutor()
+    executor.check(Resources())  # a cluster too small for a cell of the executor's CPUs and GPUs
+    if out.is_dir():
+        check_run_files(out)
     settings = run_settings(preset, seed, sampler_name, backend, model_identity(model), max_batch, device)
-    with run_dir_lock(out):
+    with locked_run_dir(out):
         settings = resume_settings(out, settings)
         source = partial(ModelSource, settings["backend"], settings["model"], device=device,
                          trust_model_code=trust_model_code,
                          loader=model_loader)
         try:
-            return run_locked(preset, out, settings, spec.evaluator, progress, source, reuse,
-                              executor or SerialExecutor())
+            return run_locked(preset, out, settings, spec.evaluator, progress, source, reuse, executor)
         finally:
             LOADED.clear()
+
+
+def holds_results(out: Path) -> bool:
+    """Whether a run directory holds anything of value: a record, a logged cell or a calibrated schedule."""
+    results = out / RESULTS
+    return ((results.is_file() and results.stat().st_size > 0) or (out / CELL_LOG).exists()
+            or any((out / "schedules").glob("*.json")))
+
+
+@contextmanager
+def locked_run_dir(out: Path) -> Iterator[None]:
+    """Hold `out`'s lock (see run_dir_lock) while the block runs; on an exception, remove what this start created
+    where `out` did not exist or was an empty directory before, and it holds nothing of value yet (no record, no
+    cell logged, no calibrated schedule), still holding the lock: a failed start leaves nothing behind. A
+    directory that held anything before is never touched."""
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    top = missing[-1] if missing else None
+    empty = top is None and out.is_dir() and not any(out.iterdir())
+
+    def clean() -> None:
+        if holds_results(out):
+            return
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        elif empty and out.is_dir():
+            for part in list(out.iterdir()):
+                if part.is_dir():
+                    shutil.rmtree(part, ignore_errors=True)
+                else:
+                    part.unlink(missing_ok=True)
+
+    try:
+        with run_dir_lock(out):
+            try:
+                yield
+            except BaseException:
+                clean()
+                raise
+    except BaseException:
+        clean()  # where taking the lock failed after making the directory
+        raise
 
 
 def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_name: str | None, progress: bool,
@@ -124,6 +173,10 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
     if len({c.key for c in cells}) < len(cells) or len({c.slug for c in cells}) < len(cells):
         raise NoiseSearchError(f"preset '{preset.name}' has two cells of one name: give runs and columns "
                                "distinct parameters and names")
+    memory = {g: cell_memory_mb(denoiser(g), sampler_of(g), max_batch) if executor.schedules_memory else None
+              for g in {column.guidance for column in preset.rewards}}
+    for need in set(memory.values()):  # the cluster could never hold a cell: refused before anything is written
+        executor.check(Resources(memory_mb=need))
     prepare_run_dir(out, preset, seed, settings)
     results = out / RESULTS
     labels = draw_labels(preset.labels, seed)
@@ -148,8 +201,6 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
                       {name: schedules[name] for name in {cell.run.calibrated_column(cell.column.name)} - {None}},
                       evaluator_name)
              for cell, missing in todo]
-    memory = {g: cell_memory_mb(denoiser(g), sampler_of(g), max_batch) if executor.schedules_memory else None
-              for g in {t.model.guidance for t in tasks}}
     total = sum(expected_nfe(t.cell, sampler_of(t.model.guidance), denoiser(t.model.guidance), len(t.labels),
                              schedules) for t in tasks)
     bar = tqdm(total=total, unit="NFE", desc=f"bench {preset.name}", disable=not progress, dynamic_ncols=True)

@@ -8,6 +8,8 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
+from noisesearch.files import write_atomically
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -74,8 +76,9 @@ def to_html(blocks: list[Block]) -> str:
 
 
 def write_document(blocks: list[Block], out: Path) -> tuple[Path, Path]:
-    """Write out/report.md and out/report.html; returns both paths."""
+    """Write out/report.md and out/report.html (UTF-8, each atomically: a failed write leaves no partial file;
+    text that is no UTF-8, such as a path of other bytes, is written as backslash escapes); returns both paths."""
     md, page = out / "report.md", out / "report.html"
-    md.write_text(to_markdown(blocks, out) + "\n")
-    page.write_text(to_html(blocks))
+    write_atomically(md, to_markdown(blocks, out) + "\n", errors="backslashreplace")
+    write_atomically(page, to_html(blocks), errors="backslashreplace")
     return md, page

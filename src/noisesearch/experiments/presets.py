@@ -32,6 +32,8 @@ RENAMED_FIELDS = {"budgets": "target_nfes"}  # {old preset field: new}: preset f
 RUN_FIELDS = ("algorithm", "params")
 COLUMN_FIELDS = ("name", "reward", "guidance")
 MAX_COUNT = 1000  # labels and repeats: bench_seed gives repeat r and label k of seed s the seed s·10⁶ + r·1000 + k
+MAX_STEPS = 10_000  # sampler steps of a preset: more could not be allocated (the table1 presets take 18)
+MAX_BATCH = 65_536  # bench's rows per network call: more could not be allocated for any model bench runs
 COLUMN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a column names files (schedules, plots): no separators
 REQUIRED = object()
 
@@ -218,6 +220,8 @@ class Preset:
             raise NoiseSearchError(f"{where}: labels and repeats must be at least 1")
         if self.steps < 1:
             raise NoiseSearchError(f"{where}: steps must be at least 1, got {self.steps}")
+        if self.steps > MAX_STEPS:
+            raise NoiseSearchError(f"{where}: steps must be at most {MAX_STEPS:,}, got {self.steps}")
         if self.labels > MAX_COUNT or self.repeats > MAX_COUNT:
             raise NoiseSearchError(f"{where}: labels and repeats must be at most {MAX_COUNT} (the bench's sample "
                                    "seeds would repeat)")
@@ -240,6 +244,11 @@ class Preset:
                 raise NoiseSearchError(f"{where}: reward column '{column.name}' has guidance {column.guidance}")
         seen = set()
         for run in self.runs:
+            named = run.params.get("search_schedule")
+            if named is not None and not isinstance(named, str):
+                raise NoiseSearchError(escape_line_breaks(
+                    f"{where}: run {run.label}: search_schedule must be \"{CALIBRATED}\", \"{CALIBRATED}:COLUMN\" or "
+                    f"the path of a schedule file, got {shown(named)}"))
             identity = json.dumps([run.algorithm, run.params], sort_keys=True, default=repr)
             if identity in seen:
                 raise NoiseSearchError(escape_line_breaks(f"{where}: run {run.label} is listed twice: remove the copy "
@@ -289,6 +298,21 @@ def builtin_presets() -> dict[str, Preset]:
     return {name: Preset.from_dict(name, d) for name, d in json.loads(text).items()}
 
 
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON data of a user's file, or a one-line NoiseSearchError naming it as `what` (unreadable, not UTF-8
+    text, not JSON, or nested deeper than Python's recursion limit)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise NoiseSearchError(f"cannot read {what} {path} ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise NoiseSearchError(f"{what} {path} is not UTF-8 text (not JSON)") from None
+    except json.JSONDecodeError as err:
+        raise NoiseSearchError(f"{what} {path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    except RecursionError:
+        raise NoiseSearchError(f"{what} {path} is JSON nested too deeply to read") from None
+
+
 def get_preset(name_or_path: str) -> Preset:
     """A built-in preset by name, or the single preset in a JSON file (a {name: preset} mapping)."""
     presets = builtin_presets()
@@ -296,10 +320,7 @@ def get_preset(name_or_path: str) -> Preset:
         return presets[name_or_path]
     path = Path(name_or_path)
     if path.suffix == ".json" and path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise NoiseSearchError(f"preset file {path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+        data = read_json_file(path, "preset file")
         if not isinstance(data, dict) or len(data) != 1:
             raise NoiseSearchError(f"preset file {path} must hold one {{name: preset}} mapping")
         (name, d), = data.items()

@@ -20,6 +20,7 @@ record only where its key matches exactly.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -58,15 +59,22 @@ def is_str(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def is_finite(value: Any) -> bool:
+    """A JSON number that is neither NaN nor infinite (JSON files may hold NaN and Infinity)."""
+    return is_number(value) and math.isfinite(value)
+
+
 RECORD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "cell": (is_str, "a string"), "algorithm": (is_str, "a string"),
     "params": (lambda v: isinstance(v, dict), "a JSON object"), "column": (is_str, "a string"),
-    "reward": (is_str, "a string"), "guidance": (is_number, "a number"),
+    "reward": (is_str, "a string"), "guidance": (lambda v: is_finite(v), "a finite number"),
     "repeat": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
     "label_index": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
-    "label": (is_int, "an integer"), "seed": (is_int, "an integer"), "reward_value": (is_number, "a number"),
-    "evaluator": (lambda v: v is None or is_number(v), "a number or null"),
-    "nfe": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"), "wall_time_s": (is_number, "a number"),
+    "label": (is_int, "an integer"), "seed": (is_int, "an integer"),
+    "reward_value": (lambda v: is_finite(v), "a finite number"),
+    "evaluator": (lambda v: v is None or is_finite(v), "a finite number or null"),
+    "nfe": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+    "wall_time_s": (lambda v: is_finite(v) and v >= 0, "a finite number of at least 0"),
     "steps": (is_int, "an integer"),
 }
 
@@ -118,6 +126,9 @@ def load_results(path: Path) -> Results:
         except json.JSONDecodeError as err:
             raise NoiseSearchError(f"{where}: not a JSON record ({err.msg} at column {err.colno}); fix or delete "
                                    "the line") from None
+        except RecursionError:
+            raise NoiseSearchError(f"{where}: not a record (JSON nested too deeply to read); fix or delete the "
+                                   "line") from None
         identity = (record["cell"], record["label_index"])
         if identity in seen:
             duplicates += 1
@@ -283,9 +294,11 @@ def read_settings(directory: Path, hint: str = "") -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        settings = json.loads(path.read_text())
+        settings = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise NoiseSearchError(f"{path} is unreadable ({err}){hint}") from None
+    except RecursionError:
+        raise NoiseSearchError(f"{path} is unreadable (JSON nested too deeply){hint}") from None
     if not isinstance(settings, dict) or not isinstance(settings.get("columns"), dict):
         raise NoiseSearchError(f"{path} is not the settings of a bench run{hint}")
     return settings
@@ -366,10 +379,24 @@ def log_cell(out: Path, cell: StoredCell, label_indices: Sequence[int], outcome:
         f.write(json.dumps(line) + "\n")
 
 
-def check_reuse_source(source: Path) -> None:
-    """A one-line NoiseSearchError unless `source` is a bench run directory (it has results)."""
+def check_reuse_source(source: Path, read: bool = False) -> None:
+    """A one-line NoiseSearchError unless `source` is a bench run directory (it has results) and (`read`) its
+    run.json and every record can be read (so that a bench refuses a malformed source before writing)."""
     if not (source / RESULTS).is_file():
         raise NoiseSearchError(f"--reuse {source}: no {RESULTS} there (not a bench run directory)")
+    if read:
+        stored_records(source)
+
+
+RUN_FILES = (RESULTS, SETTINGS, LOCK, CELL_LOG, "preset.json", "environment.jsonl")
+
+
+def check_run_files(out: Path) -> None:
+    """A one-line NoiseSearchError where a file the run directory `out` keeps is a directory."""
+    for name in RUN_FILES:
+        if (out / name).is_dir():
+            raise NoiseSearchError(f"{out / name} is a directory, not the file a bench run keeps there: remove it or "
+                                   "use another --out")
 
 
 def copy_schedules(source: Path, out: Path, settings: dict[str, Any], columns: Sequence[str]) -> list[str]:
@@ -467,10 +494,12 @@ class Run:
 def read_json(path: Path, lines: bool = False) -> Any:
     """A JSON file of the run directory (lines: the last line of a JSON-lines file), or a one-line error."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         return json.loads(text.splitlines()[-1] if lines else text) if text.strip() else {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise NoiseSearchError(f"cannot read {path} ({err})") from None
+    except RecursionError:
+        raise NoiseSearchError(f"cannot read {path} (JSON nested too deeply)") from None
 
 
 def load_run(directory: Path) -> Run:

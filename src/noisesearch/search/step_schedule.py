@@ -29,6 +29,50 @@ def migrated_from_1(data: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS = {"noisesearch.search_schedule/1": migrated_from_1}  # {older format: its data as the current one}
 
 
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The info entries code reads (the adaptive algorithm, calibrate's summary, reports), each checked where present:
+# {key: (check, what it must be)}.
+INFO_CHECKS = {
+    "B": (lambda v: is_int(v) and v >= 1, "an integer of at least 1"),
+    "lambda_": (lambda v: is_number(v) and v > 0, "a positive number"),
+    "target_nfe": (lambda v: v is None or is_int(v) and v >= 1, "an integer of at least 1 (or null)"),
+    "N": (lambda v: is_int(v) and v >= 1, "an integer of at least 1"),
+    "K": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+    "eps": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "conditions": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+    "validation_conditions": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+    "calibration_nfe": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+    "calibration_nfe_per_condition": (lambda v: is_number(v) and v >= 0, "a number of at least 0"),
+    "method": (lambda v: isinstance(v, str), "a string"),
+    "sampler": (lambda v: isinstance(v, dict), "a JSON object"),
+    "candidates": (lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v), "a list of JSON objects"),
+}
+
+
+def shown(value: Any) -> str:
+    """A value as JSON writes it (for one-line errors)."""
+    try:
+        return json.dumps(value)[:80]
+    except (TypeError, ValueError):
+        return repr(value)[:80]
+
+
+def check_info(info: Any) -> None:
+    """A one-line NoiseSearchError unless `info` is a dict whose entries of INFO_CHECKS are what code reads."""
+    if not isinstance(info, dict):
+        raise NoiseSearchError(f"schedule: info must be a JSON object, got {shown(info)}")
+    for key, (check, noun) in INFO_CHECKS.items():
+        if key in info and not check(info[key]):
+            raise NoiseSearchError(f"schedule: info {key} must be {noun}, got {shown(info[key])}")
+
+
 def whole(value: Any, name: str) -> int:
     """An integer-valued entry of a schedule file (3 or 3.0, not 2.7 or true); a ValueError otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
@@ -53,8 +97,9 @@ class SearchSchedule:
     info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        if any(old in self.info for old in RENAMED_INFO):
+        if isinstance(self.info, dict) and any(old in self.info for old in RENAMED_INFO):
             object.__setattr__(self, "info", renamed_keys(RENAMED_INFO, self.info, "search schedule info"))
+        check_info(self.info)
         n = len(self.steps)
         columns = {"sigmas": self.sigmas, "K": self.K, "eps": self.eps, "N": self.N}
         if self.gains is not None:
@@ -106,13 +151,14 @@ class SearchSchedule:
             data = MIGRATIONS[data["format"]](data)
         if not isinstance(data, dict) or data.get("format") != SCHEDULE_FORMAT:
             raise NoiseSearchError(f"not a search schedule (expected format '{SCHEDULE_FORMAT}')")
+        info = data.get("info", {})
         try:
             gains = data.get("gains")
             return cls(tuple(whole(s, "steps") for s in data["steps"]), tuple(float(s) for s in data["sigmas"]),
                        tuple(whole(k, "K") for k in data["K"]), tuple(float(e) for e in data["eps"]),
                        tuple(whole(n, "N") for n in data["N"]),
                        tuple(tuple(float(g) for g in row) for row in gains) if gains is not None else None,
-                       dict(data.get("info", {})))
+                       dict(info) if isinstance(info, dict) else info)
         except (KeyError, TypeError, ValueError) as err:
             raise NoiseSearchError(f"malformed search schedule: {err}") from None
 
@@ -129,6 +175,8 @@ class SearchSchedule:
             raise NoiseSearchError(f"search schedule '{path}' is not UTF-8 text (not a schedule JSON)") from None
         except json.JSONDecodeError as err:
             raise NoiseSearchError(f"search schedule '{path}' is not JSON: {err.msg} (line {err.lineno})") from None
+        except RecursionError:
+            raise NoiseSearchError(f"search schedule '{path}' is JSON nested too deeply to read") from None
         return cls.from_dict(data)
 
     def table(self) -> str:
