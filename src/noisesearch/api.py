@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+import torch
+
 from noisesearch import cost
 from noisesearch.backends import get_backend, load_backend_denoiser
 from noisesearch.backends.diffusers_families import FAMILY_BACKENDS, make_denoiser, pipeline_family
+from noisesearch.backends.registry import DTYPES, check_device
 from noisesearch.batching import DEFAULT_MAX_BATCH, auto_max_batch, module_mb, parse_max_batch, probe_call
+from noisesearch.checks import check_flag, is_flag, shown
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.models.labels import check_labels
@@ -18,10 +24,15 @@ from noisesearch.problem import Problem, Reward, check_denoiser, check_settings
 from noisesearch.progress import ProgressCallback, TqdmProgress
 from noisesearch.rewards.registry import check_evaluator, check_search_reward, make_reward, parse_reward_args
 from noisesearch.sampling import Sampler
+from noisesearch.sampling.schedules import check_steps
 from noisesearch.search import SearchAlgorithm, algorithm_class, get_algorithm
 from noisesearch.search.base import RunContext
 from noisesearch.seeds import check_seeds, sample_seeds
 from noisesearch.types import SearchResult
+
+DEFAULT_STEPS = 18
+SAMPLER_ATTRIBUTES = ("steps", "sigmas", "sigma_hats", "initial_state", "searchable_steps", "step_calls", "propose",
+                      "advance", "to_dict")
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,7 @@ def make_problem(
     reward: str | Reward = "classifier",
     labels: Sequence[int] | None = (0,),
     prompts: Sequence[str] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     seeds: Sequence[int] | None = None,
     backend: str = "embedded",
     model: str | None = None,
@@ -154,7 +165,7 @@ def make_problem(
     denoiser: Denoiser | None = None,
     guidance: float | None = None,
     sampler: str | Sampler | None = None,
-    steps: int = 18,
+    steps: int | None = None,
     max_batch: int | str = DEFAULT_MAX_BATCH,
     batch_invariant: bool = False,
     nfe_budget: int | None = None,
@@ -174,8 +185,10 @@ def make_problem(
     (any of those families) selects its family's backend and runs on its own device and dtype; a `denoiser`
     object replaces the backend's loader. `reward` is a registered name (built with `reward_args`) or a
     reward object. Sample i uses seed
-    `seed + i` unless `seeds` lists one per condition. `sampler` is a registered sampler name (default:
-    the backend's) fitted to the denoiser with `steps` steps, or a Sampler. `progress`: True for a
+    `seed + i` (default 0) unless `seeds` lists one per condition (not both). `sampler` is a registered sampler name
+    (default: the backend's) fitted to the denoiser with `steps` steps (default 18), or a Sampler (then no `steps`).
+    `labels` are a list of class indices or a 1-D integer tensor or array. Flags (`batch_invariant`, `compile`,
+    `trust_model_code`) take True or False only. `progress`: True for a
     progress bar, or a callback that receives ProgressEvents. `reward_args` are parsed against the reward's
     constructor (strings such as "95" become its int). Model files that need code to load (pickles, full
     modules) load only with `trust_model_code=True`. `compile=True` runs the network through torch.compile
@@ -184,6 +197,18 @@ def make_problem(
     `batch_invariant=True` every call has exactly `max_batch` rows (padded), so that a condition's result is
     bit-identical whatever else shares the batch (what `bench` uses). `max_batch="auto"` sizes calls from the
     free CUDA memory (16 elsewhere; see noisesearch.batching) and is recorded as the number it chose."""
+    check_arguments(model=model, device=device, dtype=dtype, reward_args=reward_args, progress=progress,
+                    pipeline=pipeline)
+    trust_model_code = check_flag(trust_model_code, "trust_model_code")
+    batch_invariant = check_flag(batch_invariant, "batch_invariant")
+    compile = check_flag(compile, "compile")
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model
+    device = str(device)
+    steps = check_sampler_choice(sampler, steps)
+    if denoiser is not None and model is not None:
+        raise NoiseSearchError("give a model path or a denoiser object, not both")
+    if seed is not None and seeds is not None:
+        raise NoiseSearchError("give seed (sample i uses seed + i) or seeds (one per condition), not both")
     if pipeline is not None:
         backend, model, device, dtype = pipeline_settings(pipeline, backend, model, denoiser)
     spec = get_backend(backend)
@@ -191,7 +216,8 @@ def make_problem(
     check_settings(DEFAULT_MAX_BATCH if max_batch == "auto" else max_batch, nfe_budget)
     cond, conditions = spec.make_conditions(labels, prompts)
     guidance = spec.guidance_or_default(guidance)
-    seed_list = check_seeds(seeds) if seeds is not None else sample_seeds(seed, len(cond))
+    seed_list = seeds_of(seeds, len(cond)) if seeds is not None else sample_seeds(0 if seed is None else seed,
+                                                                                   len(cond))
     reward_fn, reward, reward_args = reward_of(reward, reward_args, prompts, device)
     if compile and (pipeline is not None or denoiser is not None):
         raise NoiseSearchError("compile applies to a model the backend loads; compile your own network before "
@@ -207,10 +233,10 @@ def make_problem(
     if not isinstance(sampler, (str, type(None))):
         chosen = sampler
     else:
-        chosen = denoiser.default_sampler(sampler or spec.default_sampler, steps)
+        chosen = denoiser.default_sampler(sampler or spec.default_sampler, DEFAULT_STEPS if steps is None else steps)
     if max_batch == "auto":
         max_batch = auto_max_batch(denoiser, cond, float(chosen.sigmas[0]), device)
-    callback = TqdmProgress() if progress is True else (progress or None)
+    callback = (TqdmProgress() if progress else None) if is_flag(progress) else progress
     problem = Problem(denoiser, reward_fn, cond, seed_list, chosen, max_batch=max_batch, nfe_budget=nfe_budget,
                       callback=callback, batch_invariant=batch_invariant)
     return problem, conditions | {
@@ -220,6 +246,50 @@ def make_problem(
         "compile": compile,
     }
 
+
+def check_arguments(*, model: object, device: object, dtype: object, reward_args: object, progress: object,
+                    pipeline: object) -> None:
+    """One-line errors, before anything loads, for arguments of make_problem of the wrong type."""
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise NoiseSearchError(f"model must be a path (a str or Path) or None, got {shown(model)}")
+    if not isinstance(device, (str, torch.device)):
+        raise NoiseSearchError(f"device must be a string such as 'cpu' or 'cuda', got {shown(device)}")
+    if pipeline is None:  # a pipeline brings its own device and dtype
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise NoiseSearchError(f"unknown dtype {shown(dtype)}: choose one of {', '.join(DTYPES)}")
+        check_device(str(device))
+    if reward_args is not None and not isinstance(reward_args, dict):
+        raise NoiseSearchError(f"reward_args must be a dict of the reward's arguments, got {shown(reward_args)}")
+    if not (is_flag(progress) or callable(progress)):
+        raise NoiseSearchError(f"progress must be True, False or a callback that receives ProgressEvents, got "
+                               f"{shown(progress)}")
+
+
+def check_sampler_choice(sampler: object, steps: object) -> int | None:
+    """`steps` checked (None: the default); a one-line error for a sampler that is neither a registered name nor a
+    Sampler, or for steps given with a Sampler object (which has its own)."""
+    if steps is not None:
+        check_steps(steps)
+    if isinstance(sampler, (str, type(None))):
+        return steps
+    missing = [name for name in SAMPLER_ATTRIBUTES if not hasattr(sampler, name)]
+    if missing:
+        raise NoiseSearchError(f"sampler must be a registered sampler name or a Sampler (e.g. from make_sampler), got "
+                               f"{shown(sampler)}")
+    if steps is not None:
+        raise NoiseSearchError(f"steps applies to a sampler given by name; this Sampler has its own "
+                               f"{sampler.steps} steps: leave steps out")
+    return None
+
+
+def seeds_of(seeds: object, n: int) -> list[int]:
+    """One checked seed per condition, or a one-line error."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, torch.Tensor, np.ndarray)):
+        raise NoiseSearchError(f"seeds must be a list of integers, one per condition, got {shown(seeds)}")
+    seed_list = check_seeds(list(seeds))
+    if len(seed_list) != n:
+        raise NoiseSearchError(f"got {n} conditions but {len(seed_list)} seeds: give one seed each")
+    return seed_list
 
 
 def pipeline_settings(pipeline: Any, backend: str, model: str | None, denoiser: Denoiser | None

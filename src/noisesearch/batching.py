@@ -23,6 +23,10 @@ import torch
 from noisesearch.errors import NoiseSearchError
 
 DEFAULT_MAX_BATCH = 16
+# The most rows per call a user may ask for: batch-invariant mode allocates every call at max_batch rows, and
+# 65,536 rows are already 200 MiB of MNIST images and 16 GiB of SDXL latents in float32; more is a typo that would
+# end in an allocation error deep in a run (AUTO_CAP below is what "auto" ever chooses).
+MAX_BATCH = 65_536
 AUTO_CAP = 256  # rows; larger calls gain nothing measurable and hurt latency of the first result
 FREE_FRACTION = 0.8  # of the free device memory, leaving room for the reward model and the search's states
 MB = 2**20
@@ -42,6 +46,8 @@ def parse_max_batch(value: object, fixed_for: str | None = None) -> int | str:
         shown = str(value)
         raise NoiseSearchError(f"max_batch must be a positive integer or 'auto', got "
                                f"{shown if shown.isprintable() and shown == shown.strip() != '' else repr(shown)}")
+    if value > MAX_BATCH:
+        raise NoiseSearchError(f"max_batch must be at most {MAX_BATCH:,} rows per call, got {value:,}")
     return value
 
 

@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 
 from noisesearch.batching import parse_max_batch
+from noisesearch.checks import check_flag, shown
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.progress import ProgressCallback, ProgressEvent
@@ -74,8 +75,9 @@ def check_settings(max_batch: object, nfe_budget: int | None) -> int:
     """The rows per call a Problem uses (noisesearch.batching.parse_max_batch), or a NoiseSearchError for a
     batch size or NFE budget a Problem cannot use."""
     max_batch = parse_max_batch(max_batch, fixed_for="a Problem (make_problem resolves 'auto')")
-    if nfe_budget is not None and nfe_budget < 1:
-        raise NoiseSearchError(f"the NFE budget must be at least 1, got {nfe_budget}")
+    if nfe_budget is not None and (not isinstance(nfe_budget, int) or isinstance(nfe_budget, bool) or nfe_budget < 1):
+        raise NoiseSearchError(f"the NFE budget (nfe_budget) must be an integer of at least 1, or None for no "
+                               f"budget, got {shown(nfe_budget)}")
     return max_batch
 
 
@@ -131,7 +133,7 @@ class Problem:
         self.max_batch = max_batch
         self.nfe_budget = nfe_budget
         self.nfe = torch.zeros(cond.shape[0], dtype=torch.long)
-        self.batch_invariant = bool(batch_invariant)
+        self.batch_invariant = check_flag(batch_invariant, "batch_invariant")
         self.padded_rows = 0
         self.callback = callback
 

@@ -7,12 +7,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from noisesearch.checks import is_int, is_real, shown
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.naming import claim_name
 
+MAX_LABEL = 2**63 - 1  # the largest int64: labels become a long tensor
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -57,8 +60,8 @@ class Backend:
 
     def guidance_or_default(self, guidance: float | None) -> float:
         """The guidance weight to use, or a one-line error for a non-finite one or one the model cannot take."""
-        if guidance is not None and not (isinstance(guidance, (int, float)) and math.isfinite(guidance)):
-            raise NoiseSearchError(f"guidance must be a finite number, got {guidance}")
+        if guidance is not None and not (is_real(guidance) and math.isfinite(guidance)):
+            raise NoiseSearchError(f"guidance must be a finite number, got {shown(guidance)}")
         if self.default_guidance is None:
             if guidance not in (None, 1.0):
                 raise NoiseSearchError(f"{self.name} models have no unconditional branch: leave --guidance at 1")
@@ -67,20 +70,45 @@ class Backend:
 
     def make_conditions(self, labels: Sequence[int] | None, prompts: Sequence[str] | None
                         ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The condition tensor of a Problem and the config entry that names the conditions."""
+        """The condition tensor of a Problem and the config entry that names the conditions (one-line errors for
+        prompts that are not a list of strings, labels that are not a list, 1-D integer tensor or array of
+        class indices)."""
         if self.conditions == "prompts":
+            if isinstance(prompts, str) or (prompts is not None and not isinstance(prompts, Sequence)):
+                raise NoiseSearchError(f"prompts must be a list of strings, got {shown(prompts)}")
             if not prompts:
                 raise NoiseSearchError(f"the {self.name} backend needs at least one prompt")
+            if not all(isinstance(p, str) for p in prompts):
+                raise NoiseSearchError(f"prompts must be a list of strings, got {shown(prompts)}")
             return torch.arange(len(prompts)), {"prompts": list(prompts)}
         if prompts:
             raise NoiseSearchError(f"prompts need a prompt backend such as diffusers; {self.name} takes --labels")
-        try:
-            cond = torch.as_tensor(list(labels or ()), dtype=torch.long)
-        except (TypeError, ValueError):
-            raise NoiseSearchError(f"labels must be integers, got {labels}") from None
+        cond = torch.tensor(class_indices(labels), dtype=torch.long)
         if len(cond) == 0:
             raise NoiseSearchError("give at least one condition")
         return cond, {"labels": cond.tolist()}
+
+
+def class_indices(labels: object) -> list[int]:
+    """Labels as a list of Python ints: a list or tuple of integers, or a 1-D integer tensor or array; a one-line
+    error for anything else (floats, bools, nested lists, a bare number or string) or a negative label."""
+    if labels is None:
+        return []
+    if isinstance(labels, (torch.Tensor, np.ndarray)):
+        integer = (not labels.dtype.is_floating_point and not labels.dtype.is_complex and labels.dtype != torch.bool
+                   if isinstance(labels, torch.Tensor) else labels.dtype.kind in "iu")
+        if not integer or labels.ndim != 1:
+            raise NoiseSearchError(f"labels must be a 1-D integer tensor or array (or a list of integers), got a "
+                                   f"{labels.ndim}-D {str(labels.dtype).removeprefix('torch.')} one")
+        labels = labels.tolist()
+    if (isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence)
+            or not all(is_int(label) for label in labels)):
+        raise NoiseSearchError(f"labels must be a list of integers (class indices), got {shown(labels)}")
+    values = [int(label) for label in labels]
+    bad = [v for v in values if not 0 <= v <= MAX_LABEL]
+    if bad:
+        raise NoiseSearchError(f"label {shown(bad[0])} is not a class index: labels are integers from 0")
+    return values
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -99,8 +127,8 @@ def backend_names() -> list[str]:
 
 
 def get_backend(name: str) -> Backend:
-    if name not in _BACKENDS:
-        raise NoiseSearchError(f"unknown backend '{name}': choose one of {', '.join(backend_names())}")
+    if not isinstance(name, str) or name not in _BACKENDS:
+        raise NoiseSearchError(f"unknown backend {shown(name)}: choose one of {', '.join(backend_names())}")
     return _BACKENDS[name]
 
 

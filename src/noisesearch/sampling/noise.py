@@ -8,6 +8,9 @@ from typing import Any
 
 import torch
 
+from noisesearch.checks import check_finite, is_real, shown
+from noisesearch.errors import NoiseSearchError
+
 
 @dataclass(frozen=True)
 class Churn:
@@ -19,6 +22,15 @@ class Churn:
     S_min: float = 0.05
     S_max: float = 50.0
     S_noise: float = 1.003
+
+    def __post_init__(self) -> None:
+        for name in ("S_churn", "S_min", "S_noise"):
+            check_finite(getattr(self, name), name)
+        if not (is_real(self.S_max) and self.S_max >= self.S_min):  # S_max = inf: churn at every level above S_min
+            raise NoiseSearchError(f"S_max must be a number of at least S_min ({self.S_min}), got {shown(self.S_max)}")
+        if self.S_churn < 0 or self.S_min < 0 or not self.S_noise > 0:
+            raise NoiseSearchError(f"need S_churn >= 0, S_min >= 0 and S_noise > 0, got S_churn {self.S_churn}, "
+                                   f"S_min {self.S_min} and S_noise {self.S_noise}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from noisesearch.checks import shown
 from noisesearch.errors import NoiseSearchError
 from noisesearch.naming import claim_name
 from noisesearch.sampling.noise import Churn
@@ -38,8 +39,8 @@ def describe_sampler(name: str) -> str:
 
 def make_sampler(name: str = "heun", steps: int = 18, **settings: Any) -> Sampler:
     """The sampler registered as `name` with `steps` steps; `settings` override its schedule and noise."""
-    if name not in _SAMPLERS:
-        raise NoiseSearchError(f"unknown sampler '{name}': choose one of {', '.join(sampler_names())}")
+    if not isinstance(name, str) or name not in _SAMPLERS:
+        raise NoiseSearchError(f"unknown sampler {shown(name)}: choose one of {', '.join(sampler_names())}")
     try:
         return _SAMPLERS[name][0](steps=steps, **settings)
     except TypeError as err:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
 
+from noisesearch.checks import check_finite, is_int, shown
 from noisesearch.errors import NoiseSearchError
+
+# The most sampler steps: EDM samples in 18 to 256 steps, and 10,000 steps are already 10,000 network calls per
+# image; larger counts are typos (or `steps=10**12`), whose schedule alone would exhaust memory.
+MAX_STEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -23,8 +29,14 @@ class KarrasSchedule:
 
     def __post_init__(self) -> None:
         check_steps(self.steps)
+        for name in ("sigma_min", "sigma_max", "rho"):
+            check_finite(getattr(self, name), name)
         if not 0 < self.sigma_min < self.sigma_max:
-            raise NoiseSearchError("need 0 < sigma_min < sigma_max")
+            raise NoiseSearchError(f"need 0 < sigma_min < sigma_max, got sigma_min {self.sigma_min} and sigma_max "
+                                   f"{self.sigma_max}")
+        if not self.rho > 0:
+            raise NoiseSearchError(f"rho must be positive, got {self.rho}")
+        check_sigmas(self, "use a rho nearer 7")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,8 +51,21 @@ class KarrasSchedule:
 
 
 def check_steps(steps: object) -> None:
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise NoiseSearchError(f"steps must be an integer of at least 1, got {steps}")
+    """A one-line error unless `steps` is an integer from 1 to MAX_STEPS."""
+    if not is_int(steps) or not 1 <= steps <= MAX_STEPS:
+        raise NoiseSearchError(f"steps must be an integer from 1 to {MAX_STEPS:,}, got {shown(steps)}")
+
+
+def check_sigmas(schedule: KarrasSchedule | FlowSchedule, advice: str) -> None:
+    """A one-line error unless every step's sigma is finite and positive in float32 (extreme settings overflow to
+    inf or round to 0, where the solver would divide by zero)."""
+    try:
+        sigmas = schedule.sigmas()[:-1]
+    except OverflowError:
+        sigmas = torch.tensor([math.inf])
+    if not bool((torch.isfinite(sigmas) & (sigmas > 0)).all()):
+        raise NoiseSearchError(f"these {schedule.kind} schedule settings give sigmas outside (0, inf) in float32: "
+                               f"{advice}")
 
 
 def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
@@ -66,12 +91,15 @@ class FlowSchedule:
 
     def __post_init__(self) -> None:
         check_steps(self.steps)
+        for name in ("shift", "t_max", "t_min"):
+            check_finite(getattr(self, name), name)
         if not self.shift > 0:
             raise NoiseSearchError(f"the flow shift must be positive, got {self.shift}")
         if not 0 < self.t_min < self.t_max < 1:
             raise NoiseSearchError(f"need 0 < t_min < t_max < 1, got t_min {self.t_min} and t_max {self.t_max}")
         if self.steps > 1 and not self.t_max > float(self.times()[1]):
             raise NoiseSearchError(f"t_max {self.t_max} must exceed the second flow time {float(self.times()[1])}")
+        check_sigmas(self, "use a shift nearer 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

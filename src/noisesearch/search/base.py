@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from noisesearch import cost
+from noisesearch.checks import is_flag, is_int, is_real, shown
 from noisesearch.errors import BudgetExceeded, NoiseSearchError, NoiseSearchWarning
 from noisesearch.problem import Problem
 from noisesearch.rng import SampleGenerators
@@ -25,7 +26,17 @@ def check_positive_int(**values: object) -> None:
     """A one-line error for any value that is not an integer of at least 1."""
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise NoiseSearchError(f"{name} must be an integer of at least 1, got {value}")
+            raise NoiseSearchError(f"{name} must be an integer of at least 1, got {shown(value)}")
+
+
+# What a parameter's annotation (as written in its dataclass field) requires of a value, checked by
+# SearchAlgorithm.check_param_types before the algorithm is built; other annotations are each algorithm's to check.
+PARAM_TYPES = {
+    "bool": (is_flag, "True or False"),
+    "int": (is_int, "an integer"),
+    "float": (is_real, "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+}
 
 
 def check_beams(beams: object) -> tuple[int, ...]:
@@ -95,6 +106,33 @@ class SearchAlgorithm:
         """Parameters that `params` leave out and whose default depends on the run (e.g. a search schedule shipped
         for this model and reward); `search` adds them before constructing the algorithm. None by default."""
         return {}
+
+    @classmethod
+    def check_param_types(cls, params: dict[str, Any]) -> None:
+        """A one-line error for a parameter whose value does not have its field's simple type (bool, int, float,
+        str, or one of them | None): a string where a boolean or number belongs is refused rather than counted as
+        true or compared with numbers. Ints are fine where floats are typed; bools are neither ints nor numbers."""
+        declared = {f.name: f.type for f in fields(cls) if f.init}
+        for name, value in params.items():
+            annotation = declared.get(name)
+            text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+            optional = text.endswith(" | None")
+            kind = PARAM_TYPES.get(text.removesuffix(" | None"))
+            if kind is None or (optional and value is None):
+                continue
+            accepts, what = kind
+            if not accepts(value):
+                raise NoiseSearchError(f"{cls.name}: {name} must be {what}{' or None' if optional else ''}, got "
+                                       f"{shown(value)}")
+
+    @classmethod
+    def check_no_nan(cls, params: dict[str, Any]) -> None:
+        """A one-line error for a NaN in a parameter typed float (after the algorithm's own checks, whose messages
+        say more, had their turn)."""
+        floats = {f.name for f in fields(cls) if f.init and str(f.type).removesuffix(" | None") == "float"}
+        for name, value in params.items():
+            if name in floats and is_real(value) and math.isnan(value):
+                raise NoiseSearchError(f"{cls.name}: {name} must be a number, not NaN")
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.init}

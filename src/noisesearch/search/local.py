@@ -5,6 +5,7 @@ Models via Noise Trajectory Search", arXiv 2506.03164), zero-order search (ε = 
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from noisesearch import cost
+from noisesearch.checks import shown
 from noisesearch.errors import NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.rng import SampleGenerators
@@ -34,9 +36,15 @@ def local_draws(gens: SampleGenerators, pivots: torch.Tensor, lambda_: float,
     return pivots + radius[:, :, None, None, None] * direction
 
 
-def load_schedule(schedule: SearchSchedule | str | None) -> SearchSchedule | None:
-    """A SearchSchedule given as itself or as the path of its JSON file."""
-    return SearchSchedule.load(schedule) if isinstance(schedule, str) else schedule
+def load_schedule(schedule: SearchSchedule | str | os.PathLike | None) -> SearchSchedule | None:
+    """A SearchSchedule given as itself or as the path of its JSON file (a str or a Path); anything else is a
+    one-line error."""
+    if isinstance(schedule, (str, os.PathLike)):
+        return SearchSchedule.load(schedule)
+    if schedule is not None and not isinstance(schedule, SearchSchedule):
+        raise NoiseSearchError(f"search_schedule must be a SearchSchedule or the path of its JSON file, got "
+                               f"{shown(schedule)}")
+    return schedule
 
 
 @dataclass(frozen=True)

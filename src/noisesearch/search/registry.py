@@ -41,7 +41,7 @@ def algorithm_names() -> list[str]:
 
 
 def algorithm_class(name: str) -> type[SearchAlgorithm]:
-    if name not in _ALGORITHMS:
+    if not isinstance(name, str) or name not in _ALGORITHMS:
         raise NoiseSearchError(f"unknown algorithm '{name}': choose one of {', '.join(algorithm_names())}")
     return _ALGORITHMS[name]
 
@@ -67,4 +67,7 @@ def get_algorithm(name: str, **params: Any) -> SearchAlgorithm:
     if unknown:
         accepted = ", ".join(algorithm_params(name)) or "none"
         raise NoiseSearchError(f"algorithm '{name}' has no parameter {', '.join(unknown)}; it takes: {accepted}")
-    return cls(**params)
+    cls.check_param_types(params)
+    algorithm = cls(**params)
+    cls.check_no_nan(params)
+    return algorithm
