@@ -117,7 +117,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # The package's layers, lowest first: a module imports modules of its own package or of a lower layer only.
 LAYERS = [
     ["errors", "version"],
-    ["files"],
+    ["files", "checks"],
     ["naming", "seeds", "flow", "imaging", "plotting", "progress", "types", "environment", "executors", "assets",
      "batching"],
     ["rng", "sampling", "models"],
