@@ -189,7 +189,7 @@ def test_schedule_json_round_trip_and_table(tmp_path):
     with pytest.raises(NoiseSearchError, match="K has 2 entries for 4 steps"):
         SearchSchedule.load(path)
     path.write_text("{")
-    with pytest.raises(NoiseSearchError, match="not JSON"):
+    with pytest.raises(NoiseSearchError, match="not valid JSON"):
         SearchSchedule.load(path)
 
 

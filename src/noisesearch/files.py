@@ -4,11 +4,13 @@ layer that writes such files (drivers, experiments), so that they share one impl
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from noisesearch.errors import NoiseSearchError
 
@@ -90,3 +92,18 @@ def exclusive_lock(lock: Path, busy: str, remove: bool = False) -> Iterator[None
         if remove and fcntl is not None:
             lock.unlink(missing_ok=True)
         handle.close()
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON data of a user's file, or a one-line NoiseSearchError naming it as `what` (unreadable, not UTF-8
+    text, not JSON, or nested deeper than Python's recursion limit)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise NoiseSearchError(f"cannot read {what} {path} ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise NoiseSearchError(f"{what} {path} is not UTF-8 text (not JSON)") from None
+    except json.JSONDecodeError as err:
+        raise NoiseSearchError(f"{what} {path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    except RecursionError:
+        raise NoiseSearchError(f"{what} {path} is JSON nested too deeply to read") from None

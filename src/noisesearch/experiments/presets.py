@@ -20,6 +20,7 @@ from typing import Any
 from noisesearch.adaptive import CalibrationConfig
 from noisesearch.backends import get_backend
 from noisesearch.errors import NoiseSearchError
+from noisesearch.files import read_json_file
 from noisesearch.naming import renamed_keys
 from noisesearch.rewards import reward_names
 from noisesearch.sampling import make_sampler
@@ -296,21 +297,6 @@ def calibration_config(d: Any, where: str) -> CalibrationConfig:
 def builtin_presets() -> dict[str, Preset]:
     text = (resources.files("noisesearch") / "experiments" / "presets.json").read_text()
     return {name: Preset.from_dict(name, d) for name, d in json.loads(text).items()}
-
-
-def read_json_file(path: Path, what: str) -> Any:
-    """The JSON data of a user's file, or a one-line NoiseSearchError naming it as `what` (unreadable, not UTF-8
-    text, not JSON, or nested deeper than Python's recursion limit)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise NoiseSearchError(f"cannot read {what} {path} ({err.strerror})") from None
-    except UnicodeDecodeError:
-        raise NoiseSearchError(f"{what} {path} is not UTF-8 text (not JSON)") from None
-    except json.JSONDecodeError as err:
-        raise NoiseSearchError(f"{what} {path} is not valid JSON ({err.msg}, line {err.lineno})") from None
-    except RecursionError:
-        raise NoiseSearchError(f"{what} {path} is JSON nested too deeply to read") from None
 
 
 def get_preset(name_or_path: str) -> Preset:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.files import read_json_file
 from noisesearch.naming import renamed_keys
 from noisesearch.sampling import Sampler
 
@@ -167,17 +168,7 @@ class SearchSchedule:
 
     @classmethod
     def load(cls, path: str | Path) -> SearchSchedule:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as err:
-            raise NoiseSearchError(f"cannot read search schedule '{path}': {err.strerror}") from None
-        except UnicodeDecodeError:
-            raise NoiseSearchError(f"search schedule '{path}' is not UTF-8 text (not a schedule JSON)") from None
-        except json.JSONDecodeError as err:
-            raise NoiseSearchError(f"search schedule '{path}' is not JSON: {err.msg} (line {err.lineno})") from None
-        except RecursionError:
-            raise NoiseSearchError(f"search schedule '{path}' is JSON nested too deeply to read") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_file(Path(path), "search schedule"))
 
     def table(self) -> str:
         """A plain-text table, one row per searchable step."""
