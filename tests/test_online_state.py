@@ -212,7 +212,7 @@ BAD_STATES = [
     ("learners[0].sums", lambda d: d["learners"][0]["sums"].pop()),
     ("learners[0].prior", lambda d: d["learners"][0]["prior"].update(eps=[0.5, 2.0])),
     ("learners[0].prior.sigmas[0]", lambda d: d["learners"][0]["prior"].update(sigmas=[-1.0, 0.5])),
-    ("learners[0].prior.info.lambda_", lambda d: d["learners"][0]["prior"]["info"].update(lambda_="x")),
+    ("learners[0].prior", lambda d: d["learners"][0]["prior"]["info"].update(lambda_="x")),  # its info lambda_
     ("learners[1].credit", lambda d: d["learners"][1].update(credit="all")),
     ("settings", lambda d: d.pop("settings")),
     ("settings", lambda d: d.update(settings=[])),
