@@ -467,3 +467,43 @@ PROBLEM_ARGS_VALID = {"reward": "brightness", "labels": [1], "seed": 0, "seeds":
                       "max_batch": 16, "batch_invariant": False, "compile": False, "trust_model_code": False,
                       "nfe_budget": None, "progress": False, "guidance": None, "device": "cpu", "dtype": "float32",
                       "reward_args": None, "backend": "embedded", "model": None}
+
+
+def online_refusal(a: dict) -> str | None:
+    """Why these search_online arguments are certainly invalid (None: they may run, or be refused by the budget)."""
+    if not integer(a["target_nfe"]) or a["target_nfe"] < 1:
+        return "target_nfe is not a positive integer"
+    if not integer(a["batch"]) or a["batch"] < 1:
+        return "batch is not a positive integer"
+    if not number(a["prior_weight"]) or not math.isfinite(a["prior_weight"]) or a["prior_weight"] <= 0:
+        return "prior_weight is not a positive finite number"
+    if not isinstance(a["credit"], str) or a["credit"] not in ("survival", "x0"):
+        return "credit is not survival or x0"
+    if not isinstance(a["learn_steps"], (bool, np.bool_)):
+        return "learn_steps is not a boolean"
+    return None
+
+
+@pytest.mark.filterwarnings("ignore::noisesearch.errors.NoiseSearchWarning")
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(wild=st.dictionaries(st.sampled_from(["target_nfe", "batch", "prior_weight", "credit", "learn_steps"]),
+                            WILD.filter(lambda v: not (isinstance(v, int) and v > 1000)), max_size=2))
+def test_search_online_runs_or_refuses_in_one_line_and_writes_no_state_on_refusal(tiny, wild, tmp_path_factory):
+    from noisesearch import search_online
+
+    a = {"target_nfe": 40, "batch": 2, "prior_weight": 4.0, "credit": "x0", "learn_steps": False} | wild
+    why = online_refusal(a)
+    folder = tmp_path_factory.mktemp("online")
+    try:
+        result = search_online(state=folder / "s.json", reward="brightness", evaluator=None, denoiser=tiny,
+                               labels=[1, 2], steps=4, **a)
+    except NoiseSearchError as err:
+        assert "\n" not in str(err) and str(err)
+        assert why is not None or type(err).__name__ == "BudgetExceeded" or "target_nfe" in str(err), \
+            f"refused valid arguments: {err}"
+        assert sorted(p.name for p in folder.iterdir()) == [], "a refused run left files behind"
+        event("refused")
+        return
+    assert why is None, f"search_online accepted {shown(a, 200)} although {why}"
+    assert result.images.shape[0] == 2 and (folder / "s.json").is_file()
+    event("ran")
