@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 from conftest import tiny_denoiser
 
+from noisesearch.batching import MAX_BATCH
 from noisesearch.cli import main
 from noisesearch.errors import NoiseSearchError
 from noisesearch.executors import Executor, make_executor
 from noisesearch.experiments.bench import run_bench
 from noisesearch.experiments.cells import preset_cells
-from noisesearch.experiments.presets import MAX_BATCH, MAX_STEPS, Preset, get_preset
+from noisesearch.experiments.presets import Preset, get_preset
 from noisesearch.experiments.store import RESULTS, SETTINGS, load_results
+from noisesearch.sampling.schedules import MAX_STEPS
 from noisesearch.search.step_schedule import SearchSchedule
 
 TINY = {
@@ -158,11 +160,12 @@ def test_huge_steps_and_max_batch_are_refused_before_anything_is_written(tmp_pat
     preset = write_preset(tmp_path / "p.json", steps=10**12)
     assert main(["bench", "--preset", str(preset), "--out", str(tmp_path / "o")]) == 1
     assert "steps must be at most" in one_line(capsys)
-    with pytest.raises(NoiseSearchError, match=f"max_batch must be at most {MAX_BATCH:,}, got 100000000"):
+    too_many = f"max_batch must be at most {MAX_BATCH:,} rows per call, got 100,000,000"
+    with pytest.raises(NoiseSearchError, match=too_many):
         bench(tmp_path / "o", max_batch=10**8)
-    assert main(["bench", "--preset", "table1", "--labels", "1", "--max-batch", "100000000",
-                 "--out", str(tmp_path / "o")]) == 1
-    assert "max_batch must be at most" in one_line(capsys)
+    with pytest.raises(SystemExit) as usage:  # the flag's parser refuses it, as a usage error
+        main(["bench", "--preset", "table1", "--labels", "1", "--max-batch", "100000000", "--out", str(tmp_path / "o")])
+    assert usage.value.code == 2 and "max_batch must be at most" in one_line(capsys)
     assert not (tmp_path / "o").exists()
 
 

@@ -34,7 +34,7 @@ from noisesearch.experiments.cells import (
     expected_nfe,
     preset_cells,
 )
-from noisesearch.experiments.presets import MAX_BATCH, Preset, RewardColumn
+from noisesearch.experiments.presets import Preset, RewardColumn
 from noisesearch.experiments.store import (
     CELL_LOG,
     RESULTS,
@@ -90,8 +90,6 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
     check_seed(seed, "the bench seed")
     bench_seed(seed, preset.repeats - 1, preset.labels - 1)  # the largest sample seed, checked before writing
     max_batch = parse_max_batch(max_batch, fixed_for="bench")
-    if max_batch > MAX_BATCH:  # a probe call of max_batch rows is made before any cell
-        raise NoiseSearchError(f"max_batch must be at most {MAX_BATCH:,}, got {max_batch}")
     out = Path(out)
     for source in reuse:
         check_reuse_source(Path(source), read=True)

@@ -24,6 +24,7 @@ from noisesearch.files import read_json_file
 from noisesearch.naming import renamed_keys
 from noisesearch.rewards import reward_names
 from noisesearch.sampling import make_sampler
+from noisesearch.sampling.schedules import MAX_STEPS
 from noisesearch.search import algorithm_class, canonical_params, get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
 
@@ -33,8 +34,6 @@ RENAMED_FIELDS = {"budgets": "target_nfes"}  # {old preset field: new}: preset f
 RUN_FIELDS = ("algorithm", "params")
 COLUMN_FIELDS = ("name", "reward", "guidance")
 MAX_COUNT = 1000  # labels and repeats: bench_seed gives repeat r and label k of seed s the seed s·10⁶ + r·1000 + k
-MAX_STEPS = 10_000  # sampler steps of a preset: more could not be allocated (the table1 presets take 18)
-MAX_BATCH = 65_536  # bench's rows per network call: more could not be allocated for any model bench runs
 COLUMN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a column names files (schedules, plots): no separators
 REQUIRED = object()
 
