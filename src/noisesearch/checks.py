@@ -4,6 +4,7 @@ NoiseSearchError that names the option and shows the value briefly."""
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 
@@ -18,6 +19,30 @@ def shown(value: object, limit: int = 60) -> str:
     """A value as one short line for an error message (a tensor's or array's repr spans lines)."""
     text = " ".join(repr(value).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def shown_json(value: object, limit: int | None = None) -> str:
+    """A value as JSON writes it (true, "x", 2.5), for errors about a file's entries; `limit` cuts it short."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if limit is None else text[:limit]
+
+
+def is_json_int(value: object) -> bool:
+    """An integer as JSON data holds one (a Python int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_json_number(value: object) -> bool:
+    """A number as JSON data holds one (a Python int or float, not a bool); NaN and infinities included."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite_number(value: object) -> bool:
+    """A JSON number that is neither NaN nor infinite (JSON files may hold NaN and Infinity)."""
+    return is_json_number(value) and math.isfinite(value)
 
 
 def is_flag(value: object) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from noisesearch.adaptive import CalibrationConfig
 from noisesearch.backends import get_backend
+from noisesearch.checks import is_json_int, is_json_number, shown_json
 from noisesearch.errors import NoiseSearchError
 from noisesearch.files import read_json_file
 from noisesearch.naming import renamed_keys
@@ -38,30 +39,14 @@ COLUMN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a column names files 
 REQUIRED = object()
 
 
-def shown(value: Any) -> str:
-    """A value as it is written in JSON (true, "x", 2.5), for error messages."""
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
 def escape_line_breaks(text: str) -> str:
     """`text` with line breaks written as escapes, so that an error quoting a user's value stays one line."""
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "int": (is_int, "an integer"),
-    "number": (is_number, "a number"),
+    "int": (is_json_int, "an integer"),
+    "number": (is_json_number, "a number"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "list": (lambda v: isinstance(v, list), "a list"),
     "object": (lambda v: isinstance(v, dict), "a JSON object"),
@@ -71,10 +56,11 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 def json_object(value: Any, fields: tuple[str, ...], where: str) -> dict[str, Any]:
     """`value` as a dict with only the given fields, or a one-line NoiseSearchError about `where`."""
     if not isinstance(value, dict):
-        raise NoiseSearchError(f"{where} must be a JSON object, got {shown(value)}")
+        raise NoiseSearchError(f"{where} must be a JSON object, got {shown_json(value)}")
     unknown = [key for key in value if key not in fields]
     if unknown:
-        raise NoiseSearchError(f"{where} has no field {', '.join(map(shown, unknown))}: it takes {', '.join(fields)}")
+        raise NoiseSearchError(f"{where} has no field {', '.join(map(shown_json, unknown))}: it takes "
+                               f"{', '.join(fields)}")
     return value
 
 
@@ -86,13 +72,13 @@ def typed(d: dict[str, Any], key: str, kind: str, where: str, default: Any = REQ
         return default
     check, noun = KINDS[kind]
     if not check(d[key]):
-        raise NoiseSearchError(f"{where}: \"{key}\" must be {noun}, got {shown(d[key])}")
+        raise NoiseSearchError(f"{where}: \"{key}\" must be {noun}, got {shown_json(d[key])}")
     return d[key]
 
 
 SIMPLE_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "bool": (lambda v: isinstance(v, bool), "true or false"), "int": (is_int, "an integer"),
-    "float": (is_number, "a number"), "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"), "int": (is_json_int, "an integer"),
+    "float": (is_json_number, "a number"), "str": (lambda v: isinstance(v, str), "a string"),
     "None": (lambda v: v is None, "null"),
 }
 
@@ -107,7 +93,7 @@ def check_field_types(cls: type, values: dict[str, Any], where: str) -> None:
         kinds = [kind.strip() for kind in f.type.split("|")]
         if all(kind in SIMPLE_TYPES for kind in kinds) and not any(SIMPLE_TYPES[k][0](values[f.name]) for k in kinds):
             wanted = " or ".join(SIMPLE_TYPES[kind][1] for kind in kinds)
-            raise NoiseSearchError(f"{where}: {f.name} must be {wanted}, got {shown(values[f.name])}")
+            raise NoiseSearchError(f"{where}: {f.name} must be {wanted}, got {shown_json(values[f.name])}")
 
 
 @dataclass(frozen=True)
@@ -214,8 +200,8 @@ class Preset:
         the wrong type or value, a run given twice, two reward columns of one name, or bad counts."""
         where = escape_line_breaks(f"preset '{self.name}'")
         for what, value in (("labels", self.labels), ("repeats", self.repeats), ("steps", self.steps)):
-            if not is_int(value):
-                raise NoiseSearchError(f"{where}: {what} must be an integer, got {shown(value)}")
+            if not is_json_int(value):
+                raise NoiseSearchError(f"{where}: {what} must be an integer, got {shown_json(value)}")
         if self.labels < 1 or self.repeats < 1:
             raise NoiseSearchError(f"{where}: labels and repeats must be at least 1")
         if self.steps < 1:
@@ -225,16 +211,16 @@ class Preset:
         if self.labels > MAX_COUNT or self.repeats > MAX_COUNT:
             raise NoiseSearchError(f"{where}: labels and repeats must be at most {MAX_COUNT} (the bench's sample "
                                    "seeds would repeat)")
-        if any(not is_int(b) or b < 1 for b in self.target_nfes):
+        if any(not is_json_int(b) or b < 1 for b in self.target_nfes):
             raise NoiseSearchError(f"{where}: target_nfes must be NFE per image, integers of at least 1, got "
-                                   f"{shown(list(self.target_nfes))}")
+                                   f"{shown_json(list(self.target_nfes))}")
         if not self.runs or not self.rewards:
             raise NoiseSearchError(f"{where} selects no runs or no reward columns")
         columns = [c.name for c in self.rewards]
         for column in self.rewards:
             if not COLUMN_NAME.fullmatch(column.name):
-                raise NoiseSearchError(f"{where}: reward column name {shown(column.name)} must be letters, digits, "
-                                       "'.', '_' or '-' (it names files)")
+                raise NoiseSearchError(f"{where}: reward column name {shown_json(column.name)} must be letters, "
+                                       "digits, '.', '_' or '-' (it names files)")
             if columns.count(column.name) > 1:
                 raise NoiseSearchError(f"{where}: two reward columns are named '{column.name}': give each its own "
                                        "name (they would share a cell and its images)")
@@ -248,7 +234,7 @@ class Preset:
             if named is not None and not isinstance(named, str):
                 raise NoiseSearchError(escape_line_breaks(
                     f"{where}: run {run.label}: search_schedule must be \"{CALIBRATED}\", \"{CALIBRATED}:COLUMN\" or "
-                    f"the path of a schedule file, got {shown(named)}"))
+                    f"the path of a schedule file, got {shown_json(named)}"))
             identity = json.dumps([run.algorithm, run.params], sort_keys=True, default=repr)
             if identity in seen:
                 raise NoiseSearchError(escape_line_breaks(f"{where}: run {run.label} is listed twice: remove the copy "

@@ -20,7 +20,6 @@ record only where its key matches exactly.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -34,10 +33,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from noisesearch.checks import is_finite_number, is_json_int, shown_json
 from noisesearch.environment import environment
 from noisesearch.errors import NoiseSearchError
 from noisesearch.executors import Executor, Outcome
-from noisesearch.experiments.presets import RENAMED_FIELDS, Preset, is_int, is_number, shown
+from noisesearch.experiments.presets import RENAMED_FIELDS, Preset
 from noisesearch.files import exclusive_lock, write_atomically
 from noisesearch.outputs import prepare_out_dir
 from noisesearch.search import algorithm_class, algorithm_names
@@ -59,23 +59,18 @@ def is_str(value: Any) -> bool:
     return isinstance(value, str)
 
 
-def is_finite(value: Any) -> bool:
-    """A JSON number that is neither NaN nor infinite (JSON files may hold NaN and Infinity)."""
-    return is_number(value) and math.isfinite(value)
-
-
 RECORD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "cell": (is_str, "a string"), "algorithm": (is_str, "a string"),
     "params": (lambda v: isinstance(v, dict), "a JSON object"), "column": (is_str, "a string"),
-    "reward": (is_str, "a string"), "guidance": (lambda v: is_finite(v), "a finite number"),
-    "repeat": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
-    "label_index": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
-    "label": (is_int, "an integer"), "seed": (is_int, "an integer"),
-    "reward_value": (lambda v: is_finite(v), "a finite number"),
-    "evaluator": (lambda v: v is None or is_finite(v), "a finite number or null"),
-    "nfe": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
-    "wall_time_s": (lambda v: is_finite(v) and v >= 0, "a finite number of at least 0"),
-    "steps": (is_int, "an integer"),
+    "reward": (is_str, "a string"), "guidance": (lambda v: is_finite_number(v), "a finite number"),
+    "repeat": (lambda v: is_json_int(v) and v >= 0, "an integer of at least 0"),
+    "label_index": (lambda v: is_json_int(v) and v >= 0, "an integer of at least 0"),
+    "label": (is_json_int, "an integer"), "seed": (is_json_int, "an integer"),
+    "reward_value": (lambda v: is_finite_number(v), "a finite number"),
+    "evaluator": (lambda v: v is None or is_finite_number(v), "a finite number or null"),
+    "nfe": (lambda v: is_json_int(v) and v >= 0, "an integer of at least 0"),
+    "wall_time_s": (lambda v: is_finite_number(v) and v >= 0, "a finite number of at least 0"),
+    "steps": (is_json_int, "an integer"),
 }
 
 
@@ -83,12 +78,12 @@ def check_record(record: Any, where: str) -> dict[str, Any]:
     """The record of one results.jsonl line, or a one-line NoiseSearchError naming `where` (file and line)."""
     hint = "fix or delete the line; bench reruns what is missing"
     if not isinstance(record, dict):
-        raise NoiseSearchError(f"{where}: a record must be a JSON object, got {shown(record)} ({hint})")
+        raise NoiseSearchError(f"{where}: a record must be a JSON object, got {shown_json(record)} ({hint})")
     for name, (check, noun) in RECORD_FIELDS.items():
         if name not in record:
             raise NoiseSearchError(f"{where}: the record has no \"{name}\" ({hint})")
         if not check(record[name]):
-            raise NoiseSearchError(f"{where}: \"{name}\" must be {noun}, got {shown(record[name])} ({hint})")
+            raise NoiseSearchError(f"{where}: \"{name}\" must be {noun}, got {shown_json(record[name])} ({hint})")
     return record
 
 
@@ -318,9 +313,9 @@ def resume_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
         raise NoiseSearchError(f"{out} holds a bench run of format {fmt}, whose records cannot be matched to cells "
                                f"(its keys lack settings): use another --out")
     theirs = migrated_settings(stored)
-    differ = [f"{name} {shown(setting_of(theirs, name))}, not {shown(settings[name])}"
+    differ = [f"{name} {shown_json(setting_of(theirs, name))}, not {shown_json(settings[name])}"
               for name in SHARED if setting_of(theirs, name) != settings[name]]
-    differ += [f"column {name} {shown(theirs['columns'][name])}, not {shown(column)}"
+    differ += [f"column {name} {shown_json(theirs['columns'][name])}, not {shown_json(column)}"
                for name, column in settings["columns"].items()
                if name in theirs["columns"] and theirs["columns"][name] != column]
     if differ:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from noisesearch.checks import is_finite_number, is_json_int, shown_json
 from noisesearch.errors import NoiseSearchError
 from noisesearch.files import read_json_file
 from noisesearch.naming import renamed_keys
@@ -30,48 +31,32 @@ def migrated_from_1(data: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS = {"noisesearch.search_schedule/1": migrated_from_1}  # {older format: its data as the current one}
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 # The info entries code reads (the adaptive algorithm, calibrate's summary, reports), each checked where present:
 # {key: (check, what it must be)}.
 INFO_CHECKS = {
-    "B": (lambda v: is_int(v) and v >= 1, "an integer of at least 1"),
-    "lambda_": (lambda v: is_number(v) and v > 0, "a positive number"),
-    "target_nfe": (lambda v: v is None or is_int(v) and v >= 1, "an integer of at least 1 (or null)"),
-    "N": (lambda v: is_int(v) and v >= 1, "an integer of at least 1"),
-    "K": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
-    "eps": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "conditions": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
-    "validation_conditions": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
-    "calibration_nfe": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
-    "calibration_nfe_per_condition": (lambda v: is_number(v) and v >= 0, "a number of at least 0"),
+    "B": (lambda v: is_json_int(v) and v >= 1, "an integer of at least 1"),
+    "lambda_": (lambda v: is_finite_number(v) and v > 0, "a positive number"),
+    "target_nfe": (lambda v: v is None or is_json_int(v) and v >= 1, "an integer of at least 1 (or null)"),
+    "N": (lambda v: is_json_int(v) and v >= 1, "an integer of at least 1"),
+    "K": (lambda v: is_json_int(v) and v >= 0, "an integer of at least 0"),
+    "eps": (lambda v: is_finite_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "conditions": (lambda v: is_json_int(v) and v >= 0, "an integer of at least 0"),
+    "validation_conditions": (lambda v: is_json_int(v) and v >= 0, "an integer of at least 0"),
+    "calibration_nfe": (lambda v: is_json_int(v) and v >= 0, "an integer of at least 0"),
+    "calibration_nfe_per_condition": (lambda v: is_finite_number(v) and v >= 0, "a number of at least 0"),
     "method": (lambda v: isinstance(v, str), "a string"),
     "sampler": (lambda v: isinstance(v, dict), "a JSON object"),
     "candidates": (lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v), "a list of JSON objects"),
 }
 
 
-def shown(value: Any) -> str:
-    """A value as JSON writes it (for one-line errors)."""
-    try:
-        return json.dumps(value)[:80]
-    except (TypeError, ValueError):
-        return repr(value)[:80]
-
-
 def check_info(info: Any) -> None:
     """A one-line NoiseSearchError unless `info` is a dict whose entries of INFO_CHECKS are what code reads."""
     if not isinstance(info, dict):
-        raise NoiseSearchError(f"schedule: info must be a JSON object, got {shown(info)}")
+        raise NoiseSearchError(f"schedule: info must be a JSON object, got {shown_json(info, 80)}")
     for key, (check, noun) in INFO_CHECKS.items():
         if key in info and not check(info[key]):
-            raise NoiseSearchError(f"schedule: info {key} must be {noun}, got {shown(info[key])}")
+            raise NoiseSearchError(f"schedule: info {key} must be {noun}, got {shown_json(info[key], 80)}")
 
 
 def whole(value: Any, name: str) -> int:
