@@ -107,14 +107,13 @@ def broken_model_dir(tmp_path: Path, broken: str) -> Path:
         weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
     elif broken == "weights_truncated":
         weights.write_bytes(weights.read_bytes()[:1000])
-    elif broken == "weights_wrong_shape":
+    elif broken in ("weights_wrong_shape", "weights_missing_tensor"):  # the first tensor reshaped or dropped
         state = load_file(str(weights))
         key = next(iter(state))
-        state[key] = torch.zeros(3, 5)
-        save_file(state, str(weights))
-    elif broken == "weights_missing_tensor":
-        state = load_file(str(weights))
-        state.pop(next(iter(state)))
+        if broken == "weights_wrong_shape":
+            state[key] = torch.zeros(3, 5)
+        else:
+            del state[key]
         save_file(state, str(weights))
     return folder
 
