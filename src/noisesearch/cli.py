@@ -10,7 +10,6 @@ import os
 import shlex
 import signal
 import sys
-import tempfile
 import textwrap
 import warnings
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from noisesearch.drivers.reliability import measure_reliability
 from noisesearch.errors import NoiseSearchError
 from noisesearch.executors import DEFAULT_RETRIES
 from noisesearch.experiments.bench import run_bench
+from noisesearch.files import check_writable, check_writable_folder
 from noisesearch.naming import warn_renamed
 from noisesearch.rewards import describe_reward, reward_names
 from noisesearch.sampling import describe_sampler, sampler_names
@@ -580,31 +580,6 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> None:
     print(calibration_summary(schedule) + f" -> {args.out}")
 
 
-def check_writable(path: Path, what: str) -> None:
-    """A one-line NoiseSearchError unless this process can write the file `path`, or create files in the
-    directory `path`, tried by opening it (a file, unchanged) or creating and removing a file in it."""
-    try:
-        if path.is_dir():
-            fd, probe = tempfile.mkstemp(dir=path, prefix=".noisesearch-write-test-")
-            os.close(fd)
-            os.unlink(probe)
-        else:
-            path.open("r+b").close()
-    except OSError as err:
-        raise NoiseSearchError(f"{what}: cannot write {'in ' if path.is_dir() else ''}{path} ({err.strerror})"
-                               ) from None
-
-
-def check_out_dir(out: Path, what: str) -> None:
-    """A one-line NoiseSearchError unless `out` is, or can be made, a directory this process can write in: not
-    a file, not under one."""
-    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
-    if not existing.is_dir():
-        under = "" if existing == out else f" is under {existing}, which"
-        raise NoiseSearchError(f"{what}{under} is a file: give a directory")
-    check_writable(existing, what)
-
-
 def printable(text: str) -> str:
     """`text` with what standard output could not encode (a path that is no UTF-8) as backslash escapes."""
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
@@ -628,7 +603,7 @@ def cmd_reliability(args: argparse.Namespace, argv: list[str]) -> None:
     from noisesearch.drivers.reliability import reliability_table, write_reliability
 
     rewards = [r.strip() for r in args.rewards.split(",") if r.strip()]
-    check_out_dir(args.out, f"--out {args.out}")
+    check_writable_folder(args.out, f"--out {args.out}")
     measured = measure_reliability(rewards, args.conditions, args.seed, args.candidates, backend=args.backend,
                                    model=args.model, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                                    max_batch=args.max_batch, progress=not args.no_progress,

@@ -107,3 +107,33 @@ def read_json_file(path: Path, what: str) -> Any:
         raise NoiseSearchError(f"{what} {path} is not valid JSON ({err.msg}, line {err.lineno})") from None
     except RecursionError:
         raise NoiseSearchError(f"{what} {path} is JSON nested too deeply to read") from None
+
+
+def probe_writable(folder: Path) -> None:
+    """Create and remove a uniquely named empty file in `folder`; an OSError says this process cannot write there."""
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".noisesearch-write-test-")
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_writable(path: Path, what: str) -> None:
+    """A one-line NoiseSearchError unless this process can write the file `path`, or create files in the
+    directory `path`, tried by opening it (a file, unchanged) or creating and removing a file in it."""
+    try:
+        if path.is_dir():
+            probe_writable(path)
+        else:
+            path.open("r+b").close()
+    except OSError as err:
+        raise NoiseSearchError(f"{what}: cannot write {'in ' if path.is_dir() else ''}{path} ({err.strerror})"
+                               ) from None
+
+
+def check_writable_folder(out: Path, what: str) -> None:
+    """A one-line NoiseSearchError unless `out` is, or can be made, a directory this process can write in: not
+    a file, not under one."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        under = "" if existing == out else f" is under {existing}, which"
+        raise NoiseSearchError(f"{what}{under} is a file: give a directory")
+    check_writable(existing, what)

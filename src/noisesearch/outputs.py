@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.files import probe_writable
 from noisesearch.imaging import make_grid, save_png
 from noisesearch.types import SearchResult
 
@@ -53,9 +54,7 @@ def prepare_out_dir(out: Path, subdirs: tuple[str, ...] = ("images",), hint: str
     try:
         for folder in (out, *(out / sub for sub in subdirs)):
             folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
+            probe_writable(folder)
     except OSError as err:
         raise NoiseSearchError(f"cannot write to --out {out} ({err.strerror}): choose a writable directory") from None
     return out
