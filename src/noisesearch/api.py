@@ -31,8 +31,6 @@ from noisesearch.seeds import check_seeds, sample_seeds
 from noisesearch.types import SearchResult
 
 DEFAULT_STEPS = 18
-SAMPLER_ATTRIBUTES = ("steps", "sigmas", "sigma_hats", "initial_state", "searchable_steps", "step_calls", "propose",
-                      "advance", "to_dict")
 
 
 @dataclass(frozen=True)
@@ -272,8 +270,7 @@ def check_sampler_choice(sampler: object, steps: object) -> int | None:
         check_steps(steps)
     if isinstance(sampler, (str, type(None))):
         return steps
-    missing = [name for name in SAMPLER_ATTRIBUTES if not hasattr(sampler, name)]
-    if missing:
+    if not isinstance(sampler, Sampler):  # the protocol's members, checked at run time
         raise NoiseSearchError(f"sampler must be a registered sampler name or a Sampler (e.g. from make_sampler), got "
                                f"{shown(sampler)}")
     if steps is not None:

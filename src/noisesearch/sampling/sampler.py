@@ -11,7 +11,7 @@ stepped without calling the network again for the same input:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -21,6 +21,7 @@ from noisesearch.sampling.schedules import SCHEDULES, FlowSchedule, KarrasSchedu
 from noisesearch.sampling.solvers import SOLVERS, DenoiseFn, Euler, EulerDDIM, Heun
 
 
+@runtime_checkable
 class Sampler(Protocol):
     """What a Problem needs of a sampler; tensors have any leading batch shape."""
 
