@@ -239,8 +239,6 @@ def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, de
             schedule = calibrate(column.reward, preset.calibration, denoiser=denoiser(column.guidance),
                                  sampler=sampler_of(column.guidance), guidance=column.guidance, max_batch=max_batch,
                                  batch_invariant=True, evaluator=None, progress=progress, executor=executor)
-            tmp = path.with_suffix(".tmp")
-            schedule.save(tmp)
-            tmp.replace(path)
+            schedule.save(path)
         schedules[column.name] = SearchSchedule.load(path)
     return schedules

@@ -12,7 +12,7 @@ from typing import Any
 
 from noisesearch.checks import is_finite_number, is_json_int, shown_json
 from noisesearch.errors import NoiseSearchError
-from noisesearch.files import read_json_file
+from noisesearch.files import read_json_file, write_atomically
 from noisesearch.naming import renamed_keys
 from noisesearch.sampling import Sampler
 
@@ -149,7 +149,8 @@ class SearchSchedule:
             raise NoiseSearchError(f"malformed search schedule: {err}") from None
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        """Write the schedule as JSON, atomically (a reader never sees half of it)."""
+        write_atomically(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> SearchSchedule:
