@@ -121,6 +121,7 @@ LAYERS = [
     ["naming", "seeds", "flow", "imaging", "plotting", "progress", "types", "environment", "executors", "assets",
      "batching"],
     ["rng", "sampling", "models"],
+    ["metrics"],
     ["cost", "denoiser", "rewards", "outputs"],
     ["problem", "backends"],
     ["search"],

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 
-from noisesearch.assets import load_weights, state_mismatch, weights_path
 from noisesearch.errors import NoiseSearchError
-from noisesearch.models.classifier import DigitClassifier
+from noisesearch.models.classifier import load_classifier
 from noisesearch.models.labels import check_labels
 from noisesearch.rewards.registry import register_reward
 
@@ -17,14 +16,7 @@ class ClassifierProbability:
     """Softmax probability that a digit classifier gives to the conditioning label."""
 
     def __init__(self, weights: str, weights_dir: Path | str | None = None) -> None:
-        self.model = DigitClassifier()
-        state = load_weights(weights, weights_dir)
-        mismatch = state_mismatch(self.model.state_dict(), state)
-        if mismatch:
-            raise NoiseSearchError(f"weights {weights_path(weights, weights_dir)} do not fit the digit classifier: "
-                                   f"{mismatch}")
-        self.model.load_state_dict(state)
-        self.model.eval().requires_grad_(False)
+        self.model = load_classifier(weights, weights_dir)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
