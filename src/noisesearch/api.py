@@ -22,7 +22,13 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.models.labels import check_labels
 from noisesearch.problem import Problem, Reward, check_denoiser, check_settings
 from noisesearch.progress import ProgressCallback, TqdmProgress
-from noisesearch.rewards.registry import check_evaluator, check_search_reward, make_reward, parse_reward_args
+from noisesearch.rewards.registry import (
+    check_evaluator,
+    check_search_reward,
+    make_reward,
+    parse_reward_args,
+    reward_factory,
+)
 from noisesearch.sampling import Sampler
 from noisesearch.sampling.schedules import check_steps
 from noisesearch.search import SearchAlgorithm, algorithm_class, get_algorithm
@@ -104,6 +110,7 @@ def plan_search(
     params = {k: v for k, v in problem_args.items() if k not in problem_keys}
     defaults = algorithm_class(algorithm).context_params(params, run_context(reward, problem_args))
     algo = get_algorithm(algorithm, **params, **defaults)  # checked before the model loads
+    algo.check_reward(reward_factory(reward) if isinstance(reward, str) else reward)
     problem, config = make_problem(reward=reward, **{k: v for k, v in problem_args.items() if k in problem_keys})
     return PlannedSearch(algo, problem, config, resolve_evaluator(evaluator, config))
 

@@ -232,17 +232,32 @@ class Problem:
         images = self._batched(self.denoiser.decode, [x.reshape(c * m, *x.shape[2:])])
         return images.reshape(c, m, *images.shape[1:]).clamp(-1, 1)
 
-    def score(self, x: torch.Tensor, which=None) -> torch.Tensor:
-        """Reward of the images of x0 predictions or final states shaped (C', M, *state): (C', M), no NFE."""
-        return self.score_images(self.to_images(x), which)
+    def score(self, x: torch.Tensor, which=None, x0: torch.Tensor | None = None) -> torch.Tensor:
+        """Reward of the images of x0 predictions or final states shaped (C', M, *state): (C', M), no NFE. For a
+        reward that declares x0_sigma, `x0` holds each final state's x0 prediction at step `x0_step`."""
+        return self.score_images(self.to_images(x), which, None if x0 is None else self.to_images(x0))
 
-    def score_images(self, images: torch.Tensor, which=None) -> torch.Tensor:
-        """Reward of images in [-1, 1] shaped (C', M, channels, H, W): (C', M) scores, no NFE."""
+    @property
+    def x0_step(self) -> int | None:
+        """The sampler step whose x0 prediction the reward needs beside each final image: for a reward that declares
+        `x0_sigma` (the self-supervised verifiers), the step whose sigma_hat is nearest to it; None for others."""
+        sigma = getattr(self.reward, "x0_sigma", None)
+        return None if sigma is None else int((self.sampler.sigma_hats - sigma).abs().argmin())
+
+    def score_images(self, images: torch.Tensor, which=None, x0_images: torch.Tensor | None = None) -> torch.Tensor:
+        """Reward of images in [-1, 1] shaped (C', M, channels, H, W): (C', M) scores, no NFE; `x0_images` (the
+        same shape) are their trajectories' x0 predictions at `x0_step`, for a reward that needs them."""
         idx = self._which(which)
         c, m = images.shape[:2]
         cond = self.cond[idx].repeat_interleave(m, dim=0)
         flat = images.reshape(c * m, *images.shape[2:])
-        scores = self._batched(self._reward_rows, [flat, cond])
+        if (x0_images is None) != (self.x0_step is None):
+            raise NoiseSearchError(f"reward '{self._reward_name}' " + (
+                f"compares each final image with its own trajectory's x0 prediction at sigma {self.reward.x0_sigma}, "
+                "which only the final scoring of an algorithm that scores whole trajectories gives (e.g. best_of_n)"
+                if x0_images is None else "takes no x0 predictions"))
+        extra = [] if x0_images is None else [x0_images.reshape(flat.shape)]
+        scores = self._batched(self._reward_rows, [flat, cond, *extra])
         if not bool(torch.isfinite(scores).all()):
             raise NoiseSearchError(f"reward '{self._reward_name}' returned NaN or inf for finite images: check the "
                                    "reward function")
@@ -252,9 +267,10 @@ class Problem:
     def _reward_name(self) -> str:
         return getattr(self.reward, "name", type(self.reward).__name__)
 
-    def _reward_rows(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """The reward of one chunk, checked to be a float tensor of one score per image."""
-        out = self.reward(images, cond)
+    def _reward_rows(self, images: torch.Tensor, cond: torch.Tensor, *x0_images: torch.Tensor) -> torch.Tensor:
+        """The reward of one chunk (with the x0 predictions of its images where the reward needs them), checked to
+        be a float tensor of one score per image."""
+        out = self.reward(images, cond, *x0_images)
         if not isinstance(out, torch.Tensor) or out.shape != (images.shape[0],) or not out.dtype.is_floating_point:
             raise NoiseSearchError(f"reward '{self._reward_name}' returned {describe_output(out)} for "
                                    f"{images.shape[0]} images: it must return a float tensor of shape "

@@ -11,7 +11,9 @@ documented formula, a hard budget is never exceeded, the same seeds give bit-ide
 condition's result does not depend on the other conditions in the batch (the Problem's batch-invariant mode,
 which the checks use; for algorithms that learn across conditions, on none after it), the default mode pays
 for no padding and is reproducible, the returned reward is the reward of the returned image, an elitist
-incumbent never gets worse within a step, and latent denoisers are decoded for rewards and results.
+incumbent never gets worse within a step, latent denoisers are decoded for rewards and results, and a reward that
+needs each final image's own x0 prediction at an earlier step (the self-supervised verifiers) gets it at no extra
+NFE from algorithms that score whole trajectories and is refused by the others.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ import torch
 
 from noisesearch.backends.embedded import EmbeddedDenoiser
 from noisesearch.denoiser import Denoiser, DenoiserBase
-from noisesearch.errors import BudgetExceeded
+from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.models.unet import EDMPrecond, UNetConfig
 from noisesearch.problem import Problem
 from noisesearch.rewards import get_reward
-from noisesearch.sampling import Sampler, make_sampler
+from noisesearch.sampling import Sampler, make_sampler, sampler_from_dict
 from noisesearch.search.base import SearchAlgorithm
-from noisesearch.types import SearchResult, Trace
+from noisesearch.types import Proposal, SearchResult, Trace
 
 TINY = UNetConfig(channels=(8, 16), emb_dim=16)
 LABELS, SEEDS = (2, 7, 1, 8, 2, 8, 1, 8), tuple(range(20, 28))
@@ -38,7 +40,8 @@ CHECKS = ("check_metered_nfe_equals_documented_formula", "check_hard_budget_is_n
           "check_returned_reward_is_the_reward_of_the_returned_image",
           "check_elitist_incumbent_never_gets_worse_within_a_step",
           "check_latent_denoisers_are_decoded_for_rewards_and_results",
-          "check_default_mode_pads_nothing_and_is_reproducible")
+          "check_default_mode_pads_nothing_and_is_reproducible",
+          "check_x0_reward_is_paired_at_no_extra_nfe_or_refused")
 
 
 def tiny_denoiser(guidance: float = 1.0, seed: int = 0) -> EmbeddedDenoiser:
@@ -82,6 +85,44 @@ class CallRecorder:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         self.rows.append(x.shape[0])
         return self.denoiser(x, sigma, cond)
+
+
+class PredictionRecorder(CallRecorder):
+    """A denoiser wrapper that also keeps the input and output rows of its calls at sigma `sigma`."""
+
+    def __init__(self, denoiser: Denoiser, sigma: float) -> None:
+        super().__init__(denoiser)
+        self.sigma, self.inputs, self.outputs = sigma, [], []
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        out = super().__call__(x, sigma, cond)
+        at = sigma == self.sigma
+        self.inputs.append(x[at])
+        self.outputs.append(out[at])
+        return out
+
+
+class X0Consistency:
+    """A reward that declares x0_sigma, as the self-supervised verifiers do: minus the mean squared difference of
+    each final image and its x0 prediction. Keeps every (images, cond, x0_images, scores) it was given."""
+
+    name = "x0_consistency"
+
+    def __init__(self, x0_sigma: float) -> None:
+        self.x0_sigma, self.seen = x0_sigma, []
+
+    def __call__(self, images: torch.Tensor, cond: torch.Tensor, x0_images: torch.Tensor) -> torch.Tensor:
+        scores = -(images - x0_images).flatten(1).pow(2).mean(1)
+        self.seen.append((images, cond, x0_images, scores))
+        return scores
+
+
+def churn_before(sampler: Sampler, step: int) -> Sampler:
+    """`sampler` with noise injected only before step `step` (its churn window's S_min moved between sigma_{step-1}
+    and sigma_step), so that from `step` on it is deterministic."""
+    s_min = float(sampler.sigmas[step - 1] + sampler.sigmas[step]) / 2
+    settings = sampler.to_dict()
+    return sampler_from_dict({**settings, "S_min": s_min, "S_max": max(settings["S_max"], s_min)})
 
 
 class Contract:
@@ -179,3 +220,44 @@ class Contract:
         assert torch.equal(a.images, b.images) and torch.equal(a.nfe, b.nfe), "the same command gave other images"
         expected = self.algorithm.expected_calls(self.sampler, a) * self.denoiser.nfe_per_call
         assert torch.equal(a.nfe, expected), f"metered NFE {a.nfe.tolist()} != formula {expected.tolist()}"
+
+    def check_x0_reward_is_paired_at_no_extra_nfe_or_refused(self) -> None:
+        """A reward that declares x0_sigma (the self-supervised verifiers) costs an algorithm that scores whole
+        trajectories (scores_whole_trajectories) no extra NFE, and gets each final image with its own trajectory's
+        x0 prediction at the step nearest x0_sigma: on a sampler deterministic from that step on, rolling the state
+        that prediction came from out to the end gives exactly the image it was paired with. Every other algorithm
+        refuses such a reward with one line before any denoiser call."""
+        step = self.sampler.steps // 2
+        sampler = churn_before(self.sampler, step)
+        reward = X0Consistency(1.05 * float(sampler.sigma_hats[step]))
+        recorder = PredictionRecorder(self.denoiser, float(sampler.sigma_hats[step]))
+        problem = Problem(recorder, reward, torch.tensor(self.labels), self.seeds, sampler, batch_invariant=True)
+        assert problem.x0_step == step, f"the x0 step is {problem.x0_step}, not the nearest, {step}"
+        if not self.algorithm.scores_whole_trajectories:
+            try:
+                self.algorithm.run(problem)
+            except NoiseSearchError as err:
+                assert "\n" not in str(err), "the refusal is more than one line"
+            else:
+                raise AssertionError("an algorithm that does not score whole trajectories took an x0 reward")
+            assert int(problem.nfe.sum()) == 0, "the refusal came after denoiser calls"
+            return
+        result = self.algorithm.run(problem)
+        expected = self.algorithm.expected_calls(sampler, result) * self.denoiser.nfe_per_call
+        assert torch.equal(result.nfe, expected), f"metered NFE {result.nfe.tolist()} != formula {expected.tolist()}"
+        images, cond, x0_images, scores = (torch.cat(parts) for parts in zip(*reward.seen, strict=True))
+        inputs, outputs = torch.cat(recorder.inputs), torch.cat(recorder.outputs)
+        predictions = problem.to_images(outputs[:, None])[:, 0]
+        source = [next((j for j in range(len(predictions)) if torch.equal(predictions[j], row)), None)
+                  for row in x0_images]
+        assert None not in source, "the reward got an x0 that no denoiser call at the x0 step's sigma made"
+        replay = Problem(self.denoiser, reward, cond, list(range(len(cond))), sampler, batch_invariant=True)
+        x = replay.advance(Proposal(step, inputs[source][:, None], outputs[source][:, None])).x_next
+        for i in range(step + 1, sampler.steps):
+            x = replay.step(x, i, None).x_next
+        assert torch.allclose(replay.to_images(x)[:, 0], images, atol=1e-5), \
+            "an image was scored with an x0 prediction of another trajectory"
+        for c in range(len(self.labels)):
+            paired = [k for k in range(len(images)) if torch.equal(images[k], result.images[c])]
+            assert paired and bool((scores[paired] == result.rewards[c]).any()), \
+                f"condition {c}'s returned reward is not its image's score with its own x0"

@@ -5,6 +5,7 @@ can raise every image's score while the set loses its diversity (their Appendix 
 extractor registered here; the statistics come from torchmetrics.
 """
 
+from noisesearch.metrics import transformer_features  # noqa: F401  (registers clip and dino)
 from noisesearch.metrics.features import FeatureExtractor, extractor_names, get_extractor, register_extractor
 
 __all__ = ["FeatureExtractor", "extractor_names", "get_extractor", "register_extractor"]

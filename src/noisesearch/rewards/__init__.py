@@ -1,6 +1,15 @@
-"""Rewards: brightness, JPEG compressibility, classifier probability (verifier and evaluator)."""
+"""Rewards: brightness, JPEG compressibility, classifier probability (verifier and evaluator), CLIP, ImageNet
+classifiers (DINOv2 linear, CLIP zero-shot) and self-supervised verifiers."""
 
-from noisesearch.rewards import brightness, classifier, clip, compressibility, ensemble  # noqa: F401  (registration)
+from noisesearch.rewards import (  # noqa: F401  (registration)
+    brightness,
+    classifier,
+    clip,
+    compressibility,
+    ensemble,
+    imagenet,
+    self_supervised,
+)
 from noisesearch.rewards.registry import describe_reward, get_reward, register_reward, reward_names
 
 __all__ = ["describe_reward", "get_reward", "register_reward", "reward_names"]

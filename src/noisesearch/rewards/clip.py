@@ -1,8 +1,8 @@
 """Text-to-image verifiers on CLIP (transformers): CLIP score and the LAION aesthetic predictor.
 
 Models load from a local directory or a hub id already in the local cache; nothing is downloaded.
-Images in [-1, 1] are resized to CLIP's input size (bicubic) and normalised with CLIP's statistics
-in torch, batched; grey images are repeated to three channels.
+Image embeddings are the `clip` feature extractor's (noisesearch.metrics.transformer_features: images in
+[-1, 1] resized to CLIP's input size, normalised with CLIP's statistics, in torch, batched), normalised here.
 """
 
 from __future__ import annotations
@@ -14,59 +14,47 @@ import torch
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
+from noisesearch.assets import first_line
 from noisesearch.errors import NoiseSearchError
+from noisesearch.metrics.transformer_features import ClipFeatures, load_pretrained, projected, transformers_class
 from noisesearch.rewards.registry import register_reward
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 
 
-def load_clip(model: str | Path, device: str = "cpu"):
-    """A transformers CLIPModel and its tokenizer, offline."""
-    try:
-        from transformers import CLIPModel, CLIPTokenizer
-        from transformers.utils import logging as transformers_logging
-    except ImportError:
-        raise NoiseSearchError("CLIP rewards need `pip install transformers`") from None
-    transformers_logging.disable_progress_bar()
-    try:
-        clip = CLIPModel.from_pretrained(str(model), local_files_only=True).to(device).eval()
-        tokenizer = CLIPTokenizer.from_pretrained(str(model), local_files_only=True)
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise NoiseSearchError(f"cannot load CLIP model '{model}' offline ({first}): pass a local directory") from None
-    return clip.requires_grad_(False), tokenizer
-
-
-def features(output) -> torch.Tensor:
-    """Projected features from get_image/text_features (a tensor, or an output with pooler_output)."""
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-
 class ClipImageEncoder:
-    """Normalised CLIP image embeddings of images in [-1, 1]."""
+    """Normalised CLIP embeddings of images in [-1, 1] (the `clip` feature extractor's) and of texts."""
 
     def __init__(self, model: str | Path, device: str = "cpu") -> None:
-        self.clip, self.tokenizer = load_clip(model, device)
+        self.image = ClipFeatures(model, device)
+        self.clip = self.image.clip
         self.device = device
-        self.size = self.clip.config.vision_config.image_size
-        self.mean = torch.tensor(CLIP_MEAN).reshape(1, 3, 1, 1)
-        self.std = torch.tensor(CLIP_STD).reshape(1, 3, 1, 1)
+        tokenizer = transformers_class("CLIPTokenizer", "CLIP rewards")
+        self.tokenizer = load_pretrained(tokenizer.from_pretrained, model, "CLIP tokenizer")
 
-    @torch.no_grad()
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.float().clamp(-1, 1) + 1) / 2
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False).clamp(0, 1)
-        x = ((x - self.mean) / self.std).to(self.device)
-        return F.normalize(features(self.clip.get_image_features(pixel_values=x)).float().cpu(), dim=-1)
+        return F.normalize(self.image.features(images), dim=-1)
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
         tok = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt").to(self.device)
-        return F.normalize(features(self.clip.get_text_features(**tok)).float().cpu(), dim=-1)
+        return F.normalize(projected(self.clip.get_text_features(**tok)).float().cpu(), dim=-1)
+
+
+def load_head(head: str | Path, reward: str, what: str) -> dict[str, torch.Tensor]:
+    """The state dict of a verifier's head from a local .pth or .safetensors file; a one-line error where the
+    file is missing or unreadable (checked before the network it sits on loads)."""
+    head = str(head)
+    if not head or not Path(head).is_file():
+        raise NoiseSearchError(f"{reward} needs head=PATH to {what}, got '{head}'")
+    try:
+        state = load_file(head) if head.endswith(".safetensors") else torch.load(head, map_location="cpu",
+                                                                                 weights_only=True)
+    except Exception as err:  # torch and safetensors raise several types for a damaged file
+        raise NoiseSearchError(f"{reward}: {head} is no readable state dict ({first_line(err)})") from None
+    if not isinstance(state, dict):
+        raise NoiseSearchError(f"{reward}: {head} holds a {type(state).__name__}, not a state dict")
+    return state
 
 
 @register_reward("clip")
@@ -94,14 +82,8 @@ class Aesthetic:
 
     def __init__(self, head: str = "", model: str = DEFAULT_CLIP, device: str = "cpu",
                  prompts: Sequence[str] = ()) -> None:
-        head = str(head)
-        if not head or not Path(head).is_file():
-            raise NoiseSearchError(f"aesthetic needs head=PATH to the LAION predictor's weights, got '{head}'")
+        state = load_head(head, "aesthetic", "the LAION predictor's weights")
         self.encoder = ClipImageEncoder(model, device)
-        if head.endswith(".safetensors"):
-            state = load_file(head)
-        else:
-            state = torch.load(head, map_location="cpu", weights_only=True)
         index = sorted({int(k.split(".")[1]) for k in state if k.endswith(".weight")})
         self.layers = [(state[f"layers.{i}.weight"].float(), state[f"layers.{i}.bias"].float()) for i in index]
 

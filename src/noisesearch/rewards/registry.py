@@ -61,6 +61,16 @@ def check_search_reward(name: str) -> None:
                                f"e.g. {', '.join(searchable)}")
 
 
+def check_step_reward(reward: object, what: str) -> None:
+    """A one-line NoiseSearchError for a reward (a name or an object) that compares each final image with its own
+    trajectory (it declares x0_sigma): `what` scores intermediate states, which such a reward cannot."""
+    factory = reward_factory(reward) if isinstance(reward, str) else reward
+    if getattr(factory, "x0_sigma", None) is not None:
+        raise NoiseSearchError(f"{what} scores intermediate states, but reward '{getattr(factory, 'name', reward)}' "
+                               "scores only final images against their own trajectory's x0 prediction: search with "
+                               "it over whole trajectories instead (e.g. best_of_n)")
+
+
 def check_evaluator(evaluator: object) -> None:
     """A one-line NoiseSearchError unless `evaluator` is "auto", None or a registered reward's name, checked
     before any search so that a misspelt evaluator does not fail after the run."""
@@ -71,6 +81,9 @@ def check_evaluator(evaluator: object) -> None:
     if evaluator not in _REWARDS:
         raise NoiseSearchError(f"unknown evaluator '{evaluator}': choose a reward ({', '.join(reward_names())}), "
                                "auto (the backend's) or none")
+    if getattr(_REWARDS[evaluator], "x0_sigma", None) is not None:
+        raise NoiseSearchError(f"reward '{evaluator}' cannot be the evaluator: it needs each image's trajectory (its "
+                               "x0 prediction at an earlier step), which an evaluator of final images does not see")
 
 
 def get_reward(name: str, **kwargs: Any) -> Any:

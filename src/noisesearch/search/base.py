@@ -87,6 +87,9 @@ class SearchAlgorithm:
     nfe_doc: ClassVar[str] = ""
     searches_step_noise: ClassVar[bool] = False  # True where the search chooses the noise of sampler steps
     learns_across_conditions: ClassVar[bool] = False  # True where a condition's result depends on those before it
+    # True where the search scores final states only, each with its own trajectory's x0 predictions at hand (what a
+    # reward declaring x0_sigma needs: the self-supervised verifiers); see run_trajectories
+    scores_whole_trajectories: ClassVar[bool] = False
     renamed: ClassVar[dict[str, str]] = {}  # {old parameter name: new}: old names work until the next release
     # The kind of search, by which reports group algorithms without naming them: "baseline" (no search),
     # "reference" (the paper's ε-greedy, whose gain others are measured against), "initial", "tree", "local",
@@ -156,6 +159,7 @@ class SearchAlgorithm:
         """Search every condition of `problem` and return the chosen images with their rewards.
 
         Where the NFE formula is exact, a hard budget it cannot meet is a BudgetExceeded before any call."""
+        self.check_reward(problem.reward)
         self.check_budget(problem)
         if self.searches_step_noise and not problem.sampler.searchable_steps():
             warnings.warn(f"{self.name}: the sampler injects noise at none of its {problem.sampler.steps} steps, so "
@@ -176,6 +180,18 @@ class SearchAlgorithm:
             trace=trace,
         )
 
+
+    def check_reward(self, reward: object) -> None:
+        """A one-line error, before any call, for a reward (an object or its class) that this search cannot feed:
+        one declaring x0_sigma needs each final image's own trajectory's x0 prediction, which searches that score
+        intermediate states or splice trajectories cannot give; the message names those that can."""
+        sigma = getattr(reward, "x0_sigma", None)
+        if sigma is None or self.scores_whole_trajectories:
+            return
+        able = sorted({cls.name for cls in subclasses(SearchAlgorithm) if cls.scores_whole_trajectories and cls.name})
+        raise NoiseSearchError(f"{self.name} cannot use reward '{getattr(reward, 'name', reward)}': it compares each "
+                               f"final image with its own trajectory's x0 prediction at sigma {sigma}, which only "
+                               f"searches over whole trajectories keep: use {', '.join(able)}")
 
     def check_budget(self, problem: Problem) -> None:
         formula = self.nfe_formula(problem.sampler)
@@ -198,6 +214,23 @@ def run_steps(problem: Problem, gens: SampleGenerators, x: torch.Tensor, start: 
         out = problem.step(x, i, noise, which)
         x, x0_hat = out.x_next, out.x0_hat
     return x, x0_hat
+
+
+def run_trajectories(problem: Problem, gens: SampleGenerators, x: torch.Tensor, which: Sequence[int] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All sampler steps on x (C', M, ...) as run_steps does; returns the final states and, where the Problem's reward
+    needs them (problem.x0_step), each row's x0 prediction at that step (else None), for problem.score(x, x0=...)."""
+    step = problem.x0_step
+    if step is None:
+        return run_steps(problem, gens, x, 0, problem.sampler.steps, which)[0], None
+    x, x0 = run_steps(problem, gens, x, 0, step + 1, which)
+    return run_steps(problem, gens, x, step + 1, problem.sampler.steps, which)[0], x0
+
+
+def subclasses(cls: type) -> list[type]:
+    """Every subclass of `cls`, at any depth."""
+    found = cls.__subclasses__()
+    return found + [deeper for sub in found for deeper in subclasses(sub)]
 
 
 def select_best(images: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch
 from noisesearch import cost
 from noisesearch.problem import Problem
 from noisesearch.sampling import Sampler
-from noisesearch.search.base import CALLS_DOC, SearchAlgorithm, check_positive_int, run_steps, select_best
+from noisesearch.search.base import CALLS_DOC, SearchAlgorithm, check_positive_int, run_trajectories, select_best
 from noisesearch.search.registry import register_algorithm
 from noisesearch.types import Trace
 
@@ -21,6 +21,7 @@ class BestOfN(SearchAlgorithm):
 
     name = "best_of_n"
     family = "initial"
+    scores_whole_trajectories = True
     nfe_doc = f"N·Σ_i c_i, {CALLS_DOC}: N·(2T − 1) for T Heun steps, N·T for Euler"
     N: int = 4
 
@@ -33,8 +34,8 @@ class BestOfN(SearchAlgorithm):
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
         gens = problem.generators()
         shape = problem.image_shape
-        x, _ = run_steps(problem, gens, problem.initial_state(gens.randn(self.N, *shape)), 0, problem.sampler.steps)
-        states, rewards = select_best(x, problem.score(x))
+        x, x0 = run_trajectories(problem, gens, problem.initial_state(gens.randn(self.N, *shape)))
+        states, rewards = select_best(x, problem.score(x, x0=x0))
         return states, rewards, None
 
 

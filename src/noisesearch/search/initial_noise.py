@@ -24,6 +24,7 @@ class ZeroOrderInitial(SearchAlgorithm):
 
     name = "zero_order_initial"
     family = "initial"
+    scores_whole_trajectories = True
     nfe_doc = f"K·N·Σ_i c_i, {CALLS_DOC}: K·N·(2T − 1) for T Heun steps"
     N: int = 4
     K: int = 5
@@ -47,12 +48,13 @@ class ZeroOrderInitial(SearchAlgorithm):
         best = torch.full((c,), -math.inf)
         for _ in range(self.K):
             candidates = local_draws(gens, pivot[:, None].expand(c, self.N, *shape), self.lambda_)
-            x = problem.initial_state(candidates)
+            x, x0 = problem.initial_state(candidates), None
             for i in range(problem.sampler.steps):
                 noise = step_noise[i][:, None].expand_as(x) if i in step_noise else None
-                x = problem.step(x, i, noise).x_next
+                out = problem.step(x, i, noise)
+                x, x0 = out.x_next, out.x0_hat if i == problem.x0_step else x0
             final = x
-            scores = problem.score(final)
+            scores = problem.score(final, x0=x0)
             win = scores.argmax(dim=1)
             better = scores[rows, win] > best
             keep = better[:, None, None, None]
