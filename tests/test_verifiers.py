@@ -176,3 +176,22 @@ def test_searches_that_cannot_pair_ssl_refuse_before_the_model_loads():
 
     with pytest.raises(NoiseSearchError, match="scores intermediate states"):
         measure_reliability(["ssl_mnist"])
+
+
+def test_spearman_ranks_with_average_ties():
+    from noisesearch.drivers.ssl_correlation import spearman
+
+    assert spearman(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([10.0, 30.0, 20.0, 40.0])) == pytest.approx(0.8)
+    assert spearman(torch.tensor([1.0, 1.0, 2.0]), torch.tensor([5.0, 5.0, 9.0])) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_fig5_correlation_driver_on_a_few_samples():
+    from noisesearch.drivers.ssl_correlation import ssl_correlation
+
+    out = ssl_correlation(per_class=2, draws=20, steps=6)
+    assert out["n"] == 20 and out["nfe_per_image"] == 11  # naive Heun, 6 steps: 2·6 − 1
+    for name in ("logit", "probability"):
+        low, high = out[f"interval_{name}"]
+        assert -1 <= low <= high <= 1 and -1 <= out[f"spearman_{name}"] <= 1
+    with pytest.raises(NoiseSearchError, match="per_class"):
+        ssl_correlation(per_class=1)
