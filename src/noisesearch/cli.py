@@ -353,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "schedules were calibrated differently), the trade-off of calibration NFE against gain "
                              "kept (needs --out)")
     report.add_argument("--out", type=parse_out, help="report directory (default: RUN_DIR/report)")
+    report.add_argument("--reference", help="reference features of the population metrics (FID, KID, IS, "
+                                            "precision/recall): a packaged name or a .safetensors file (default: "
+                                            "the one the run's backend names, e.g. mnist_t10k)")
     return parser
 
 
@@ -591,7 +594,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from noisesearch.experiments.tradeoff_report import write_tradeoff_report
 
     if len(args.run_dir) == 1:
-        md, page = write_report(args.run_dir[0], args.out)
+        md, page = write_report(args.run_dir[0], args.out, args.reference)
     elif args.out is None:
         raise NoiseSearchError("a report of several run directories needs --out DIR")
     else:

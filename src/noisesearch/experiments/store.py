@@ -491,6 +491,8 @@ class Run:
     torn: bool = False  # whether an unterminated last line was left out
     settings: dict[str, Any] | None = None  # run.json (None where the directory has none)
     slugs: dict[str, str] = field(default_factory=dict)
+    reference: str | None = None  # the reference features of population metrics (name or path; default run.json's)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # what readers computed once
 
     def cell_files(self, folder: str, slug: str) -> list[Path]:
         """The .npz files of a cell's images or traces (`folder`), in name order."""
@@ -542,4 +544,5 @@ def load_run(directory: Path) -> Run:
     records, slugs = results.records, {}
     if OLDEST <= fmt < FORMAT:
         records, slugs = [migrated_record(r, fmt) for r in records], renamed_slugs(records)
-    return Run(directory, records, preset, seed, environment, results.duplicates, results.torn, settings, slugs)
+    return Run(directory, records, preset, seed, environment, results.duplicates, results.torn, settings, slugs,
+               (settings or {}).get("reference"))
