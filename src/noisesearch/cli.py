@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rewards", type=parse_names, help="only these reward columns of the preset")
     bench.add_argument("--labels", type=int, help="number of labels drawn from --seed (default: the preset's)")
     bench.add_argument("--repeats", type=int, help="seeds per label (default: the preset's)")
-    bench.add_argument("--seed", type=int, default=BENCH["seed"], help="draws the labels and the sample seeds")
+    bench.add_argument("--seed", type=int, help="draws the labels and the sample seeds (default: the preset's, 0 "
+                                                "unless it names another)")
     bench.add_argument("--calibration", type=parse_field, action="append", default=[], metavar="FIELD=JSON",
                        help="change a field of the preset's calibration, e.g. conditions=5 or beams=[1] "
                             "(repeatable; fields as in the preset JSON)")

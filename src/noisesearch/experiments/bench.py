@@ -65,14 +65,15 @@ def model_identity(model: str | None) -> str | None:
     return str(path.resolve()) if path.exists() else model
 
 
-def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, progress: bool = True,
+def run_bench(preset: Preset, out: Path, *, seed: int | None = None, max_batch: int = 16, progress: bool = True,
               device: str = "cpu", backend: str | None = None, model: str | None = None, sampler: str | None = None,
               model_loader: Callable[[float], Denoiser] | None = None, reuse: Sequence[Path] = (),
               trust_model_code: bool = False, executor: Executor | None = None) -> Path:
     """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Cells run on
     the `backend`'s model (default: the preset's; `model`: its path; `model_loader(guidance)` replaces the
     loader, and `model` then only names it in the cell keys) with its default sampler or the registered
-    `sampler`; conditions are labels drawn from `seed`; the network runs on `device` (rewards on the CPU).
+    `sampler`; conditions are labels drawn from `seed` (default: the preset's); the network runs on `device`
+    (rewards on the CPU).
     Results of identical cells (equal keys: see Cell.key) in the `reuse` run directories are copied instead
     of rerun, and so are their schedules calibrated exactly as `preset` would calibrate them.
     `trust_model_code` lets the backend load a model file that needs code to load.
@@ -87,6 +88,7 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
     spec = get_backend(backend)
     if spec.conditions != "labels":
         raise NoiseSearchError(f"bench draws class labels; the {backend} backend takes prompts")
+    seed = preset.seed if seed is None else seed
     check_seed(seed, "the bench seed")
     bench_seed(seed, preset.repeats - 1, preset.labels - 1)  # the largest sample seed, checked before writing
     max_batch = parse_max_batch(max_batch, fixed_for="bench")

@@ -32,7 +32,7 @@ from noisesearch.metrics.statistics import (
 
 DRAWS = 200  # bootstrap resamples per metric and cell
 LEVEL = 0.95
-MIN_IMAGES = 5  # fewer images with features give no metrics (precision/recall's k = 3 neighbours need more)
+MIN_IMAGES = 20  # fewer images give no metrics (a resample of precision/recall must keep k + 1 distinct ones)
 METRICS = ("fid", "kid", "is", "precision", "recall")
 POPULATION_COLUMNS = ("fid", "precision", "recall")  # what the results and families tables show beside rewards
 LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False, "recall": False}

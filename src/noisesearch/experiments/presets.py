@@ -28,9 +28,10 @@ from noisesearch.sampling import make_sampler
 from noisesearch.sampling.schedules import MAX_STEPS
 from noisesearch.search import algorithm_class, canonical_params, get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
+from noisesearch.seeds import check_seed
 
 PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration",
-                 "target_nfes", "backend")
+                 "target_nfes", "backend", "seed")
 RENAMED_FIELDS = {"budgets": "target_nfes"}  # {old preset field: new}: preset files written before still load
 RUN_FIELDS = ("algorithm", "params", "steps")
 COLUMN_FIELDS = ("name", "reward", "guidance")
@@ -158,6 +159,7 @@ class Preset:
     calibration: CalibrationConfig | None = None
     target_nfes: tuple[int, ...] = ()  # NFE per image the runs are matched at (the report compares methods at each)
     backend: str = "embedded"  # the label backend whose model the cells run (bench --backend overrides it)
+    seed: int = 0  # the bench seed, drawing its labels and sample seeds (bench --seed overrides it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +208,7 @@ class Preset:
             calibration=calibration,
             target_nfes=tuple(typed(d, "target_nfes", "list", where, [])),
             backend=typed(d, "backend", "str", where, "embedded"),
+            seed=typed(d, "seed", "int", where, 0),
         )
         preset.validate()
         return preset
@@ -214,6 +217,7 @@ class Preset:
         """Raise a one-line NoiseSearchError naming the preset for an unknown algorithm or reward, parameters of
         the wrong type or value, a run given twice, two reward columns of one name, or bad counts."""
         where = escape_line_breaks(f"preset '{self.name}'")
+        check_seed(self.seed, f"{where}: seed")
         for what, value in (("labels", self.labels), ("repeats", self.repeats), ("steps", self.steps)):
             if not is_json_int(value):
                 raise NoiseSearchError(f"{where}: {what} must be an integer, got {shown_json(value)}")
