@@ -11,7 +11,7 @@ import pytest
 from noisesearch.cli import main
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.presets import builtin_presets, get_preset, override
-from noisesearch.experiments.store import read_results
+from noisesearch.experiments.store import FORMAT, read_results
 
 SMALL_PRESET = {
     "small": {
@@ -341,7 +341,7 @@ def test_a_format_2_run_directory_without_a_device_resumes_as_a_cpu_run(tmp_path
     assert settings.pop("device") == "cpu" and '"device"' not in first[0]["cell"]  # CPU keys name no device
     (tmp_path / "run.json").write_text(json.dumps({**settings, "format": 2}))
     assert read_results(run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser)) == first
-    assert json.loads((tmp_path / "run.json").read_text()) == {**settings, "device": "cpu", "format": 3}
+    assert json.loads((tmp_path / "run.json").read_text()) == {**settings, "device": "cpu", "format": FORMAT}
     monkeypatch.setattr("noisesearch.experiments.bench.check_device", lambda device: None)  # as if it had a GPU
     with pytest.raises(NoiseSearchError, match=r'other settings \(device "cpu", not "cuda"\): use another --out'):
         run_bench(preset, tmp_path, progress=False, model_loader=tiny_denoiser, device="cuda")

@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rewards", type=parse_names, help="only these reward columns of the preset")
     bench.add_argument("--labels", type=int, help="number of labels drawn from --seed (default: the preset's)")
     bench.add_argument("--repeats", type=int, help="seeds per label (default: the preset's)")
-    bench.add_argument("--seed", type=int, default=BENCH["seed"], help="draws the labels and the sample seeds")
+    bench.add_argument("--seed", type=int, help="draws the labels and the sample seeds (default: the preset's, 0 "
+                                                "unless it names another)")
     bench.add_argument("--calibration", type=parse_field, action="append", default=[], metavar="FIELD=JSON",
                        help="change a field of the preset's calibration, e.g. conditions=5 or beams=[1] "
                             "(repeatable; fields as in the preset JSON)")
@@ -353,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "schedules were calibrated differently), the trade-off of calibration NFE against gain "
                              "kept (needs --out)")
     report.add_argument("--out", type=parse_out, help="report directory (default: RUN_DIR/report)")
+    report.add_argument("--reference", help="reference features of the population metrics (FID, KID, IS, "
+                                            "precision/recall): a packaged name or a .safetensors file (default: "
+                                            "the one the run's backend names, e.g. mnist_t10k)")
     return parser
 
 
@@ -591,7 +595,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from noisesearch.experiments.tradeoff_report import write_tradeoff_report
 
     if len(args.run_dir) == 1:
-        md, page = write_report(args.run_dir[0], args.out)
+        md, page = write_report(args.run_dir[0], args.out, args.reference)
     elif args.out is None:
         raise NoiseSearchError("a report of several run directories needs --out DIR")
     else:

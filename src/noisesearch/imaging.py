@@ -16,6 +16,11 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x[..., 0] if x.shape[-1] == 1 else x
 
 
+def quantized(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) images in [-1, 1] as their uint8 files hold them (see to_uint8), back in [-1, 1] as float."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
 def make_grid(images: torch.Tensor, ncol: int, pad: int = 2, scale: int = 1) -> Image.Image:
     """Tile (B, C, H, W) images into a grid `ncol` wide, with `pad` black pixels between tiles."""
     pixels = to_uint8(images)

@@ -41,7 +41,9 @@ class Backend:
     conditions: "labels" (class indices) or "prompts" (condition i is prompt i); default_guidance: its
     classifier-free guidance weight when none is given (None: the model has no unconditional branch and
     takes none); default_sampler: a registered sampler name; evaluator: the held-out reward that scores
-    final images by default (None: none); needs_model: whether `model` (a path) is required."""
+    final images by default (None: none); features and reference: the registered feature extractor (see
+    noisesearch.metrics) that bench keeps every image's features under and the reference feature set the report
+    compares them with, for population metrics (None: none); needs_model: whether `model` (a path) is required."""
 
     name: str
     description: str
@@ -50,6 +52,8 @@ class Backend:
     default_guidance: float | None = 1.0
     default_sampler: str = "heun"
     evaluator: str | None = None
+    features: str | None = None
+    reference: str | None = None
     needs_model: bool = False
     model_help: str = ""
     compiles: bool = False

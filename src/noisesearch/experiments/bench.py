@@ -65,14 +65,15 @@ def model_identity(model: str | None) -> str | None:
     return str(path.resolve()) if path.exists() else model
 
 
-def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, progress: bool = True,
+def run_bench(preset: Preset, out: Path, *, seed: int | None = None, max_batch: int = 16, progress: bool = True,
               device: str = "cpu", backend: str | None = None, model: str | None = None, sampler: str | None = None,
               model_loader: Callable[[float], Denoiser] | None = None, reuse: Sequence[Path] = (),
               trust_model_code: bool = False, executor: Executor | None = None) -> Path:
     """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Cells run on
     the `backend`'s model (default: the preset's; `model`: its path; `model_loader(guidance)` replaces the
     loader, and `model` then only names it in the cell keys) with its default sampler or the registered
-    `sampler`; conditions are labels drawn from `seed`; the network runs on `device` (rewards on the CPU).
+    `sampler`; conditions are labels drawn from `seed` (default: the preset's); the network runs on `device`
+    (rewards on the CPU).
     Results of identical cells (equal keys: see Cell.key) in the `reuse` run directories are copied instead
     of rerun, and so are their schedules calibrated exactly as `preset` would calibrate them.
     `trust_model_code` lets the backend load a model file that needs code to load.
@@ -87,6 +88,7 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
     spec = get_backend(backend)
     if spec.conditions != "labels":
         raise NoiseSearchError(f"bench draws class labels; the {backend} backend takes prompts")
+    seed = preset.seed if seed is None else seed
     check_seed(seed, "the bench seed")
     bench_seed(seed, preset.repeats - 1, preset.labels - 1)  # the largest sample seed, checked before writing
     max_batch = parse_max_batch(max_batch, fixed_for="bench")
@@ -100,7 +102,8 @@ def run_bench(preset: Preset, out: Path, *, seed: int = 0, max_batch: int = 16, 
     executor.check(Resources())  # a cluster too small for a cell of the executor's CPUs and GPUs
     if out.is_dir():
         check_run_files(out)
-    settings = run_settings(preset, seed, sampler_name, backend, model_identity(model), max_batch, device)
+    settings = run_settings(preset, seed, sampler_name, backend, model_identity(model), max_batch, device,
+                            spec.features, spec.reference)
     with locked_run_dir(out):
         settings = resume_settings(out, settings)
         source = partial(ModelSource, settings["backend"], settings["model"], device=device,
@@ -161,13 +164,14 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
     def denoiser(guidance: float) -> Denoiser:
         return source(guidance).load()
 
-    def sampler_of(guidance: float) -> Sampler:
-        return denoiser(guidance).default_sampler(settings["sampler"], preset.steps)
+    def sampler_of(guidance: float, steps: int | None = None) -> Sampler:
+        return denoiser(guidance).default_sampler(settings["sampler"], steps or preset.steps)
 
     shared = {name: settings[name] for name in ("seed", "steps", "backend", "model", "max_batch")}
     if settings["device"] != "cpu":  # a cell's key names its device where it is not the CPU
         shared["device"] = settings["device"]
-    cells = preset_cells(preset, lambda column: {**shared, "sampler": sampler_of(column.guidance).to_dict()})
+    cells = preset_cells(preset, lambda run, column: {**shared, **run.own_steps,
+                                                      "sampler": sampler_of(column.guidance, run.steps).to_dict()})
     if len({c.key for c in cells}) < len(cells) or len({c.slug for c in cells}) < len(cells):
         raise NoiseSearchError(f"preset '{preset.name}' has two cells of one name: give runs and columns "
                                "distinct parameters and names")
@@ -195,12 +199,12 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
                                   sampler_of, max_batch, progress, executor)
     tasks = [CellTask(cell, tuple(missing), tuple(labels[k] for k in missing),
                       tuple(bench_seed(seed, cell.repeat, k) for k in missing), source(cell.column.guidance),
-                      settings["sampler"], preset.steps, max_batch,
+                      settings["sampler"], cell.run.steps or preset.steps, max_batch,
                       {name: schedules[name] for name in {cell.run.calibrated_column(cell.column.name)} - {None}},
-                      evaluator_name)
+                      evaluator_name, settings["extractor"])
              for cell, missing in todo]
-    total = sum(expected_nfe(t.cell, sampler_of(t.model.guidance), denoiser(t.model.guidance), len(t.labels),
-                             schedules) for t in tasks)
+    total = sum(expected_nfe(t.cell, sampler_of(t.model.guidance, t.steps), denoiser(t.model.guidance),
+                             len(t.labels), schedules) for t in tasks)
     bar = tqdm(total=total, unit="NFE", desc=f"bench {preset.name}", disable=not progress, dynamic_ncols=True)
     failed = []
     try:
@@ -209,7 +213,7 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
             task = tasks[outcome.index]
             if outcome.ok:
                 write_cell(out, task.cell, task.label_indices, outcome.value.images, outcome.value.trace,
-                           outcome.value.lines)
+                           outcome.value.lines, outcome.value.features)
                 if not executor.reports_progress:
                     bar.update(outcome.value.nfe)
             else:

@@ -24,7 +24,8 @@ from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
 from noisesearch.experiments.store import cell_slug
-from noisesearch.imaging import to_uint8
+from noisesearch.imaging import quantized, to_uint8
+from noisesearch.metrics import get_extractor
 from noisesearch.progress import ProgressCallback
 from noisesearch.rewards import get_reward
 from noisesearch.sampling import Sampler
@@ -58,13 +59,15 @@ class Cell:
     @property
     def slug(self) -> str:
         """File-name stem of the cell's images, traces and grid (see store.cell_slug)."""
-        return cell_slug(self.run.algorithm, self.run.params, self.column.name, self.repeat)
+        return cell_slug(self.run.algorithm, self.run.params, self.column.name, self.repeat, self.run.steps)
 
 
-def preset_cells(preset: Preset, setting: Callable[[RewardColumn], dict[str, Any]] | None = None) -> list[Cell]:
-    """The cells of `preset`, with `setting(column)` (what the run shares) in their keys where it is given."""
+def preset_cells(preset: Preset, setting: Callable[[RunSpec, RewardColumn], dict[str, Any]] | None = None
+                 ) -> list[Cell]:
+    """The cells of `preset`, with `setting(run, column)` (what the run shares, with a run's own steps and their
+    sampler) in their keys where it is given."""
     return [Cell(run, column, r, preset.calibration if run.calibrated_column(column.name) else None,
-                 None if setting is None else setting(column))
+                 None if setting is None else setting(run, column))
             for column in preset.rewards for run in preset.runs for r in range(preset.repeats)]
 
 
@@ -107,7 +110,8 @@ def reward_named(name: str) -> Any:
 class CellTask:
     """All that computing one cell's records takes, as plain picklable data: the cell, the label indices it
     still lacks with their labels and sample seeds, the model, sampler and steps, max_batch, the calibrated
-    schedules its run uses and the held-out evaluator (None: none)."""
+    schedules its run uses, the held-out evaluator and the feature extractor whose features of each image the
+    population metrics need (None: none)."""
 
     cell: Cell
     label_indices: tuple[int, ...]
@@ -119,17 +123,20 @@ class CellTask:
     max_batch: int
     schedules: dict[str, SearchSchedule]
     evaluator: str | None
+    extractor: str | None = None
 
 
 @dataclass(frozen=True)
 class CellOutput:
     """What a cell gives back to the driver, which alone writes: its results.jsonl lines (one per label, in
-    order), its images (uint8) and its trace columns (None: the algorithm keeps none), and the NFE it spent."""
+    order), its images (uint8), its trace columns (None: the algorithm keeps none), the NFE it spent, and each
+    image's features and logits under the task's extractor (None: none)."""
 
     lines: tuple[str, ...]
     images: np.ndarray
     trace: dict[str, np.ndarray] | None
     nfe: int
+    features: dict[str, np.ndarray] | None = None
 
 
 def compute_cell(task: CellTask, callback: ProgressCallback | None = None) -> CellOutput:
@@ -156,9 +163,24 @@ def compute_cell(task: CellTask, callback: ProgressCallback | None = None) -> Ce
         "evaluator": None if held_out is None else float(held_out[row]),
         "nfe": int(result.nfe[row]), "wall_time_s": result.wall_time / len(missing),
         "cell_wall_time_s": result.wall_time, "steps": task.steps, "batch_invariant": True,
+        **({"run_steps": cell.run.steps} if cell.run.steps is not None else {}),
         **({"arm": result.config["arms"][row]} if "arms" in result.config else {}),
     }, cell) + "\n" for row, k in enumerate(missing))
-    return CellOutput(lines, to_uint8(result.images), trace, int(result.nfe.sum()))
+    return CellOutput(lines, to_uint8(result.images), trace, int(result.nfe.sum()),
+                      None if task.extractor is None else image_features(task.extractor, result.images))
+
+
+def image_features(name: str, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """The features (float16: what FID, KID and precision/recall need, at half the disk) and logits (float32: the
+    Inception Score's) of images as their uint8 files hold them, under the registered extractor `name`."""
+    extractor = cached(("extractor", name), lambda: get_extractor(name))
+    shown = quantized(images).cpu()
+    kept = {"features": extractor.features(shown).numpy().astype(np.float16)}
+    try:
+        kept["logits"] = extractor.logits(shown).numpy().astype(np.float32)
+    except NoiseSearchError:  # an extractor that is no classifier has no logits (and no Inception Score)
+        pass
+    return kept
 
 
 def strict_json(record: dict[str, Any], cell: Cell) -> str:

@@ -28,11 +28,12 @@ from noisesearch.sampling import make_sampler
 from noisesearch.sampling.schedules import MAX_STEPS
 from noisesearch.search import algorithm_class, canonical_params, get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
+from noisesearch.seeds import check_seed
 
 PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration",
-                 "target_nfes", "backend")
+                 "target_nfes", "backend", "seed")
 RENAMED_FIELDS = {"budgets": "target_nfes"}  # {old preset field: new}: preset files written before still load
-RUN_FIELDS = ("algorithm", "params")
+RUN_FIELDS = ("algorithm", "params", "steps")
 COLUMN_FIELDS = ("name", "reward", "guidance")
 MAX_COUNT = 1000  # labels and repeats: bench_seed gives repeat r and label k of seed s the seed s·10⁶ + r·1000 + k
 COLUMN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a column names files (schedules, plots): no separators
@@ -110,10 +111,17 @@ CALIBRATED = "calibrated"  # a run's "search_schedule" parameter naming a schedu
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A row: a registered algorithm with its parameters."""
+    """A row: a registered algorithm with its parameters, and the sampler steps it runs where they are not the
+    preset's (Ma et al.'s baseline spends a search's NFE on more denoising steps instead)."""
 
     algorithm: str
     params: dict[str, Any]
+    steps: int | None = None
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> RunSpec:
+        """The run a results.jsonl record belongs to (records of a run with its own steps say so in run_steps)."""
+        return cls(record["algorithm"], record["params"], record.get("run_steps"))
 
     def calibrated_column(self, column: str) -> str | None:
         """The column whose calibrated schedule this run uses in `column`, or None."""
@@ -129,8 +137,13 @@ class RunSpec:
         return self.params if source is None else {**self.params, "search_schedule": schedules[source]}
 
     @property
+    def own_steps(self) -> dict[str, int]:
+        """{"steps": its steps} for a run with its own sampler steps, else {} (as records and labels show it)."""
+        return {} if self.steps is None else {"steps": self.steps}
+
+    @property
     def label(self) -> str:
-        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        shown = ", ".join(f"{k}={v}" for k, v in {**self.params, **self.own_steps}.items())
         return f"{self.algorithm} ({shown})" if shown else self.algorithm
 
 
@@ -146,6 +159,7 @@ class Preset:
     calibration: CalibrationConfig | None = None
     target_nfes: tuple[int, ...] = ()  # NFE per image the runs are matched at (the report compares methods at each)
     backend: str = "embedded"  # the label backend whose model the cells run (bench --backend overrides it)
+    seed: int = 0  # the bench seed, drawing its labels and sample seeds (bench --seed overrides it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,7 +182,10 @@ class Preset:
                 params = canonical_params(algorithm, params)
             except NoiseSearchError as err:
                 raise NoiseSearchError(escape_line_breaks(f"{where}: {err}")) from None
-            runs.append(RunSpec(algorithm, params))
+            steps = r.get("steps")  # null (as preset.json writes a run without its own): the preset's
+            if steps is not None and not is_json_int(steps):
+                raise NoiseSearchError(f"{where}, run {i}: \"steps\" must be an integer, got {shown_json(steps)}")
+            runs.append(RunSpec(algorithm, params, steps))
         columns = []
         for i, c in enumerate(typed(d, "rewards", "list", where), 1):
             c = json_object(c, COLUMN_FIELDS, f"{where}, reward column {i}")
@@ -191,6 +208,7 @@ class Preset:
             calibration=calibration,
             target_nfes=tuple(typed(d, "target_nfes", "list", where, [])),
             backend=typed(d, "backend", "str", where, "embedded"),
+            seed=typed(d, "seed", "int", where, 0),
         )
         preset.validate()
         return preset
@@ -199,15 +217,19 @@ class Preset:
         """Raise a one-line NoiseSearchError naming the preset for an unknown algorithm or reward, parameters of
         the wrong type or value, a run given twice, two reward columns of one name, or bad counts."""
         where = escape_line_breaks(f"preset '{self.name}'")
+        check_seed(self.seed, f"{where}: seed")
         for what, value in (("labels", self.labels), ("repeats", self.repeats), ("steps", self.steps)):
             if not is_json_int(value):
                 raise NoiseSearchError(f"{where}: {what} must be an integer, got {shown_json(value)}")
         if self.labels < 1 or self.repeats < 1:
             raise NoiseSearchError(f"{where}: labels and repeats must be at least 1")
-        if self.steps < 1:
-            raise NoiseSearchError(f"{where}: steps must be at least 1, got {self.steps}")
-        if self.steps > MAX_STEPS:
-            raise NoiseSearchError(f"{where}: steps must be at most {MAX_STEPS:,}, got {self.steps}")
+        for what, steps in (("steps", self.steps), *((f"run {r.label}: steps", r.steps) for r in self.runs
+                                                     if r.steps is not None)):
+            if steps < 1:
+                raise NoiseSearchError(escape_line_breaks(f"{where}: {what} must be at least 1, got {steps}"))
+            if steps > MAX_STEPS:
+                raise NoiseSearchError(escape_line_breaks(f"{where}: {what} must be at most {MAX_STEPS:,}, got "
+                                                          f"{steps}"))
         if self.labels > MAX_COUNT or self.repeats > MAX_COUNT:
             raise NoiseSearchError(f"{where}: labels and repeats must be at most {MAX_COUNT} (the bench's sample "
                                    "seeds would repeat)")
@@ -235,7 +257,10 @@ class Preset:
                 raise NoiseSearchError(escape_line_breaks(
                     f"{where}: run {run.label}: search_schedule must be \"{CALIBRATED}\", \"{CALIBRATED}:COLUMN\" or "
                     f"the path of a schedule file, got {shown_json(named)}"))
-            identity = json.dumps([run.algorithm, run.params], sort_keys=True, default=repr)
+            if run.steps is not None and run.calibrated_column(self.rewards[0].name) is not None:
+                raise NoiseSearchError(escape_line_breaks(f"{where}: run {run.label}: a calibrated schedule is made "
+                                                          "for the preset's steps: drop the run's own steps"))
+            identity = json.dumps([run.algorithm, run.params, run.steps], sort_keys=True, default=repr)
             if identity in seen:
                 raise NoiseSearchError(escape_line_breaks(f"{where}: run {run.label} is listed twice: remove the copy "
                                                           "(more seeds per label are \"repeats\")"))

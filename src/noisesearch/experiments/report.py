@@ -18,11 +18,14 @@ def build_blocks(run: Run, out: Path) -> list[Block]:
     return [block for section in sections.SECTIONS if section.applies(run) for block in section.blocks(run, out)]
 
 
-def write_report(run_dir: Path, out: Path | None = None) -> tuple[Path, Path]:
+def write_report(run_dir: Path, out: Path | None = None, reference: str | None = None) -> tuple[Path, Path]:
     """Write report.md and report.html (with its PNGs) for a bench run into `out` (default RUN_DIR/report);
-    returns both paths. Nothing else is written: the run's own files are only read. An `out` that is a file
-    or the run directory itself is a one-line NoiseSearchError."""
+    returns both paths. Population metrics compare with `reference` (a packaged reference's name or a
+    .safetensors file; default: the one run.json names). Nothing else is written: the run's own files are only
+    read. An `out` that is a file or the run directory itself is a one-line NoiseSearchError."""
     run = load_run(Path(run_dir))
+    if reference is not None:
+        run.reference = reference
     out = Path(out) if out is not None else Path(run_dir) / "report"
     if out.exists() and not out.is_dir():
         raise NoiseSearchError(f"--out {out} is a file: give a directory for the report")

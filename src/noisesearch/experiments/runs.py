@@ -18,7 +18,7 @@ BOOTSTRAP = 2000
 
 
 def run_label(record: dict[str, Any]) -> str:
-    return RunSpec(record["algorithm"], record["params"]).label
+    return RunSpec.of(record).label
 
 
 def summarize(records: list[dict[str, Any]]) -> Stats:
@@ -64,7 +64,7 @@ def streams(records: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str,
     out: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         if r["repeat"] == 0:
-            out[r["column"]][RunSpec(r["algorithm"], r["params"]).label].append(r)
+            out[r["column"]][RunSpec.of(r).label].append(r)
     return {c: {label: sorted(rs, key=lambda r: r["label_index"]) for label, rs in runs.items()}
             for c, runs in out.items()}
 

@@ -2,14 +2,16 @@
 
 A run directory holds
 - run.json: the settings every cell shares (preset, seed, steps, sampler, backend, model, max_batch, device,
-  calibration, the definition of each column) and the directory's format version; a resume with other
-  settings is refused;
+  calibration, the definition of each column, the feature extractor and the reference of the population
+  metrics) and the directory's format version; a resume with other settings is refused;
 - results.jsonl: one JSON record per (cell, label), appended one cell at a time in a single fsynced write, so a
   run killed at any moment loses at most the cell in flight; records are validated when read (one-line error
   naming file and line) and de-duplicated by (cell key, label index), the first kept; a torn last line (a
   kill mid-write) is skipped when reading, and only the writer holding the lock cuts it off before appending;
 - cells.jsonl: one line per cell run (done or failed with its error, where it ran, its times);
-- images/ and traces/: one .npz per finished cell; schedules/: calibrated search schedules;
+- images/, traces/ and features/: one .npz per finished cell (features: each image's features under the run's
+  extractor, float16, and its logits, with the label indices, for FID, KID, IS and precision/recall);
+  schedules/: calibrated search schedules;
 - preset.json and environment.jsonl: the preset as run, and the environment of every start;
 - bench.lock: held (flock, exclusive) by the one writer for its whole run.
 
@@ -51,7 +53,9 @@ LOCK = "bench.lock"  # held (flock, exclusive) by the one bench writing to the d
 
 CELL_LOG = "cells.jsonl"  # one line per cell run: done or failed (with its error), where it ran, its times
 
-FORMAT = 3  # of a run directory, kept in run.json; older ones are migrated (see migrate_run_dir)
+CELL_FOLDERS = ("images", "traces", "features")  # one .npz per finished cell in each (traces, features: if any)
+
+FORMAT = 4  # of a run directory, kept in run.json; older ones are migrated (see migrate_run_dir)
 OLDEST = 2  # the oldest format whose records can be matched to cells (format 1 kept no run.json)
 
 
@@ -170,13 +174,15 @@ def run_dir_lock(out: Path) -> Iterator[None]:
 
 
 def run_settings(preset: Preset, seed: int, sampler: str, backend: str, model: str | None, max_batch: int,
-                 device: str = "cpu") -> dict[str, Any]:
-    """What every cell of a run shares, as run.json keeps it (JSON values only)."""
+                 device: str = "cpu", extractor: str | None = None, reference: str | None = None) -> dict[str, Any]:
+    """What every cell of a run shares, as run.json keeps it (JSON values only); `extractor` and `reference` name
+    the feature extractor the cells keep features under and the reference set the report compares them with."""
     return json.loads(json.dumps({
         "format": FORMAT, "preset": preset.name, "seed": seed, "steps": preset.steps, "sampler": sampler,
         "backend": backend, "model": model, "max_batch": max_batch, "device": device,
         "calibration": None if preset.calibration is None else preset.calibration.identity(),
         "columns": {c.name: {"reward": c.reward, "guidance": c.guidance} for c in preset.rewards},
+        "extractor": extractor, "reference": reference,
     }))
 
 
@@ -188,10 +194,11 @@ def setting_of(settings: dict[str, Any], name: str) -> Any:
     return settings.get(name)
 
 
-def cell_slug(algorithm: str, params: dict[str, Any], column: str, repeat: int) -> str:
-    """File-name stem of a cell's images, traces and grid: letters, digits, '.', '_' and '-' only (a schedule
-    named 'calibrated:COLUMN' becomes 'calibrated-COLUMN'), so that every OS can hold it."""
-    shown_params = "_".join(f"{k}{v}" for k, v in params.items())
+def cell_slug(algorithm: str, params: dict[str, Any], column: str, repeat: int, steps: int | None = None) -> str:
+    """File-name stem of a cell's images, traces, features and grid: letters, digits, '.', '_' and '-' only (a
+    schedule named 'calibrated:COLUMN' becomes 'calibrated-COLUMN'), so that every OS can hold it; a run with its
+    own sampler `steps` ends its parameters with steps<n>."""
+    shown_params = "_".join(f"{k}{v}" for k, v in {**params, **({} if steps is None else {"steps": steps})}.items())
     name = f"{algorithm}{'_' + shown_params if shown_params else ''}__{column}__r{repeat}"
     return re.sub(r"[^A-Za-z0-9._-]", "-", name)
 
@@ -200,6 +207,9 @@ def cell_slug(algorithm: str, params: dict[str, Any], column: str, repeat: int) 
 # 2 -> 3: run.json names its device (directories of format 2 without one ran on the CPU), and algorithm
 #         parameters carry their current names (an algorithm class's `renamed`) in records, cell keys, file names
 #         and preset.json (whose `budgets` are now `target_nfes`).
+# 3 -> 4: cells keep each image's features (features/), and run.json names the extractor and the reference:
+#         null in a directory of format 3, whose cells kept none (the report shows "—" for their metrics); a
+#         resume keeps features of new cells under the extractor it names.
 
 
 def current_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +247,8 @@ def migrated_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """run.json of an older format as the current format writes it."""
     if settings.get("format", 1) < 3:
         settings = {**settings, "device": settings.get("device", "cpu"), "format": 3}
+    if settings["format"] < 4:
+        settings = {**settings, "extractor": None, "reference": None, "format": 4}
     return settings
 
 
@@ -269,7 +281,7 @@ def migrate_run_dir(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     fmt = settings.get("format", 1)
     results = load_results(out / RESULTS)
     for new, old in renamed_slugs(results.records).items():
-        for folder in ("images", "traces"):
+        for folder in CELL_FOLDERS:
             for part in (out / folder).glob(f"{old}_*.npz"):
                 part.replace(part.with_name(new + part.name[len(old):]))
     if (out / "preset.json").is_file():
@@ -315,6 +327,8 @@ def resume_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     theirs = migrated_settings(stored)
     differ = [f"{name} {shown_json(setting_of(theirs, name))}, not {shown_json(settings[name])}"
               for name in SHARED if setting_of(theirs, name) != settings[name]]
+    if theirs["extractor"] not in (None, settings["extractor"]):  # null: its cells kept no features
+        differ.append(f"extractor {shown_json(theirs['extractor'])}, not {shown_json(settings['extractor'])}")
     differ += [f"column {name} {shown_json(theirs['columns'][name])}, not {shown_json(column)}"
                for name, column in settings["columns"].items()
                if name in theirs["columns"] and theirs["columns"][name] != column]
@@ -329,7 +343,7 @@ def resume_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
 def prepare_run_dir(out: Path, preset: Preset, seed: int, settings: dict[str, Any]) -> None:
     """Write run.json, preset.json and a line of environment.jsonl, make the folders, and cut a torn last
     line off results.jsonl; the caller holds the directory's lock."""
-    prepare_out_dir(out, ("images", "traces"), hint="a directory for the run")
+    prepare_out_dir(out, CELL_FOLDERS, hint="a directory for the run")
     write_atomically(out / SETTINGS, json.dumps(settings, indent=2) + "\n")
     write_atomically(out / "preset.json", json.dumps({"preset": preset.to_dict(), "seed": seed}, indent=2) + "\n")
     history = out / "environment.jsonl"
@@ -349,13 +363,16 @@ class StoredCell(Protocol):
 
 
 def write_cell(out: Path, cell: StoredCell, label_indices: Sequence[int], images: np.ndarray,
-               trace: dict[str, np.ndarray] | None, lines: Sequence[str]) -> None:
-    """Save a finished cell's images (uint8) and trace columns, then append its records (one JSON line per label,
-    in order) in one write (fsynced)."""
+               trace: dict[str, np.ndarray] | None, lines: Sequence[str],
+               features: dict[str, np.ndarray] | None = None) -> None:
+    """Save a finished cell's images (uint8), trace columns and image features (with their label indices), then
+    append its records (one JSON line per label, in order) in one write (fsynced)."""
     stem = f"{cell.slug}_{label_indices[0]:03d}.npz"
     np.savez_compressed(out / "images" / stem, images=images, label_index=np.array(label_indices))
     if trace is not None:
         np.savez_compressed(out / "traces" / stem, **trace)
+    if features is not None:
+        np.savez_compressed(out / "features" / stem, **features, label_index=np.array(label_indices))
     with (out / RESULTS).open("a") as f:
         f.write("".join(lines))
         f.flush()
@@ -438,7 +455,11 @@ def copy_results(source: Path, out: Path, cells: Sequence[StoredCell], labels: l
     wanted: dict[str, set[int]] = defaultdict(set)
     for r in take:
         wanted[keys[r["cell"]].slug].add(r["label_index"])
-    for folder, index_of in (("images", lambda d: d["label_index"]), ("traces", lambda d: d["condition"])):
+    folders = [("images", lambda d: d["label_index"]), ("traces", lambda d: d["condition"])]
+    theirs = read_settings(source) or {}
+    if theirs.get("extractor") is not None and theirs["extractor"] == (read_settings(out) or {}).get("extractor"):
+        folders.append(("features", lambda d: d["label_index"]))  # features of another extractor are not taken
+    for folder, index_of in folders:
         for slug, indices in wanted.items():
             stored = stored_slugs.get(slug, slug)
             for part in sorted((source / folder).glob(f"{stored}_*.npz")):
@@ -470,6 +491,8 @@ class Run:
     torn: bool = False  # whether an unterminated last line was left out
     settings: dict[str, Any] | None = None  # run.json (None where the directory has none)
     slugs: dict[str, str] = field(default_factory=dict)
+    reference: str | None = None  # the reference features of population metrics (name or path; default run.json's)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # what readers computed once
 
     def cell_files(self, folder: str, slug: str) -> list[Path]:
         """The .npz files of a cell's images or traces (`folder`), in name order."""
@@ -521,4 +544,5 @@ def load_run(directory: Path) -> Run:
     records, slugs = results.records, {}
     if OLDEST <= fmt < FORMAT:
         records, slugs = [migrated_record(r, fmt) for r in records], renamed_slugs(records)
-    return Run(directory, records, preset, seed, environment, results.duplicates, results.torn, settings, slugs)
+    return Run(directory, records, preset, seed, environment, results.duplicates, results.torn, settings, slugs,
+               (settings or {}).get("reference"))

@@ -38,7 +38,7 @@ def tradeoff_points(run_dir: Path) -> list[dict[str, Any]]:
         naive = next((rs for rs in runs.values() if family(rs[0]["algorithm"]) == "baseline"), None)
         reference = next((rs for rs in runs.values() if is_reference(rs[0]["algorithm"], rs[0]["params"])), None)
         for label, rs in runs.items():
-            source = RunSpec(rs[0]["algorithm"], rs[0]["params"]).calibrated_column(column)
+            source = RunSpec.of(rs[0]).calibrated_column(column)
             schedule = None if source is None else run.schedule(source)
             if schedule is None or naive is None or reference is None:
                 continue

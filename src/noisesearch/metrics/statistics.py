@@ -10,6 +10,7 @@ bootstrap draws) comes from an explicit seed, so the same features always give t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -69,7 +70,7 @@ def kid(features: torch.Tensor, reference: torch.Tensor, subsets: int = 100, sub
         poly_mmd(real[torch.randperm(real.shape[0], generator=gen)[:size]],
                  fake[torch.randperm(fake.shape[0], generator=gen)[:size]])
         for _ in range(subsets)])
-    return float(values.mean()), float(values.std())
+    return float(values.mean()), float(values.std()) if subsets > 1 else 0.0
 
 
 class _Passthrough(torch.nn.Module):
@@ -88,7 +89,9 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tu
     its split order is seeded."""
     _library()
     values = _features(logits, "logits")
-    metric = InceptionScore(feature=_Passthrough(values.shape[1]), splits=min(splits, values.shape[0]))
+    with warnings.catch_warnings():  # its warning that it buffers features: these are the logits we hold anyway
+        warnings.filterwarnings("ignore", message=".*will save all extracted features")
+        metric = InceptionScore(feature=_Passthrough(values.shape[1]), splits=min(splits, values.shape[0]))
     metric.update(values)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -124,6 +127,37 @@ def precision_recall(features: torch.Tensor, reference: torch.Tensor, k: int = P
     precision = _covered(fake, real, _kth_radii(real, k, chunk), chunk).double().mean()
     recall = _covered(real, fake, _kth_radii(fake, k, chunk), chunk).double().mean()
     return float(precision), float(recall)
+
+
+def precision_recall_draws(features: torch.Tensor, reference: torch.Tensor, k: int = PR_NEIGHBOURS,
+                           chunk: int = 1024, reference_radii: torch.Tensor | None = None
+                           ) -> Callable[[torch.Tensor], tuple[float, float]]:
+    """precision_recall of `features[index]` for many row indices (a bootstrap's draws) at the cost of one: every
+    distance is computed once and held in memory (n·m floats: for sets of a few thousand generated rows), and the
+    reference's k-NN radii may be given (`reference_radii`, see knn_radii) to share them between sets. A row drawn
+    twice counts twice in precision (a mean over samples) and once in the generated manifold (a second copy adds
+    no ball, and is no neighbour), so index = arange(n) gives precision_recall's values."""
+    fake, real = _features(features, "features"), _features(reference, "reference features")
+    if min(fake.shape[0], real.shape[0]) <= k:
+        raise NoiseSearchError(f"precision/recall with k = {k} needs more than {k} samples in each set")
+    radii = knn_radii(real, k, chunk) if reference_radii is None else reference_radii.double()
+    cross = torch.cat([torch.cdist(fake[s:s + chunk], real) for s in range(0, fake.shape[0], chunk)])
+    inside = (cross <= radii[None]).any(dim=1).double()
+    own = torch.cdist(fake, fake)
+
+    def draw(index: torch.Tensor) -> tuple[float, float]:
+        rows = index.unique()
+        if rows.numel() <= k:
+            raise NoiseSearchError(f"precision/recall with k = {k} needs more than {k} distinct generated samples")
+        own_radii = own[rows][:, rows].kthvalue(k + 1, dim=1).values
+        return float(inside[index].mean()), float((cross[rows] <= own_radii[:, None]).any(dim=0).double().mean())
+
+    return draw
+
+
+def knn_radii(points: torch.Tensor, k: int = PR_NEIGHBOURS, chunk: int = 1024) -> torch.Tensor:
+    """Each row's distance to its k-th nearest other row, float64: the radii of precision/recall's manifold."""
+    return _kth_radii(_features(points, "features"), k, chunk)
 
 
 def bootstrap(statistic: Callable[[torch.Tensor], float], rows: int, draws: int = 200, seed: int = 0,

@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Protocol
 
 from noisesearch.experiments.document import Block
-from noisesearch.experiments.sections import adaptive, families, images, overview, results, scaling, stream, traces
+from noisesearch.experiments.sections import (
+    adaptive,
+    families,
+    images,
+    overview,
+    population,
+    results,
+    scaling,
+    stream,
+    traces,
+)
 from noisesearch.experiments.store import Run
 
 
@@ -20,7 +30,7 @@ class Section(Protocol):
     def blocks(self, run: Run, out: Path) -> list[Block]: ...
 
 
-SECTIONS: list[Section] = [overview, results, scaling, families, adaptive, stream, traces, images]
+SECTIONS: list[Section] = [overview, results, scaling, families, population, adaptive, stream, traces, images]
 
 
 def register_section(section: Section) -> Section:

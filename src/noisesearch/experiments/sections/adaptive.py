@@ -22,7 +22,7 @@ def applies(run: Run) -> bool:
 def blocks(run: Run, out: Path) -> list[Block]:
     """Tables of the adaptive runs, then those of the run's calibrated schedules."""
     records, stats = run.records, summarize(run.records)
-    runs = {RunSpec(r["algorithm"], r["params"]).label: RunSpec(r["algorithm"], r["params"]) for r in records}
+    runs = {RunSpec.of(r).label: RunSpec.of(r) for r in records}
     rows = []
     for column in dict.fromkeys(r["column"] for r in records):
         here = {label: stats[(label, column)] for label in runs if (label, column) in stats}
@@ -73,7 +73,7 @@ def calibration_blocks(records: list[dict[str, Any]], schedules: dict[str, dict[
         return []
     served = dict.fromkeys(schedules, 0)
     for r in records:
-        source = RunSpec(r["algorithm"], r["params"]).calibrated_column(r["column"])
+        source = RunSpec.of(r).calibrated_column(r["column"])
         if source is not None:
             served[source] = served.get(source, 0) + 1
     cost_rows = []

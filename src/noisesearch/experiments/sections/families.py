@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from noisesearch.experiments.document import Block, Figure, Heading, Paragraph, Table
+from noisesearch.experiments.population import POPULATION_COLUMNS, Population, population, population_note
 from noisesearch.experiments.runs import family, run_label, summarize
 from noisesearch.experiments.store import Run
 from noisesearch.plotting import label_axes, pyplot, save_figure
@@ -82,11 +83,14 @@ def plot_families(records: list[dict[str, Any]], budgets: tuple[int, ...], out: 
     return blocks
 
 
-def families_table(records: list[dict[str, Any]], budgets: tuple[int, ...]) -> Table:
-    """Per (column, budget): the best run at that budget with its reward ± se and evaluator, the runner-up and
+def families_table(records: list[dict[str, Any]], budgets: tuple[int, ...], metrics: Population | None = None
+                   ) -> Table:
+    """Per (column, budget): the best run at that budget with its reward ± se and evaluator (and its FID,
+    precision and recall with their bootstrap intervals, where the run kept features), the runner-up and
     the margin, and the best of the new families against the best ε-greedy and adaptive ε-greedy runs there
     (differences paired over labels, ± their standard error)."""
     stats = summarize(records)
+    shown = () if metrics is None else POPULATION_COLUMNS
     families = {run_label(r): family(r["algorithm"]) for r in records}
     rows = []
     for column in dict.fromkeys(r["column"] for r in records):
@@ -101,13 +105,15 @@ def families_table(records: list[dict[str, Any]], budgets: tuple[int, ...]) -> T
                                   for names in (NEW_FAMILIES, ("reference",), ("adaptive",)))
             s = stats[(best, column)]
             rows.append([column, str(b), best, f"{s['mean']:.4f} ± {s['se']:.4f}", f"{s['evaluator']:.3f}",
-                         f"{s['nfe']:.0f}", runner_up or "—", shown_difference(records, best, runner_up, column),
+                         *(metrics.shown((best, column), m) for m in shown), f"{s['nfe']:.0f}", runner_up or "—",
+                         shown_difference(records, best, runner_up, column),
                          new or "—", "—" if new is None else f"{stats[(new, column)]['mean']:.4f} ± "
                                                               f"{stats[(new, column)]['se']:.4f}",
                          shown_difference(records, new, eps, column),
                          shown_difference(records, new, adaptive, column)])
-    return Table(["reward", "budget", "best method", "reward ± se", "evaluator", "NFE / image", "runner-up",
-                  "best − runner-up", "best new family", "its reward ± se", "new − ε-greedy", "new − adaptive"], rows)
+    return Table(["reward", "budget", "best method", "reward ± se", "evaluator",
+                  *(metrics.title(m) for m in shown), "NFE / image", "runner-up", "best − runner-up",
+                  "best new family", "its reward ± se", "new − ε-greedy", "new − adaptive"], rows)
 
 
 def new_algorithms() -> list[str]:
@@ -128,6 +134,7 @@ def blocks(run: Run, out: Path) -> list[Block]:
                   "probability of the label beside the search reward (verifier hacking shows as a gap). Differences "
                   "are paired over the labels and sample seeds both runs share (mean ± standard error). New families: "
                   f"{', '.join(new_algorithms())}; ε-greedy and adaptive: the best such run at the budget."),
-        families_table(run.records, budgets),
+        *population_note(population(run)),
+        families_table(run.records, budgets, population(run)),
         *plot_families(run.records, budgets, out),
     ]

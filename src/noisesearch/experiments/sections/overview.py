@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from noisesearch.experiments.cells import preset_cells
 from noisesearch.experiments.document import Block, Heading, Paragraph, Table
+from noisesearch.experiments.presets import RunSpec
 from noisesearch.experiments.store import RESULTS, SETTINGS, Run
 
 
-def slot(algorithm: str, params: dict[str, Any], column: str, repeat: int) -> str:
+def slot(run: RunSpec, column: str, repeat: int) -> str:
     """A cell's place in the preset's grid: its run, column and repeat (the settings all cells of a run
     directory share, since run.json refuses a resume with others)."""
-    return json.dumps([algorithm, params, column, repeat], sort_keys=True)
+    return json.dumps([run.algorithm, run.params, run.steps, column, repeat], sort_keys=True)
 
 
 def missing_cells(run: Run) -> list[str]:
@@ -25,8 +25,8 @@ def missing_cells(run: Run) -> list[str]:
     counts: dict[str, int] = defaultdict(int)
     for r in run.records:
         if r["label_index"] < run.preset.labels:
-            counts[slot(r["algorithm"], r["params"], r["column"], r["repeat"])] += 1
-    found = [(c, counts[slot(c.run.algorithm, c.run.params, c.column.name, c.repeat)])
+            counts[slot(RunSpec.of(r), r["column"], r["repeat"])] += 1
+    found = [(c, counts[slot(c.run, c.column.name, c.repeat)])
              for c in preset_cells(run.preset)]
     return [f"{c.run.label} / {c.column.name} / repeat {c.repeat}: {n} of {run.preset.labels} labels"
             for c, n in found if n < run.preset.labels]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from noisesearch.experiments.document import Block, Heading, Paragraph, Table
+from noisesearch.experiments.population import POPULATION_COLUMNS, Population, population, population_note
 from noisesearch.experiments.runs import run_label, summarize
 from noisesearch.experiments.store import Run
 
@@ -23,20 +24,24 @@ PAPER_TABLE1 = [
 MODEL_NAMES = {"embedded": "the embedded MNIST model", "embedded_flow": "the embedded MNIST rectified-flow model"}
 
 
-def results_table(records: list[dict[str, Any]]) -> Table:
+def results_table(records: list[dict[str, Any]], metrics: Population | None = None) -> Table:
+    """Per run: each column's reward and evaluator, with its population metrics beside (where `metrics`)."""
     stats = summarize(records)
     rows_order = list(dict.fromkeys(run_label(r) for r in records))
     columns = list(dict.fromkeys(r["column"] for r in records))
-    header = ["method", *columns, "NFE / image", "wall time (s)"]
+    shown = () if metrics is None else POPULATION_COLUMNS
+    header = ["method", *(h for col in columns for h in (col, *(f"{col} {metrics.title(m)}" for m in shown))),
+              "NFE / image", "wall time (s)"]
     rows = []
     for label in rows_order:
         cells, nfe, wall = [], None, 0.0
         for col in columns:
             s = stats.get((label, col))
             if s is None:
-                cells.append("—")
+                cells += ["—"] * (1 + len(shown))
                 continue
             cells.append(f"{s['mean']:.4f} ± {s['std']:.3f} (± {s['se']:.3f} se) · eval {s['evaluator']:.3f}")
+            cells += [metrics.shown((label, col), m) for m in shown]
             nfe = s["nfe"] if nfe is None else nfe
             wall += s["wall"]
         rows.append([label, *cells, "—" if nfe is None else f"{nfe:.0f}", f"{wall:.1f}"])
@@ -50,12 +55,14 @@ def applies(run: Run) -> bool:
 def blocks(run: Run, out: Path) -> list[Block]:
     backend = (run.settings or {}).get("backend", "embedded")
     model = MODEL_NAMES.get(backend, f"the {backend} backend's model")
+    metrics = population(run)
     return [
         Heading(2, f"Results on {model} ({(run.settings or {}).get('sampler', 'heun')} sampler)"),
         Paragraph("Each cell: mean ± std of the search reward over labels and seeds (± standard error), then the "
                   "held-out evaluator's mean probability of the label (verifier hacking shows as a gap between the "
                   "classifier column and its evaluator score). NFE per image is metered."),
-        results_table(run.records),
+        *population_note(metrics),
+        results_table(run.records, metrics),
         Heading(2, "Published: the paper's Table 1 (EDM on ImageNet, not directly comparable)"),
         Table(["method", "brightness", "compressibility", "classifier", "NFE"],
               [[m, b, c, k, str(n)] for m, b, c, k, n in PAPER_TABLE1]),

@@ -28,7 +28,7 @@ def learns_across_labels(algorithm: str) -> bool:
 
 def calibration_nfe(record: dict[str, Any], run: Run) -> int:
     """The NFE that calibrated the schedule a record's run uses (0 for runs without a calibrated schedule)."""
-    source = RunSpec(record["algorithm"], record["params"]).calibrated_column(record["column"])
+    source = RunSpec.of(record).calibrated_column(record["column"])
     schedule = None if source is None else run.schedule(source)
     return 0 if schedule is None else int(schedule["info"]["calibration_nfe"])
 
