@@ -1,6 +1,14 @@
-"""Rewards: brightness, JPEG compressibility, classifier probability (verifier and evaluator)."""
+"""Rewards: brightness, JPEG compressibility, classifier probability (verifier and evaluator), CLIP rewards and
+Ma et al.'s oracle verifiers (is_oracle, the set-level fid_oracle)."""
 
-from noisesearch.rewards import brightness, classifier, clip, compressibility, ensemble  # noqa: F401  (registration)
+from noisesearch.rewards import (  # noqa: F401  (registration)
+    brightness,
+    classifier,
+    clip,
+    compressibility,
+    ensemble,
+    oracles,
+)
 from noisesearch.rewards.registry import describe_reward, get_reward, register_reward, reward_names
 
 __all__ = ["describe_reward", "get_reward", "register_reward", "reward_names"]
