@@ -6,7 +6,7 @@ from noisesearch import get_algorithm, make_sampler
 from noisesearch.sampling import Sampler
 from noisesearch.search import algorithm_names
 from noisesearch.search.step_schedule import SearchSchedule
-from noisesearch.testing import CHECKS, Contract
+from noisesearch.testing import CHECKS, SET_LEVEL_CHECKS, Contract
 
 TINY_PLAN = SearchSchedule.uniform(  # per-step K, eps and N for the 4 searchable steps of the 6-step samplers
     make_sampler("heun", 6), K=[2, 0, 3, 1], eps=[1.0, 0.5, 0.3, 0.0], N=[2, 3, 2, 2],
@@ -82,3 +82,11 @@ def contract(case: str, sampler: str, denoiser) -> Contract:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_contract(denoiser, case, check, sampler):
     getattr(contract(case, sampler, denoiser), check)()
+
+
+@pytest.mark.parametrize("check", SET_LEVEL_CHECKS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_set_level_contract(denoiser, case, check):
+    """The set-level checks on Euler alone (half Heun's calls): what they check, the order of conditions, is the
+    same for every solver."""
+    getattr(contract(case, "euler", denoiser), check)()

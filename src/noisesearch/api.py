@@ -32,7 +32,7 @@ from noisesearch.rewards.registry import (
 from noisesearch.sampling import Sampler
 from noisesearch.sampling.schedules import check_steps
 from noisesearch.search import SearchAlgorithm, algorithm_class, get_algorithm
-from noisesearch.search.base import RunContext
+from noisesearch.search.base import RunContext, check_set_level
 from noisesearch.seeds import check_seeds, sample_seeds
 from noisesearch.types import SearchResult
 
@@ -106,6 +106,7 @@ def plan_search(
 ) -> PlannedSearch:
     """Everything `search` checks and builds before the first denoiser call (arguments as there)."""
     check_evaluator(evaluator)  # before the model loads, not after the search
+    check_set_level(algorithm_class(algorithm), reward)
     problem_keys = set(make_problem.__kwdefaults__)
     params = {k: v for k, v in problem_args.items() if k not in problem_keys}
     defaults = algorithm_class(algorithm).context_params(params, run_context(reward, problem_args))

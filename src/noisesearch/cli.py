@@ -28,6 +28,7 @@ from noisesearch.experiments.bench import run_bench
 from noisesearch.files import check_writable, check_writable_folder
 from noisesearch.naming import warn_renamed
 from noisesearch.rewards import describe_reward, reward_names
+from noisesearch.rewards.registry import reward_kinds
 from noisesearch.sampling import describe_sampler, sampler_names
 from noisesearch.search import algorithm_class, algorithm_names, algorithm_params, canonical_params
 
@@ -375,6 +376,8 @@ def cmd_list() -> None:
         shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "no parameters"
         print(f"  {name:<16} {shown}")
         print(f"  {'':<16} {doc}")
+        for kind in reward_kinds(name):
+            print(f"  {'':<16} {kind}")
     print("backends:")
     for name in backend_names():
         backend = get_backend(name)

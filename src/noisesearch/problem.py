@@ -26,6 +26,7 @@ from noisesearch.checks import check_flag, shown
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.progress import ProgressCallback, ProgressEvent
+from noisesearch.rewards.registry import is_set_level
 from noisesearch.rng import SampleGenerators
 from noisesearch.sampling import Sampler
 from noisesearch.seeds import check_seeds
@@ -40,6 +41,19 @@ class Reward(Protocol):
     name: str
 
     def __call__(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
+
+
+class SetLevelReward(Reward, Protocol):
+    """A set-level verifier (e.g. Ma et al.'s FID oracle; docs/rewards.md): it scores each candidate against the set
+    of images chosen so far. A search runs its conditions in order, one at a time (SearchAlgorithm.run):
+    `reset()` empties the set at the start of a run, `commit(images, cond)` adds each condition's chosen final
+    image before the next condition is searched, so a condition's result depends only on the conditions before it."""
+
+    set_level: bool  # True
+
+    def reset(self) -> None: ...
+
+    def commit(self, images: torch.Tensor, cond: torch.Tensor) -> None: ...
 
 
 def padded_batches(fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor], batch: int) -> torch.Tensor:
@@ -172,6 +186,19 @@ class Problem:
         finally:
             self.nfe[idx] = sub.nfe
             self.padded_rows += sub.padded_rows
+
+    @property
+    def set_level(self) -> bool:
+        """Whether the reward is set-level (SetLevelReward): conditions are then searched in order, one at a time."""
+        return is_set_level(self.reward)
+
+    def reset_set(self) -> None:
+        """Empty a set-level reward's set of chosen images (a run starts a new set)."""
+        self.reward.reset()
+
+    def commit(self, images: torch.Tensor, which: Sequence[int] | torch.Tensor) -> None:
+        """Add the chosen final images (C', channels, H, W) of conditions `which` to a set-level reward's set."""
+        self.reward.commit(images, self.cond[self._which(which)])
 
     def _which(self, which: Sequence[int] | torch.Tensor | None) -> torch.Tensor:
         return torch.arange(self.n) if which is None else torch.as_tensor(which, dtype=torch.long)

@@ -13,7 +13,9 @@ which the checks use; for algorithms that learn across conditions, on none after
 for no padding and is reproducible, the returned reward is the reward of the returned image, an elitist
 incumbent never gets worse within a step, latent denoisers are decoded for rewards and results, and a reward that
 needs each final image's own x0 prediction at an earlier step (the self-supervised verifiers) gets it at no extra
-NFE from algorithms that score whole trajectories and is refused by the others.
+NFE from algorithms that score whole trajectories and is refused by the others. With a set-level reward
+(SET_LEVEL_CHECKS) a condition's result depends only on the conditions before it, or the algorithm refuses such a
+reward in one line.
 """
 
 from __future__ import annotations
@@ -42,6 +44,30 @@ CHECKS = ("check_metered_nfe_equals_documented_formula", "check_hard_budget_is_n
           "check_latent_denoisers_are_decoded_for_rewards_and_results",
           "check_default_mode_pads_nothing_and_is_reproducible",
           "check_x0_reward_is_paired_at_no_extra_nfe_or_refused")
+SET_LEVEL_CHECKS = ("check_set_level_results_depend_only_on_conditions_before",)  # with SetLevelToy, its own Problems
+
+
+class SetLevelToy:
+    """A set-level reward for the contract suite, cheap (no network): a candidate's mean squared distance from the
+    mean of the images committed so far (its brightness while none is), so each choice depends on those before."""
+
+    name = "set_level_toy"
+    set_level = True
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count = torch.zeros(()), 0
+
+    def commit(self, images: torch.Tensor, cond: torch.Tensor) -> None:
+        self.total = self.total + images.sum(dim=0)
+        self.count += images.shape[0]
+
+    def __call__(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.count == 0:
+            return ((images.clamp(-1, 1) + 1) / 2).flatten(1).mean(1)
+        return (images - self.total / self.count).square().flatten(1).mean(1)
 
 
 def tiny_denoiser(guidance: float = 1.0, seed: int = 0) -> EmbeddedDenoiser:
@@ -152,7 +178,7 @@ class Contract:
         return self.run()
 
     def check_all(self) -> None:
-        for check in CHECKS:
+        for check in CHECKS + SET_LEVEL_CHECKS:
             getattr(self, check)()
 
     def check_metered_nfe_equals_documented_formula(self) -> None:
@@ -205,6 +231,36 @@ class Contract:
                 at = (trace.condition == c) & (trace.step == step)
                 assert torch.equal(trace.incumbent_score[at], torch.cummax(trace.winner_score[at], dim=0).values), \
                     f"the incumbent of condition {c} got worse at step {step}"
+
+    def check_set_level_results_depend_only_on_conditions_before(self, n: int = 3, k: int = 2) -> None:
+        """With a set-level reward (SetLevelToy) conditions go in order, one at a time: the results for the first k
+        of n conditions equal (torch.equal) a run over those k alone, each returned reward is its image's score
+        against the images before it, and the NFE is the metered count and the formula. An algorithm that learns
+        across conditions must refuse such a reward in one line instead."""
+        def run(m: int) -> tuple[Problem, SearchResult]:
+            problem = Problem(self.denoiser, SetLevelToy(), torch.tensor(self.labels[:m]), self.seeds[:m],
+                              self.sampler)
+            return problem, self.algorithm.run(problem)
+
+        if self.algorithm.learns_across_conditions:
+            try:
+                run(n)
+            except NoiseSearchError as err:
+                assert "\n" not in str(err) and "set-level" in str(err), f"not a one-line refusal: {err}"
+                return
+            raise AssertionError(f"{self.algorithm.name} learns across conditions but accepted a set-level reward")
+        problem, full = run(n)
+        part = run(k)[1]
+        for name in ("images", "rewards", "nfe"):
+            assert torch.equal(getattr(part, name), getattr(full, name)[:k]), \
+                f"the {name} of the first {k} conditions depend on the conditions after them"
+        expected = self.algorithm.expected_calls(self.sampler, full) * self.denoiser.nfe_per_call
+        assert torch.equal(full.nfe, expected) and torch.equal(full.nfe, problem.nfe), "NFE not metered exactly"
+        problem.reset_set()
+        for c in range(n):
+            assert torch.equal(problem.score_images(full.images[c:c + 1, None], [c])[0, 0], full.rewards[c]), \
+                f"the reward of condition {c} is not its image's score against the images before it"
+            problem.commit(full.images[c:c + 1], [c])
 
     def check_latent_denoisers_are_decoded_for_rewards_and_results(self) -> None:
         denoiser = LatentToyDenoiser()

@@ -62,6 +62,11 @@ class SearchTrace:
         """The trace as equal-length arrays, one of them "condition" (the condition's index in the Problem)."""
         raise NotImplementedError
 
+    @classmethod
+    def concatenated(cls, traces: list[Any], parts: list[torch.Tensor]) -> SearchTrace:
+        """One trace from the traces of Problem parts, each part's conditions renumbered to its indices `parts[k]`."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class Trace(SearchTrace):
@@ -92,6 +97,12 @@ class Trace(SearchTrace):
     def columns(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name).numpy() for name in TRACE_FIELDS}
 
+    @classmethod
+    def concatenated(cls, traces: list[Trace], parts: list[torch.Tensor]) -> Trace:
+        return cls(**{name: torch.cat([parts[k][t.condition] if name == "condition" else getattr(t, name)
+                                       for k, t in enumerate(traces)])
+                      for name in TRACE_FIELDS})
+
 
 @dataclass(frozen=True)
 class TreeTrace(SearchTrace):
@@ -104,3 +115,8 @@ class TreeTrace(SearchTrace):
         steps = self.expanded_steps
         return {"condition": np.array([c for c, row in enumerate(steps) for _ in row], dtype=np.int64),
                 "expanded_step": np.array([s for row in steps for s in row], dtype=np.int64)}
+
+    @classmethod
+    def concatenated(cls, traces: list[TreeTrace], parts: list[torch.Tensor]) -> TreeTrace:
+        rows = [row for t in traces for row in t.expanded_steps]
+        return cls([rows[k] for k in torch.argsort(torch.cat(parts)).tolist()])

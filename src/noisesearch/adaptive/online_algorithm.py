@@ -20,16 +20,9 @@ from noisesearch.search.base import SearchAlgorithm, check_beams, check_positive
 from noisesearch.search.local import load_schedule
 from noisesearch.search.registry import register_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
-from noisesearch.types import TRACE_FIELDS, SearchResult, Trace
+from noisesearch.types import SearchResult, Trace
 
 BatchHook = Callable[[int, Portfolio], None]
-
-
-def concatenated(traces: list[Trace], parts: list[torch.Tensor]) -> Trace:
-    """One trace from the traces of Problem parts, each part's conditions renumbered to its indices `parts[k]`."""
-    return Trace(**{name: torch.cat([parts[k][t.condition] if name == "condition" else getattr(t, name)
-                                     for k, t in enumerate(traces)])
-                    for name in TRACE_FIELDS})
 
 
 @register_algorithm
@@ -171,4 +164,4 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
             if self.on_batch is not None:
                 self.on_batch(index, portfolio)
         order = torch.argsort(torch.cat(parts))
-        return torch.cat(states)[order], torch.cat(rewards)[order], concatenated(traces, parts)
+        return torch.cat(states)[order], torch.cat(rewards)[order], Trace.concatenated(traces, parts)

@@ -15,7 +15,7 @@ from noisesearch.adaptive.gain_probe import probe_final_gains, probe_ladder
 from noisesearch.adaptive.reliability import CANDIDATES, probe_reliability, reliability_gains
 from noisesearch.api import make_problem, plan_search, search
 from noisesearch.errors import NoiseSearchError
-from noisesearch.rewards.registry import check_search_reward, check_step_reward
+from noisesearch.rewards.registry import check_point_wise, check_search_reward, check_step_reward
 from noisesearch.sampling import Sampler, sampler_from_dict
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.seeds import calibration_seeds, draw_labels
@@ -44,6 +44,7 @@ def calibrate(reward: str = "classifier", config: CalibrationConfig | None = Non
     if isinstance(reward, str):
         check_search_reward(reward)  # here too: an executor's workers would find it only after their model loads
     check_step_reward(reward, "calibration")
+    check_point_wise(reward, "calibrate")  # its probes score many conditions' candidates together
     if not config.validates:
         return run_all(executor, calibrate_move_task, [(reward, config, None)], problem_args, "the calibration")[0]
     moves = [(config.N, config.eps, config.lambda_), *config.moves]

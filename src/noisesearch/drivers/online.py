@@ -16,6 +16,7 @@ from noisesearch.api import PlannedSearch, make_problem, own_model, resolve_eval
 from noisesearch.errors import NoiseSearchError
 from noisesearch.files import exclusive_lock
 from noisesearch.problem import Problem, Reward
+from noisesearch.rewards.registry import check_point_wise
 from noisesearch.search import get_algorithm
 from noisesearch.search.local import load_schedule
 from noisesearch.search.step_schedule import SearchSchedule
@@ -84,6 +85,7 @@ def search_online(
     record)."""
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise NoiseSearchError(f"batch must be a positive integer, got {batch}")
+    check_point_wise(reward, "online search")  # its learner shares what it learns within a batch of conditions
     path = Path(state)
     check_state_path(path)
     search_schedule = load_schedule(search_schedule)

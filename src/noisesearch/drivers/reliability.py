@@ -11,7 +11,7 @@ from typing import Any
 from noisesearch.adaptive.reliability import CANDIDATES, probe_reliability, reliability_plot
 from noisesearch.api import make_problem
 from noisesearch.errors import NoiseSearchError
-from noisesearch.rewards.registry import check_search_reward, check_step_reward
+from noisesearch.rewards.registry import check_point_wise, check_search_reward, check_step_reward
 from noisesearch.seeds import calibration_seeds, draw_labels
 
 DEFAULT_REWARDS = ("brightness", "compressibility", "classifier")  # the rewards of the paper's Table 1
@@ -30,6 +30,7 @@ def measure_reliability(rewards: Sequence[str], conditions: int = 32, seed: int 
     for reward in rewards:  # every name before the first probe
         check_search_reward(reward)
         check_step_reward(reward, "measuring reliability")
+        check_point_wise(reward, "the reliability measurement")  # its probes score all conditions together
     labels, seeds = draw_labels(conditions, seed), calibration_seeds(seed, conditions)
     measured = {}
     for reward in rewards:

@@ -51,6 +51,7 @@ from noisesearch.experiments.store import (
     write_cell,
 )
 from noisesearch.progress import BarProgress
+from noisesearch.rewards.registry import is_set_level
 from noisesearch.sampling import Sampler, make_sampler
 from noisesearch.search import algorithm_class
 from noisesearch.search.step_schedule import SearchSchedule
@@ -189,7 +190,8 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
     todo = []
     for cell in cells:
         missing = [k for k in range(preset.labels) if (cell.key, k) not in done]
-        if missing and len(missing) < preset.labels and algorithm_class(cell.run.algorithm).learns_across_conditions:
+        in_order = algorithm_class(cell.run.algorithm).learns_across_conditions or is_set_level(cell.column.reward)
+        if missing and len(missing) < preset.labels and in_order:
             raise NoiseSearchError(f"{out} holds part of the stream of cell {cell.slug}, whose results depend on the "
                                    "labels before them: use another --out for a stream of another length")
         if missing:

@@ -1,5 +1,6 @@
 """Rewards: brightness, JPEG compressibility, classifier probability (verifier and evaluator), CLIP, ImageNet
-classifiers (DINOv2 linear, CLIP zero-shot) and self-supervised verifiers."""
+classifiers (DINOv2 linear, CLIP zero-shot), self-supervised verifiers and Ma et al.'s oracle verifiers (is_oracle,
+the set-level fid_oracle)."""
 
 from noisesearch.rewards import (  # noqa: F401  (registration)
     brightness,
@@ -8,6 +9,7 @@ from noisesearch.rewards import (  # noqa: F401  (registration)
     compressibility,
     ensemble,
     imagenet,
+    oracles,
     self_supervised,
 )
 from noisesearch.rewards.registry import describe_reward, get_reward, register_reward, reward_names

@@ -15,18 +15,22 @@ from noisesearch.naming import claim_name
 
 _REWARDS: dict[str, Callable[..., Any]] = {}
 _SCORING_ONLY: set[str] = set()  # rewards that score final images but are no search reward (held-out evaluators)
+_ORACLES: set[str] = set()  # search rewards that see the final evaluation (Ma et al.'s oracle verifiers)
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def register_reward(name: str, *, replace: bool = False, scoring_only: bool = False
+def register_reward(name: str, *, replace: bool = False, scoring_only: bool = False, oracle: bool = False
                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Class decorator: make a reward constructible by name; a name that another class or factory holds is a
     NoiseSearchError unless `replace=True` (the same class again, as a module imported twice, is no clash).
-    `scoring_only=True` declares a held-out evaluator: it scores final images but is refused as a search reward."""
+    `scoring_only=True` declares a held-out evaluator: it scores final images but is refused as a search reward.
+    `oracle=True` declares an oracle verifier (Ma et al.): a search reward built on the final evaluation itself, so
+    that a search it guided leaves no evaluation held out (reports must say so)."""
 
     def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
         claim_name(_REWARDS, name, factory, "reward", replace)
         (_SCORING_ONLY.add if scoring_only else _SCORING_ONLY.discard)(name)
+        (_ORACLES.add if oracle else _ORACLES.discard)(name)
         return factory
 
     return wrap
@@ -47,6 +51,44 @@ def is_scoring_only(name: str) -> bool:
     """Whether reward `name` was registered scoring-only (a held-out evaluator, no search reward)."""
     reward_factory(name)
     return name in _SCORING_ONLY
+
+
+def is_oracle(name: str) -> bool:
+    """Whether reward `name` was registered as an oracle: a search it guided saw the final evaluation (the held-out
+    evaluator's network or the population metric's statistics), so that evaluation is no longer held out."""
+    reward_factory(name)
+    return name in _ORACLES
+
+
+def is_set_level(reward: object) -> bool:
+    """Whether a reward (a registered name, or a reward object) is set-level: it scores a candidate against the set
+    of images chosen so far (class attribute `set_level = True`; see noisesearch.problem.SetLevelReward)."""
+    owner = reward_factory(reward) if isinstance(reward, str) else reward
+    return getattr(owner, "set_level", False) is True
+
+
+def reward_kinds(name: str) -> list[str]:
+    """What sets reward `name` apart from a point-wise search reward, in words (for `noisesearch list`)."""
+    kinds = {"scoring-only (a held-out evaluator)": is_scoring_only(name),
+             "oracle (a search with it leaves the evaluation it is built on no longer held out)": is_oracle(name),
+             "set-level (scores a candidate against the images chosen before it; conditions go in order)":
+                 is_set_level(name)}
+    return [kind for kind, holds in kinds.items() if holds]
+
+
+def reward_label(reward: object) -> str:
+    """A reward's name for messages: the name given, or a reward object's `name` (else its class's)."""
+    return reward if isinstance(reward, str) else getattr(reward, "name", type(reward).__name__)
+
+
+def check_point_wise(reward: object, what: str) -> None:
+    """A one-line NoiseSearchError when `reward` (a name or an object) is set-level and `what` (e.g. "calibrate")
+    scores many conditions' candidates together or in parts, which a set-level reward cannot allow."""
+    if is_set_level(reward):
+        raise NoiseSearchError(f"{what} cannot use the set-level reward '{reward_label(reward)}' (it scores a "
+                               "candidate against the images chosen before it, so conditions go in order, in one "
+                               "run): use a point-wise reward here; a set-level one searches through search, sample "
+                               "or bench")
 
 
 def check_search_reward(name: str) -> None:
@@ -84,6 +126,9 @@ def check_evaluator(evaluator: object) -> None:
     if getattr(_REWARDS[evaluator], "x0_sigma", None) is not None:
         raise NoiseSearchError(f"reward '{evaluator}' cannot be the evaluator: it needs each image's trajectory (its "
                                "x0 prediction at an earlier step), which an evaluator of final images does not see")
+    if is_set_level(evaluator):
+        raise NoiseSearchError(f"reward '{evaluator}' is set-level and scores no single final image: judge a set "
+                               "with the population metrics (FID) and give a point-wise evaluator, auto or none")
 
 
 def get_reward(name: str, **kwargs: Any) -> Any:

@@ -15,6 +15,7 @@ from noisesearch import cost
 from noisesearch.checks import is_flag, is_int, is_real, shown
 from noisesearch.errors import BudgetExceeded, NoiseSearchError, NoiseSearchWarning
 from noisesearch.problem import Problem
+from noisesearch.rewards.registry import is_set_level, reward_label
 from noisesearch.rng import SampleGenerators
 from noisesearch.sampling import Sampler
 from noisesearch.types import SearchResult, SearchTrace
@@ -165,14 +166,19 @@ class SearchAlgorithm:
             warnings.warn(f"{self.name}: the sampler injects noise at none of its {problem.sampler.steps} steps, so "
                           "there is no step noise to search: use more steps or a sampler with churn",
                           NoiseSearchWarning, stacklevel=2)
+        check_set_level(self, problem.reward)
         start = time.perf_counter()
         problem.start_progress(cost.nfe(self.nfe_estimate(problem.sampler), problem.denoiser), self.name)
         try:
-            states, rewards, trace = self._search(problem)
+            if problem.set_level:
+                images, rewards, trace = self._search_in_order(problem)
+            else:
+                states, rewards, trace = self._search(problem)
+                images = problem.to_images(states[:, None])[:, 0]
         finally:
             problem.close_progress()
         return SearchResult(
-            images=problem.to_images(states[:, None])[:, 0],
+            images=images,
             rewards=rewards,
             nfe=problem.nfe.clone(),
             wall_time=time.perf_counter() - start,
@@ -180,6 +186,23 @@ class SearchAlgorithm:
             trace=trace,
         )
 
+    def _search_in_order(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, SearchTrace | None]:
+        """The images, rewards and trace of a search with a set-level reward: each condition searched alone (a
+        part of `problem`, whose meter it is charged to), in order, its chosen image committed to the reward's set
+        before the next is searched, so that a condition's result depends only on the conditions before it."""
+        problem.reset_set()
+        images, rewards, traces, parts = [], [], [], []
+        for c in range(problem.n):
+            with problem.part([c]) as sub:
+                states, reward, trace = self._search(sub)
+                image = sub.to_images(states[:, None])[:, 0]
+            problem.commit(image, [c])
+            images.append(image)
+            rewards.append(reward)
+            traces.append(trace)
+            parts.append(torch.tensor([c]))
+        joined = None if traces[0] is None else type(traces[0]).concatenated(traces, parts)
+        return torch.cat(images), torch.cat(rewards), joined
 
     def check_reward(self, reward: object) -> None:
         """A one-line error, before any call, for a reward (an object or its class) that this search cannot feed:
@@ -201,6 +224,17 @@ class SearchAlgorithm:
         if need > problem.nfe_budget:
             raise BudgetExceeded(f"{self.name} needs {need} NFE per image by its formula, over the hard budget of "
                                  f"{problem.nfe_budget}: raise the budget or lower the search parameters")
+
+
+def check_set_level(algorithm: type[SearchAlgorithm] | SearchAlgorithm, reward: object) -> None:
+    """A one-line NoiseSearchError for a set-level reward (a name or object) given to an algorithm that learns
+    across conditions: a set-level reward searches the conditions one at a time, in order, which such an algorithm
+    (sharing what it learns within a batch of conditions) cannot honour."""
+    if algorithm.learns_across_conditions and is_set_level(reward):
+        raise NoiseSearchError(f"{algorithm.name} learns across batches of conditions and cannot search with the "
+                               f"set-level reward '{reward_label(reward)}', whose conditions go one at a time in "
+                               "order: use an algorithm that searches each condition alone (e.g. best_of_n, "
+                               "zero_order, paths)")
 
 
 def run_steps(problem: Problem, gens: SampleGenerators, x: torch.Tensor, start: int, stop: int,

@@ -10,6 +10,8 @@ from noisesearch.experiments.document import Block, Heading, Paragraph, Table
 from noisesearch.experiments.population import POPULATION_COLUMNS, Population, population, population_note
 from noisesearch.experiments.runs import run_label, summarize
 from noisesearch.experiments.store import Run
+from noisesearch.rewards import reward_names
+from noisesearch.rewards.registry import is_oracle
 
 # Table 1 of Ramesh and Mardani (arXiv 2506.03164): EDM on ImageNet, 36 random class labels, mean ± std over
 # 20 generations.
@@ -48,6 +50,16 @@ def results_table(records: list[dict[str, Any]], metrics: Population | None = No
     return Table(header, rows)
 
 
+def oracle_note(records: list[dict[str, Any]]) -> list[Block]:
+    """A paragraph naming the columns whose search reward is an oracle (rewards.registry.is_oracle), whose evaluator
+    score is then not held out; none where no column's is."""
+    columns = sorted({r["column"] for r in records if r["reward"] in reward_names() and is_oracle(r["reward"])})
+    if not columns:
+        return []
+    return [Paragraph(f"Column{'s' if len(columns) > 1 else ''} {', '.join(columns)} searched with an oracle verifier "
+                      "(Ma et al.): the search saw the evaluation itself, so its evaluator score is not held out.")]
+
+
 def applies(run: Run) -> bool:
     return True
 
@@ -63,6 +75,7 @@ def blocks(run: Run, out: Path) -> list[Block]:
                   "classifier column and its evaluator score). NFE per image is metered."),
         *population_note(metrics),
         results_table(run.records, metrics),
+        *oracle_note(run.records),
         Heading(2, "Published: the paper's Table 1 (EDM on ImageNet, not directly comparable)"),
         Table(["method", "brightness", "compressibility", "classifier", "NFE"],
               [[m, b, c, k, str(n)] for m, b, c, k, n in PAPER_TABLE1]),
