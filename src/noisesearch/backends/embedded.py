@@ -101,11 +101,11 @@ register_backend(Backend(
     name="embedded", description="the embedded class-conditional MNIST EDM model (labels 0-9; --model: a weights "
                                  "directory to use instead of the packaged one)",
     load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, dtype=r.dtype, compile=r.compile),
-    default_guidance=1.0, evaluator="evaluator", compiles=True))
+    default_guidance=1.0, evaluator="evaluator", compiles=True, metrics_features="mnist"))
 
 register_backend(Backend(
     name="embedded_flow", description="the embedded class-conditional MNIST rectified-flow model (labels 0-9; "
                                       "velocity UNet wrapped into sigma space; --model: a weights directory)",
     load=lambda r: load_model(r.guidance, weights_dir=r.model, device=r.device, kind="flow", dtype=r.dtype,
                               compile=r.compile), default_guidance=1.0,
-    default_sampler="flow_euler", evaluator="evaluator", compiles=True))
+    default_sampler="flow_euler", evaluator="evaluator", compiles=True, metrics_features="mnist"))

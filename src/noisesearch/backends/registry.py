@@ -41,7 +41,8 @@ class Backend:
     conditions: "labels" (class indices) or "prompts" (condition i is prompt i); default_guidance: its
     classifier-free guidance weight when none is given (None: the model has no unconditional branch and
     takes none); default_sampler: a registered sampler name; evaluator: the held-out reward that scores
-    final images by default (None: none); needs_model: whether `model` (a path) is required."""
+    final images by default (None: none); needs_model: whether `model` (a path) is required; metrics_features:
+    the feature extractor of its population metrics by default (None: the user must name one)."""
 
     name: str
     description: str
@@ -53,6 +54,7 @@ class Backend:
     needs_model: bool = False
     model_help: str = ""
     compiles: bool = False
+    metrics_features: str | None = None
 
     def __post_init__(self) -> None:
         if self.conditions not in ("labels", "prompts"):

@@ -10,6 +10,7 @@ bootstrap draws) comes from an explicit seed, so the same features always give t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -69,7 +70,7 @@ def kid(features: torch.Tensor, reference: torch.Tensor, subsets: int = 100, sub
         poly_mmd(real[torch.randperm(real.shape[0], generator=gen)[:size]],
                  fake[torch.randperm(fake.shape[0], generator=gen)[:size]])
         for _ in range(subsets)])
-    return float(values.mean()), float(values.std())
+    return float(values.mean()), float(values.std(correction=0))  # torchmetrics' std over subsets
 
 
 class _Passthrough(torch.nn.Module):
@@ -88,7 +89,9 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tu
     its split order is seeded."""
     _library()
     values = _features(logits, "logits")
-    metric = InceptionScore(feature=_Passthrough(values.shape[1]), splits=min(splits, values.shape[0]))
+    with warnings.catch_warnings():  # it warns that it keeps every feature: here, the logits given
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        metric = InceptionScore(feature=_Passthrough(values.shape[1]), splits=min(splits, values.shape[0]))
     metric.update(values)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
