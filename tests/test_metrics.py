@@ -201,6 +201,8 @@ def test_metric_names_and_minimum_sample_counts_are_checked_in_one_line(tmp_path
         plan_metrics("kid", 20, "mnist", tmp_path / "other.safetensors")
     with pytest.raises(NoiseSearchError, match="unknown feature extractor 'nope'"):
         plan_metrics("kid", 20, "nope")
+    with pytest.raises(NoiseSearchError, match="population metrics need a feature extractor"):
+        plan_metrics("kid", 20, None)  # a backend with no default (a real model): the user must name one
 
 
 def test_sample_prints_and_records_the_metrics_and_checks_them_before_the_search(tmp_path, capsys):
