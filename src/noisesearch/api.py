@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from noisesearch.batching import DEFAULT_MAX_BATCH, auto_max_batch, module_mb, p
 from noisesearch.checks import check_flag, is_flag, shown
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
+from noisesearch.metrics.population import MetricsPlan, parse_metrics, plan_metrics
 from noisesearch.models.labels import check_labels
 from noisesearch.problem import Problem, Reward, check_denoiser, check_settings
 from noisesearch.progress import ProgressCallback, TqdmProgress
@@ -41,13 +43,14 @@ DEFAULT_STEPS = 18
 
 @dataclass(frozen=True)
 class PlannedSearch:
-    """A search ready to run: the algorithm, its metered Problem, the config entries that describe it and the
-    held-out evaluator's name (None: none)."""
+    """A search ready to run: the algorithm, its metered Problem, the config entries that describe it, the
+    held-out evaluator's name (None: none) and the population metrics to compute on its images (None: none)."""
 
     algorithm: SearchAlgorithm
     problem: Problem
     config: dict[str, Any]
     evaluator: str | None
+    metrics: MetricsPlan | None = None
 
     def nfe_per_image(self) -> int:
         """NFE per image the run will spend (the formula, or the algorithm's estimate where it has none)."""
@@ -69,7 +72,7 @@ class PlannedSearch:
                            module_mb(problem.denoiser), max(p.peak_mb for p in probes))
 
     def run(self) -> SearchResult:
-        """Run the search and score its images with the held-out evaluator."""
+        """Run the search, score its images with the held-out evaluator and compute their population metrics."""
         algo, problem = self.algorithm, self.problem
         result = algo.run(problem)
         described = {k: v for k, v in self.config.items() if k not in ("device", "dtype")}
@@ -82,7 +85,8 @@ class PlannedSearch:
         if self.evaluator is not None:
             scorer = make_reward(self.evaluator, self.config.get("prompts"), self.config["device"])
             held_out = scorer(result.images, problem.cond)
-        return replace(result, config=config, evaluator_rewards=held_out)
+        metrics = None if self.metrics is None else self.metrics.compute(result.images)
+        return replace(result, config=config, evaluator_rewards=held_out, metrics=metrics)
 
 
 @dataclass(frozen=True)
@@ -102,18 +106,27 @@ def plan_search(
     algorithm: str = "naive",
     reward: str | Reward = "classifier",
     evaluator: str | None = "auto",
+    metrics: str | Sequence[str] | None = None,
+    metrics_features: str | None = None,
+    metrics_features_args: dict[str, Any] | None = None,
+    metrics_reference: str | Path | None = None,
     **problem_args: Any,
 ) -> PlannedSearch:
     """Everything `search` checks and builds before the first denoiser call (arguments as there)."""
     check_evaluator(evaluator)  # before the model loads, not after the search
     check_set_level(algorithm_class(algorithm), reward)
+    if metrics is not None:
+        parse_metrics(metrics)  # the names, before the model loads
     problem_keys = set(make_problem.__kwdefaults__)
     params = {k: v for k, v in problem_args.items() if k not in problem_keys}
     defaults = algorithm_class(algorithm).context_params(params, run_context(reward, problem_args))
     algo = get_algorithm(algorithm, **params, **defaults)  # checked before the model loads
     algo.check_reward(reward_factory(reward) if isinstance(reward, str) else reward)
     problem, config = make_problem(reward=reward, **{k: v for k, v in problem_args.items() if k in problem_keys})
-    return PlannedSearch(algo, problem, config, resolve_evaluator(evaluator, config))
+    plan = None if metrics is None else plan_metrics(
+        metrics, problem.n, metrics_features or get_backend(config["backend"]).features, metrics_reference,
+        metrics_features_args, trust_model_code=problem_args.get("trust_model_code", False))
+    return PlannedSearch(algo, problem, config, resolve_evaluator(evaluator, config), plan)
 
 
 def run_context(reward: str | Reward, problem_args: dict[str, Any]) -> RunContext:
@@ -152,7 +165,11 @@ def search(
     pipeline (a loaded diffusers pipeline), denoiser, sampler, steps, guidance, max_batch,
     batch_invariant, nfe_budget, progress, device, dtype, compile, reward_args); any other keyword is a parameter of
     the algorithm (e.g. N=4). The held-out `evaluator` ("auto": the backend's, e.g. the MNIST evaluator on
-    the embedded backend; None: none) scores the final images.
+    the embedded backend; None: none) scores the final images. `metrics` ("fid,kid,is,pr" or a subset) computes
+    population metrics of the final images (the result's `metrics`) with the extractor `metrics_features`
+    (default: the backend's, mnist on the embedded ones; built with `metrics_features_args`) against
+    `metrics_reference` (a packaged reference's name or a file; default: the extractor's, mnist_t10k), checked
+    before the search (see noisesearch.metrics.population).
     The result's config holds everything needed to rerun.
     """
     return plan_search(algorithm=algorithm, reward=reward, evaluator=evaluator, **problem_args).run()

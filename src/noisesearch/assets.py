@@ -66,6 +66,15 @@ def json_kind(value: object) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
+PICKLE_SUFFIXES = (".pkl", ".pickle")  # plain pickles: loading one always runs the code it names
+
+
+def untrusted(path: Path, why: str) -> NoiseSearchError:
+    """The refusal of a user's network file that can run code when loaded, unless trusted."""
+    return NoiseSearchError(f"{path} {why}, and loading it can run arbitrary code: pass --trust-model-code "
+                            "(trust_model_code=True) only if you trust the file and its source")
+
+
 def first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__

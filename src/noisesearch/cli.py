@@ -26,6 +26,8 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.executors import DEFAULT_RETRIES
 from noisesearch.experiments.bench import run_bench
 from noisesearch.files import check_writable, check_writable_folder
+from noisesearch.metrics import METRICS
+from noisesearch.metrics.population import describe_metrics
 from noisesearch.naming import warn_renamed
 from noisesearch.rewards import describe_reward, reward_names
 from noisesearch.rewards.registry import reward_kinds
@@ -96,6 +98,17 @@ def parse_bool(text: str) -> bool:
     if lowered in ("false", "0", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+def key_values(items: list[str], flag: str) -> dict[str, str]:
+    """The KEY=VALUE strings of a repeated flag as a dict; a one-line error for one without "=" or a key."""
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NoiseSearchError(f"{flag} takes KEY=VALUE, got '{item}'")
+        found[key] = value
+    return found
 
 
 def parse_names(text: str) -> list[str]:
@@ -236,6 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--evaluator", default=SEARCH["evaluator"],
                         help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
                              "or a reward name")
+    sample.add_argument("--metrics", default=None, metavar="fid,kid,is,pr",
+                        help="population metrics of the images, printed and written to result.json: any of "
+                             f"{','.join(METRICS)} (each needs enough labels or prompts: see docs/metrics.md)")
+    sample.add_argument("--metrics-features", default=None, metavar="NAME",
+                        help="feature extractor of --metrics: mnist (the default on the embedded backends: "
+                             "MNIST-FID) or inception (with --metrics-features-arg path=FILE)")
+    sample.add_argument("--metrics-features-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="a constructor argument of the extractor, e.g. path=inception-2015-12-05.pkl "
+                             "(repeat for several)")
+    sample.add_argument("--reference", default=None, metavar="NAME|PATH",
+                        help="reference features of --metrics: a packaged name or a .safetensors file (default: "
+                             "the extractor's, mnist_t10k for mnist)")
     sample.add_argument("--online", type=Path, default=None, metavar="STATE",
                         help="adaptive_eps_greedy with --target-nfe: learn the search schedule from these searches "
                              "(no calibration), STATE a JSON file created if missing and updated after every batch; "
@@ -426,12 +451,7 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
         except UnicodeDecodeError as err:
             raise NoiseSearchError(f"--prompts-file {args.prompts_file} is not UTF-8 text (byte "
                                    f"0x{err.object[err.start]:02x} at offset {err.start}): save it as UTF-8") from None
-    reward_args = {}
-    for item in args.reward_arg:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise NoiseSearchError(f"--reward-arg takes KEY=VALUE, got '{item}'")
-        reward_args[key] = value
+    reward_args = key_values(args.reward_arg, "--reward-arg")
     settings = dict(
         reward=args.reward, labels=args.labels, seed=args.seed, guidance=args.guidance, steps=args.steps,
         sampler=args.sampler, max_batch=args.max_batch, batch_invariant=args.batch_invariant,
@@ -439,7 +459,16 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
         progress=not args.no_progress,
         backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
         compile=args.compile, reward_args=reward_args, trust_model_code=args.trust_model_code)
+    if args.metrics is not None:
+        settings |= dict(metrics=args.metrics, metrics_features=args.metrics_features, metrics_reference=args.reference,
+                         metrics_features_args=key_values(args.metrics_features_arg, "--metrics-features-arg"))
+    elif args.metrics_features is not None or args.reference is not None or args.metrics_features_arg:
+        raise NoiseSearchError("--metrics-features, --metrics-features-arg and --reference apply to --metrics: add "
+                               "--metrics fid,kid,is,pr (or some of them), or drop them")
     if args.online is not None:
+        if args.metrics is not None:
+            raise NoiseSearchError("--metrics applies to a plain search, not --online: run the metrics on a "
+                                   "sample run without --online")
         check_online_paths(args.online, args.out)
     elif args.online_batch is not None:
         raise NoiseSearchError("--online-batch applies to --online runs: add --online STATE, or drop it")
@@ -465,6 +494,8 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
     print(f"{args.algorithm}: mean {args.reward} reward {record['mean_reward']:.4f}"
           + ("" if ev is None else f", evaluator {ev:.4f}")
           + f", {record['nfe_per_image']:.0f} NFE per image, {record['wall_time_s']:.1f} s -> {args.out}")
+    for line in describe_metrics(record["metrics"]) if "metrics" in record else []:
+        print(line)
 
 
 ONLINE_PARAMS = ("target_nfe", "search_schedule", "moves", "beams", "windows", "learn_steps", "prior_weight",

@@ -78,7 +78,8 @@ def removed_if_failed(out: Path) -> Iterator[None]:
 
 
 def result_record(result: SearchResult, files: list[str], command: str | None = None) -> dict:
-    """The JSON-ready summary of a result: per-image rewards and NFE, means, timing and config."""
+    """The JSON-ready summary of a result: per-image rewards and NFE, means, timing, config and the population
+    metrics where they were computed."""
     cfg = result.config
     ev = result.evaluator_rewards
     kind = "label" if "labels" in cfg else "prompt"
@@ -89,7 +90,7 @@ def result_record(result: SearchResult, files: list[str], command: str | None = 
          "nfe": int(result.nfe[k])}
         for k in range(len(files))
     ]
-    return {
+    record = {
         "algorithm": cfg["algorithm"],
         "reward": cfg["reward"],
         "mean_reward": float(result.rewards.mean()),
@@ -101,6 +102,7 @@ def result_record(result: SearchResult, files: list[str], command: str | None = 
         "command": command,
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
+    return record if result.metrics is None else record | {"metrics": result.metrics}
 
 
 def write_result(result: SearchResult, out: Path, command: str | None = None) -> dict:

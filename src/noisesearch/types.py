@@ -34,7 +34,8 @@ class SearchResult:
 
     images: (C, channels, H, W) in [-1, 1]; rewards and nfe: (C,), nfe counted per image as in the
     paper's Table 3 (one network evaluation of one image = 1 NFE); evaluator_rewards: (C,) from
-    the held-out evaluator when one was given; config: everything needed to rerun.
+    the held-out evaluator when one was given; config: everything needed to rerun; metrics: the population
+    metrics of the images when asked for (`noisesearch.metrics.population.MetricsPlan.compute`).
     """
 
     images: torch.Tensor
@@ -44,6 +45,7 @@ class SearchResult:
     config: dict[str, Any]
     evaluator_rewards: torch.Tensor | None = None
     trace: SearchTrace | None = None
+    metrics: dict[str, Any] | None = None
 
     @property
     def nfe_per_image(self) -> float:

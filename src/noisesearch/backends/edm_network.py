@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from noisesearch.assets import PICKLE_SUFFIXES, first_line, untrusted
 from noisesearch.backends.registry import Backend, register_backend
 from noisesearch.denoiser import DenoiserBase
 from noisesearch.errors import NoiseSearchError
@@ -67,14 +68,6 @@ def load_edm_network(path: str | Path, device: str = "cpu", trust_model_code: bo
     return EDMNetworkDenoiser(net, device)
 
 
-PICKLE_SUFFIXES = (".pkl", ".pickle")  # plain pickles: loading one always runs the code it names
-
-
-def untrusted(path: Path, why: str) -> NoiseSearchError:
-    return NoiseSearchError(f"{path} {why}, and loading it can run arbitrary code: pass --trust-model-code "
-                            "(trust_model_code=True) only if you trust the file and its source")
-
-
 def read_network_file(path: Path, trust_model_code: bool) -> object:
     """The unpickled contents of a network file; code-carrying files only with `trust_model_code`."""
     try:
@@ -102,11 +95,6 @@ def read_network_file(path: Path, trust_model_code: bool) -> object:
         raise NoiseSearchError(f"cannot unpickle {path} ({err}): put the network's code on PYTHONPATH") from None
     except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
         raise NoiseSearchError(f"cannot read {path} as a network file ({first_line(err)})") from None
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 register_backend(Backend(

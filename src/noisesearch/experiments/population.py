@@ -1,5 +1,5 @@
 """Population metrics of a bench run (Ma et al., arXiv 2501.09732): FID, KID, Inception Score and precision/recall
-of each run's images per reward column against the run's reference features, with 95 % percentile bootstrap
+of each run's images per reward column against the run's reference features, with 95 % basic bootstrap
 intervals over the images. Read from the features bench kept (features/): the report never reruns a model.
 
 Each (run, column) pools its repeats' images. FID is biased upward at small n (compare lines at equal n only;
@@ -19,30 +19,33 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.experiments.document import Paragraph
 from noisesearch.experiments.presets import RunSpec
 from noisesearch.experiments.store import Run, cell_slug
+from noisesearch.metrics.population import feature_prefix, same_size
 from noisesearch.metrics.reference import Reference, load_reference
 from noisesearch.metrics.statistics import (
     bootstrap,
     frechet_distance,
     inception_score,
     kid,
-    knn_radii,
     moments,
     precision_recall_draws,
 )
 
 DRAWS = 200  # bootstrap resamples per metric and cell
+# The intervals are basic (reflected) bootstrap intervals, [2θ − q_high, 2θ − q_low] around the value θ: a resample
+# repeats images, which FID, KID and recall read as lost diversity, so resampled values sit above (recall: below) θ
+# and a plain percentile interval could exclude θ itself (at n = 20 it did); reflecting cancels that shift to first
+# order.
 LEVEL = 0.95
 MIN_IMAGES = 20  # fewer images give no metrics (a resample of precision/recall must keep k + 1 distinct ones)
 METRICS = ("fid", "kid", "is", "precision", "recall")
 POPULATION_COLUMNS = ("fid", "precision", "recall")  # what the results and families tables show beside rewards
 LOWER_IS_BETTER = {"fid": True, "kid": True, "is": False, "precision": False, "recall": False}
 NAMES = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "recall": "recall"}
-EXTRACTOR_PREFIX = {"mnist": "MNIST-", "inception": ""}  # the FID network itself needs no prefix
 
 
 def metric_title(metric: str, extractor: str) -> str:
     """A metric's name as figures and tables show it, saying whose features it is on (e.g. "MNIST-FID")."""
-    return f"{EXTRACTOR_PREFIX.get(extractor, extractor + '-')}{NAMES[metric]}"
+    return f"{feature_prefix(extractor)}{NAMES[metric]}"
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,13 @@ def cell_features(run: Run, records: list[dict[str, Any]]) -> tuple[np.ndarray, 
     return features, logits
 
 
-def cell_metrics(features: torch.Tensor, logits: torch.Tensor | None, reference: Reference, radii: torch.Tensor,
-                 seed: int = 0) -> dict[str, Interval]:
-    """Every metric of one cell's images with its bootstrap interval (IS: NaN where there are no logits)."""
+def cell_metrics(features: torch.Tensor, logits: torch.Tensor | None, reference: Reference, seed: int = 0
+                 ) -> dict[str, Interval]:
+    """Every metric of one cell's images with its bootstrap interval (IS: NaN where there are no logits);
+    precision/recall against as many reference rows as the cell has images (metrics.population.same_size)."""
     n = features.shape[0]
     mean, cov = reference.moments
-    pr = precision_recall_draws(features, reference.features, reference_radii=radii)
+    pr = precision_recall_draws(features, same_size(reference.features, n, seed))
     kid_seeds = iter(range(1, DRAWS + 1))  # each draw compares with its own random reference subset
 
     statistics = {
@@ -120,8 +124,9 @@ def cell_metrics(features: torch.Tensor, logits: torch.Tensor | None, reference:
         statistics["is"] = (lambda i: inception_score(logits[i], seed=seed)[0],) * 2
     shown = {}
     for metric, (point, draw) in statistics.items():
+        value = point(torch.arange(n))
         low, high = bootstrap(draw, n, DRAWS, seed, LEVEL)
-        shown[metric] = Interval(point(torch.arange(n)), low, high)
+        shown[metric] = Interval(value, 2 * value - high, 2 * value - low)  # the basic bootstrap: see BOOTSTRAP
     shown.setdefault("is", Interval(float("nan"), float("nan"), float("nan")))
     return shown
 
@@ -146,9 +151,8 @@ def population(run: Run) -> Population | None:
     if reference.extractor != extractor:
         raise NoiseSearchError(f"reference features {run.reference} are of the {reference.extractor} extractor, the "
                                f"run's of {extractor}: give a reference made with {extractor}")
-    radii = knn_radii(reference.features)
-    metrics = {key: cell_metrics(torch.from_numpy(f), None if lg is None else torch.from_numpy(lg), reference,
-                                 radii) for key, (f, lg) in found.items()}
+    metrics = {key: cell_metrics(torch.from_numpy(f), None if lg is None else torch.from_numpy(lg), reference)
+               for key, (f, lg) in found.items()}
     run.memo["population"] = Population(extractor, reference.name, metrics, {k: len(f) for k, (f, _) in found.items()})
     return run.memo["population"]
 

@@ -7,6 +7,7 @@ evaluator is trained on MNIST t10k images 5000-9999 and never guides a search un
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -51,10 +52,16 @@ def extractor_names() -> list[str]:
     return sorted(_EXTRACTORS)
 
 
-def get_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
-    """The extractor registered as `name`, built with its constructor arguments (local weight paths)."""
+def extractor_params(name: str) -> list[str]:
+    """The constructor arguments of the extractor registered as `name` (e.g. its weights path)."""
     if name not in _EXTRACTORS:
         raise NoiseSearchError(f"unknown feature extractor '{name}': choose one of {', '.join(extractor_names())}")
+    return list(inspect.signature(_EXTRACTORS[name]).parameters)
+
+
+def get_extractor(name: str, **kwargs: Any) -> FeatureExtractor:
+    """The extractor registered as `name`, built with its constructor arguments (local weight paths)."""
+    extractor_params(name)  # its one-line error for an unknown name
     try:
         return _EXTRACTORS[name](**kwargs)
     except TypeError as err:

@@ -70,7 +70,7 @@ def kid(features: torch.Tensor, reference: torch.Tensor, subsets: int = 100, sub
         poly_mmd(real[torch.randperm(real.shape[0], generator=gen)[:size]],
                  fake[torch.randperm(fake.shape[0], generator=gen)[:size]])
         for _ in range(subsets)])
-    return float(values.mean()), float(values.std()) if subsets > 1 else 0.0
+    return float(values.mean()), float(values.std(correction=0))  # torchmetrics' std over subsets
 
 
 class _Passthrough(torch.nn.Module):
