@@ -102,3 +102,19 @@ def test_the_scaling_presets_match_their_budgets_and_draw_their_own_labels():
         nfe = [2 * r.steps - 1 if sampler == "heun" else r.steps for r in naive if r.steps]
         assert all(any(abs(n - b) <= 0.05 * b for b in preset.target_nfes) for n in nfe)
         assert make_sampler(sampler, max(r.steps for r in naive if r.steps)).steps <= 1152
+
+
+def test_a_run_may_be_limited_to_some_reward_columns():
+    data = {**TINY, "rewards": [{"name": "b", "reward": "brightness"}, {"name": "c", "reward": "compressibility"}],
+            "runs": [{"algorithm": "naive"}, {"algorithm": "best_of_n", "params": {"N": 2}, "columns": ["c"]}]}
+    preset = Preset.from_dict("limited", data)
+    from noisesearch.experiments.cells import preset_cells
+    from noisesearch.experiments.presets import override
+
+    assert sorted((c.run.algorithm, c.column.name) for c in preset_cells(preset)) == [
+        ("best_of_n", "c"), ("naive", "b"), ("naive", "c")]
+    assert [r.algorithm for r in override(preset, rewards=["b"]).runs] == ["naive"]  # its only column left out
+    with pytest.raises(NoiseSearchError, match="names reward column.*x, which the preset does not have"):
+        Preset.from_dict("bad", {**data, "runs": [{"algorithm": "naive", "columns": ["x"]}]}).validate()
+    with pytest.raises(NoiseSearchError, match="must be a non-empty list"):
+        Preset.from_dict("bad", {**data, "runs": [{"algorithm": "naive", "columns": []}]})

@@ -68,7 +68,8 @@ def preset_cells(preset: Preset, setting: Callable[[RunSpec, RewardColumn], dict
     sampler) in their keys where it is given."""
     return [Cell(run, column, r, preset.calibration if run.calibrated_column(column.name) else None,
                  None if setting is None else setting(run, column))
-            for column in preset.rewards for run in preset.runs for r in range(preset.repeats)]
+            for column in preset.rewards for run in preset.runs if run.runs_in(column.name)
+            for r in range(preset.repeats)]
 
 
 @dataclass(frozen=True)

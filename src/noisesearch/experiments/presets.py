@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from noisesearch.seeds import check_seed
 PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", "steps", "calibration",
                  "target_nfes", "backend", "seed")
 RENAMED_FIELDS = {"budgets": "target_nfes"}  # {old preset field: new}: preset files written before still load
-RUN_FIELDS = ("algorithm", "params", "steps")
+RUN_FIELDS = ("algorithm", "params", "steps", "columns")
 COLUMN_FIELDS = ("name", "reward", "guidance")
 MAX_COUNT = 1000  # labels and repeats: bench_seed gives repeat r and label k of seed s the seed s·10⁶ + r·1000 + k
 COLUMN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a column names files (schedules, plots): no separators
@@ -111,12 +111,18 @@ CALIBRATED = "calibrated"  # a run's "search_schedule" parameter naming a schedu
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A row: a registered algorithm with its parameters, and the sampler steps it runs where they are not the
-    preset's (Ma et al.'s baseline spends a search's NFE on more denoising steps instead)."""
+    """A row: a registered algorithm with its parameters, the sampler steps it runs where they are not the
+    preset's (Ma et al.'s baseline spends a search's NFE on more denoising steps instead), and the reward columns
+    it runs in where not all (Ma et al. run random search with every verifier, the local searches with one)."""
 
     algorithm: str
     params: dict[str, Any]
     steps: int | None = None
+    columns: tuple[str, ...] | None = field(default=None, compare=False)
+
+    def runs_in(self, column: str) -> bool:
+        """Whether this run has a cell in reward column `column`."""
+        return self.columns is None or column in self.columns
 
     @classmethod
     def of(cls, record: dict[str, Any]) -> RunSpec:
@@ -185,7 +191,12 @@ class Preset:
             steps = r.get("steps")  # null (as preset.json writes a run without its own): the preset's
             if steps is not None and not is_json_int(steps):
                 raise NoiseSearchError(f"{where}, run {i}: \"steps\" must be an integer, got {shown_json(steps)}")
-            runs.append(RunSpec(algorithm, params, steps))
+            only = r.get("columns")  # null or absent: every column
+            if only is not None and (not isinstance(only, list) or not only
+                                     or not all(isinstance(c, str) for c in only)):
+                raise NoiseSearchError(f"{where}, run {i}: \"columns\" must be a non-empty list of reward column "
+                                       f"names, got {shown_json(only)}")
+            runs.append(RunSpec(algorithm, params, steps, None if only is None else tuple(only)))
         columns = []
         for i, c in enumerate(typed(d, "rewards", "list", where), 1):
             c = json_object(c, COLUMN_FIELDS, f"{where}, reward column {i}")
@@ -252,6 +263,10 @@ class Preset:
                 raise NoiseSearchError(f"{where}: reward column '{column.name}' has guidance {column.guidance}")
         seen = set()
         for run in self.runs:
+            unknown = sorted(set(run.columns or ()) - set(columns))
+            if unknown:
+                raise NoiseSearchError(escape_line_breaks(f"{where}: run {run.label} names reward column(s) "
+                                                          f"{', '.join(unknown)}, which the preset does not have"))
             named = run.params.get("search_schedule")
             if named is not None and not isinstance(named, str):
                 raise NoiseSearchError(escape_line_breaks(
@@ -350,6 +365,8 @@ def override(preset: Preset, algorithms: list[str] | None = None, rewards: list[
     columns = select(preset.rewards, rewards, lambda c: c.name, f"preset '{preset.name}' has no reward column")
     kept = {c.name for c in columns}
     runs = tuple(r for r in runs if all(r.calibrated_column(c) in (None, *kept) for c in kept))
+    runs = tuple(r if r.columns is None else replace(r, columns=tuple(c for c in r.columns if c in kept))
+                 for r in runs if r.columns is None or kept & set(r.columns))
     changed = replace(preset, runs=runs, rewards=columns,
                       labels=preset.labels if labels is None else labels,
                       repeats=preset.repeats if repeats is None else repeats)
