@@ -239,7 +239,7 @@ class Contract:
         across conditions must refuse such a reward in one line instead."""
         def run(m: int) -> tuple[Problem, SearchResult]:
             problem = Problem(self.denoiser, SetLevelToy(), torch.tensor(self.labels[:m]), self.seeds[:m],
-                              self.sampler)
+                              self.sampler, batch_invariant=True)  # decoders' last bits vary with the rows per call
             return problem, self.algorithm.run(problem)
 
         if self.algorithm.learns_across_conditions:
