@@ -93,3 +93,15 @@ def state_mismatch(expected: dict[str, torch.Tensor], weights: dict[str, torch.T
         if keys:
             return f"tensor {keys[0]} {what}" + (f" (and {len(keys) - 1} more)" if len(keys) > 1 else "")
     return ""
+
+
+def load_fitting(model: torch.nn.Module, name: str, directory: Path | str | None, what: str) -> torch.nn.Module:
+    """`model` with the weights `<directory>/<name>.safetensors` loaded into it; weights that do not fit it are a
+    one-line NoiseSearchError naming the file and `what` they should fit."""
+    state = load_weights(name, directory)
+    mismatch = state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise NoiseSearchError(f"weights {weights_path(name, directory)} do not fit {what}: {mismatch}")
+    model.load_state_dict(state)
+    return model
+

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from noisesearch.assets import card_path, load_card, load_weights, state_mismatch, weights_path
+from noisesearch.assets import card_path, load_card, load_fitting
 from noisesearch.backends.registry import Backend, register_backend
 from noisesearch.denoiser import DenoiserBase
 from noisesearch.errors import NoiseSearchError
@@ -75,12 +75,7 @@ def load_model(guidance: float = 1.0, weights_dir: Path | str | None = None, dev
     eager or through torch.compile."""
     card = load_card(kind, weights_dir)
     model = build_model(kind, card.get("architecture", {}), card_path(kind, weights_dir))
-    weights = load_weights(kind, weights_dir)
-    mismatch = state_mismatch(model.state_dict(), weights)
-    if mismatch:
-        raise NoiseSearchError(f"weights {weights_path(kind, weights_dir)} do not fit the architecture of "
-                               f"{card_path(kind, weights_dir)}: {mismatch}")
-    model.load_state_dict(weights)
+    load_fitting(model, kind, weights_dir, f"the architecture of {card_path(kind, weights_dir)}")
     return EmbeddedDenoiser(model, guidance, device, dtype, compile)
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from noisesearch.assets import load_weights, state_mismatch, weights_path
-from noisesearch.errors import NoiseSearchError
+from noisesearch.assets import load_fitting
 
 
 class DigitClassifier(nn.Module):
@@ -37,11 +36,4 @@ class DigitClassifier(nn.Module):
 def load_classifier(weights: str, weights_dir: Path | str | None = None) -> DigitClassifier:
     """A DigitClassifier with the packaged (or `weights_dir`'s) weights `weights`, in eval mode, frozen; weights
     that do not fit are a one-line NoiseSearchError naming the file."""
-    model = DigitClassifier()
-    state = load_weights(weights, weights_dir)
-    mismatch = state_mismatch(model.state_dict(), state)
-    if mismatch:
-        raise NoiseSearchError(f"weights {weights_path(weights, weights_dir)} do not fit the digit classifier: "
-                               f"{mismatch}")
-    model.load_state_dict(state)
-    return model.eval().requires_grad_(False)
+    return load_fitting(DigitClassifier(), weights, weights_dir, "the digit classifier").eval().requires_grad_(False)
