@@ -119,7 +119,7 @@ LAYERS = [
     ["errors", "version"],
     ["files", "checks"],
     ["naming", "seeds", "flow", "imaging", "plotting", "progress", "types", "environment", "executors", "assets",
-     "batching"],
+     "batching", "verifier_protocol"],
     ["rng", "sampling", "models"],
     ["metrics"],
     ["cost", "denoiser", "rewards", "outputs"],
@@ -127,7 +127,7 @@ LAYERS = [
     ["search"],
     ["adaptive"],
     ["api", "testing"],
-    ["drivers"],
+    ["drivers", "serving"],
     ["experiments"],
     ["cli", "__init__"],
 ]
