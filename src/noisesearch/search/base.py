@@ -211,9 +211,8 @@ class SearchAlgorithm:
         sigma = getattr(reward, "x0_sigma", None)
         if sigma is None or self.scores_whole_trajectories:
             return
-        from noisesearch.search.registry import algorithm_class, algorithm_names  # the registry imports this module
-
-        able = [name for name in algorithm_names() if algorithm_class(name).scores_whole_trajectories]
+        able = sorted({cls.name for cls in subclasses(SearchAlgorithm)  # not a class made inside a function (a test's)
+                       if cls.scores_whole_trajectories and cls.name and "<locals>" not in cls.__qualname__})
         raise NoiseSearchError(f"{self.name} cannot use reward '{getattr(reward, 'name', reward)}': it compares each "
                                f"final image with its own trajectory's x0 prediction at sigma {sigma}, which only "
                                f"searches over whole trajectories keep: use {', '.join(able)}")
@@ -261,6 +260,12 @@ def run_trajectories(problem: Problem, gens: SampleGenerators, x: torch.Tensor, 
         return run_steps(problem, gens, x, 0, problem.sampler.steps, which)[0], None
     x, x0 = run_steps(problem, gens, x, 0, step + 1, which)
     return run_steps(problem, gens, x, step + 1, problem.sampler.steps, which)[0], x0
+
+
+def subclasses(cls: type) -> list[type]:
+    """Every subclass of `cls`, at any depth."""
+    found = cls.__subclasses__()
+    return found + [deeper for sub in found for deeper in subclasses(sub)]
 
 
 def select_best(images: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
