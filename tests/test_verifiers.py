@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from noisesearch import NoiseSearchError, get_algorithm, get_reward, make_sampler, search
-from noisesearch.metrics import get_extractor
+from noisesearch.metrics import get_extractor, plan_metrics
 from noisesearch.metrics.transformer_features import IMAGENET_MEAN, IMAGENET_STD, pixel_values
 from noisesearch.problem import Problem
 from noisesearch.rewards.imagenet import load_zeroshot
@@ -70,6 +70,8 @@ def test_clip_features_are_the_image_embeddings_and_the_clip_reward_normalises_t
     assert torch.allclose(reward.encoder.embed_images(x), F.normalize(extractor.features(x), dim=-1), atol=1e-6)
     with pytest.raises(NoiseSearchError, match="no classifier"):
         extractor.logits(x)
+    with pytest.raises(NoiseSearchError, match="is needs a classifier's logits, which the 'clip' extractor has not"):
+        plan_metrics("is", 20, "clip", features_args={"model": str(clip_dir)})  # before the search, not after it
 
 
 def test_dino_linear_is_the_linear4_heads_logit_of_the_class(dino_dir, head):

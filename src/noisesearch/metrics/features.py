@@ -23,7 +23,8 @@ _EXTRACTORS: dict[str, Callable[..., Any]] = {}
 
 @runtime_checkable
 class FeatureExtractor(Protocol):
-    """What the metrics and the feature-space verifiers need of a network."""
+    """What the metrics and the feature-space verifiers need of a network. One that is no classifier sets the class
+    attribute `has_logits = False`, so that the Inception Score is refused before any image is made."""
 
     name: str
     dim: int  # feature dimension d

@@ -181,6 +181,9 @@ def plan_metrics(metrics: str | Sequence[str], n: int, features: str | None, ref
             raise NoiseSearchError(f"reference '{ref.name}' holds features of the '{ref.extractor}' extractor, not "
                                    f"'{features}': use matching features and reference")
     extractor = get_extractor(features, **trust, **(features_args or {}))
+    if "is" in metrics and not getattr(extractor, "has_logits", True):
+        raise NoiseSearchError(f"is needs a classifier's logits, which the '{features}' extractor has not: use an "
+                               "extractor that classifies (inception, mnist) or leave is out")
     check_sample_count(metrics, n, extractor.dim, "images")
     if ref is not None:
         if ref.features.shape[1] != extractor.dim:

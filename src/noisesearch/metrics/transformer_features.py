@@ -74,6 +74,7 @@ class NoLogits:
     """For extractors that are no classifiers: `logits` is a one-line error."""
 
     name: str
+    has_logits = False  # checked by plan_metrics before any image is made
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         raise NoiseSearchError(f"feature extractor '{self.name}' is no classifier: it has no logits (the Inception "
