@@ -75,9 +75,12 @@ def test_list_shows_algorithms_rewards_backends_samplers_and_nfe_formulas(capsys
                 "evaluator", "NFE per image:"]
     for name in expected:
         assert name in out
-    sections = out.index("algorithms:"), out.index("rewards:"), out.index("backends:"), out.index("samplers:")
+    sections = (out.index("algorithms:"), out.index("rewards:"), out.index("feature extractors"),
+                out.index("backends:"), out.index("samplers:"))
     assert list(sections) == sorted(sections)
-    backends, samplers = out[sections[2]:sections[3]], out[sections[3]:]
+    extractors, backends, samplers = out[sections[2]:sections[3]], out[sections[3]:sections[4]], out[sections[4]:]
+    assert "  inception        path (required), trust_model_code=False, device=cpu" in extractors
+    assert "  mnist " in extractors and "MNIST-FID" in extractors
     for name in ("embedded", "edm", "diffusers"):
         assert f"  {name} " in backends
     for name in ("heun", "euler"):

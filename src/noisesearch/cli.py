@@ -27,6 +27,7 @@ from noisesearch.executors import DEFAULT_RETRIES
 from noisesearch.experiments.bench import run_bench
 from noisesearch.files import check_writable, check_writable_folder
 from noisesearch.metrics import METRICS
+from noisesearch.metrics.features import describe_extractor, extractor_names
 from noisesearch.metrics.population import describe_metrics
 from noisesearch.naming import warn_renamed
 from noisesearch.rewards import describe_reward, reward_names
@@ -398,11 +399,15 @@ def cmd_list() -> None:
     print("rewards:")
     for name in reward_names():
         doc, params = describe_reward(name)
-        shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "no parameters"
-        print(f"  {name:<16} {shown}")
-        print(f"  {'':<16} {doc}")
+        print(f"  {name:<16} {shown_params(params)}")
+        print(textwrap.fill(doc, 110, initial_indent=" " * 19, subsequent_indent=" " * 19))
         for kind in reward_kinds(name):
             print(f"  {'':<16} {kind}")
+    print("feature extractors (--metrics-features):")
+    for name in extractor_names():
+        doc, params = describe_extractor(name)
+        print(f"  {name:<16} {shown_params(params)}")
+        print(textwrap.fill(doc, 110, initial_indent=" " * 19, subsequent_indent=" " * 19))
     print("backends:")
     for name in backend_names():
         backend = get_backend(name)
@@ -413,6 +418,12 @@ def cmd_list() -> None:
     print("samplers:")
     for name in sampler_names():
         print(textwrap.fill(describe_sampler(name), 110, initial_indent=f"  {name:<17}", subsequent_indent=" " * 19))
+
+
+def shown_params(params: dict[str, Any]) -> str:
+    """Constructor parameters for `list`: key=default, or key (required)."""
+    return ", ".join(f"{k} (required)" if v is inspect.Parameter.empty else f"{k}={v}" for k, v in params.items()
+                     ) or "no parameters"
 
 
 def check_estimate(planned: PlannedSearch, confirmed: bool) -> None:

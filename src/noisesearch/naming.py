@@ -3,6 +3,7 @@ an old spelling keeps working after a rename."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -57,3 +58,10 @@ def renamed_keys(renames: Mapping[str, str], values: Mapping[str, Any], where: s
         if old in renames:
             warn_renamed(old, renames[old], where)
     return {renames.get(key, key): value for key, value in values.items()}
+
+
+def describe(factory: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
+    """A registered factory's docstring summary (its first paragraph, on one line) and its constructor parameters
+    with their defaults, `inspect.Parameter.empty` for a required one (for `noisesearch list`)."""
+    doc = " ".join((inspect.getdoc(factory) or "").split("\n\n")[0].split())
+    return doc, {p.name: p.default for p in inspect.signature(factory).parameters.values()}

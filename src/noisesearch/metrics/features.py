@@ -16,7 +16,7 @@ import torch
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.models.classifier import load_classifier
-from noisesearch.naming import claim_name
+from noisesearch.naming import claim_name, describe
 
 _EXTRACTORS: dict[str, Callable[..., Any]] = {}
 
@@ -58,6 +58,12 @@ def extractor_params(name: str) -> list[str]:
     if name not in _EXTRACTORS:
         raise NoiseSearchError(f"unknown feature extractor '{name}': choose one of {', '.join(extractor_names())}")
     return list(inspect.signature(_EXTRACTORS[name]).parameters)
+
+
+def describe_extractor(name: str) -> tuple[str, dict[str, Any]]:
+    """First docstring line and constructor defaults of a registered feature extractor."""
+    extractor_params(name)  # a one-line error for an unknown name
+    return describe(_EXTRACTORS[name])
 
 
 def get_extractor(name: str, **kwargs: Any) -> FeatureExtractor:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from noisesearch.errors import NoiseSearchError
-from noisesearch.naming import claim_name
+from noisesearch.naming import claim_name, describe
 
 _REWARDS: dict[str, Callable[..., Any]] = {}
 _SCORING_ONLY: set[str] = set()  # rewards that score final images but are no search reward (held-out evaluators)
@@ -144,10 +144,7 @@ def get_reward(name: str, **kwargs: Any) -> Any:
 
 def describe_reward(name: str) -> tuple[str, dict[str, Any]]:
     """First docstring line and constructor defaults of a registered reward."""
-    factory = reward_factory(name)
-    doc = (inspect.getdoc(factory) or "").splitlines()[0]
-    params = {p.name: p.default for p in inspect.signature(factory).parameters.values()}
-    return doc, params
+    return describe(reward_factory(name))
 
 
 def reward_parameters(name: str) -> dict[str, inspect.Parameter]:
