@@ -20,7 +20,7 @@ from noisesearch.metrics import get_extractor, parse_metrics, plan_metrics, popu
 from noisesearch.metrics.inception import to_uint8
 from noisesearch.metrics.population import min_samples
 from noisesearch.metrics.reference import Reference, load_reference, references_dir, save_reference
-from noisesearch.metrics.statistics import _Passthrough
+from noisesearch.metrics.statistics import _Passthrough, bootstrap, centred_bootstrap
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*will save all extracted features"),  # torchmetrics' own classes
               pytest.mark.filterwarnings("ignore:.*torch.jit.(save|script).* is deprecated"),  # the tiny detector
@@ -220,3 +220,16 @@ def test_sample_prints_and_records_the_metrics_and_checks_them_before_the_search
     err = capsys.readouterr().err
     assert "2 images are too few for fid" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "few").exists()
+
+
+def test_the_centred_bootstrap_keeps_the_spread_of_biased_resamples_about_the_value():
+    x = torch.arange(50, dtype=torch.float64)
+
+    def biased(i: torch.Tensor) -> float:  # resamples read 10 higher, as repeated images raise FID
+        return float(x[i].mean()) + 10
+
+    value = float(x.mean())
+    low, high = centred_bootstrap(biased, value, 50, draws=100, seed=3)
+    plain_low, plain_high = bootstrap(biased, 50, draws=100, seed=3)
+    assert low < value < high and plain_low > value  # the percentile interval of the biased resamples misses it
+    assert high - low == pytest.approx(plain_high - plain_low)

@@ -164,8 +164,27 @@ def bootstrap(statistic: Callable[[torch.Tensor], float], rows: int, draws: int 
               level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of `statistic(index)` over `draws` resamples (with replacement) of `rows`
     row indices: the caller's statistic indexes its own tensors, so paired quantities resample together."""
-    gen = torch.Generator().manual_seed(seed)
-    values = torch.tensor([statistic(torch.randint(rows, (rows,), generator=gen)) for _ in range(draws)],
-                          dtype=torch.float64)
+    values = bootstrap_draws(statistic, rows, draws, seed)
     tail = (1 - level) / 2
     return float(values.quantile(tail)), float(values.quantile(1 - tail))
+
+
+def centred_bootstrap(statistic: Callable[[torch.Tensor], float], value: float, rows: int, draws: int = 200,
+                      seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """A bootstrap interval about `value` (the statistic on all rows) from the resamples' spread about their own
+    median: [value − (q_high − median), value + (median − q_low)]. For population metrics a resample repeats rows,
+    which FID, KID and recall read as lost diversity, so resampled values sit far from `value` (at 500 MNIST images
+    the resamples' FID is about twice the value): percentile and basic (reflected) intervals then exclude the value
+    itself. Taking only the spread keeps the interval about the value; for an unbiased statistic (a mean) it is the
+    basic bootstrap interval."""
+    values = bootstrap_draws(statistic, rows, draws, seed)
+    tail = (1 - level) / 2
+    low, median, high = (float(values.quantile(q)) for q in (tail, 0.5, 1 - tail))
+    return value - (high - median), value + (median - low)
+
+
+def bootstrap_draws(statistic: Callable[[torch.Tensor], float], rows: int, draws: int, seed: int) -> torch.Tensor:
+    """`statistic(index)` over `draws` resamples (with replacement) of `rows` row indices, float64."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.tensor([statistic(torch.randint(rows, (rows,), generator=gen)) for _ in range(draws)],
+                        dtype=torch.float64)

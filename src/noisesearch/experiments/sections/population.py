@@ -168,10 +168,10 @@ def blocks(run: Run, out: Path) -> list[Block]:
                   f"`{metrics.reference}` reference on the `{metrics.extractor}` extractor's features (not "
                   "Inception's: the numbers do not compare with ImageNet FIDs), and the verifier's mean score, against "
                   "total NFE per image (denoising + search). The dashed black line spends the NFE on more denoising "
-                  f"steps alone; search lines start at the naive run. Bands and brackets: {LEVEL:.0%} basic "
-                  f"bootstrap intervals over the images ({DRAWS} resamples, reflected about the value: a resample "
-                  "repeats images, which FID reads as lost diversity). FID is biased upward at small n: compare "
-                  "lines at equal image counts, and read KID where they differ."),
+                  f"steps alone; search lines start at the naive run. Bands and brackets: {LEVEL:.0%} bootstrap "
+                  f"intervals over the images ({DRAWS} resamples; the resamples' spread about their median, placed "
+                  "about the value, because a resample repeats images, which FID reads as lost diversity). FID is "
+                  "biased upward at small n: compare lines at equal image counts, and read KID where they differ."),
     ]
     across = {f"random search [{c}]": by_line[RANDOM] for c, by_line in curves.items() if RANDOM in by_line}
     first = next(iter(curves))
