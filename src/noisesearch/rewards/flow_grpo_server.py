@@ -86,9 +86,9 @@ def read_metadata(metadata: Sequence[Any] | Path | str | None) -> list[Any] | No
 
 @register_reward(NAME)
 class FlowGrpoServer:
-    """A Flow-GRPO / ddpo reward server: pickled JPEG images (and prompts) POSTed to `url`, one score per image read
-    from the pickled reply's `score_key`.
+    """The scores of a Flow-GRPO / ddpo reward server at `url` (DeQA, GenEval, UnifiedReward): see remote-verifiers.md.
 
+    Images go as pickled JPEG files, one score per image comes back under the pickled reply's `score_key`.
     `prompts` are sent as "prompts" (indexed by the condition), `metadata` (a list, or a JSON-lines file, of one
     object per condition) as "meta_datas", and `extra` (a JSON object of constant keys, e.g. GenEval's
     {"only_strict": false}) as it is. Images go `batch_size` to a request, as JPEG at `quality`. The reply is read

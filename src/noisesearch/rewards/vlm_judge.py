@@ -89,14 +89,14 @@ def question_fields(question: str) -> set[str]:
 
 @register_reward(NAME)
 class VlmJudge:
-    """A VLM judge on an OpenAI-compatible server (vLLM, sglang): P("Yes") in [0, 1] to `question` about each image,
-    from the first answer token's top log-probabilities (VQAScore's yes-probability, normalised over Yes/No).
+    """P("Yes") in [0, 1] to a yes/no `question` per image, from a VLM on an OpenAI-compatible server (vLLM, sglang).
 
-    `question` is a template with {prompt} (the condition's prompt) or {label} (its label id); `model` is the
-    served model's name; `api_key_env` names an environment variable holding the server's API key (never the key
-    itself). Up to `concurrency` requests run at once; scores keep the images' order. Building the reward asks
-    GET /v1/models whether the server is up and serves `model`. See the module docstring for the exact rule,
-    `normalise` and `missing`.
+    The score comes from the first answer token's top log-probabilities (VQAScore's yes-probability, normalised
+    over Yes/No by default). `question` is a template with {prompt} (the condition's prompt) or {label} (its label
+    id); `model` is the served model's name; `api_key_env` names an environment variable holding the server's API
+    key (never the key itself). Up to `concurrency` requests run at once; scores keep the images' order. Building
+    the reward asks GET /v1/models whether the server is up and serves `model`. See the module docstring for the
+    exact rule, `normalise` and `missing`.
     """
 
     name = NAME
@@ -152,7 +152,7 @@ class VlmJudge:
     def __call__(self, images: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         questions = self.questions(cond, len(images))
         urls = [png_data_url(p) for p in to_uint8(images)]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(urls))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(urls)))) as pool:
             scores = list(pool.map(self.ask, urls, questions))
         return torch.tensor(scores, dtype=torch.float32)
 
