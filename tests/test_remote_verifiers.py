@@ -27,7 +27,8 @@ from noisesearch.imaging import to_uint8
 from noisesearch.rewards.flow_grpo_server import jpeg_bytes
 from noisesearch.rewards.registry import make_reward
 
-Handle = Callable[[str, bytes, dict], tuple[int, bytes]]  # (path, body, headers) -> (status, body) of a POST
+# (path, body, headers) -> (status, body) of a POST, or None to close the connection unanswered (a worker killed)
+Handle = Callable[[str, bytes, dict], tuple[int, bytes] | None]
 
 
 class StubServers:
@@ -45,7 +46,9 @@ class StubServers:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.answer(*handle(self.path, body, dict(self.headers)))
+                reply = handle(self.path, body, dict(self.headers))
+                if reply is not None:
+                    self.answer(*reply)
 
             def answer(self, status: int, payload: bytes) -> None:
                 self.send_response(status)
@@ -217,6 +220,19 @@ def test_flow_grpo_server_down_stopped_or_slow_is_a_one_line_error_naming_the_ur
     serve.stop(live)  # killed after the reward was built
     message = one_line_error(lambda: reward(images(2)))
     assert live in message and "cannot be reached" in message and received == []
+    drops = [1]
+
+    def drop_once(path: str, body: bytes, headers: dict) -> tuple[int, bytes] | None:
+        if drops[0]:
+            drops[0] -= 1
+            return None
+        return 200, pickle.dumps({"outputs": [0.25]})
+
+    dropping = serve(drop_once)
+    assert get_reward("flow_grpo_server", url=dropping, retries=1, backoff=0)(images(1)).tolist() == [0.25]
+    drops[0] = 1
+    message = one_line_error(lambda: get_reward("flow_grpo_server", url=dropping, retries=0)(images(1)))
+    assert f"{dropping} broke the connection (RemoteProtocolError" in message
     release = threading.Event()
 
     def slow(path: str, body: bytes, headers: dict) -> tuple[int, bytes]:

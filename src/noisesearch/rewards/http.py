@@ -38,7 +38,7 @@ def check_url(url: object, reward: str) -> str:
 
 
 class Poster:
-    """POSTs to one server for reward `reward`: `timeout` seconds per try, `retries` more tries after the first,
+    """Sends the requests of reward `reward`: `timeout` seconds per try, `retries` more tries after the first,
     sleeping `backoff` · 2^k seconds before retry k + 1."""
 
     def __init__(self, reward: str, timeout: float, retries: int, backoff: float,
@@ -70,8 +70,9 @@ class Poster:
             except self.httpx.TimeoutException:
                 problem = f"gave no answer within {self.timeout:g} s"
                 continue
-            except self.httpx.TransportError as err:
-                problem = f"cannot be reached ({type(err).__name__}: {excerpt(str(err)) if str(err) else 'no detail'})"
+            except self.httpx.TransportError as err:  # refused, reset, or closed before answering
+                what = "cannot be reached" if isinstance(err, self.httpx.ConnectError) else "broke the connection"
+                problem = f"{what} ({type(err).__name__}: {excerpt(str(err)) if str(err) else 'no detail'})"
                 continue
             if response.is_success or response.status_code in accept:
                 return response
@@ -79,4 +80,5 @@ class Poster:
             if response.status_code not in RETRY_STATUS:
                 raise NoiseSearchError(f"{self.reward}: {url} {problem}")
         tries = f"{self.retries + 1} tries" if self.retries else "1 try"
-        raise NoiseSearchError(f"{self.reward}: {url} {problem} after {tries}; is the server running there?")
+        hint = "" if problem.startswith("answered") else "; is the server running there?"
+        raise NoiseSearchError(f"{self.reward}: {url} {problem} after {tries}{hint}")
