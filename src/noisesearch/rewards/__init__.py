@@ -1,6 +1,6 @@
 """Rewards: brightness, JPEG compressibility, classifier probability (verifier and evaluator), CLIP, ImageNet
-classifiers (DINOv2 linear, CLIP zero-shot), self-supervised verifiers and Ma et al.'s oracle verifiers (is_oracle,
-the set-level fid_oracle)."""
+classifiers (DINOv2 linear, CLIP zero-shot), self-supervised verifiers, Ma et al.'s oracle verifiers (is_oracle,
+the set-level fid_oracle) and clients of other servers (flow_grpo_server, vlm_judge)."""
 
 from noisesearch.rewards import (  # noqa: F401  (registration)
     brightness,
@@ -8,9 +8,11 @@ from noisesearch.rewards import (  # noqa: F401  (registration)
     clip,
     compressibility,
     ensemble,
+    flow_grpo_server,
     imagenet,
     oracles,
     self_supervised,
+    vlm_judge,
 )
 from noisesearch.rewards.registry import describe_reward, get_reward, register_reward, reward_names
 
