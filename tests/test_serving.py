@@ -100,6 +100,16 @@ class PromptLength:
         return torch.tensor([float(len(self.prompts[i])) for i in cond.tolist()])
 
 
+class SelfSimilar:
+    """Stub reward that compares each image with its x0 prediction (as the self-supervised verifiers do)."""
+
+    name = "test_x0"
+    x0_sigma = 2.5
+
+    def __call__(self, images: torch.Tensor, cond: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        return (images - x0).flatten(1).mean(1)
+
+
 @pytest.fixture(scope="module")
 def classifier_url():
     with running_verifier("classifier", limits=Limits(max_delay_ms=0)) as url:
@@ -108,7 +118,7 @@ def classifier_url():
 
 @pytest.fixture
 def stubs(monkeypatch):
-    for stub in (Counting, Blocking, PromptLength):
+    for stub in (Counting, Blocking, PromptLength, SelfSimilar):
         monkeypatch.setitem(registry._REWARDS, stub.name, stub)
     Counting.calls, PromptLength.built = [], 0
     Blocking.entered.clear()
@@ -206,6 +216,16 @@ def test_prompts_map_to_indices_of_a_table_grown_without_rebuilding_the_reward(s
     assert first.tolist() == [5.0, 9.0, 0.0] and second.tolist() == [6.0, 5.0, 9.0]
     assert PromptLength.built == 1
     assert labels.status_code == 400 and "prompts (str)" in labels.json()["error"]
+
+
+def test_a_reward_with_x0_sigma_takes_each_images_x0_and_refuses_a_request_without(stubs):
+    images, x0 = digits(2), digits(2, seed=1)
+    with running_verifier("test_x0") as url:
+        assert httpx.get(url + HEALTH_PATH).json()["x0_sigma"] == 2.5
+        scores = scores_of(url, ScoreRequest(["a", "b"], images, [0, 1], x0))
+        missing = post(url, score_request(images, [0, 1]))
+    assert torch.equal(scores, SelfSimilar()(images, None, x0))
+    assert missing.status_code == 400 and "x0 prediction at sigma 2.5" in missing.json()["error"]
 
 
 @pytest.mark.parametrize(("argv", "words"), [

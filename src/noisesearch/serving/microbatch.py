@@ -76,7 +76,7 @@ class MicroBatcher:
                 if left <= 0:
                     break
                 self.arrival.clear()
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):  # not the builtin before Python 3.11
                     await asyncio.wait_for(self.arrival.wait(), left)
             batch = self.take()
             if not self.waiting:

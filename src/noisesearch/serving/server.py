@@ -1,7 +1,7 @@
 """The verifier service over HTTP: one registered reward behind FastAPI routes on uvicorn.
 
 Why this stack: FastAPI on uvicorn (starlette underneath) is the well-kept ASGI stack, and the one feature a model
-serving framework would add here, micro-batching, is some forty lines of asyncio (noisesearch.serving.microbatch);
+serving framework would add here, micro-batching, is under a hundred lines of asyncio (noisesearch.serving.microbatch);
 LitServe would bring a framework of its own for that one feature. The same endpoint runs in Ray Serve replicas
 for larger runs (noisesearch.serving.ray_serve). Protocol and knobs: docs/verifier-service.md.
 """

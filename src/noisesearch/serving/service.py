@@ -36,11 +36,10 @@ EMPTY_PROMPT = ""  # the prompt of a null condition, in place 0 of the prompt ta
 @dataclass(frozen=True)
 class Traits:
     """What a client must know of the served reward: the sigma of the x0 prediction it compares each image with
-    (None: it needs no x0), whether it reads prompts (else labels), and whether it is set-level (never served)."""
+    (None: it needs no x0), and whether it reads prompts (else labels)."""
 
     x0_sigma: float | None
     takes_prompts: bool
-    set_level: bool = False
 
 
 def reward_version(name: str, args: Mapping[str, Any], reward: object) -> str:
@@ -58,16 +57,16 @@ def check_servable(name: str, args: Mapping[str, Any], device: str) -> bool:
     for a reward that takes none, a set-level reward (it keeps the set chosen so far across calls, so its score
     would depend on every client's earlier calls), a prompt reward without `add_prompts`, or a `prompts` argument
     (the prompts come with the requests)."""
-    factory = reward_factory(name)
+    parameters = inspect.signature(reward_factory(name)).parameters
     parse_reward_args(name, args)
-    if "device" not in inspect.signature(factory).parameters and device != "cpu":
+    if "device" not in parameters and device != "cpu":
         raise NoiseSearchError(f"reward '{name}' takes no device: it runs on the cpu, so drop --device {device}")
     if is_set_level(name):
         raise NoiseSearchError(f"reward '{name}' is set-level (it scores a candidate against the images chosen "
                                "before it, across calls), so it cannot be served to many clients: serve a point-wise "
                                "reward")
-    takes_prompts = "prompts" in inspect.signature(factory).parameters
-    if takes_prompts and not callable(getattr(factory, "add_prompts", None)):
+    takes_prompts = "prompts" in parameters
+    if takes_prompts and not callable(getattr(reward_factory(name), "add_prompts", None)):
         raise NoiseSearchError(f"reward '{name}' reads prompts but has no add_prompts(prompts) method, so the service "
                                "cannot learn its requests' prompts without reloading it: give it one")
     if "prompts" in args:
@@ -86,14 +85,14 @@ class VerifierService:
         self.reward = make_reward(name, [EMPTY_PROMPT] if takes_prompts else None, device, **args)
         self.traits = Traits(getattr(self.reward, "x0_sigma", None), takes_prompts)
         self.scoring_only = is_scoring_only(name)
-        self.version = reward_version(name, parse_reward_args(name, args), self.reward)
+        self.version = reward_version(name, args, self.reward)
         self.prompts: dict[str, int] = {EMPTY_PROMPT: 0} if takes_prompts else {}
 
     def describe(self) -> dict[str, Any]:
         """The reward's part of the health answer."""
         return {"reward": self.name, "version": self.version, "reward_args": self.args, "device": self.device,
                 "x0_sigma": self.traits.x0_sigma, "takes_prompts": self.traits.takes_prompts,
-                "set_level": self.traits.set_level, "scoring_only": self.scoring_only}
+                "set_level": False, "scoring_only": self.scoring_only}  # set-level rewards are never served
 
     def check(self, request: ScoreRequest) -> None:
         """A ProtocolError for a request this reward cannot score (checked before it waits in the queue): the
