@@ -278,7 +278,7 @@ def test_the_cli_serves_the_classifier_and_stops_cleanly_on_sigterm():
     finally:
         rc = stop(proc)
     assert torch.equal(scores, get_reward("classifier")(images, torch.tensor([0, 2, 4, 6])))
-    assert rc == 0 and proc.stderr.read() == ""
+    assert rc == 0 and "Traceback" not in proc.stderr.read()
 
 
 @pytest.fixture
