@@ -34,6 +34,18 @@ def test_clip_score_is_the_cosine_of_image_and_prompt_embeddings(clip_dir):
     assert torch.allclose(swapped[0], (emb_i[0] * emb_t[2]).sum(), atol=1e-6)
 
 
+def test_added_prompts_score_as_if_the_reward_was_built_with_them(clip_dir):
+    """What lets the verifier service learn prompts from its requests without reloading the model."""
+    x, cond, model = images(3), torch.tensor([2, 0, 1]), str(clip_dir)
+    expected = get_reward("clip", prompts=PROMPTS, model=model)(x, cond)
+    grown = get_reward("clip", prompts=PROMPTS[:1], model=model)
+    grown.add_prompts(PROMPTS[1:])
+    assert torch.allclose(grown(x, cond), expected, atol=1e-6)
+    ensemble = get_reward("ensemble", members={"clip": {"model": model}, "brightness": {}}, prompts=PROMPTS[:1])
+    ensemble.add_prompts(PROMPTS[1:])
+    assert torch.allclose(ensemble(x, cond), (expected + get_reward("brightness")(x, cond)) / 2, atol=1e-6)
+
+
 def test_clip_score_takes_grey_images(clip_dir):
     reward = get_reward("clip", prompts=PROMPTS, model=str(clip_dir))
     grey = images(2)[:, :1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import json
 import os
@@ -34,6 +35,7 @@ from noisesearch.rewards import describe_reward, reward_names
 from noisesearch.rewards.registry import reward_kinds
 from noisesearch.sampling import describe_sampler, sampler_names
 from noisesearch.search import algorithm_class, algorithm_names, algorithm_params, canonical_params
+from noisesearch.serving.config import DEFAULT_HOST, DEFAULT_PORT, Limits
 
 if TYPE_CHECKING:
     from noisesearch.api import PlannedSearch
@@ -52,6 +54,7 @@ ONLINE = keyword_defaults(search_online)
 BENCH = keyword_defaults(run_bench)
 CALIBRATE = keyword_defaults(calibrate)
 RELIABILITY = keyword_defaults(measure_reliability)
+LIMITS = Limits()
 
 ESTIMATE_MIN_NFE = 1000  # runs of fewer NFE in all are not timed (a timed call costs two network calls)
 SHOW_ESTIMATE_S = 30  # runs expected to take longer print their estimate first
@@ -384,7 +387,63 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reference", help="reference features of the population metrics (FID, KID, IS, "
                                             "precision/recall): a packaged name or a .safetensors file (default: "
                                             "the one the run's backend names, e.g. mnist_t10k)")
+    add_serve_verifier(sub)
     return parser
+
+
+def add_serve_verifier(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve-verifier", help="serve a registered reward over HTTP (protocol "
+                                                  "noisesearch-verifier/1, see docs/verifier-service.md)")
+    serve.add_argument("reward", help="registered reward to serve (see `noisesearch list`)")
+    serve.add_argument("--reward-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="a reward constructor argument, e.g. weights_dir=/path (repeatable)")
+    serve.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s: this "
+                                                            "machine only)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on, 0 for a free one "
+                                                                      "(default %(default)s)")
+    serve.add_argument("--device", default="cpu", help="where the reward runs: cpu, cuda or mps (default cpu)")
+    serve.add_argument("--max-batch", type=int, default=LIMITS.max_batch,
+                       help="most images per reward call; concurrent requests merge up to it (default %(default)s)")
+    serve.add_argument("--max-delay-ms", type=float, default=LIMITS.max_delay_ms,
+                       help="longest wait for more requests to merge, from the oldest waiting one (default "
+                            "%(default)s)")
+    serve.add_argument("--max-queue", type=int, default=LIMITS.max_queue,
+                       help="most images waiting; beyond it a request is answered busy (503) (default %(default)s)")
+    serve.add_argument("--max-request-images", type=int, default=LIMITS.max_request_images,
+                       help="most images in one request; more is answered 413 (default %(default)s)")
+    serve.add_argument("--max-body-mb", type=float, default=LIMITS.max_body_mb,
+                       help="largest request body in MiB; larger is answered 413 (default %(default)s)")
+    serve.add_argument("--placement", default="local", choices=("local", "ray"),
+                       help="local (one process here, the default) or ray (Ray Serve replicas, see --replicas)")
+    serve.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="placement ray: the cluster to join, e.g. HEAD_IP:6379 or auto (default: a cluster "
+                            "started on this machine, else a new local Ray instance)")
+    serve.add_argument("--replicas", type=int, default=None, help="placement ray: replicas of the reward (default 1)")
+    serve.add_argument("--gpus-per-replica", type=float, default=None,
+                       help="placement ray: GPUs per replica (Ray's num_gpus; 1 gives one GPU each; default 0)")
+
+
+def cmd_serve_verifier(args: argparse.Namespace) -> None:
+    limits = Limits(args.max_batch, args.max_delay_ms, args.max_queue, args.max_request_images, args.max_body_mb)
+    reward_args = key_values(args.reward_arg, "--reward-arg")
+    ray_flags = {"--ray-address": args.ray_address, "--replicas": args.replicas,
+                 "--gpus-per-replica": args.gpus_per_replica}
+    given = [flag for flag, value in ray_flags.items() if value is not None]
+    if args.placement == "local" and given:
+        raise NoiseSearchError(f"{', '.join(given)} need --placement ray: add it, or drop them")
+    try:
+        if args.placement == "local":
+            from noisesearch.serving.server import serve_verifier as serve
+        else:
+            from noisesearch.serving.ray_serve import serve_verifier_ray
+
+            serve = functools.partial(serve_verifier_ray, replicas=1 if args.replicas is None else args.replicas,
+                                      gpus_per_replica=args.gpus_per_replica or 0.0, ray_address=args.ray_address)
+    except ImportError as err:
+        raise NoiseSearchError(f"serve-verifier needs FastAPI and uvicorn ({err.name} is missing): pip install "
+                               '"noisesearch[serve]"') from None
+    serve(args.reward, reward_args, host=args.host, port=args.port, device=args.device, limits=limits,
+          on_ready=lambda url: print(f"serving reward '{args.reward}' at {url}", flush=True))
 
 
 def cmd_list() -> None:
@@ -690,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_reliability(args, argv)
         elif args.command == "report":
             cmd_report(args)
+        elif args.command == "serve-verifier":
+            cmd_serve_verifier(args)
         else:
             cmd_sample(args, argv)
     except NoiseSearchError as err:

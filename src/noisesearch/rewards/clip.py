@@ -69,6 +69,11 @@ class ClipScore:
         self.encoder = ClipImageEncoder(model, device)
         self.text = self.encoder.embed_texts(prompts)
 
+    def add_prompts(self, prompts: Sequence[str]) -> None:
+        """Append prompts to those `cond` indexes, embedding only them (the verifier service learns prompts from
+        its requests without reloading the model)."""
+        self.text = torch.cat([self.text, self.encoder.embed_texts(prompts)])
+
     def __call__(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return (self.encoder.embed_images(images) * self.text[cond.long()]).sum(-1)
 
@@ -86,6 +91,9 @@ class Aesthetic:
         self.encoder = ClipImageEncoder(model, device)
         index = sorted({int(k.split(".")[1]) for k in state if k.endswith(".weight")})
         self.layers = [(state[f"layers.{i}.weight"].float(), state[f"layers.{i}.bias"].float()) for i in index]
+
+    def add_prompts(self, prompts: Sequence[str]) -> None:
+        """Nothing to do: the aesthetic score does not read the prompt (it takes prompts as text rewards do)."""
 
     def __call__(self, images: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         h = self.encoder.embed_images(images)

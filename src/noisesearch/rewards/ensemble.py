@@ -48,6 +48,12 @@ class Ensemble:
             raise NoiseSearchError(f"the reference must list scores for exactly the members; mismatch: {missing}")
         self.reference = {k: torch.tensor(sorted(v), dtype=torch.float64) for k, v in ref.items()}
 
+    def add_prompts(self, prompts: Sequence[str]) -> None:
+        """Append prompts to those `cond` indexes, in each member that reads prompts (see ClipScore.add_prompts)."""
+        for member in self.members.values():
+            if hasattr(member, "add_prompts"):
+                member.add_prompts(prompts)
+
     def __call__(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         parts = []
         for name, member in self.members.items():
