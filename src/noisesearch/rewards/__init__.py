@@ -1,6 +1,6 @@
 """Rewards: brightness, JPEG compressibility, classifier probability (verifier and evaluator), CLIP, ImageNet
-classifiers (DINOv2 linear, CLIP zero-shot), self-supervised verifiers and Ma et al.'s oracle verifiers (is_oracle,
-the set-level fid_oracle)."""
+classifiers (DINOv2 linear, CLIP zero-shot), self-supervised verifiers, Ma et al.'s oracle verifiers (is_oracle,
+the set-level fid_oracle) and the remote reward (a client of a verifier service)."""
 
 from noisesearch.rewards import (  # noqa: F401  (registration)
     brightness,
@@ -10,8 +10,10 @@ from noisesearch.rewards import (  # noqa: F401  (registration)
     ensemble,
     imagenet,
     oracles,
+    remote,
     self_supervised,
 )
 from noisesearch.rewards.registry import describe_reward, get_reward, register_reward, reward_names
+from noisesearch.rewards.remote import RemoteReward
 
-__all__ = ["describe_reward", "get_reward", "register_reward", "reward_names"]
+__all__ = ["RemoteReward", "describe_reward", "get_reward", "register_reward", "reward_names"]
