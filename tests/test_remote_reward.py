@@ -17,7 +17,9 @@ from verifier_stub import StubService, brightness
 
 import noisesearch as ns
 from noisesearch import NoiseSearchError, get_reward, search
+from noisesearch.adaptive import CalibrationConfig
 from noisesearch.cli import main
+from noisesearch.drivers.reliability import measure_reliability
 from noisesearch.experiments.bench import run_bench
 from noisesearch.experiments.presets import Preset
 from noisesearch.experiments.store import read_results
@@ -207,6 +209,13 @@ def test_a_remote_self_supervised_verifier_gets_x0_and_is_refused_by_step_search
             with pytest.raises(NoiseSearchError, match="eps_greedy cannot use reward 'remote:ssl_mnist'"):
                 tiny_search(reward, {"url": service.url} if reward == "remote" else None, algorithm="eps_greedy", K=1)
         assert len(service.requests) == sent  # refused before any score
+        denoiser = tiny_denoiser()
+        for run, what in [(lambda **kw: ns.calibrate("remote", CalibrationConfig(conditions=2), **kw), "calibration"),
+                          (lambda **kw: measure_reliability(["remote"], 2, **kw), "measuring reliability")]:
+            with pytest.raises(NoiseSearchError, match=f"^{what} scores intermediate states, but reward "
+                                                       "'remote:ssl_mnist'"):
+                run(reward_args={"url": service.url}, denoiser=denoiser, steps=4)
+        assert len(service.requests) == sent
     finally:
         service.stop()
 
