@@ -1,7 +1,8 @@
 """A stub verifier service for the remote reward's tests: it speaks noisesearch-verifier/1 over http.server on
 127.0.0.1 and misbehaves on demand. In a thread (StubService, wrapping any reward object), or as a process of its
-own (`python tests/verifier_stub.py --hold-after K`: scores the mean brightness, prints `port P` when it listens
-and `holding` when request K+1 arrives, which it then never answers), so that a test can kill it by its PID."""
+own (`python tests/verifier_stub.py [--reward NAME] [--hold-after K]`: serves a registered reward, else the mean
+brightness, prints `port P` when it listens and, with --hold-after, `holding` when request K+1 arrives, which it
+then never answers), so that a test can kill it by its PID and a benchmark can be smoke-run against it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from noisesearch import get_reward
 from noisesearch.verifier_protocol import (
     HEALTH_PATH,
     PROTOCOL,
@@ -119,8 +121,10 @@ def brightness(images: torch.Tensor, cond: torch.Tensor, *x0: torch.Tensor) -> t
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--reward", default="", help="a registered reward to serve (default: mean brightness)")
     parser.add_argument("--hold-after", type=int, default=-1, help="answer this many score requests, then hold")
     args = parser.parse_args()
+    served = get_reward(args.reward) if args.reward else brightness
     answered = []
 
     def hold_after(images: torch.Tensor, cond: torch.Tensor, *x0: torch.Tensor) -> torch.Tensor:
@@ -128,9 +132,9 @@ def main() -> None:
         if len(answered) > args.hold_after >= 0:
             print("holding", flush=True)
             time.sleep(3600)
-        return brightness(images, cond)
+        return served(images, cond, *x0)
 
-    service = StubService(hold_after, name="brightness")
+    service = StubService(hold_after, name=args.reward or "brightness")
     print(f"port {service.port}", flush=True)
     service.thread.join()
 
