@@ -75,6 +75,7 @@ def test_scores_come_back_in_request_order_matched_by_id(stub):
     ("nan", "not a finite number"),
     ("non_json", "the reply is no JSON (<html>not json</html>)"),
     ("fail", "answered HTTP 500: the reward failed: boom"),
+    ("too_large", "answered HTTP 413: 3 images are over max_batch 2"),
 ])
 def test_a_bad_reply_is_a_one_line_error_naming_the_url(stub, mode, fragment):
     reward = ns.RemoteReward(stub.url, retries=2, backoff=0)

@@ -29,7 +29,7 @@ from noisesearch.verifier_protocol import (
     encode_reply,
 )
 
-MODES = ("ok", "shuffle", "wrong_ids", "wrong_count", "nan", "non_json", "fail")
+MODES = ("ok", "shuffle", "wrong_ids", "wrong_count", "nan", "non_json", "fail", "too_large")
 
 
 class StubService:
@@ -75,6 +75,8 @@ class StubService:
             return 200, b"<html>not json</html>"
         if self.mode == "fail":
             return 500, json.dumps({"error": "the reward failed: boom"}).encode()
+        if self.mode == "too_large":
+            return 413, json.dumps({"error": f"{len(request.ids)} images are over max_batch 2"}).encode()
         cond = torch.tensor([c if isinstance(c, int) else 0 for c in request.conditions])
         scores = [float(s) for s in self.reward(request.images, cond, *([] if request.x0 is None else [request.x0]))]
         ids = list(request.ids)

@@ -98,13 +98,13 @@ class RemoteReward:
         self.cache = None if cache_dir is None else ScoreCache(Path(cache_dir), self.served, self.version)
 
     def __call__(self, images: torch.Tensor, cond: torch.Tensor, *x0: torch.Tensor) -> torch.Tensor:
-        """One score per image (float32), in the order of `images`; x0 (the images' x0 predictions) where the
-        served reward declares x0_sigma."""
+        """One score per image (float32, on the images' device), in the order of `images`; x0 (the images' x0
+        predictions) where the served reward declares x0_sigma."""
         conditions = self.conditions(cond)
         early = x0[0] if x0 else None
         keys = None if self.cache is None else [self.cache.key(images[i], conditions[i], None if early is None
                                                                  else early[i]) for i in range(len(images))]
-        scores = [None if keys is None else self.cache.get(k) for k in (keys or range(len(images)))]
+        scores = [None] * len(images) if keys is None else [self.cache.get(k) for k in keys]
         missing = [i for i, s in enumerate(scores) if s is None]
         step = self.max_batch or len(missing) or 1
         for start in range(0, len(missing), step):
@@ -116,7 +116,7 @@ class RemoteReward:
                 scores[i] = score
                 if keys is not None:
                     self.cache.put(keys[i], score)
-        return torch.tensor(scores, dtype=torch.float32)
+        return torch.tensor(scores, dtype=torch.float32, device=images.device)  # where in-process rewards put them
 
     def conditions(self, cond: torch.Tensor) -> list[Condition]:
         """Each image's condition as the service takes it: its label, or its prompt where the served reward takes
