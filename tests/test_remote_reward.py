@@ -67,6 +67,7 @@ def test_scores_come_back_in_request_order_matched_by_id(stub):
     assert torch.equal(sent.images, x) and sent.conditions == [0, 1, 2, 3, 4] and len(set(sent.ids)) == 5
     reward(x, torch.arange(5))
     assert set(stub.requests[-1].ids).isdisjoint(sent.ids)  # fresh ids for every call
+    assert stub.health_checks == 1  # once, on construction
 
 
 @pytest.mark.parametrize("mode, fragment", [
@@ -253,8 +254,11 @@ def held_stub():
 def test_a_service_killed_mid_search_fails_the_sample_and_records_nothing(held_stub, tmp_path, capsys):
     proc, port = held_stub
 
+    held = []
+
     def kill_when_held() -> None:
         if proc.stdout.readline().strip() == "holding":
+            held.append(True)
             proc.kill()  # by its PID, with a request in flight
 
     killer = threading.Thread(target=kill_when_held)
@@ -262,8 +266,11 @@ def test_a_service_killed_mid_search_fails_the_sample_and_records_nothing(held_s
     out = tmp_path / "run"
     code = main(["sample", "--algorithm", "eps_greedy", "--N", "2", "--K", "1", "--steps", "4", "--labels", "3",
                  "--reward", "remote", "--reward-arg", f"url=http://127.0.0.1:{port}", "--reward-arg", "retries=1",
-                 "--reward-arg", "backoff=0.05", "--evaluator", "none", "--no-progress", "--out", str(out)])
+                 "--reward-arg", "backoff=0.05", "--reward-arg", "timeout=30", "--evaluator", "none", "--no-progress",
+                 "--out", str(out)])
+    proc.kill()  # (where it never held, so that the reader ends)
     killer.join()
+    assert held == [True]
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert f"remote reward at http://127.0.0.1:{port}: the service is down or dropped the connection" in err

@@ -35,11 +35,13 @@ MODES = ("ok", "shuffle", "wrong_ids", "wrong_count", "nan", "non_json", "fail",
 class StubService:
     """Serves `reward` (a reward object, e.g. get_reward("classifier")) on a free port of 127.0.0.1 until stop().
     `mode` (one of MODES) bends every answer; `busy` answers that many requests with 503 first; `delay` sleeps
-    before each answer; `requests` lists what was received; `health` overrides health fields."""
+    before each answer; `requests` lists the score requests received, `health_checks` counts the health requests;
+`health` overrides health fields."""
 
     def __init__(self, reward: Callable[..., torch.Tensor], name: str = "stub", port: int = 0, **health: Any) -> None:
         self.reward, self.mode, self.busy, self.delay = reward, "ok", 0, 0.0
         self.requests: list[Any] = []
+        self.health_checks = 0
         self.health = {"protocol": PROTOCOL, "reward": name, "version": "1", "device": "cpu", "max_batch": None,
                        "x0_sigma": None, "set_level": False, "prompts": False, **health}
         self.lock = threading.Lock()
@@ -96,6 +98,7 @@ def handler(service: StubService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802  (http.server's name)
             if self.path == HEALTH_PATH:
+                service.health_checks += 1
                 self.send(200, json.dumps(service.health).encode())
             else:
                 self.send(404, b'{"error": "no such path"}')
