@@ -296,3 +296,17 @@ def test_a_bench_cell_whose_verifier_failed_is_not_written_and_reruns(tmp_path):
         service.stop()
     assert [r["label_index"] for r in records] == [0, 1] and len(service.requests) == 1
     assert json.loads(records[0]["cell"])["reward_args"] == {"url": f"http://127.0.0.1:{port}", "retries": 0}
+
+
+def test_a_preset_checks_its_columns_reward_args_and_keys_name_them_only_where_given():
+    def preset(**column):
+        return Preset.from_dict("p", {"runs": [{"algorithm": "naive"}], "labels": 1,
+                                      "rewards": [{"name": "c", "reward": "remote", **column}]})
+
+    with pytest.raises(NoiseSearchError, match="^preset 'p', reward column 'c': reward 'remote' takes no argument "
+                                               "nope; it takes: url, timeout"):
+        preset(reward_args={"nope": 1})
+    with pytest.raises(NoiseSearchError, match="\"reward_args\" must be a JSON object"):
+        preset(reward_args="url=x")
+    plain = preset().rewards[0]
+    assert plain.reward_args == {} and plain.identity == {"reward": "remote", "guidance": 1.0}
