@@ -254,7 +254,5 @@ def error_line(response: Any) -> str:
         payload = response.json()
     except ValueError:
         payload = None
-    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return first_line(ValueError(payload["error"]))[:300]
-    text = response.text.strip()
-    return text.splitlines()[0][:300] if text else "an empty body"
+    text = payload["error"] if isinstance(payload, dict) and isinstance(payload.get("error"), str) else response.text
+    return text.strip().splitlines()[0][:300] if text.strip() else "an empty body"
