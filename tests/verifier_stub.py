@@ -7,6 +7,7 @@ then never answers), so that a test can kill it by its PID and a benchmark can b
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -14,20 +15,24 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from noisesearch import get_reward
-from noisesearch.verifier_protocol import (
-    HEALTH_PATH,
-    PROTOCOL,
-    SCORE_PATH,
-    ProtocolError,
-    ScoreReply,
-    decode_request,
-    encode_reply,
-)
+
+def load_protocol() -> Any:
+    """noisesearch.verifier_protocol loaded from its file (it imports only torch and safetensors), as an isolated
+    environment's shim carries a copy: a stub process then starts without importing the whole package."""
+    path = Path(__file__).parents[1] / "src" / "noisesearch" / "verifier_protocol.py"
+    spec = importlib.util.spec_from_file_location("stub_verifier_protocol", path)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+protocol = load_protocol()
+HEALTH_PATH, PROTOCOL, SCORE_PATH = protocol.HEALTH_PATH, protocol.PROTOCOL, protocol.SCORE_PATH
 
 MODES = ("ok", "shuffle", "wrong_ids", "wrong_count", "nan", "non_json", "fail", "too_large")
 
@@ -64,8 +69,8 @@ class StubService:
     def answer(self, body: bytes) -> tuple[int, bytes]:
         """The status and body answering a score request."""
         try:
-            request = decode_request(body)
-        except ProtocolError as err:
+            request = protocol.decode_request(body)
+        except protocol.ProtocolError as err:
             return 400, json.dumps({"error": str(err)}).encode()
         with self.lock:
             self.requests.append(request)
@@ -90,8 +95,8 @@ class StubService:
             ids, scores = ids[:-1], scores[:-1]
         elif self.mode == "nan":
             scores[0] = math.nan
-        reply = ScoreReply(ids, scores, self.health["reward"], self.health["version"])
-        return 200, json.dumps(encode_reply(reply)).encode()
+        reply = protocol.ScoreReply(ids, scores, self.health["reward"], self.health["version"])
+        return 200, json.dumps(protocol.encode_reply(reply)).encode()
 
 
 def handler(service: StubService) -> type[BaseHTTPRequestHandler]:
@@ -129,7 +134,12 @@ def main() -> None:
     parser.add_argument("--reward", default="", help="a registered reward to serve (default: mean brightness)")
     parser.add_argument("--hold-after", type=int, default=-1, help="answer this many score requests, then hold")
     args = parser.parse_args()
-    served = get_reward(args.reward) if args.reward else brightness
+    if args.reward:
+        from noisesearch import get_reward  # the whole package, only where a registered reward is served
+
+        served = get_reward(args.reward)
+    else:
+        served = brightness
     answered = []
 
     def hold_after(images: torch.Tensor, cond: torch.Tensor, *x0: torch.Tensor) -> torch.Tensor:
