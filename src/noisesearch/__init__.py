@@ -8,7 +8,7 @@ from noisesearch.drivers import calibrate, search_online
 from noisesearch.errors import BudgetExceeded, NoiseSearchError
 from noisesearch.problem import Problem
 from noisesearch.progress import ProgressEvent
-from noisesearch.rewards import get_reward, register_reward
+from noisesearch.rewards import RemoteReward, get_reward, register_reward
 from noisesearch.sampling import Sampler, make_sampler, register_sampler
 from noisesearch.search import SearchAlgorithm, get_algorithm, register_algorithm
 from noisesearch.seeds import draw_labels, sample_seeds
@@ -17,7 +17,7 @@ from noisesearch.version import __version__
 
 __all__ = [
     "Backend", "BudgetExceeded", "Denoiser", "DenoiserBase", "NoiseSearchError", "Problem", "ProgressEvent",
-    "Sampler", "SearchAlgorithm", "SearchResult", "__version__", "calibrate", "draw_labels", "get_algorithm",
-    "get_reward", "load_model", "make_problem", "make_sampler", "register_algorithm", "register_backend",
-    "register_reward", "register_sampler", "sample_seeds", "search", "search_online",
+    "RemoteReward", "Sampler", "SearchAlgorithm", "SearchResult", "__version__", "calibrate", "draw_labels",
+    "get_algorithm", "get_reward", "load_model", "make_problem", "make_sampler", "register_algorithm",
+    "register_backend", "register_reward", "register_sampler", "sample_seeds", "search", "search_online",
 ]

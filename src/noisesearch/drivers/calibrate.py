@@ -127,6 +127,7 @@ def calibrate_move(reward: str, config: CalibrationConfig, validated: Calibratio
     eps = None
     if c.method == "reliability":
         problem, _ = make_problem(reward=reward, labels=labels, seeds=seeds, **args)
+        check_step_reward(problem.reward, "calibration")  # the built reward: a remote one declares x0_sigma only now
         check_move_budget(c, problem.sampler, validated)
         curve = probe_reliability(problem, CANDIDATES)
         sampler, trace, nfe = problem.sampler, None, problem.nfe
@@ -134,6 +135,7 @@ def calibrate_move(reward: str, config: CalibrationConfig, validated: Calibratio
         outcome = {"reliability": curve.to_dict()["steps"], "reliability_candidates": CANDIDATES}
     elif c.method == "final":
         problem, _ = make_problem(reward=reward, labels=labels, seeds=seeds, **args)
+        check_step_reward(problem.reward, "calibration")
         check_move_budget(c, problem.sampler, validated)
         problem.start_progress(None, "calibrate")
         try:

@@ -35,6 +35,7 @@ def measure_reliability(rewards: Sequence[str], conditions: int = 32, seed: int 
     measured = {}
     for reward in rewards:
         problem, config = make_problem(reward=reward, labels=labels, seeds=seeds, **problem_args)
+        check_step_reward(problem.reward, "measuring reliability")  # a remote reward declares x0_sigma only now
         curve = probe_reliability(problem, candidates)
         measured[reward] = {**curve.to_dict(), "nfe": int(problem.nfe.sum()),
                             "config": {k: config[k] for k in CONFIG_KEYS}}

@@ -244,7 +244,8 @@ def calibrate_columns(preset: Preset, columns: list[RewardColumn], out: Path, de
             path.parent.mkdir(exist_ok=True)
             schedule = calibrate(column.reward, preset.calibration, denoiser=denoiser(column.guidance),
                                  sampler=sampler_of(column.guidance), guidance=column.guidance, max_batch=max_batch,
-                                 batch_invariant=True, evaluator=None, progress=progress, executor=executor)
+                                 batch_invariant=True, evaluator=None, progress=progress, executor=executor,
+                                 reward_args=column.reward_args)
             schedule.save(path)
         schedules[column.name] = SearchSchedule.load(path)
     return schedules

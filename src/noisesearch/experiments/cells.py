@@ -28,6 +28,7 @@ from noisesearch.imaging import quantized, to_uint8
 from noisesearch.metrics import get_extractor
 from noisesearch.progress import ProgressCallback
 from noisesearch.rewards import get_reward
+from noisesearch.rewards.registry import parse_reward_args
 from noisesearch.sampling import Sampler
 from noisesearch.search import get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
@@ -50,8 +51,7 @@ class Cell:
         determines its records (with the label index, which gives the label and the sample seed from the
         bench seed), with the calibration for calibrated runs, so that cells are never taken for one another."""
         identity = {"algorithm": self.run.algorithm, "params": self.run.params, "column": self.column.name,
-                    "reward": self.column.reward, "guidance": self.column.guidance, "repeat": self.repeat,
-                    **(self.setting or {})}
+                    **self.column.identity, "repeat": self.repeat, **(self.setting or {})}
         if self.calibration is not None:
             identity["calibration"] = self.calibration.identity()
         return json.dumps(identity, sort_keys=True)
@@ -103,8 +103,10 @@ def cached(key: Any, make: Callable[[], Any]) -> Any:
     return LOADED[key]
 
 
-def reward_named(name: str) -> Any:
-    return cached(("reward", name), lambda: get_reward(name))
+def reward_named(name: str, args: dict[str, Any] | None = None) -> Any:
+    """The reward `name` built with `args` (parsed as a command line's would be), once per process."""
+    return cached(("reward", name, json.dumps(args or {}, sort_keys=True)),
+                  lambda: get_reward(name, **parse_reward_args(name, args or {})))
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,9 @@ def compute_cell(task: CellTask, callback: ProgressCallback | None = None) -> Ce
     """Search one cell and make its records; touches no file (it may run on a worker without the run's disk)."""
     cell, missing = task.cell, list(task.label_indices)
     denoiser = task.model.load()
-    problem, _ = make_problem(reward=reward_named(cell.column.reward), labels=task.labels, seeds=task.seeds,
-                              backend=task.model.backend, denoiser=denoiser, guidance=task.model.guidance,
+    reward = reward_named(cell.column.reward, cell.column.reward_args)
+    problem, _ = make_problem(reward=reward, labels=task.labels, seeds=task.seeds, backend=task.model.backend,
+                              denoiser=denoiser, guidance=task.model.guidance,
                               sampler=denoiser.default_sampler(task.sampler, task.steps), max_batch=task.max_batch,
                               batch_invariant=True, progress=callback or False)
     cond = problem.cond

@@ -24,6 +24,7 @@ from noisesearch.errors import NoiseSearchError
 from noisesearch.files import read_json_file
 from noisesearch.naming import renamed_keys
 from noisesearch.rewards import reward_names
+from noisesearch.rewards.registry import parse_reward_args
 from noisesearch.sampling import make_sampler
 from noisesearch.sampling.schedules import MAX_STEPS
 from noisesearch.search import algorithm_class, canonical_params, get_algorithm
@@ -34,7 +35,7 @@ PRESET_FIELDS = ("name", "description", "runs", "rewards", "labels", "repeats", 
                  "target_nfes", "backend", "seed")
 RENAMED_FIELDS = {"budgets": "target_nfes"}  # {old preset field: new}: preset files written before still load
 RUN_FIELDS = ("algorithm", "params", "steps", "columns")
-COLUMN_FIELDS = ("name", "reward", "guidance")
+COLUMN_FIELDS = ("name", "reward", "guidance", "reward_args")
 MAX_COUNT = 1000  # labels and repeats: bench_seed gives repeat r and label k of seed s the seed s·10⁶ + r·1000 + k
 COLUMN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a column names files (schedules, plots): no separators
 REQUIRED = object()
@@ -99,11 +100,20 @@ def check_field_types(cls: type, values: dict[str, Any], where: str) -> None:
 
 @dataclass(frozen=True)
 class RewardColumn:
-    """A column of the table: the reward searched and scored, and the guidance weight of sampling."""
+    """A column of the table: the reward searched and scored (built with `reward_args`, e.g. the url of a remote
+    reward), and the guidance weight of sampling."""
 
     name: str
     reward: str
     guidance: float = 1.0
+    reward_args: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What defines the column's reward, as cell keys and run.json name it (reward_args only where given, so
+        that the keys of columns without them stay as they were)."""
+        return {"reward": self.reward, "guidance": self.guidance,
+                **({"reward_args": self.reward_args} if self.reward_args else {})}
 
 
 CALIBRATED = "calibrated"  # a run's "search_schedule" parameter naming a schedule the bench calibrates
@@ -202,7 +212,8 @@ class Preset:
             c = json_object(c, COLUMN_FIELDS, f"{where}, reward column {i}")
             columns.append(RewardColumn(typed(c, "name", "str", f"{where}, reward column {i}"),
                                         typed(c, "reward", "str", f"{where}, reward column {i}"),
-                                        float(typed(c, "guidance", "number", f"{where}, reward column {i}", 1.0))))
+                                        float(typed(c, "guidance", "number", f"{where}, reward column {i}", 1.0)),
+                                        typed(c, "reward_args", "object", f"{where}, reward column {i}", {})))
         calibration = d.get("calibration")
         if calibration == {}:  # an empty entry is none, as it always was
             calibration = None
@@ -259,6 +270,10 @@ class Preset:
                                        "name (they would share a cell and its images)")
             if column.reward not in reward_names():
                 raise NoiseSearchError(escape_line_breaks(f"{where}: unknown reward '{column.reward}'"))
+            try:
+                parse_reward_args(column.reward, column.reward_args)
+            except NoiseSearchError as err:
+                raise NoiseSearchError(escape_line_breaks(f"{where}, reward column '{column.name}': {err}")) from None
             if not math.isfinite(column.guidance):
                 raise NoiseSearchError(f"{where}: reward column '{column.name}' has guidance {column.guidance}")
         seen = set()

@@ -181,7 +181,7 @@ def run_settings(preset: Preset, seed: int, sampler: str, backend: str, model: s
         "format": FORMAT, "preset": preset.name, "seed": seed, "steps": preset.steps, "sampler": sampler,
         "backend": backend, "model": model, "max_batch": max_batch, "device": device,
         "calibration": None if preset.calibration is None else preset.calibration.identity(),
-        "columns": {c.name: {"reward": c.reward, "guidance": c.guidance} for c in preset.rewards},
+        "columns": {c.name: c.identity for c in preset.rewards},
         "extractor": extractor, "reference": reference,
     }))
 
