@@ -57,9 +57,10 @@ class Recipe:
 
 RECIPES = {recipe.name: recipe for recipe in [
     # image-reward 1.5 pins timm==0.6.13 and fairscale==0.4.13 but no transformers ceiling, while its BLIP code
-    # imports helpers that transformers 5 no longer has; it imports OpenAI's `clip` without requiring it.
+    # imports helpers that transformers 5 no longer has; it imports OpenAI's `clip` without requiring it, whose
+    # fork clip-anytorch imports pkg_resources, gone from setuptools 81 (the one torch brings may be newer).
     Recipe("imagereward", ("image-reward==1.5", "timm==0.6.13", "fairscale==0.4.13", "transformers==4.45.2",
-                           "clip-anytorch==2.6.0"), "imagereward"),
+                           "clip-anytorch==2.6.0", "setuptools<81"), "imagereward"),
     # HPSv2's checkpoints in open_clip's ViT-H-14 (the hpsv2 wheel lacks its tokenizer vocabulary).
     Recipe("hpsv2", ("open-clip-torch==3.3.0",), "hpsv2"),
     # hpsv3 1.0.0 pins transformers==4.45.2 and requires deepspeed, trl, peft, diffusers and datasets.
