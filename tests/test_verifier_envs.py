@@ -111,7 +111,7 @@ def test_install_makes_a_venv_that_borrows_torch_and_carries_the_shim(fake_env):
     assert (env / "constraints.txt").read_text() == f"torch=={torch.__version__}\n"
     assert (env / environments.HOST_PACKAGES / "torch").resolve() == Path(torch.__file__).parent.resolve()
     log = (root / "fake.log").read_text()
-    assert "Requirement already satisfied: torch" in log and "-c" in log
+    assert "Requirement already satisfied: torch" in log and f"-c {env / 'constraints.txt'}" in log
     assert (env / "shim/verifier_protocol.py").read_bytes() == Path(verifier_protocol.__file__).read_bytes()
     assert (env / "shim/adapters/stub.py").is_file() and (env / "shim/server.py").is_file()
     manifest = json.loads((env / environments.MANIFEST).read_text())
@@ -178,6 +178,15 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
     assert cli.main(["verifier", "serve", "pickscore", "--cache-dir", str(tmp_path)]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "has no environment at" in error and "verifier install pickscore" in error
+
+
+def test_a_failed_install_leaves_its_log_and_no_environment(tmp_path, monkeypatch):
+    monkeypatch.setitem(RECIPES, "broken", Recipe("broken", ("torch", "noisesearch-absent-package==1.0"), "stub"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(NoiseSearchError, match=r"^pip install failed \(ERROR: .*noisesearch-absent-package.*\); see "
+                                                f"{tmp_path / 'broken.log'}$"):
+        environments.install("broken", cache_dir=tmp_path)
+    assert not (tmp_path / "broken").exists() and (tmp_path / "broken.log").is_file()
 
 
 def tiny_clip(folder: Path) -> None:

@@ -140,17 +140,16 @@ def install(name: str, cache_dir: str | Path | None = None, allow_torch_download
     log = env.with_name(f"{name}.log")
     torch_version = None if recipe.torch_pin else importlib.metadata.version("torch")
     links = [] if recipe.torch_pin else host_packages(BORROWED)
-    commands = install_commands(recipe, env, torch_version)
+    venv, pip = install_commands(recipe, env, torch_version)
     try:
         with log.open("w") as out:
-            run(commands[0], out, log)
+            run(venv, "making the venv", out, log)
             if torch_version is not None:
                 borrow(env, torch_version, links)
-            for command in commands[1:]:
-                run(command, out, log)
+            run(pip, "pip install", out, log)
             copy_shim(env)
             run([str(venv_python(env)), str(env / "shim" / "server.py"), "--adapter", recipe.adapter, "--check"],
-                out, log)
+                f"importing {name}'s packages", out, log)
     except BaseException:
         shutil.rmtree(env, ignore_errors=True)
         raise
@@ -160,18 +159,19 @@ def install(name: str, cache_dir: str | Path | None = None, allow_torch_download
     return env
 
 
-def run(command: list[str], out, log: Path) -> None:  # type: ignore[no-untyped-def]
-    """Run one install step, its output appended to the log; a failure is one line naming the log."""
+def run(command: list[str], what: str, out, log: Path) -> None:  # type: ignore[no-untyped-def]
+    """Run one install step, its output appended to the log; a failure is one line naming the step and the log."""
     out.write(f"$ {' '.join(command)}\n")
     out.flush()
     if subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ | OFFLINE).returncode:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        raise NoiseSearchError(f"{Path(command[0]).name} {' '.join(command[1:3])} failed ({tail[0].strip()}); "
-                               f"see {log}")
+        raise NoiseSearchError(f"{what} failed ({tail[0].strip()}); see {log}")
 
 
 def borrow(env: Path, torch_version: str, links: list[Path]) -> None:
-    """Make the running torch (and what it requires) importable in the environment and pin it for pip."""
+    """Make the running torch (and what it requires) importable in the environment and pin it for pip. Asked to
+    replace a borrowed distribution, pip removes at most a link, never what it points to: it resolves links before
+    it decides that a file lies inside the environment."""
     folder = env / HOST_PACKAGES
     folder.mkdir()
     for path in links:
