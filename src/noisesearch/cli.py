@@ -388,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "precision/recall): a packaged name or a .safetensors file (default: "
                                             "the one the run's backend names, e.g. mnist_t10k)")
     add_serve_verifier(sub)
+    add_verifier_parser(sub)
     return parser
 
 
@@ -444,6 +445,42 @@ def cmd_serve_verifier(args: argparse.Namespace) -> None:
                                '"noisesearch[serve]"') from None
     serve(args.reward, reward_args, host=args.host, port=args.port, device=args.device, limits=limits,
           on_ready=lambda url: print(f"serving reward '{args.reward}' at {url}", flush=True))
+
+
+def add_verifier_parser(sub: argparse._SubParsersAction) -> None:
+    from noisesearch.serving.environments import CACHE_ENV, RECIPES
+
+    verifier = sub.add_parser("verifier", help="install a verifier into an environment of its own and serve it there")
+    actions = verifier.add_subparsers(dest="action", required=True, parser_class=OneLineParser)
+    cache_help = f"folder holding the environments (default: ${CACHE_ENV}, else ~/.cache/noisesearch/verifiers)"
+    install = actions.add_parser("install", help="create a verifier's virtual environment with its pinned packages "
+                                                 "and the serving shim")
+    install.add_argument("name", choices=list(RECIPES))
+    install.add_argument("--cache-dir", help=cache_help)
+    install.add_argument("--allow-torch-download", action="store_true",
+                         help="install a recipe that pins its own torch (vqascore), downloading that torch and its "
+                              "CUDA packages")
+    install.add_argument("--force", action="store_true", help="replace an existing environment")
+    serve = actions.add_parser("serve", help="serve an installed verifier (noisesearch-verifier/1); search with "
+                                             "--reward remote --reward-arg url=http://HOST:PORT")
+    serve.add_argument("name", choices=list(RECIPES))
+    serve.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH",
+                       help="local weight paths (docs/verifier-environments.md lists each verifier's)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    serve.add_argument("--device", help="torch device (default: cuda where the environment's torch sees one)")
+    serve.add_argument("--cache-dir", help=cache_help)
+
+
+def cmd_verifier(args: argparse.Namespace) -> None:
+    from noisesearch.serving import environments
+
+    if args.action == "install":
+        env = environments.install(args.name, args.cache_dir, args.allow_torch_download, args.force)
+        print(f"installed verifier {args.name} at {env}; serve it with `noisesearch verifier serve {args.name} "
+              "--weights ...`")
+    else:
+        environments.serve(args.name, args.weights, args.host, args.port, args.device, args.cache_dir)
 
 
 def cmd_list() -> None:
@@ -751,6 +788,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_report(args)
         elif args.command == "serve-verifier":
             cmd_serve_verifier(args)
+        elif args.command == "verifier":
+            cmd_verifier(args)
         else:
             cmd_sample(args, argv)
     except NoiseSearchError as err:
