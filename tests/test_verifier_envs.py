@@ -19,6 +19,7 @@ import torch
 
 from noisesearch import cli, verifier_protocol
 from noisesearch.errors import NoiseSearchError
+from noisesearch.rewards.remote import RemoteReward
 from noisesearch.serving import environments
 from noisesearch.serving.adapters import hpsv2, hpsv3, imagereward, pickscore, vqascore
 from noisesearch.serving.adapters.common import to_pil
@@ -144,6 +145,11 @@ def test_the_shim_serves_protocol_v1_from_the_environment(fake_env, monkeypatch)
             health = json.loads(answer.read())
         assert health["reward"] == "stub" and health["device"] == "cpu"
         assert health["version"] == f"torch=={torch.__version__} offset.txt"
+        remote = RemoteReward(url, prompts=["a cat", "two dogs"])  # the client takes the shim's health
+        assert remote.name == "remote:stub" and remote.takes_prompts
+        pair = torch.linspace(-1, 1, 2 * 3 * 8 * 8).reshape(2, 3, 8, 8)
+        assert remote(pair, torch.tensor([1, 0])).tolist() == pytest.approx(
+            stub_scores(pair, ["two dogs", "a cat"], 0.25))
         images = torch.linspace(-1, 1, 3 * 3 * 8 * 8).reshape(3, 3, 8, 8)
         prompts = ["a cat", "two dogs", "x"]
         ids = ["c", "a", "b"]

@@ -41,7 +41,8 @@ class Verifier:
 
     def health(self) -> dict[str, Any]:
         return {"protocol": vp.PROTOCOL, "status": "ok", "reward": self.name, "version": self.version,
-                "device": self.device}
+                "device": self.device, "x0_sigma": None, "set_level": False, "scoring_only": False,
+                "takes_prompts": True}  # the traits a remote reward reads: every adapter scores image-prompt pairs
 
     def score(self, body: bytes) -> tuple[int, dict[str, Any]]:
         """The HTTP status and JSON answer to a score request's body."""
