@@ -14,10 +14,12 @@ DEFAULT_PORT = 8000
 class Limits:
     """The micro-batching knobs and the bounds on what the service takes: a batch closes at `max_batch` images or
     `max_delay_ms` after its oldest request arrived; at most `max_queue` images wait; a request holds at most
-    `max_request_images` images in a body of at most `max_body_mb` MiB."""
+    `max_request_images` images in a body of at most `max_body_mb` MiB. No delay by default: an idle worker takes
+    what waits at once (one client pays no wait), and requests that arrive while it scores merge into its next
+    call (measured on loopback: one 1-image brightness request 8.4 ms with 5 ms of delay, 1.8 ms without)."""
 
     max_batch: int = 64
-    max_delay_ms: float = 5.0
+    max_delay_ms: float = 0.0
     max_queue: int = 1024
     max_request_images: int = 256
     max_body_mb: float = 256.0

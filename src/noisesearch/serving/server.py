@@ -70,11 +70,18 @@ class Server(uvicorn.Server):
 
 def listen(host: str, port: int) -> socket.socket:
     """A socket listening on host:port (port 0: a free one), or a one-line NoiseSearchError (checked before the
-    reward loads)."""
+    reward loads). Made with proto IPPROTO_TCP, which its accepted connections inherit: asyncio sets TCP_NODELAY
+    only on such sockets, and without it a kept-alive connection waits out the client's delayed ACK (40 ms) between
+    a reply's header and body writes (measured: 44 ms per health check on loopback, 1.5 ms with it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return socket.create_server((host, port), family=family)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+        return sock
     except (OSError, OverflowError) as err:
+        sock.close()
         raise NoiseSearchError(f"cannot listen on {host}:{port} ({getattr(err, 'strerror', None) or first_line(err)})"
                                ": choose another --host or --port") from None
 
