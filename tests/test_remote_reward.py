@@ -75,8 +75,8 @@ def test_scores_come_back_in_request_order_matched_by_id(stub):
     ("wrong_count", "scores 2 images with ids other than the 3 sent"),
     ("nan", "not a finite number"),
     ("non_json", "the reply is no JSON (<html>not json</html>)"),
-    ("fail", "answered HTTP 500: the reward failed: boom"),
-    ("too_large", "answered HTTP 413: 3 images are over max_request_images 2"),
+    ("fail", "/v1/score answered 500 (the reward failed: boom)"),
+    ("too_large", "/v1/score answered 413 (3 images are over max_request_images 2)"),
 ])
 def test_a_bad_reply_is_a_one_line_error_naming_the_url(stub, mode, fragment):
     reward = ns.RemoteReward(stub.url, retries=2, backoff=0)
@@ -84,7 +84,8 @@ def test_a_bad_reply_is_a_one_line_error_naming_the_url(stub, mode, fragment):
     with pytest.raises(NoiseSearchError) as err:
         reward(images(3), torch.zeros(3, dtype=torch.long))
     message = str(err.value)
-    assert message.startswith(f"remote reward at {stub.url}: ") and fragment in message and "\n" not in message
+    assert message.startswith((f"remote reward at {stub.url}: ", f"remote reward: {stub.url}/v1/score "))
+    assert fragment in message and "\n" not in message
     assert len(stub.requests) == 1  # a bad reply is not retried
 
 
@@ -92,7 +93,7 @@ def test_a_slow_reply_times_out(stub):
     reward = ns.RemoteReward(stub.url, timeout=0.3)
     stub.delay = 2.0
     start = time.perf_counter()
-    with pytest.raises(NoiseSearchError, match="no answer within the timeout of 0.3 s"):
+    with pytest.raises(NoiseSearchError, match=r"remote reward: .*/v1/score gave no answer within 0.3 s \(a slow"):
         reward(images(1), torch.zeros(1, dtype=torch.long))
     assert time.perf_counter() - start < 1.5
 
@@ -104,8 +105,7 @@ def test_busy_answers_are_retried_with_backoff_then_refused(stub):
     assert torch.equal(reward(images(2), torch.zeros(2, dtype=torch.long)), brightness(images(2), None))
     assert len(stub.requests) == 3 and time.perf_counter() - start >= 0.05 + 0.1  # backoff 0.05, then 0.1
     stub.busy = 5
-    with pytest.raises(NoiseSearchError, match=r"stayed busy \(503: busy: the queue is full, retry later\), after 3 "
-                                               "tries"):
+    with pytest.raises(NoiseSearchError, match=r"answered 503 \(busy: the queue is full, retry later\) after 3 tries"):
         reward(images(2), torch.zeros(2, dtype=torch.long))
 
 
@@ -122,9 +122,9 @@ def test_a_service_down_then_up_is_retried(stub):
         timer.join()
         for service in restarted:
             service.stop()
-    reward.retries = 1  # down for good
-    with pytest.raises(NoiseSearchError, match=rf"at {stub.url}: the service is down or dropped the connection "
-                                               r"\(.*\), after 2 tries"):
+    reward.poster.retries = 1  # down for good
+    with pytest.raises(NoiseSearchError, match=rf"{stub.url}/v1/score cannot be reached \(.*\) after 2 tries; is the "
+                                               "server running there"):
         reward(images(2), torch.zeros(2, dtype=torch.long))
 
 
@@ -284,7 +284,7 @@ def test_a_service_killed_mid_search_fails_the_sample_and_records_nothing(held_s
     assert held == [True]
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
-    assert f"remote reward at http://127.0.0.1:{port}: the service is down or dropped the connection" in err
+    assert f"remote reward: http://127.0.0.1:{port}/v1/score " in err and "after 2 tries" in err  # killed, then down
     assert not (out / "result.json").exists()
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 from noisesearch.errors import NoiseSearchError
 from noisesearch.files import write_atomically
+from noisesearch.rewards.http import Poster, excerpt
 from noisesearch.rewards.registry import register_reward
 from noisesearch.verifier_protocol import (
     CONTENT_TYPE,
@@ -44,15 +44,6 @@ from noisesearch.verifier_protocol import (
 )
 
 CACHE_FORMAT = "noisesearch-remote-cache/1"  # in every cache key: a later format never reads these entries
-
-
-def httpx_module() -> Any:
-    """The httpx package, imported now (it is optional), or a one-line error saying how to install it."""
-    try:
-        import httpx
-    except ImportError:
-        raise NoiseSearchError("the remote reward needs `pip install httpx` (or noisesearch[remote])") from None
-    return httpx
 
 
 @register_reward("remote")
@@ -73,16 +64,10 @@ class RemoteReward:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise NoiseSearchError(f"the remote reward needs url=http://HOST:PORT of a verifier service (noisesearch "
                                    f"serve-verifier NAME --port PORT), got {url!r}")
-        if not is_number(timeout) or not math.isfinite(timeout) or timeout <= 0:
-            raise NoiseSearchError(f"remote reward: timeout must be a positive number of seconds, got {timeout!r}")
-        if not is_number(backoff) or not math.isfinite(backoff) or backoff < 0:
-            raise NoiseSearchError(f"remote reward: backoff must be a non-negative number of seconds, got {backoff!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise NoiseSearchError(f"remote reward: retries must be a non-negative integer, got {retries!r}")
-        self.url, self.timeout, self.retries, self.backoff = url.rstrip("/"), float(timeout), retries, float(backoff)
-        self.prompts = list(prompts)
-        self.httpx = httpx_module()
-        self.client = self.httpx.Client(timeout=self.timeout)
+        self.url, self.prompts = url.rstrip("/"), list(prompts)
+        # the service answers 500 for a reward that failed and 413 for a request too large, the same on every try:
+        # only "busy" (503) and connection errors are worth another
+        self.poster = Poster("remote reward", timeout, retries, backoff, retry_status={503}, retry_timeouts=False)
         health = self.health()
         self.served, self.version = health["reward"], health["version"]
         self.name = f"remote:{self.served}"
@@ -139,35 +124,16 @@ class RemoteReward:
             body = encode_request(request)
         except ProtocolError as err:
             raise self.error(f"cannot send these images ({err})") from None
-        failure = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                response = self.client.post(self.url + SCORE_PATH, content=body,
-                                            headers={"content-type": CONTENT_TYPE})
-            except self.httpx.TimeoutException:
-                raise self.error(f"no answer within the timeout of {self.timeout:g} s (a slow or stuck service: raise "
-                                 "timeout= or check it)") from None
-            except self.httpx.TransportError as err:
-                failure = f"the service is down or dropped the connection ({first_line(err)})"
-                continue
-            if response.status_code == 503:
-                failure = f"the service stayed busy (503: {error_line(response)})"
-                continue
-            return self.scores(response, request.ids)
-        tries = self.retries + 1
-        raise self.error(f"{failure}, after {tries} {'try' if tries == 1 else 'tries'}")
+        response = self.poster.send("POST", self.url + SCORE_PATH, content=body, headers={"content-type": CONTENT_TYPE})
+        return self.scores(response, request.ids)
 
     def scores(self, response: Any, ids: list[str]) -> list[float]:
         """The scores of a reply in the order of `ids`, checked (see verifier_protocol.decode_reply), from the
         reward and version that the service served when this reward was built."""
-        if response.status_code != 200:
-            raise self.error(f"the service answered HTTP {response.status_code}: {error_line(response)}")
         try:
             payload = response.json()
         except ValueError:
-            raise self.error(f"the reply is no JSON ({error_line(response)})") from None
+            raise self.error(f"the reply is no JSON ({excerpt(response.text)})") from None
         try:
             scores = decode_reply(payload, ids)
         except ProtocolError as err:
@@ -183,14 +149,14 @@ class RemoteReward:
         traits (x0_sigma: a positive number or null; set_level and takes_prompts: booleans; max_request_images: a
         positive integer or null, where given)."""
         try:
-            response = self.client.get(self.url + HEALTH_PATH)
-        except self.httpx.TimeoutException:
-            raise self.error(f"no health answer within the timeout of {self.timeout:g} s") from None
-        except self.httpx.TransportError as err:
+            response = self.poster.client.get(self.url + HEALTH_PATH)  # once: a service down now is a mistake
+        except self.poster.httpx.TimeoutException:
+            raise self.error(f"no health answer within the timeout of {self.poster.timeout:g} s") from None
+        except self.poster.httpx.TransportError as err:
             raise self.error(f"no verifier service answers ({first_line(err)}): start one with `noisesearch "
                              "serve-verifier NAME --port PORT`") from None
         if response.status_code != 200:
-            raise self.error(f"the health check answered HTTP {response.status_code}: {error_line(response)}")
+            raise self.error(f"the health check answered HTTP {response.status_code}: {excerpt(response.text)}")
         try:
             health = response.json()
         except ValueError:
@@ -249,13 +215,3 @@ class ScoreCache:
 
 def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def error_line(response: Any) -> str:
-    """The server's one-line `error` of a JSON error answer, else the first line of its body (shortened)."""
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    text = payload["error"] if isinstance(payload, dict) and isinstance(payload.get("error"), str) else response.text
-    return text.strip().splitlines()[0][:300] if text.strip() else "an empty body"
