@@ -132,5 +132,7 @@ def read_metadata(body: bytes) -> dict[str, str]:
 
 
 def first_line(err: BaseException) -> str:
+    """An error's first line (its type where it has no text): noisesearch.assets.first_line, repeated here because
+    this module imports nothing of the package (the isolated environments' shim carries it alone)."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from noisesearch.assets import first_line
 from noisesearch.errors import NoiseSearchError
 from noisesearch.files import write_atomically
 from noisesearch.rewards.http import Poster, excerpt
@@ -40,7 +41,6 @@ from noisesearch.verifier_protocol import (
     ScoreRequest,
     decode_reply,
     encode_request,
-    first_line,
 )
 
 CACHE_FORMAT = "noisesearch-remote-cache/1"  # in every cache key: a later format never reads these entries

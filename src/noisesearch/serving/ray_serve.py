@@ -18,13 +18,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from noisesearch.assets import first_line
 from noisesearch.errors import NoiseSearchError
 from noisesearch.executors import check_count, check_reachable, collapse_whitespace, import_ray
 from noisesearch.serving.config import DEFAULT_HOST, DEFAULT_PORT, Limits
 from noisesearch.serving.endpoint import Endpoint, error
 from noisesearch.serving.server import STOP_SIGNALS, check_service, url_of
 from noisesearch.serving.service import VerifierService
-from noisesearch.verifier_protocol import HEALTH_PATH, SCORE_PATH, first_line
+from noisesearch.verifier_protocol import HEALTH_PATH, SCORE_PATH
 
 APP_NAME = "noisesearch-verifier"
 

@@ -19,11 +19,12 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from noisesearch.assets import first_line
 from noisesearch.errors import NoiseSearchError
 from noisesearch.serving.config import DEFAULT_HOST, DEFAULT_PORT, Limits
 from noisesearch.serving.endpoint import Endpoint
 from noisesearch.serving.service import VerifierService, check_servable
-from noisesearch.verifier_protocol import HEALTH_PATH, SCORE_PATH, first_line
+from noisesearch.verifier_protocol import HEALTH_PATH, SCORE_PATH
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

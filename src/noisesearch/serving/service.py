@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from noisesearch.assets import first_line
 from noisesearch.errors import NoiseSearchError
 from noisesearch.rewards.registry import (
     is_scoring_only,
@@ -27,7 +28,7 @@ from noisesearch.rewards.registry import (
     parse_reward_args,
     reward_factory,
 )
-from noisesearch.verifier_protocol import ProtocolError, ScoreRequest, first_line
+from noisesearch.verifier_protocol import ProtocolError, ScoreRequest
 from noisesearch.version import __version__
 
 EMPTY_PROMPT = ""  # the prompt of a null condition, in place 0 of the prompt table
