@@ -7,15 +7,18 @@ remote overhead under 10 % of the search's wall time on the embedded model). The
 in-process search's images and rewards bit for bit; the script checks it.
 
 The service is the one at --url, or one this script starts with `noisesearch serve-verifier REWARD --port P` and
-stops (SIGTERM) at the end.
+stops (SIGTERM) at the end. With --own-cores the started service runs on the last CPU and this script (both the
+in-process and the remote searches) on the others, one torch thread each side: the deployment a service is
+for (its own cores or GPU), where the search and the service do not take turns on the same cores.
 
-    python benchmarks/remote_reward.py [--url http://127.0.0.1:P] [--reward classifier] [--reps 3]
+    python benchmarks/remote_reward.py [--url http://127.0.0.1:P] [--reward classifier] [--reps 3] [--own-cores]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import socket
 import statistics
@@ -36,16 +39,19 @@ CLIENTS = 4
 
 
 @contextlib.contextmanager
-def service(url: str | None, reward: str, startup_s: float = 120) -> Iterator[str]:
-    """The url of the service at `url`, or of one started here (`noisesearch serve-verifier`) and stopped after."""
+def service(url: str | None, reward: str, cpus: set[int] | None = None, startup_s: float = 120) -> Iterator[str]:
+    """The url of the service at `url`, or of one started here (`noisesearch serve-verifier`, on `cpus` with one
+    torch thread where they are given) and stopped after."""
     if url is not None:
         yield url
         return
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    pinned = {} if cpus is None else {"env": {**os.environ, "OMP_NUM_THREADS": "1"},
+                                      "preexec_fn": lambda: os.sched_setaffinity(0, cpus)}
     proc = subprocess.Popen([sys.executable, "-m", "noisesearch.cli", "serve-verifier", reward, "--host",
-                             "127.0.0.1", "--port", str(port)])
+                             "127.0.0.1", "--port", str(port)], **pinned)
     started = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_s
@@ -129,9 +135,20 @@ def main() -> None:
     p.add_argument("--K", type=int, default=20)
     p.add_argument("--steps", type=int, default=18)
     p.add_argument("--reps", type=int, default=3, help="searches of each kind")
+    p.add_argument("--own-cores", action="store_true",
+                   help="the started service on the last CPU, this script on the others, one torch thread each")
     args = p.parse_args()
     torch.manual_seed(0)
-    with service(args.url, args.reward) as url:
+    service_cpus = None
+    if args.own_cores:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2 or args.url is not None:
+            raise SystemExit("--own-cores needs two CPUs or more and a service this script starts (no --url)")
+        service_cpus = {cpus[-1]}
+        os.sched_setaffinity(0, set(cpus[:-1]))
+        torch.set_num_threads(1)
+        print(f"service on CPU {cpus[-1]}, searches on CPU(s) {cpus[:-1]}, one torch thread each")
+    with service(args.url, args.reward, service_cpus) as url:
         remote = ns.RemoteReward(url)
         print(f"{remote.name} version {remote.version} at {url} vs {args.reward} in-process")
         per_call(ns.get_reward(args.reward), remote, args.calls)

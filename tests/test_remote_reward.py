@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from loopback import free_port
 from verifier_stub import StubService, brightness
 
 import noisesearch as ns
@@ -47,13 +48,6 @@ def classifier_stub():
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-
-
-def free_port() -> int:
-    probe = StubService(brightness)
-    port = probe.port
-    probe.stop()
-    return port
 
 
 def test_scores_come_back_in_request_order_matched_by_id(stub):

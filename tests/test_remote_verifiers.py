@@ -10,7 +10,6 @@ import json
 import math
 import os
 import pickle
-import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import torch
+from loopback import free_port
 from PIL import Image
 
 from noisesearch import get_reward
@@ -86,13 +86,6 @@ def serve() -> Iterator[StubServers]:
     stubs = StubServers()
     yield stubs
     stubs.close()
-
-
-def free_port_url() -> str:
-    """The URL of a loopback port that nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def images(n: int, channels: int = 3, size: int = 8) -> torch.Tensor:
@@ -211,7 +204,7 @@ def test_flow_grpo_server_retries_a_500_and_names_the_servers_last_line(serve):
 
 
 def test_flow_grpo_server_down_stopped_or_slow_is_a_one_line_error_naming_the_url(serve):
-    url = free_port_url()
+    url = f"http://127.0.0.1:{free_port()}"
     message = one_line_error(lambda: get_reward("flow_grpo_server", url=url, retries=1, backoff=0))
     assert url in message and "cannot be reached" in message and "after 2 tries" in message  # before any search
     received = []
@@ -362,7 +355,7 @@ def test_vlm_judge_refuses_replies_without_logprobs_or_answers(serve):
 
 
 def test_vlm_judge_down_refusing_or_serving_another_model_is_a_one_line_error(serve):
-    url = free_port_url()
+    url = f"http://127.0.0.1:{free_port()}"
     message = one_line_error(lambda: get_reward("vlm_judge", url=url, model="m", question="q?", retries=1,
                                                 backoff=0))
     assert f"{url}/v1/models cannot be reached" in message and "after 2 tries" in message

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from loopback import free_port
 from safetensors.torch import save as save_tensors
 
 pytest.importorskip("fastapi")
@@ -238,12 +238,6 @@ def test_the_cli_refuses_what_it_cannot_serve_with_one_line(argv, words, stubs, 
     assert main(["serve-verifier", *argv]) == 1
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_in_subprocess(*args: str, wait_s: float = 60) -> tuple[subprocess.Popen, str]:

@@ -29,7 +29,7 @@ import torch
 from noisesearch.assets import first_line
 from noisesearch.errors import NoiseSearchError
 from noisesearch.files import write_atomically
-from noisesearch.rewards.http import Poster, excerpt
+from noisesearch.rewards.http import Poster, check_url, excerpt
 from noisesearch.rewards.registry import register_reward
 from noisesearch.verifier_protocol import (
     CONTENT_TYPE,
@@ -61,10 +61,7 @@ class RemoteReward:
         and the largest request it takes. Each request may take `timeout` seconds; a connection error or a busy
         answer is retried `retries` times, after backoff·2^k seconds; `cache_dir` keeps each image's score on
         disk (see ScoreCache)."""
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise NoiseSearchError(f"the remote reward needs url=http://HOST:PORT of a verifier service (noisesearch "
-                                   f"serve-verifier NAME --port PORT), got {url!r}")
-        self.url, self.prompts = url.rstrip("/"), list(prompts)
+        self.url, self.prompts = check_url(url, "the remote reward (a verifier service's)"), list(prompts)
         # the service answers 500 for a reward that failed and 413 for a request too large, the same on every try:
         # only "busy" (503) and connection errors are worth another
         self.poster = Poster("remote reward", timeout, retries, backoff, retry_status={503}, retry_timeouts=False)
