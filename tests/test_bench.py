@@ -363,3 +363,29 @@ def test_a_stream_cell_runs_its_labels_in_order_and_is_never_resumed_in_part(tmp
     results.write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
     with pytest.raises(NoiseSearchError, match="part of the stream of cell online_adaptive_eps_greedy"):
         run_bench(preset, tmp_path / "run", progress=False, model_loader=tiny_denoiser)
+
+
+def test_a_bench_in_bfloat16_names_its_dtype_in_run_json_and_keys_and_resumes_only_in_it(tmp_path):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.presets import Preset
+    from noisesearch.experiments.report import write_report
+
+    preset = Preset.from_dict("p", {"labels": 2, "steps": 4, "rewards": [{"name": "b", "reward": "brightness"}],
+                                    "runs": [{"algorithm": "naive"}]})
+    half = read_results(run_bench(preset, tmp_path / "bf16", progress=False, dtype="bfloat16"))
+    full = read_results(run_bench(preset, tmp_path / "fp32", progress=False))
+    assert json.loads((tmp_path / "bf16" / "run.json").read_text())["dtype"] == "bfloat16"
+    assert all(json.loads(r["cell"])["dtype"] == "bfloat16" for r in half)
+    assert all("dtype" not in json.loads(r["cell"]) for r in full)  # float32 keys name no dtype, as before
+    assert [r["reward_value"] for r in half] != [r["reward_value"] for r in full]  # the network did run in bf16
+    assert "the network in bfloat16 (autocast)" in write_report(tmp_path / "bf16")[0].read_text()
+    assert "the network in" not in write_report(tmp_path / "fp32")[0].read_text()
+    with pytest.raises(NoiseSearchError, match=r'other settings \(dtype "bfloat16", not "float32"\)'):
+        run_bench(preset, tmp_path / "bf16", progress=False)
+    with pytest.raises(NoiseSearchError, match="unknown dtype 'half'"):
+        run_bench(preset, tmp_path / "other", progress=False, dtype="half")
+    with pytest.raises(NoiseSearchError, match="cannot run a model_loader's model in bfloat16"):
+        run_bench(preset, tmp_path / "other", progress=False, model_loader=tiny_denoiser, dtype="bfloat16")
+    assert not (tmp_path / "other").exists()

@@ -310,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default=BENCH["device"],
                        help="where the network runs: cpu (default), cuda (with --gpus-per-cell on Ray) or mps; "
                             "rewards run on the CPU")
+    bench.add_argument("--dtype", default=BENCH["dtype"],
+                        help="the network's dtype, as for sample (cells of another dtype are other cells: their keys "
+                             "name it)")
     bench.add_argument("--sampler", default=None,
                        help=f"registered sampler: {', '.join(sampler_names())} (default: the backend's)")
     bench.add_argument("--trust-model-code", action="store_true",
@@ -659,7 +662,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                       dict(args.calibration))
     with executor_of(args) as executor:
         results = run_bench(preset, args.out, seed=args.seed, max_batch=args.max_batch, device=args.device,
-                            progress=not args.no_progress, backend=args.backend, model=args.model,
+                            dtype=args.dtype, progress=not args.no_progress, backend=args.backend, model=args.model,
                             sampler=args.sampler, reuse=args.reuse, trust_model_code=args.trust_model_code,
                             executor=executor)
     print(printable(f"bench {preset.name}: {len(preset_cells(preset))} cells x {preset.labels} labels in {results}"))

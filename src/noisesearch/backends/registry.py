@@ -148,6 +148,12 @@ def check_device(device: str) -> None:
                                f"{torch.__version__}): use --device cpu")
 
 
+def check_dtype(dtype: str) -> None:
+    """A one-line error for a dtype no backend takes."""
+    if dtype not in DTYPES:
+        raise NoiseSearchError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
+
+
 def load_backend_denoiser(name: str, model: str | None = None, guidance: float | None = None,
                           prompts: Sequence[str] | None = None, device: str = "cpu", dtype: str = "float32", *,
                           trust_model_code: bool = False, compile: bool = False) -> Denoiser:
@@ -155,8 +161,7 @@ def load_backend_denoiser(name: str, model: str | None = None, guidance: float |
     backend load model files that run code when loaded (pickles); without it they are a NoiseSearchError.
     `compile` runs the network through torch.compile (backends that declare `compiles`)."""
     backend = get_backend(name)
-    if dtype not in DTYPES:
-        raise NoiseSearchError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
+    check_dtype(dtype)
     if compile and not backend.compiles:
         compiling = ", ".join(b.name for b in _BACKENDS.values() if b.compiles) or "none"
         raise NoiseSearchError(f"the {name} backend does not take --compile (backends that do: {compiling})")

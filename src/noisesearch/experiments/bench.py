@@ -19,7 +19,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from noisesearch.backends import get_backend
-from noisesearch.backends.registry import check_device
+from noisesearch.backends.registry import check_device, check_dtype
 from noisesearch.batching import parse_max_batch
 from noisesearch.denoiser import Denoiser
 from noisesearch.drivers.calibrate import calibrate
@@ -67,14 +67,14 @@ def model_identity(model: str | None) -> str | None:
 
 
 def run_bench(preset: Preset, out: Path, *, seed: int | None = None, max_batch: int = 16, progress: bool = True,
-              device: str = "cpu", backend: str | None = None, model: str | None = None, sampler: str | None = None,
-              model_loader: Callable[[float], Denoiser] | None = None, reuse: Sequence[Path] = (),
-              trust_model_code: bool = False, executor: Executor | None = None) -> Path:
+              device: str = "cpu", dtype: str = "float32", backend: str | None = None, model: str | None = None,
+              sampler: str | None = None, model_loader: Callable[[float], Denoiser] | None = None,
+              reuse: Sequence[Path] = (), trust_model_code: bool = False, executor: Executor | None = None) -> Path:
     """Run (or resume) every cell of `preset` into directory `out`; returns the results path. Cells run on
     the `backend`'s model (default: the preset's; `model`: its path; `model_loader(guidance)` replaces the
     loader, and `model` then only names it in the cell keys) with its default sampler or the registered
     `sampler`; conditions are labels drawn from `seed` (default: the preset's); the network runs on `device`
-    (rewards on the CPU).
+    in `dtype` (rewards on the CPU, in float32).
     Results of identical cells (equal keys: see Cell.key) in the `reuse` run directories are copied instead
     of rerun, and so are their schedules calibrated exactly as `preset` would calibrate them.
     `trust_model_code` lets the backend load a model file that needs code to load.
@@ -99,17 +99,20 @@ def run_bench(preset: Preset, out: Path, *, seed: int | None = None, max_batch: 
     sampler_name = sampler or spec.default_sampler
     make_sampler(sampler_name, preset.steps)  # an unknown sampler is an error before anything is written
     check_device(device)
+    check_dtype(dtype)
+    if model_loader is not None and dtype != "float32":
+        raise NoiseSearchError(f"bench cannot run a model_loader's model in {dtype}: load it in that dtype yourself "
+                               "and leave dtype at float32")
     executor = executor or SerialExecutor()
     executor.check(Resources())  # a cluster too small for a cell of the executor's CPUs and GPUs
     if out.is_dir():
         check_run_files(out)
     settings = run_settings(preset, seed, sampler_name, backend, model_identity(model), max_batch, device,
-                            spec.features, spec.reference)
+                            spec.features, spec.reference, dtype)
     with locked_run_dir(out):
         settings = resume_settings(out, settings)
-        source = partial(ModelSource, settings["backend"], settings["model"], device=device,
-                         trust_model_code=trust_model_code,
-                         loader=model_loader)
+        source = partial(ModelSource, settings["backend"], settings["model"], device=device, dtype=dtype,
+                         trust_model_code=trust_model_code, loader=model_loader)
         try:
             return run_locked(preset, out, settings, spec.evaluator, progress, source, reuse, executor)
         finally:
@@ -171,6 +174,8 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
     shared = {name: settings[name] for name in ("seed", "steps", "backend", "model", "max_batch")}
     if settings["device"] != "cpu":  # a cell's key names its device where it is not the CPU
         shared["device"] = settings["device"]
+    if settings["dtype"] != "float32":  # and its dtype where it is not float32
+        shared["dtype"] = settings["dtype"]
     cells = preset_cells(preset, lambda run, column: {**shared, **run.own_steps,
                                                       "sampler": sampler_of(column.guidance, run.steps).to_dict()})
     if len({c.key for c in cells}) < len(cells) or len({c.slug for c in cells}) < len(cells):

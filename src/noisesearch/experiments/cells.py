@@ -82,6 +82,7 @@ class ModelSource:
     model: str | None
     guidance: float
     device: str = "cpu"
+    dtype: str = "float32"
     trust_model_code: bool = False
     loader: Callable[[float], Denoiser] | None = None
 
@@ -90,7 +91,7 @@ class ModelSource:
             if self.loader is not None:
                 return self.loader(self.guidance)
             return load_backend_denoiser(self.backend, self.model, self.guidance, device=self.device,
-                                         trust_model_code=self.trust_model_code)
+                                         dtype=self.dtype, trust_model_code=self.trust_model_code)
         return cached(self, load)
 
 

@@ -174,24 +174,27 @@ def run_dir_lock(out: Path) -> Iterator[None]:
 
 
 def run_settings(preset: Preset, seed: int, sampler: str, backend: str, model: str | None, max_batch: int,
-                 device: str = "cpu", extractor: str | None = None, reference: str | None = None) -> dict[str, Any]:
+                 device: str = "cpu", extractor: str | None = None, reference: str | None = None,
+                 dtype: str = "float32") -> dict[str, Any]:
     """What every cell of a run shares, as run.json keeps it (JSON values only); `extractor` and `reference` name
     the feature extractor the cells keep features under and the reference set the report compares them with."""
     return json.loads(json.dumps({
         "format": FORMAT, "preset": preset.name, "seed": seed, "steps": preset.steps, "sampler": sampler,
-        "backend": backend, "model": model, "max_batch": max_batch, "device": device,
+        "backend": backend, "model": model, "max_batch": max_batch, "device": device, "dtype": dtype,
         "calibration": None if preset.calibration is None else preset.calibration.identity(),
         "columns": {c.name: c.identity for c in preset.rewards},
         "extractor": extractor, "reference": reference,
     }))
 
 
-SHARED = ("format", "preset", "seed", "steps", "sampler", "backend", "model", "max_batch", "device", "calibration")
+SHARED = ("format", "preset", "seed", "steps", "sampler", "backend", "model", "max_batch", "device", "dtype",
+          "calibration")
+UNSTATED = {"dtype": "float32"}  # what a setting was where run.json predates it
 
 
 def setting_of(settings: dict[str, Any], name: str) -> Any:
-    """A shared setting of run.json (None where it has none)."""
-    return settings.get(name)
+    """A shared setting of run.json (its UNSTATED value, else None, where it has none)."""
+    return settings.get(name, UNSTATED.get(name))
 
 
 def cell_slug(algorithm: str, params: dict[str, Any], column: str, repeat: int, steps: int | None = None) -> str:
@@ -421,7 +424,7 @@ def copy_schedules(source: Path, out: Path, settings: dict[str, Any], columns: S
     if settings["calibration"] is None or theirs is None:
         return []
     if any(setting_of(theirs, name) != settings[name]
-           for name in ("calibration", "steps", "sampler", "backend", "model", "max_batch", "device")):
+           for name in ("calibration", "steps", "sampler", "backend", "model", "max_batch", "device", "dtype")):
         return []
     copied = []
     for column in columns:

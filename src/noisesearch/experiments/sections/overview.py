@@ -9,7 +9,7 @@ from pathlib import Path
 from noisesearch.experiments.cells import preset_cells
 from noisesearch.experiments.document import Block, Heading, Paragraph, Table
 from noisesearch.experiments.presets import RunSpec
-from noisesearch.experiments.store import RESULTS, SETTINGS, Run
+from noisesearch.experiments.store import RESULTS, SETTINGS, Run, setting_of
 
 
 def slot(run: RunSpec, column: str, repeat: int) -> str:
@@ -38,9 +38,11 @@ def applies(run: Run) -> bool:
 
 def blocks(run: Run, out: Path) -> list[Block]:
     env = run.environment
+    dtype = setting_of(run.settings or {}, "dtype")
     shown: list[Block] = [
         Heading(1, f"noisesearch bench report: {run.preset.name if run.preset else run.directory}"),
         Paragraph(f"{len(run.records)} results from `{run.directory}`; seed {run.seed}; "
+                  f"{'' if dtype == 'float32' else f'the network in {dtype} (autocast); '}"
                   f"noisesearch {env.get('noisesearch')}, torch {env.get('torch')}, "
                   f"{env.get('cpu_count')} CPUs ({env.get('processor') or 'model not recorded'}, "
                   f"{env.get('cpu_capability') or 'vector ISA not recorded'}), "
