@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import types
 import urllib.error
 import urllib.request
@@ -166,6 +167,38 @@ def test_the_shim_serves_protocol_v1_from_the_environment(fake_env, monkeypatch)
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0
+
+
+def test_the_shim_answers_busy_past_its_waiting_requests_and_scores_again_once_free(fake_env, monkeypatch):
+    env, _, offset = fake_env
+    monkeypatch.syspath_prepend(str(env / "shim"))  # as the shim runs: its protocol copy and adapters beside it
+    spec = importlib.util.spec_from_file_location("shim_server", env / "shim" / "server.py")
+    shim = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(shim)
+        verifier = shim.Verifier("stub", {"offset": str(offset)}, "cpu", max_waiting=1)
+        entered, release = threading.Event(), threading.Event()
+        scorer = verifier.score_fn
+
+        def held(images, prompts):
+            entered.set()
+            release.wait(30)
+            return scorer(images, prompts)
+
+        verifier.score_fn = held
+        body = verifier_protocol.encode_request(verifier_protocol.ScoreRequest(["a"], torch.zeros(1, 3, 8, 8), ["x"]))
+        answers = []
+        first = threading.Thread(target=lambda: answers.append(verifier.score(body)))
+        first.start()
+        assert entered.wait(30)
+        assert verifier.score(body) == (503, {"error": "verifier stub is busy: retry later"})
+        release.set()
+        first.join(30)
+        assert answers[0][0] == 200 and answers[0][1]["scores"] == pytest.approx([1.25])
+        assert verifier.score(body)[0] == 200  # the slot is free again
+    finally:
+        for name in [n for n in sys.modules if n in ("verifier_protocol", "adapters") or n.startswith("adapters.")]:
+            del sys.modules[name]
 
 
 def test_mistakes_are_one_line_errors(tmp_path, capsys):
