@@ -111,7 +111,7 @@ def test_sample_writes_grid_pngs_and_result_json(tmp_path):
         assert im["nfe"] == 2 * 7
         assert 0 <= im["reward"] <= 1 and 0 <= im["evaluator"] <= 1
     assert record["config"]["seeds"] == [4, 5, 6]
-    assert record["config"]["params"] == {"N": 2}
+    assert record["config"]["params"] == {"N": 2, "nested": False}
     assert record["nfe_per_image"] == 14
     assert "NFE" in proc.stderr  # the progress bar
 

@@ -11,6 +11,7 @@ every function here checks its inputs and the seeds it derives.
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from collections.abc import Sequence
 
@@ -68,6 +69,14 @@ def bench_seed(seed: int, repeat: int, index: int) -> int:
     """Seed of label `index` in repeat `repeat` of a bench with base seed `seed`."""
     seed = check_seed(seed)
     return derived_seed(seed * 1_000_000 + repeat * 1_000 + index, "seed", seed, f"repeat {repeat}, label {index}")
+
+
+def candidate_seeds(seed: int, n: int) -> list[int]:
+    """Seeds of the n candidate streams of a sample with seed `seed` (nested best-of-N): a hash of (seed, j), so
+    that no arithmetic on seeds makes two samples' candidates share a stream."""
+    seed = check_seed(seed)
+    return [int.from_bytes(hashlib.sha256(f"candidate {seed} {j}".encode()).digest()[:8], "big") & MAX_SEED
+            for j in range(n)]
 
 
 def calibration_seeds(seed: int, n: int) -> list[int]:

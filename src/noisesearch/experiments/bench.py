@@ -30,10 +30,10 @@ from noisesearch.experiments.cells import (
     CellTask,
     ModelSource,
     cell_memory_mb,
-    compute_cell,
     expected_nfe,
     preset_cells,
 )
+from noisesearch.experiments.pools import compute_task, pool_groups
 from noisesearch.experiments.presets import Preset, RewardColumn
 from noisesearch.experiments.store import (
     CELL_LOG,
@@ -208,29 +208,33 @@ def run_locked(preset: Preset, out: Path, settings: dict[str, Any], evaluator_na
                       tuple(bench_seed(seed, cell.repeat, k) for k in missing), source(cell.column.guidance),
                       settings["sampler"], cell.run.steps or preset.steps, max_batch,
                       {name: schedules[name] for name in {cell.run.calibrated_column(cell.column.name)} - {None}},
-                      evaluator_name, settings["extractor"])
-             for cell, missing in todo]
+                      evaluator_name, settings["extractor"], tuple(c for c, _ in group) if len(group) > 1 else ())
+             for group in pool_groups(todo) for cell, missing in group[:1]]
     total = sum(expected_nfe(t.cell, sampler_of(t.model.guidance, t.steps), denoiser(t.model.guidance),
                              len(t.labels), schedules) for t in tasks)
     bar = tqdm(total=total, unit="NFE", desc=f"bench {preset.name}", disable=not progress, dynamic_ncols=True)
     failed = []
     try:
         needs = [Resources(memory_mb=memory[t.model.guidance]) for t in tasks]
-        for outcome in executor.map(compute_cell, tasks, needs, callback=BarProgress(bar)):
+        for outcome in executor.map(compute_task, tasks, needs, callback=BarProgress(bar)):
             task = tasks[outcome.index]
             if outcome.ok:
-                write_cell(out, task.cell, task.label_indices, outcome.value.images, outcome.value.trace,
-                           outcome.value.lines, outcome.value.features)
+                outputs = outcome.value if task.pooled else (outcome.value,)
+                for cell, output in zip(task.cells, outputs, strict=True):
+                    write_cell(out, cell, task.label_indices, output.images, output.trace, output.lines,
+                               output.features)
                 if not executor.reports_progress:
-                    bar.update(outcome.value.nfe)
+                    bar.update(outputs[0].nfe)
             else:
-                failed.append((task.cell.slug, outcome.error))
+                failed.extend((cell.slug, outcome.error) for cell in task.cells)
             bar.set_postfix_str(task.cell.slug, refresh=False)
-            log_cell(out, task.cell, task.label_indices, outcome, executor)
+            for cell in task.cells:
+                log_cell(out, cell, task.label_indices, outcome, executor)
     finally:
         bar.close()
     if failed:
-        raise NoiseSearchError(f"{len(failed)} of {len(tasks)} cells failed, the others are recorded (first: "
+        cells = sum(len(t.cells) for t in tasks)
+        raise NoiseSearchError(f"{len(failed)} of {cells} cells failed, the others are recorded (first: "
                                f"{failed[0][0]}: {failed[0][1]}); errors in {out / CELL_LOG}; rerun the command to "
                                "retry the failed cells")
     return results

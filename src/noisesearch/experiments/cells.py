@@ -26,12 +26,14 @@ from noisesearch.experiments.presets import Preset, RewardColumn, RunSpec
 from noisesearch.experiments.store import cell_slug
 from noisesearch.imaging import quantized, to_uint8
 from noisesearch.metrics import get_extractor
+from noisesearch.problem import Problem
 from noisesearch.progress import ProgressCallback
 from noisesearch.rewards import get_reward
 from noisesearch.rewards.registry import parse_reward_args
 from noisesearch.sampling import Sampler
 from noisesearch.search import get_algorithm
 from noisesearch.search.step_schedule import SearchSchedule
+from noisesearch.types import SearchResult
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ class CellTask:
     schedules: dict[str, SearchSchedule]
     evaluator: str | None
     extractor: str | None = None
+    pooled: tuple[Cell, ...] = ()  # cells computed from one pool of trajectories (experiments.pools), cell first
+
+    @property
+    def cells(self) -> tuple[Cell, ...]:
+        """The cells this task computes, in the order of its outputs."""
+        return self.pooled or (self.cell,)
 
 
 @dataclass(frozen=True)
@@ -145,16 +153,28 @@ class CellOutput:
 
 def compute_cell(task: CellTask, callback: ProgressCallback | None = None) -> CellOutput:
     """Search one cell and make its records; touches no file (it may run on a worker without the run's disk)."""
-    cell, missing = task.cell, list(task.label_indices)
-    denoiser = task.model.load()
-    reward = reward_named(cell.column.reward, cell.column.reward_args)
-    problem, _ = make_problem(reward=reward, labels=task.labels, seeds=task.seeds, backend=task.model.backend,
-                              denoiser=denoiser, guidance=task.model.guidance,
-                              sampler=denoiser.default_sampler(task.sampler, task.steps), max_batch=task.max_batch,
-                              batch_invariant=True, progress=callback or False)
-    cond = problem.cond
+    cell = task.cell
+    problem = cell_problem(task, cell, callback)
     result = get_algorithm(cell.run.algorithm, **cell.run.algorithm_params(task.schedules, cell.column.name)
                            ).run(problem)
+    return cell_output(task, cell, problem.cond, result)
+
+
+def cell_problem(task: CellTask, cell: Cell, callback: ProgressCallback | None = None) -> Problem:
+    """The batch-invariant Problem of `cell` (one of task.cells) over the task's labels."""
+    denoiser = task.model.load()
+    problem, _ = make_problem(reward=reward_named(cell.column.reward, cell.column.reward_args), labels=task.labels,
+                              seeds=task.seeds, backend=task.model.backend, denoiser=denoiser,
+                              guidance=task.model.guidance, sampler=denoiser.default_sampler(task.sampler, task.steps),
+                              max_batch=task.max_batch, batch_invariant=True, progress=callback or False)
+    return problem
+
+
+def cell_output(task: CellTask, cell: Cell, cond: torch.Tensor, result: SearchResult,
+                extra: dict[str, Any] | None = None) -> CellOutput:
+    """The output of `cell` (one of task.cells) from its search result: records (with `extra` fields), uint8
+    images, trace columns, and the features of its images."""
+    missing = list(task.label_indices)
     held_out = reward_named(task.evaluator)(result.images, cond) if task.evaluator is not None else None
     trace = None
     if result.trace is not None:
@@ -170,6 +190,7 @@ def compute_cell(task: CellTask, callback: ProgressCallback | None = None) -> Ce
         "cell_wall_time_s": result.wall_time, "steps": task.steps, "batch_invariant": True,
         **({"run_steps": cell.run.steps} if cell.run.steps is not None else {}),
         **({"arm": result.config["arms"][row]} if "arms" in result.config else {}),
+        **(extra or {}),
     }, cell) + "\n" for row, k in enumerate(missing))
     return CellOutput(lines, to_uint8(result.images), trace, int(result.nfe.sum()),
                       None if task.extractor is None else image_features(task.extractor, result.images))
