@@ -21,3 +21,5 @@ def test_the_site_builds_strictly_with_the_api_reference_and_the_reports(tmp_pat
     figures = [line.split('src="', 1)[1].split('"', 1)[0] for line in report.split("<img")[1:]]
     assert figures and all((site / "results/table1/report" / f).resolve().is_file() for f in figures)
     assert (site / "getting-started/index.html").is_file() and (site / "search/search_index.json").is_file()
+    initial = (site / "algorithms/initial/index.html").read_text()  # a family page, made from the registry
+    assert "arXiv 2501.09732" in initial and "best_of_n (N=4)" in initial and "zero_order_initial" in initial

@@ -47,6 +47,9 @@ class AdaptiveEpsGreedy(LocalSearch):
     see `schedule_beam` for B under another target_nfe."""
 
     name = "adaptive_eps_greedy"
+    source = ("ours: ε-greedy of Ramesh and Mardani, *Test-Time Scaling of Diffusion Models via Noise Trajectory "
+              "Search* ([arXiv 2506.03164](https://arxiv.org/abs/2506.03164)) under a schedule calibrated for the "
+              "reward and budget (Fig. 2's k̄(σ) made a plan)")
     family = "adaptive"
     nfe_doc = (f"at most `target_nfe`; without one, B·Σ over steps: N_t·K_t + c_i − 1 at searchable steps, c_i "
                f"elsewhere, {CALLS_DOC}")

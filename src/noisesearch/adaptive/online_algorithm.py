@@ -41,6 +41,8 @@ class OnlineAdaptiveEpsGreedy(SearchAlgorithm):
     learner over from earlier runs."""
 
     name = "online_adaptive_eps_greedy"
+    source = ("ours: adaptive ε-greedy whose schedule is learned while the conditions stream, with no separate "
+              "calibration")
     family = "online"
     nfe_doc = "at most `target_nfe` (as adaptive_eps_greedy under the learned schedule of each condition's arm)"
     searches_step_noise = True

@@ -97,6 +97,7 @@ class SearchAlgorithm:
     # "paths", "particles", "value_decoding", "evolutionary", "budget_forcing", "adaptive", "online", "window";
     # "" for none of them.
     family: ClassVar[str] = ""
+    source: ClassVar[str] = ""  # the paper (and code) it comes from, in Markdown, for the docs' family pages
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Append the NFE formula to the docstring, so that `help()` and the docs show it."""

@@ -22,6 +22,9 @@ class Beam(SearchAlgorithm):
     its own parent's state; the best final beam is returned."""
 
     name = "beam"
+    source = ("beam search over the step noise, the tree-search baseline of Ramesh and Mardani, *Test-Time Scaling "
+              "of Diffusion Models via Noise Trajectory Search* ([arXiv "
+              "2506.03164](https://arxiv.org/abs/2506.03164))")
     family = "tree"
     nfe_doc = f"B·[Σ over steps: N + c_i − 1 at searchable steps, c_i elsewhere], {CALLS_DOC}"
     searches_step_noise = True

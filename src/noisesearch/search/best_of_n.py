@@ -23,9 +23,11 @@ class BestOfN(SearchAlgorithm):
     nested=True draws each candidate's noise (initial and step noise) from its own stream (rng.CandidateGenerators),
     so the first n candidates of best-of-N are exactly best-of-n's: Ma et al.'s random search at every n ≤ N
     from the N trajectories of one run (bench derives those cells from one pool). The default draws all of a
-    condition's candidates from its one generator, as every run before this option did."""
+    condition's candidates from its one generator."""
 
     name = "best_of_n"
+    source = ("random search: Ma et al., *Inference-Time Scaling for Diffusion Models beyond Scaling Denoising "
+              "Steps* ([arXiv 2501.09732](https://arxiv.org/abs/2501.09732))")
     family = "initial"
     scores_whole_trajectories = True
     nfe_doc = f"N·Σ_i c_i, {CALLS_DOC}: N·(2T − 1) for T Heun steps, N·T for Euler"
@@ -52,6 +54,8 @@ class Naive(BestOfN):
     """One stochastic trajectory of the sampler per condition, no search."""
 
     name = "naive"
+    source = ("the sampler alone (EDM's stochastic sampler, Karras et al., arXiv 2206.00364): the baseline every "
+              "search is measured against")
     family = "baseline"
     nfe_doc = "Σ_i c_i: 2T − 1 for T Heun steps (35 at the default 18), T for Euler (18)"
     N: int = field(default=1, init=False)

@@ -73,6 +73,7 @@ class Evo(SearchAlgorithm):
     the step's churn injects). The best final image of all rollouts is returned."""
 
     name = "evo"
+    source = "EvoSearch: He et al. ([arXiv 2505.17618](https://arxiv.org/abs/2505.17618)), tinnerhrhe/EvoSearch-codes"
     family = "evolutionary"
     nfe_doc = (f"Σ_g P_g·Σ_{{i ≥ a_g}} c_i, where a_0 = 0 and a_g = s_{{g−1}} (population P_g, evolution steps s), "
                f"{CALLS_DOC}")

@@ -23,6 +23,8 @@ class ZeroOrderInitial(SearchAlgorithm):
     the condition's fixed per-step noises; the pivot moves to the best neighbour if it improves."""
 
     name = "zero_order_initial"
+    source = ("zero-order search over the initial noise: Ma et al., *Inference-Time Scaling for Diffusion Models "
+              "beyond Scaling Denoising Steps* ([arXiv 2501.09732](https://arxiv.org/abs/2501.09732))")
     family = "initial"
     scores_whole_trajectories = True
     nfe_doc = f"K·N·Σ_i c_i, {CALLS_DOC}: K·N·(2T − 1) for T Heun steps"

@@ -236,6 +236,8 @@ class EpsGreedy(LocalSearch):
     `search_schedule` (a SearchSchedule or the path of its JSON), its K_t, ε_t and N_t replace K, eps and N."""
 
     name = "eps_greedy"
+    source = ("Algorithm 1 of Ramesh and Mardani, *Test-Time Scaling of Diffusion Models via Noise Trajectory "
+              "Search* ([arXiv 2506.03164](https://arxiv.org/abs/2506.03164))")
     family = "reference"
     nfe_doc = (f"Σ over steps: N·K + c_i − 1 at searchable steps (gamma > 0), c_i elsewhere, {CALLS_DOC}; "
                "N·K·c_i at searchable steps with score_with='step'; all ×B")
@@ -267,6 +269,10 @@ class ZeroOrder(EpsGreedy):
     local draws only (eps = 0)."""
 
     name = "zero_order"
+    source = ("the baseline of Ramesh and Mardani, *Test-Time Scaling of Diffusion Models via Noise Trajectory "
+              "Search* ([arXiv 2506.03164](https://arxiv.org/abs/2506.03164)); zero-order search of Ma et al., "
+              "*Inference-Time Scaling for Diffusion Models beyond Scaling Denoising Steps* ([arXiv "
+              "2501.09732](https://arxiv.org/abs/2501.09732))")
     family = "local"
     eps: float = field(default=0.0, init=False)
 
@@ -282,6 +288,8 @@ class EpsGreedyWindow(LocalSearch):
     elsewhere (the paper's Appendix J.1 proof of concept: K = 20 inside 0.01 <= σ <= 1, K = 1 outside)."""
 
     name = "eps_greedy_window"
+    source = ("Appendix J.1 of Ramesh and Mardani, *Test-Time Scaling of Diffusion Models via Noise Trajectory "
+              "Search* ([arXiv 2506.03164](https://arxiv.org/abs/2506.03164))")
     family = "window"
     nfe_doc = (f"Σ over steps: N·K_t + c_i − 1 at searchable steps (K_t = K_in inside the window, K_out outside), "
                f"c_i elsewhere, {CALLS_DOC}")

@@ -70,6 +70,9 @@ class MCTS(SearchAlgorithm):
     but a different (no longer sequential) tree policy. P = 1 is the sequential UCT."""
 
     name = "mcts"
+    source = ("Monte Carlo tree search over the step noise (UCT), the tree-search baseline of Ramesh and Mardani, "
+              "*Test-Time Scaling of Diffusion Models via Noise Trajectory Search* ([arXiv "
+              "2506.03164](https://arxiv.org/abs/2506.03164))")
     family = "tree"
     nfe_doc = ("Σ c_i over the steps before the first searchable one, plus per simulation that expands step j: "
                "N·(c_j + g_j) + r_j, where g_j is Σ c_i over the gamma = 0 steps up to the next searchable step k "

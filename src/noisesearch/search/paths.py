@@ -24,6 +24,8 @@ class Paths(SearchAlgorithm):
     survive. delta_f and delta_b count steps of the sampler's sigma schedule; delta_b > delta_f."""
 
     name = "paths"
+    source = ("search over paths: Ma et al., *Inference-Time Scaling for Diffusion Models beyond Scaling Denoising "
+              "Steps* ([arXiv 2501.09732](https://arxiv.org/abs/2501.09732))")
     family = "paths"
     nfe_doc = (f"N·Σ c_i over the steps before sigma_start + Σ over rounds N·M·Σ c_i over the round's delta_b "
                f"steps, {CALLS_DOC}")

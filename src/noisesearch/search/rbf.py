@@ -49,6 +49,8 @@ class RBF(SearchAlgorithm):
     plan the search spends exactly, not a hard cap (that is the Problem's `nfe_budget`)."""
 
     name = "rbf"
+    source = ("rollover budget forcing: Kim et al. ([arXiv 2503.19385](https://arxiv.org/abs/2503.19385)), "
+              "KAIST-Visual-AI-Group/Flow-Inference-Time-Scaling")
     family = "budget_forcing"
     nfe_doc = (f"exactly `target_nfe`: fixed calls init_particles + c_0 − 1 + Σ over later steps "
                f"(c_i − 1 at searchable steps, c_i elsewhere), the rest spent as particles at the searchable steps, "

@@ -64,6 +64,8 @@ class SMC(SearchAlgorithm):
     particle is returned."""
 
     name = "smc"
+    source = ("Feynman–Kac steering: Singhal et al. ([arXiv 2501.06848](https://arxiv.org/abs/2501.06848)), "
+              "zacharyhorvitz/Fk-Diffusion-Steering")
     family = "particles"
     nfe_doc = f"particles·Σ_i c_i, {CALLS_DOC} (rewards and resampling cost no NFE)"
     renamed = {"K": "particles", "lambda_": "inverse_temperature"}

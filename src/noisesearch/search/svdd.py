@@ -42,6 +42,7 @@ class SVDD(LocalSearch):
     exp(reward / alpha). alpha = 0 is eps_greedy with N = M, K = 1, eps = 1."""
 
     name = "svdd"
+    source = "SVDD-PM: Li et al. ([arXiv 2408.08252](https://arxiv.org/abs/2408.08252)), masa-ue/SVDD-image"
     family = "value_decoding"
     nfe_doc = f"Σ over steps: candidates + c_i − 1 at searchable steps (gamma > 0), c_i elsewhere, {CALLS_DOC}"
     renamed = {"M": "candidates"}
