@@ -198,6 +198,7 @@ def make_problem(
     compile: bool = False,
     reward_args: dict[str, Any] | None = None,
     trust_model_code: bool = False,
+    trace_detail: bool = False,
 ) -> tuple[Problem, dict[str, Any]]:
     """The metered Problem that `search` runs an algorithm on, and the config entries that describe it.
 
@@ -219,7 +220,9 @@ def make_problem(
     most `max_batch` real rows; with
     `batch_invariant=True` every call has exactly `max_batch` rows (padded), so that a condition's result is
     bit-identical whatever else shares the batch (what `bench` uses). `max_batch="auto"` sizes calls from the
-    free CUDA memory (16 elsewhere; see noisesearch.batching) and is recorded as the number it chose."""
+    free CUDA memory (16 elsewhere; see noisesearch.batching) and is recorded as the number it chose.
+    `trace_detail=True` makes the per-step searches keep every candidate's score and each searched step's x0
+    prediction in their trace (what `noisesearch explore` shows; no NFE, one image per condition and step)."""
     check_arguments(model=model, device=device, dtype=dtype, reward_args=reward_args, progress=progress,
                     pipeline=pipeline)
     trust_model_code = check_flag(trust_model_code, "trust_model_code")
@@ -261,7 +264,7 @@ def make_problem(
         max_batch = auto_max_batch(denoiser, cond, float(chosen.sigmas[0]), device)
     callback = (TqdmProgress() if progress else None) if is_flag(progress) else progress
     problem = Problem(denoiser, reward_fn, cond, seed_list, chosen, max_batch=max_batch, nfe_budget=nfe_budget,
-                      callback=callback, batch_invariant=batch_invariant)
+                      callback=callback, batch_invariant=batch_invariant, trace_detail=trace_detail)
     return problem, conditions | {
         "backend": backend, "model": model, "reward": reward, "reward_args": reward_args,
         "seeds": seed_list, "guidance": guidance, "sampler": chosen.to_dict(), "max_batch": max_batch,

@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--evaluator", default=SEARCH["evaluator"],
                         help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
                              "or a reward name")
+    sample.add_argument("--trace", action="store_true",
+                        help="write the search's trace to DIR/trace.npz, with every candidate's score and each "
+                             "searched step's x0 prediction (per-step searches; no extra NFE), for `noisesearch "
+                             "explore DIR`")
     sample.add_argument("--metrics", default=None, metavar="fid,kid,is,pr",
                         help="population metrics of the images, printed and written to result.json: any of "
                              f"{','.join(METRICS)} (each needs enough labels or prompts: see docs/metrics.md)")
@@ -568,7 +572,8 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
         nfe_budget=args.nfe_budget, evaluator=None if args.evaluator == "none" else args.evaluator,
         progress=not args.no_progress,
         backend=args.backend, model=args.model, prompts=prompts or None, device=args.device, dtype=args.dtype,
-        compile=args.compile, reward_args=reward_args, trust_model_code=args.trust_model_code)
+        compile=args.compile, reward_args=reward_args, trust_model_code=args.trust_model_code,
+        trace_detail=args.trace)
     if args.metrics is not None:
         settings |= dict(metrics=args.metrics, metrics_features=args.metrics_features, metrics_reference=args.reference,
                          metrics_features_args=key_values(args.metrics_features_arg, "--metrics-features-arg"))
@@ -595,7 +600,7 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
             check_estimate(planned, args.yes)
             result = planned.run()
         clear_run(args.out)
-        record = write_result(result, args.out, command="noisesearch " + shlex.join(argv))
+        record = write_result(result, args.out, command="noisesearch " + shlex.join(argv), trace=args.trace)
         if args.online is not None:
             from noisesearch.search.step_schedule import SearchSchedule
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from noisesearch.errors import NoiseSearchError
@@ -105,8 +106,9 @@ def result_record(result: SearchResult, files: list[str], command: str | None = 
     return record if result.metrics is None else record | {"metrics": result.metrics}
 
 
-def write_result(result: SearchResult, out: Path, command: str | None = None) -> dict:
-    """Write grid.png, images/NNN_labelL.png and result.json under `out`; return the JSON record."""
+def write_result(result: SearchResult, out: Path, command: str | None = None, trace: bool = False) -> dict:
+    """Write grid.png, images/NNN_labelL.png and result.json under `out` (with `trace`, trace.npz: the search's
+    trace columns and the detail it kept, where it records a trace); return the JSON record."""
     out = prepare_out_dir(out)
     files = []
     labels = result.config.get("labels")
@@ -121,4 +123,6 @@ def write_result(result: SearchResult, out: Path, command: str | None = None) ->
     except ValueError:
         raise NoiseSearchError("the result holds NaN or inf, which strict JSON cannot store") from None
     (out / "result.json").write_text(text + "\n")
+    if trace and result.trace is not None:
+        np.savez_compressed(out / "trace.npz", **result.trace.columns(), **result.trace.detail())
     return record

@@ -132,9 +132,12 @@ class Problem:
         nfe_budget: int | None = None,
         callback: ProgressCallback | None = None,
         batch_invariant: bool = False,
+        trace_detail: bool = False,
     ) -> None:
         """`sampler` defaults to the denoiser's default sampler; `callback` receives ProgressEvents;
-        `batch_invariant` pads every call to exactly `max_batch` rows (see the module docstring)."""
+        `batch_invariant` pads every call to exactly `max_batch` rows (see the module docstring); `trace_detail`
+        asks the per-step searches to keep every candidate's score and each step's x0 prediction in their
+        trace (memory: one image per condition and searched step; no NFE)."""
         if len(seeds) != cond.shape[0]:
             raise NoiseSearchError(f"got {cond.shape[0]} conditions but {len(seeds)} seeds: give one seed each")
         max_batch = check_settings(max_batch, nfe_budget)
@@ -150,6 +153,7 @@ class Problem:
         self.batch_invariant = check_flag(batch_invariant, "batch_invariant")
         self.padded_rows = 0
         self.callback = callback
+        self.trace_detail = check_flag(trace_detail, "trace_detail")
 
     def _batched(self, fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor]) -> torch.Tensor:
         """`fn` over the rows of `args` in calls of the Problem's mode (padded to max_batch or real rows only)."""
@@ -179,7 +183,7 @@ class Problem:
         idx = self._which(which)
         sub = Problem(self.denoiser, self.reward, self.cond[idx], [self.seeds[i] for i in idx.tolist()],
                       self.sampler, max_batch=self.max_batch, nfe_budget=self.nfe_budget, callback=self.callback,
-                      batch_invariant=self.batch_invariant)
+                      batch_invariant=self.batch_invariant, trace_detail=self.trace_detail)
         sub.nfe = self.nfe[idx].clone()
         try:
             yield sub

@@ -55,6 +55,8 @@ class SearchResult:
 
 TRACE_FIELDS = ("condition", "step", "sigma", "iteration", "winner_score", "incumbent_score", "winner_global",
                 "changed", "mean_score")
+DETAIL_FIELDS = ("candidate_scores", "candidate_global", "nfe")  # per row, where a Problem keeps trace detail
+X0_FIELDS = ("x0_condition", "x0_step", "x0_image")  # per condition and searched step, likewise
 
 
 class SearchTrace:
@@ -63,6 +65,10 @@ class SearchTrace:
     def columns(self) -> dict[str, np.ndarray]:
         """The trace as equal-length arrays, one of them "condition" (the condition's index in the Problem)."""
         raise NotImplementedError
+
+    def detail(self) -> dict[str, np.ndarray]:
+        """What the search kept beyond the columns where a Problem asked for detail (none by default)."""
+        return {}
 
     @classmethod
     def concatenated(cls, traces: list[Any], parts: list[torch.Tensor]) -> SearchTrace:
@@ -89,6 +95,17 @@ class Trace(SearchTrace):
     winner_global: torch.Tensor
     changed: torch.Tensor
     mean_score: torch.Tensor
+    # kept where the Problem asks for detail (trace_detail; `sample --trace`), else None: per row every
+    # candidate's score and whether it was a global draw (NaN and False past the iteration's candidates) and the
+    # condition's metered NFE after the iteration; per condition and searched step (x0_* rows), the leader's
+    # x0 prediction as an image when the step ends. A search in parts (a set-level reward's, condition by
+    # condition) joins the main columns only.
+    candidate_scores: torch.Tensor | None = None
+    candidate_global: torch.Tensor | None = None
+    nfe: torch.Tensor | None = None
+    x0_condition: torch.Tensor | None = None
+    x0_step: torch.Tensor | None = None
+    x0_image: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.condition)
@@ -98,6 +115,11 @@ class Trace(SearchTrace):
 
     def columns(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name).numpy() for name in TRACE_FIELDS}
+
+    def detail(self) -> dict[str, np.ndarray]:
+        """The detail columns that were kept (see the fields), as arrays."""
+        return {name: getattr(self, name).numpy() for name in (*DETAIL_FIELDS, *X0_FIELDS)
+                if getattr(self, name) is not None}
 
     @classmethod
     def concatenated(cls, traces: list[Trace], parts: list[torch.Tensor]) -> Trace:

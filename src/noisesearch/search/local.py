@@ -107,7 +107,7 @@ class LocalSearch(SearchAlgorithm):
         schedule.check_matches(sampler)
         position = {i: t for t, i in enumerate(schedule.steps)}
         gens = problem.generators()
-        recorder = TraceRecorder()
+        recorder = TraceRecorder(problem.trace_detail)
         x = problem.initial_state(gens.randn(self.B, *problem.image_shape))
         extra = torch.zeros(problem.n, dtype=torch.long)
         full_step = self.score_with == "step"
@@ -154,6 +154,8 @@ class LocalSearch(SearchAlgorithm):
         states (S, B, ...) and the iterations run per condition."""
         (_, kept, done), = deque(self.climb_iterations(problem, gens, x, i, N, eps, conditions, limit, recorder),
                                  maxlen=1)
+        if recorder.detail:
+            recorder.record_x0(conditions, i, problem.to_images(kept[:, :1, 1])[:, 0])
         return self.finish_climb(problem, kept, i, conditions), done
 
     def finish_climb(self, problem: Problem, kept: torch.Tensor, i: int, conditions: torch.Tensor) -> torch.Tensor:
@@ -213,7 +215,7 @@ class LocalSearch(SearchAlgorithm):
             kept[a] = torch.cat([kept[a], pair], dim=1)[pick]
             done[a] += 1
             recorder.record(conditions[a], i, sigma, k, win_score, best[a, 0], is_global[rows, win], changed,
-                            scores.mean(dim=1))
+                            scores.mean(dim=1), scores=scores, is_global=is_global, nfe=problem.nfe[conditions[a]])
             yield k, kept, done
 
 

@@ -3,22 +3,35 @@ with bootstrap intervals over conditions, and the global-win rate)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-from noisesearch.types import TRACE_FIELDS, Trace
+from noisesearch.types import DETAIL_FIELDS, TRACE_FIELDS, X0_FIELDS, Trace
 
 
 class TraceRecorder:
-    """Collects one row per condition for every iteration of a per-step search."""
+    """Collects one row per condition for every iteration of a per-step search; with `detail` (a Problem's
+    trace_detail) also every candidate's score and kind, the metered NFE after each iteration, and the
+    leader's x0 prediction (as an image) when each searched step ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, detail: bool = False) -> None:
+        self.detail = detail
         self._rows: dict[str, list[torch.Tensor]] = {name: [] for name in TRACE_FIELDS}
+        self._detail: dict[str, list[torch.Tensor]] = {name: [] for name in DETAIL_FIELDS}
+        self._x0: dict[str, list[torch.Tensor]] = {name: [] for name in X0_FIELDS}
 
     def record(self, conditions: torch.Tensor, step: int, sigma: float, iteration: int, winner_score: torch.Tensor,
                incumbent_score: torch.Tensor, winner_global: torch.Tensor, changed: torch.Tensor,
-               mean_score: torch.Tensor) -> None:
+               mean_score: torch.Tensor, *, scores: torch.Tensor | None = None,
+               is_global: torch.Tensor | None = None, nfe: torch.Tensor | None = None) -> None:
+        """One row per condition of `conditions`; `scores`, `is_global` (C', candidates) and `nfe` (C',) are kept
+        where the recorder keeps detail."""
         n = len(conditions)
+        if self.detail:
+            for name, value in zip(DETAIL_FIELDS, (scores, is_global, nfe), strict=True):
+                self._detail[name].append(value.detach().clone())
         values = {
             "condition": conditions, "step": torch.full((n,), step), "sigma": torch.full((n,), float(sigma)),
             "iteration": torch.full((n,), iteration), "winner_score": winner_score,
@@ -28,11 +41,32 @@ class TraceRecorder:
         for name, value in values.items():
             self._rows[name].append(value.detach().clone())
 
+    def record_x0(self, conditions: torch.Tensor, step: int, images: torch.Tensor) -> None:
+        """The leaders' x0 predictions (C', channels, H, W images) when searched step `step` ends (detail only)."""
+        if self.detail:
+            self._x0["x0_condition"].append(conditions.clone())
+            self._x0["x0_step"].append(torch.full((len(conditions),), step))
+            self._x0["x0_image"].append(images.detach().float().cpu())
+
     def build(self) -> Trace:
         empty = {"winner_global": torch.bool, "changed": torch.bool, "sigma": torch.float32,
                  "winner_score": torch.float32, "incumbent_score": torch.float32, "mean_score": torch.float32}
-        return Trace(**{name: torch.cat(rows) if rows else torch.zeros(0, dtype=empty.get(name, torch.long))
-                        for name, rows in self._rows.items()})
+        rows = {name: torch.cat(rows) if rows else torch.zeros(0, dtype=empty.get(name, torch.long))
+                for name, rows in self._rows.items()}
+        if not self.detail:
+            return Trace(**rows)
+        width = max((s.shape[1] for s in self._detail["candidate_scores"]), default=0)
+        padded = {"candidate_scores": [pad(s, width, math.nan) for s in self._detail["candidate_scores"]],
+                  "candidate_global": [pad(g, width, False) for g in self._detail["candidate_global"]],
+                  "nfe": self._detail["nfe"]}
+        detail = {name: torch.cat(parts) if parts else None for name, parts in {**padded, **self._x0}.items()}
+        return Trace(**rows, **detail)
+
+
+def pad(values: torch.Tensor, width: int, fill: float | bool) -> torch.Tensor:
+    """values (rows, n) padded on the right with `fill` to (rows, width)."""
+    extra = torch.full((values.shape[0], width - values.shape[1]), fill, dtype=values.dtype)
+    return torch.cat([values, extra], dim=1)
 
 
 KBAR_DEFINITIONS = ("wins", "paper")
