@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 import textwrap
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -384,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--max-batch", type=max_batch_type(), default=DEFAULT_MAX_BATCH,
                      help="most rows per network call, or auto (as for sample)")
     rel.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    explore = sub.add_parser("explore", help="write one self-contained HTML page that shows a sample run step by "
+                                             "step (run `sample` with --trace to see its searched steps)")
+    explore.add_argument("run_dir", type=Path, help="directory written by `noisesearch sample --out`")
+    explore.add_argument("--out", type=Path, help="the page (default: RUN_DIR/explore.html)")
     report = sub.add_parser("report", help="write report.md and report.html for a bench run directory, or the "
                                            "calibration trade-off of several")
     report.add_argument("run_dir", type=Path, nargs="+",
@@ -739,6 +744,14 @@ def printable(text: str) -> str:
     return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
+def cmd_explore(args: argparse.Namespace) -> None:
+    from noisesearch.explore import explore
+
+    start = time.perf_counter()
+    page = explore(args.run_dir, args.out)
+    print(printable(f"wrote {page} ({page.stat().st_size / 1024:.0f} KB in {time.perf_counter() - start:.1f} s)"))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from noisesearch.experiments.report import write_report
     from noisesearch.experiments.tradeoff_report import write_tradeoff_report
@@ -794,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_reliability(args, argv)
         elif args.command == "report":
             cmd_report(args)
+        elif args.command == "explore":
+            cmd_explore(args)
         elif args.command == "serve-verifier":
             cmd_serve_verifier(args)
         elif args.command == "verifier":
