@@ -65,3 +65,10 @@ def test_chromium_renders_the_page_and_its_images(traced_run):
     centres = (np.arange(source.shape[0]) * cell + cell / 2).astype(int)
     assert np.abs(rendered[np.ix_(centres, centres)] - source).max() <= 2
     assert source.std() > 20  # a digit, not a blank square
+
+
+def test_a_tree_search_shows_the_step_each_simulation_expanded(tmp_path):
+    assert main(["sample", "--algorithm", "mcts", "--N", "2", "--S", "1", "--steps", "4", "--labels", "5", "--out",
+                 str(tmp_path / "tree"), "--trace", "--no-progress"]) == 0
+    text = explore(tmp_path / "tree").read_text()
+    assert text.count("<svg class='tree'") == 1 and "simulations)" in text

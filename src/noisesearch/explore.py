@@ -75,6 +75,8 @@ def document(record: dict[str, Any], trace: dict[str, np.ndarray] | None, sectio
     evaluator = record.get("mean_evaluator")
     if trace is None:
         note = "No trace: rerun the command with <code>--trace</code> to see the search step by step."
+    elif "expanded_step" in trace:
+        note = "A tree search: per image, the sampler step each simulation expanded (the last step: it reached x0)."
     elif "candidate_scores" not in trace:
         note = "This algorithm's trace has no per-candidate detail; its final images are shown."
     else:
@@ -109,6 +111,8 @@ def image_section(run_dir: Path, image: dict[str, Any], trace: dict[str, np.ndar
     charts = ""
     if mine is not None and mine.any() and "candidate_scores" in trace:
         charts = candidates_chart(trace, mine) + reward_chart(trace, mine)
+    elif mine is not None and mine.any() and "expanded_step" in trace:
+        charts = tree_chart(trace["expanded_step"][mine])
     return (f"<div class='image' data-index='{image['index']}'>{head}<div class='row'>{''.join(parts)}</div>"
             f"{charts}</div>")
 
@@ -189,3 +193,13 @@ def reward_chart(trace: dict[str, np.ndarray], mine: np.ndarray, width: int = 90
             f"<svg class='reward' width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"
             f"{axes(width, height, pad, low, high, 'NFE spent', 'incumbent score')}"
             f"<polyline points='{line}' fill='none' stroke='{INCUMBENT}' stroke-width='2'/></svg></div>")
+
+
+def tree_chart(steps: np.ndarray, width: int = 900, height: int = 220, pad: int = 56) -> str:
+    """The sampler step each simulation of a tree search expanded, in simulation order."""
+    x = scale(np.arange(len(steps), dtype=float), 0, max(len(steps) - 1, 1), pad + 6, width - 16)
+    y = scale(steps.astype(float), 0, float(steps.max()), height - pad, 14)
+    dots = "".join(f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3' fill='{GLOBAL}'/>" for a, b in zip(x, y, strict=True))
+    return (f"<div><b>step expanded by each simulation</b> ({len(steps)} simulations)<br><svg class='tree' "
+            f"width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"
+            f"{axes(width, height, pad, 0, float(steps.max()), 'simulation', 'expanded step')}{dots}</svg></div>")
