@@ -72,3 +72,19 @@ def test_a_tree_search_shows_the_step_each_simulation_expanded(tmp_path):
                  str(tmp_path / "tree"), "--trace", "--no-progress"]) == 0
     text = explore(tmp_path / "tree").read_text()
     assert text.count("<svg class='tree'") == 1 and "simulations)" in text
+
+
+def test_a_bench_cell_shows_each_iterations_winner(tmp_path):
+    from conftest import tiny_denoiser
+
+    from noisesearch.experiments.bench import run_bench
+    from noisesearch.experiments.presets import Preset
+
+    preset = Preset.from_dict("p", {"labels": 2, "steps": 4, "rewards": [{"name": "b", "reward": "brightness"}],
+                                    "runs": [{"algorithm": "eps_greedy", "params": {"N": 2, "K": 2}}]})
+    run_bench(preset, tmp_path / "bench", progress=False, model_loader=tiny_denoiser)
+    with pytest.raises(NoiseSearchError, match="pick a cell with --cell SLUG, one of eps_greedy_N2_K2__b__r0$"):
+        explore(tmp_path / "bench")
+    text = explore(tmp_path / "bench", cell="eps_greedy_N2_K2__b__r0").read_text()
+    assert text.count("class='image'") == 2 and text.count("<svg class='candidates'") == 2
+    assert "Each iteration's winner" in text and text.count("alt='final image'") == 2

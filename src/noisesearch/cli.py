@@ -387,8 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     explore = sub.add_parser("explore", help="write one self-contained HTML page that shows a sample run step by "
                                              "step (run `sample` with --trace to see its searched steps)")
-    explore.add_argument("run_dir", type=Path, help="directory written by `noisesearch sample --out`")
-    explore.add_argument("--out", type=Path, help="the page (default: RUN_DIR/explore.html)")
+    explore.add_argument("run_dir", type=Path, help="directory written by `noisesearch sample --out` or by bench")
+    explore.add_argument("--cell", help="a bench run's cell, by the slug its images/ and traces/ files start with")
+    explore.add_argument("--out", type=Path, help="the page (default: RUN_DIR/explore.html, or "
+                                                  "RUN_DIR/explore/SLUG.html for a bench cell)")
     report = sub.add_parser("report", help="write report.md and report.html for a bench run directory, or the "
                                            "calibration trade-off of several")
     report.add_argument("run_dir", type=Path, nargs="+",
@@ -748,7 +750,7 @@ def cmd_explore(args: argparse.Namespace) -> None:
     from noisesearch.explore import explore
 
     start = time.perf_counter()
-    page = explore(args.run_dir, args.out)
+    page = explore(args.run_dir, args.out, args.cell)
     print(printable(f"wrote {page} ({page.stat().st_size / 1024:.0f} KB in {time.perf_counter() - start:.1f} s)"))
 
 

@@ -1,10 +1,12 @@
-"""`noisesearch explore RUN_DIR`: one self-contained HTML page that explains a `sample` run, image by image.
+"""`noisesearch explore RUN_DIR`: one self-contained HTML page that explains a `sample` run (or one cell of a
+bench run, `--cell SLUG`), image by image.
 
 Per image: the final image beside its reward and held-out evaluator score; where the search kept a per-step
 trace (`sample --trace`), the chosen x0 prediction at each searched step, every candidate's score per
 iteration (global draws and local moves in two colours, the incumbent's score as a line, a tick where the
-pivot moved) and the reward against the NFE spent. Images are inline PNGs and charts inline SVG: the page
-needs no server and no network.
+pivot moved) and the reward against the NFE spent; a bench cell's trace holds each iteration's winner only,
+and a tree search's the step each simulation expanded. Images are inline PNGs and charts inline SVG: the
+page needs no server and no network.
 """
 
 from __future__ import annotations
@@ -35,23 +37,23 @@ table.meta td { padding: 0 1em 0 0; }
 """
 
 
-def explore(run_dir: Path, out: Path | None = None) -> Path:
-    """Write the page for the sample run in `run_dir` (to `out`, default RUN_DIR/explore.html); returns its path."""
+def explore(run_dir: Path, out: Path | None = None, cell: str | None = None) -> Path:
+    """Write the page for the sample run in `run_dir`, or for its bench cell `cell` (a slug, as images/ and
+    traces/ name its files), to `out` (default RUN_DIR/explore.html, or RUN_DIR/explore/SLUG.html); returns
+    the page's path."""
     run_dir = Path(run_dir)
-    result_path = run_dir / "result.json"
-    if not result_path.is_file():
-        hint = (" (a bench run directory: explore one of its runs with `noisesearch sample ... --trace`)"
-                if (run_dir / "results.jsonl").is_file() else "")
-        raise NoiseSearchError(f"{run_dir} holds no result.json: give the --out directory of `noisesearch sample`"
-                               f"{hint}")
-    try:
-        record = json.loads(result_path.read_text())
-    except (OSError, ValueError) as err:
-        raise NoiseSearchError(f"cannot read {result_path} ({err})") from None
-    trace = load_trace(run_dir / "trace.npz")
-    sections = [image_section(run_dir, image, trace) for image in record["images"]]
+    if (run_dir / "results.jsonl").is_file():
+        record, trace = bench_cell(run_dir, cell)
+        default = run_dir / "explore" / f"{cell}.html"
+    elif cell is not None:
+        raise NoiseSearchError(f"--cell picks a cell of a bench run directory; {run_dir} holds no results.jsonl")
+    else:
+        record, trace = sample_run(run_dir)
+        default = run_dir / "explore.html"
+    sections = [image_section(image, trace) for image in record["images"]]
     page = document(record, trace, sections)
-    out = Path(out) if out is not None else run_dir / "explore.html"
+    out = Path(out) if out is not None else default
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         out.write_text(page)
     except OSError as err:
@@ -59,14 +61,63 @@ def explore(run_dir: Path, out: Path | None = None) -> Path:
     return out
 
 
-def load_trace(path: Path) -> dict[str, np.ndarray] | None:
-    if not path.is_file():
-        return None
+def sample_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """A sample run's result.json, each image's PNG bytes added, and its trace (None without --trace)."""
+    result_path = run_dir / "result.json"
+    if not result_path.is_file():
+        raise NoiseSearchError(f"{run_dir} holds no result.json: give the --out directory of `noisesearch sample` "
+                               "or a bench run directory")
     try:
+        record = json.loads(result_path.read_text())
+        for image in record["images"]:
+            image["png"] = (run_dir / image["file"]).read_bytes()
+    except (OSError, ValueError, KeyError) as err:
+        raise NoiseSearchError(f"cannot read the run in {run_dir} ({err})") from None
+    return record, load_trace([run_dir / "trace.npz"] if (run_dir / "trace.npz").is_file() else [])
+
+
+def bench_cell(run_dir: Path, cell: str | None) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """One bench cell as a sample run's record (images by label index) and its trace."""
+    from noisesearch.experiments.population import record_slug
+    from noisesearch.experiments.store import load_run
+
+    run = load_run(run_dir)
+    slugs = sorted({record_slug(r) for r in run.records})
+    if cell not in slugs:
+        shown = ", ".join(slugs[:12]) + (", ..." if len(slugs) > 12 else "")
+        raise NoiseSearchError(f"{run_dir} is a bench run: pick a cell with --cell SLUG, one of {shown}")
+    records = sorted((r for r in run.records if record_slug(r) == cell), key=lambda r: r["label_index"])
+    pixels = {}
+    for path in run.cell_files("images", cell):
         with np.load(path) as data:
-            return {name: data[name] for name in data.files}
-    except (OSError, ValueError) as err:
-        raise NoiseSearchError(f"cannot read {path} ({err}): rerun the sample with --trace") from None
+            pixels.update(zip(data["label_index"].tolist(), data["images"], strict=True))
+    images = [{"index": r["label_index"], "label": r["label"], "seed": r["seed"], "reward": r["reward_value"],
+               "evaluator": r["evaluator"], "nfe": r["nfe"], "png": uint8_png(pixels[r["label_index"]])}
+              for r in records if r["label_index"] in pixels]
+    evaluators = [r["evaluator"] for r in records if r["evaluator"] is not None]
+    first = records[0]
+    record = {"algorithm": first["algorithm"], "reward": first["column"],
+              "mean_reward": float(np.mean([r["reward_value"] for r in records])),
+              "mean_evaluator": float(np.mean(evaluators)) if evaluators else None,
+              "nfe_per_image": float(np.mean([r["nfe"] for r in records])),
+              "wall_time_s": round(first["cell_wall_time_s"], 3), "images": images,
+              "config": {"params": first["params"], "evaluator": "evaluator"},
+              "command": f"noisesearch bench (cell {cell} of {run_dir})"}
+    return record, load_trace(run.cell_files("traces", cell))
+
+
+def load_trace(paths: list[Path]) -> dict[str, np.ndarray] | None:
+    """The trace columns in `paths` joined (None where there is none)."""
+    parts = []
+    for path in paths:
+        try:
+            with np.load(path) as data:
+                parts.append({name: data[name] for name in data.files})
+        except (OSError, ValueError) as err:
+            raise NoiseSearchError(f"cannot read {path} ({err}): rerun what wrote it") from None
+    if not parts:
+        return None
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def document(record: dict[str, Any], trace: dict[str, np.ndarray] | None, sections: list[str]) -> str:
@@ -77,8 +128,12 @@ def document(record: dict[str, Any], trace: dict[str, np.ndarray] | None, sectio
         note = "No trace: rerun the command with <code>--trace</code> to see the search step by step."
     elif "expanded_step" in trace:
         note = "A tree search: per image, the sampler step each simulation expanded (the last step: it reached x0)."
+    elif "winner_score" not in trace:
+        note = "This algorithm's trace has no per-iteration scores; its final images are shown."
     elif "candidate_scores" not in trace:
-        note = "This algorithm's trace has no per-candidate detail; its final images are shown."
+        note = (f'Each iteration\'s winner: <span style="color:{GLOBAL}">● global draw</span> '
+                f'<span style="color:{LOCAL}">● local move</span> <span style="color:{INCUMBENT}">— incumbent'
+                "</span> (a bench cell keeps no other candidate; `sample --trace` keeps them all).")
     else:
         note = (f'Candidates per iteration: <span style="color:{GLOBAL}">● global draw</span> '
                 f'<span style="color:{LOCAL}">● local move</span> '
@@ -97,20 +152,20 @@ def document(record: dict[str, Any], trace: dict[str, np.ndarray] | None, sectio
             f"<table class='meta'>{meta}</table><p class='legend'>{note}</p>{''.join(sections)}</body></html>\n")
 
 
-def image_section(run_dir: Path, image: dict[str, Any], trace: dict[str, np.ndarray] | None) -> str:
+def image_section(image: dict[str, Any], trace: dict[str, np.ndarray] | None) -> str:
     label = image.get("label", image.get("prompt", ""))
     evaluator = image.get("evaluator")
     head = (f"<h2>image {image['index']}: {html.escape(str(label))} (seed {image['seed']})</h2>"
             f"<p>reward {image['reward']:.4f} · evaluator {'—' if evaluator is None else f'{evaluator:.4f}'} · "
             f"{image['nfe']} NFE</p>")
-    final = png_tag((run_dir / image["file"]).read_bytes(), 168, "final image")
+    final = png_tag(image["png"], 168, "final image")
     parts = [f"<figure>{final}<figcaption>final</figcaption></figure>"]
     mine = None if trace is None else trace["condition"] == image["index"]
     if trace is not None and "x0_image" in trace:
         parts.append(x0_strip(trace, image["index"]))
     charts = ""
-    if mine is not None and mine.any() and "candidate_scores" in trace:
-        charts = candidates_chart(trace, mine) + reward_chart(trace, mine)
+    if mine is not None and mine.any() and "winner_score" in trace:
+        charts = candidates_chart(trace, mine) + (reward_chart(trace, mine) if "nfe" in trace else "")
     elif mine is not None and mine.any() and "expanded_step" in trace:
         charts = tree_chart(trace["expanded_step"][mine])
     return (f"<div class='image' data-index='{image['index']}'>{head}<div class='row'>{''.join(parts)}</div>"
@@ -125,7 +180,11 @@ def png_tag(data: bytes, size: int, alt: str) -> str:
 def array_png(image: np.ndarray) -> bytes:
     """A (channels, H, W) image in [-1, 1] as PNG bytes."""
     pixels = ((np.clip(image, -1, 1) + 1) * 127.5).round().astype(np.uint8)
-    pixels = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+    return uint8_png(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+
+
+def uint8_png(pixels: np.ndarray) -> bytes:
+    """A uint8 image (H, W) or (H, W, channels) as PNG bytes."""
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -158,7 +217,10 @@ def axes(width: int, height: int, pad: int, low: float, high: float, x_label: st
 def candidates_chart(trace: dict[str, np.ndarray], mine: np.ndarray, width: int = 900, height: int = 260,
                      pad: int = 56) -> str:
     """Every candidate's score per iteration, global and local apart, with the incumbent and the pivot's moves."""
-    scores, kinds = trace["candidate_scores"][mine], trace["candidate_global"][mine]
+    if "candidate_scores" in trace:
+        scores, kinds = trace["candidate_scores"][mine], trace["candidate_global"][mine]
+    else:  # each iteration's winner only
+        scores, kinds = trace["winner_score"][mine][:, None], trace["winner_global"][mine][:, None]
     incumbent, changed, steps = trace["incumbent_score"][mine], trace["changed"][mine], trace["step"][mine]
     finite = scores[np.isfinite(scores)]
     low, high = float(min(finite.min(), incumbent.min())), float(max(finite.max(), incumbent.max()))
