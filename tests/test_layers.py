@@ -129,6 +129,7 @@ LAYERS = [
     ["api", "testing"],
     ["drivers", "serving"],
     ["experiments"],
+    ["explore", "demo"],
     ["cli", "__init__"],
 ]
 LAYER = {part: level for level, parts in enumerate(LAYERS) for part in parts}

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import math
 import os
 import shlex
 import signal
@@ -385,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--max-batch", type=max_batch_type(), default=DEFAULT_MAX_BATCH,
                      help="most rows per network call, or auto (as for sample)")
     rel.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo = sub.add_parser("demo", help="a local web app: search the embedded models from a browser, beside naive "
+                                       "sampling at the same seed")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    demo.add_argument("--port", type=int, default=7860, help="port (0: a free one)")
+    demo.add_argument("--max-minutes", type=float, default=3.0,
+                      help="searches estimated to run longer ask the page for confirmation first")
     explore = sub.add_parser("explore", help="write one self-contained HTML page that shows a sample run step by "
                                              "step (run `sample` with --trace to see its searched steps)")
     explore.add_argument("run_dir", type=Path, help="directory written by `noisesearch sample --out` or by bench")
@@ -746,6 +753,17 @@ def printable(text: str) -> str:
     return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    try:
+        from noisesearch.demo.app import serve_demo
+    except ImportError as err:
+        raise NoiseSearchError(f"the demo needs FastAPI and uvicorn ({err}): pip install "
+                               "'noisesearch[demo]'") from None
+    if not (args.max_minutes > 0 and math.isfinite(args.max_minutes)):
+        raise NoiseSearchError(f"--max-minutes must be a positive number, got {args.max_minutes}")
+    serve_demo(args.host, args.port, args.max_minutes * 60)
+
+
 def cmd_explore(args: argparse.Namespace) -> None:
     from noisesearch.explore import explore
 
@@ -811,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_report(args)
         elif args.command == "explore":
             cmd_explore(args)
+        elif args.command == "demo":
+            cmd_demo(args)
         elif args.command == "serve-verifier":
             cmd_serve_verifier(args)
         elif args.command == "verifier":
