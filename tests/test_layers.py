@@ -119,7 +119,7 @@ LAYERS = [
     ["errors", "version"],
     ["files", "checks"],
     ["naming", "seeds", "flow", "imaging", "plotting", "progress", "types", "environment", "executors", "assets",
-     "batching", "verifier_protocol"],
+     "batching", "verifier_protocol", "precision"],
     ["rng", "sampling", "models"],
     ["metrics"],
     ["cost", "denoiser", "rewards", "outputs"],

@@ -14,6 +14,7 @@ from noisesearch.checks import is_int, is_real, shown
 from noisesearch.denoiser import Denoiser
 from noisesearch.errors import NoiseSearchError
 from noisesearch.naming import claim_name
+from noisesearch.precision import warn_emulated_bf16
 
 MAX_LABEL = 2**63 - 1  # the largest int64: labels become a long tensor
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -159,7 +160,8 @@ def load_backend_denoiser(name: str, model: str | None = None, guidance: float |
                           trust_model_code: bool = False, compile: bool = False) -> Denoiser:
     """The denoiser of backend `name` (defaults as the backend declares them). `trust_model_code` lets a
     backend load model files that run code when loaded (pickles); without it they are a NoiseSearchError.
-    `compile` runs the network through torch.compile (backends that declare `compiles`)."""
+    `compile` runs the network through torch.compile (backends that declare `compiles`). bfloat16 on a device
+    without native bf16 warns once (noisesearch.precision)."""
     backend = get_backend(name)
     check_dtype(dtype)
     if compile and not backend.compiles:
@@ -168,5 +170,7 @@ def load_backend_denoiser(name: str, model: str | None = None, guidance: float |
     if model is None and backend.needs_model:
         raise NoiseSearchError(f"the {name} backend needs --model PATH ({backend.model_help})")
     check_device(device)
+    if dtype == "bfloat16":
+        warn_emulated_bf16(device)
     return backend.load(LoadRequest(model, backend.guidance_or_default(guidance), prompts, device, DTYPES[dtype],
                                     trust_model_code, compile))
