@@ -47,23 +47,42 @@ def records_by_cell(results) -> dict[str, list[dict]]:
     return found
 
 
-def test_cells_from_one_pool_equal_the_cells_run_alone(tmp_path):
-    runs = [{"algorithm": "best_of_n", "params": {"N": n, "nested": True}} for n in (1, 3, 4)]
-    pooled = records_by_cell(run_bench(preset(runs), tmp_path / "pool", progress=False, model_loader=tiny_denoiser))
-    alone = {}
-    for run in runs:  # each cell alone: one run, one column, no pool
-        for column in ("brightness", "fid_oracle", "ssl_mnist"):
-            out = tmp_path / f"{column}{run['params']['N']}"
-            alone.update(records_by_cell(run_bench(preset([run], (column,)), out, progress=False,
-                                                   model_loader=tiny_denoiser)))
-    assert sorted(pooled) == sorted(alone) and len(pooled) == 9
-    def kept(records: list[dict]) -> list[dict]:
-        return [{k: v for k, v in r.items() if k not in ("wall_time_s", "cell_wall_time_s", "pool")} for r in records]
+def kept(records: list[dict]) -> list[dict]:
+    """Records without what differs between a pooled cell and the cell run alone (timing, the pool)."""
+    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "cell_wall_time_s", "pool")} for r in records]
 
+
+def pooled_and_alone(tmp_path, runs: list[dict], columns: tuple[str, ...]) -> tuple[dict, dict]:
+    """The records of `runs` × `columns` benched together, and of each cell benched alone."""
+    pooled = records_by_cell(run_bench(preset(runs, columns), tmp_path / "pool", progress=False,
+                                       model_loader=tiny_denoiser))
+    alone = {}
+    for k, run in enumerate(runs):
+        for column in columns:
+            alone.update(records_by_cell(run_bench(preset([run], (column,)), tmp_path / f"{column}{k}",
+                                                   progress=False, model_loader=tiny_denoiser)))
+    assert sorted(pooled) == sorted(alone) and len(pooled) == len(runs) * len(columns)
     for key, records in pooled.items():
         assert kept(records) == kept(alone[key])
+    return pooled, alone
+
+
+def test_cells_from_one_pool_equal_the_cells_run_alone(tmp_path):
+    runs = [{"algorithm": "best_of_n", "params": {"N": n, "nested": True}} for n in (1, 3, 4)]
+    pooled, _ = pooled_and_alone(tmp_path, runs, ("brightness", "fid_oracle", "ssl_mnist"))
+    for key, records in pooled.items():
         n = json.loads(key)["params"]["N"]
         assert all(r["pool"] == {"N": 4, "cell": "best_of_n_N4_nestedTrue__brightness__r0"} for r in records)
         assert [r["nfe"] for r in records] == [7 * n] * 3  # best-of-n's NFE (Heun, 4 steps: 7 per trajectory)
     log = [json.loads(line) for line in (tmp_path / "pool" / "cells.jsonl").read_text().splitlines()]
     assert len(log) == 9 and all(entry["status"] == "done" for entry in log)
+
+
+def test_an_anytime_search_gives_its_smaller_budgets_from_one_run(tmp_path):
+    runs = [{"algorithm": "zero_order_initial", "params": {"N": 2, "K": k}} for k in (1, 3, 2)]
+    pooled, _ = pooled_and_alone(tmp_path, runs, ("brightness", "fid_oracle"))  # set-level: its cells run alone
+    for key, records in pooled.items():
+        k, column = json.loads(key)["params"]["K"], json.loads(key)["column"]
+        assert [r["nfe"] for r in records] == [2 * 7 * k] * 3  # the meter's, after k rounds of 2 trajectories
+        pool = {"K": 3, "cell": "zero_order_initial_N2_K3__brightness__r0"}
+        assert all(r.get("pool") == (None if column == "fid_oracle" else pool) for r in records)

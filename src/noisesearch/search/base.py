@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -98,6 +98,10 @@ class SearchAlgorithm:
     # "" for none of them.
     family: ClassVar[str] = ""
     source: ClassVar[str] = ""  # the paper (and code) it comes from, in Markdown, for the docs' family pages
+    # The parameter (if any) in which the search is anytime: its run with value p is the first p rounds of any run
+    # with a larger value (the same draws), which `rounds` yields one by one; bench computes cells that differ
+    # only in it from one run (experiments.pools)
+    anytime: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Append the NFE formula to the docstring, so that `help()` and the docs show it."""
@@ -217,6 +221,10 @@ class SearchAlgorithm:
         raise NoiseSearchError(f"{self.name} cannot use reward '{getattr(reward, 'name', reward)}': it compares each "
                                f"final image with its own trajectory's x0 prediction at sigma {sigma}, which only "
                                f"searches over whole trajectories keep: use {', '.join(able)}")
+
+    def rounds(self, problem: Problem) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """For an anytime search: the chosen states (C, ...) and rewards (C,) after each round, in order."""
+        raise NotImplementedError(f"{self.name} is not an anytime search")
 
     def check_budget(self, problem: Problem) -> None:
         formula = self.nfe_formula(problem.sampler)

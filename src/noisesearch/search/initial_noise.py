@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +29,7 @@ class ZeroOrderInitial(SearchAlgorithm):
               "beyond Scaling Denoising Steps* ([arXiv 2501.09732](https://arxiv.org/abs/2501.09732))")
     family = "initial"
     scores_whole_trajectories = True
+    anytime = "K"
     nfe_doc = f"K·N·Σ_i c_i, {CALLS_DOC}: K·N·(2T − 1) for T Heun steps"
     N: int = 4
     K: int = 5
@@ -40,6 +43,12 @@ class ZeroOrderInitial(SearchAlgorithm):
         return self.K * self.N * cost.trajectory_calls(sampler)
 
     def _search(self, problem: Problem) -> tuple[torch.Tensor, torch.Tensor, Trace | None]:
+        (best_images, best), = deque(self.rounds(problem), maxlen=1)
+        return best_images, best, None
+
+    def rounds(self, problem: Problem) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The pivot's best final states and rewards after each of the K rounds (round k's draws do not depend
+        on K, so the first k rounds are the run with K = k)."""
         gens = problem.generators()
         shape, c = problem.image_shape, problem.n
         rows = torch.arange(c)
@@ -63,4 +72,4 @@ class ZeroOrderInitial(SearchAlgorithm):
             best = torch.where(better, scores[rows, win], best)
             best_images = torch.where(keep, final[rows, win], best_images)
             pivot = torch.where(keep, candidates[rows, win], pivot)
-        return best_images, best, None
+            yield best_images, best
