@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+import torch
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.imaging import png_bytes, to_uint8
 
 GLOBAL, LOCAL, INCUMBENT = "#1f77b4", "#ff7f0e", "#2ca02c"
 STYLE = """
@@ -92,7 +92,7 @@ def bench_cell(run_dir: Path, cell: str | None) -> tuple[dict[str, Any], dict[st
         with np.load(path) as data:
             pixels.update(zip(data["label_index"].tolist(), data["images"], strict=True))
     images = [{"index": r["label_index"], "label": r["label"], "seed": r["seed"], "reward": r["reward_value"],
-               "evaluator": r["evaluator"], "nfe": r["nfe"], "png": uint8_png(pixels[r["label_index"]])}
+               "evaluator": r["evaluator"], "nfe": r["nfe"], "png": png_bytes(pixels[r["label_index"]])}
               for r in records if r["label_index"] in pixels]
     evaluators = [r["evaluator"] for r in records if r["evaluator"] is not None]
     first = records[0]
@@ -177,25 +177,13 @@ def png_tag(data: bytes, size: int, alt: str) -> str:
     return f"<img class='px' width='{size}' height='{size}' alt='{alt}' src='data:image/png;base64,{encoded}'>"
 
 
-def array_png(image: np.ndarray) -> bytes:
-    """A (channels, H, W) image in [-1, 1] as PNG bytes."""
-    pixels = ((np.clip(image, -1, 1) + 1) * 127.5).round().astype(np.uint8)
-    return uint8_png(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
-
-
-def uint8_png(pixels: np.ndarray) -> bytes:
-    """A uint8 image (H, W) or (H, W, channels) as PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def x0_strip(trace: dict[str, np.ndarray], index: int) -> str:
     rows = np.flatnonzero(trace["x0_condition"] == index)
     sigma = {int(s): float(v) for s, v in zip(trace["step"], trace["sigma"], strict=True)}
-    figures = [f"<figure>{png_tag(array_png(trace['x0_image'][r]), 56, 'x0 prediction')}<figcaption>step "
+    pixels = to_uint8(torch.from_numpy(trace["x0_image"][rows]))
+    figures = [f"<figure>{png_tag(png_bytes(image), 56, 'x0 prediction')}<figcaption>step "
                f"{int(trace['x0_step'][r])}<br>σ {sigma.get(int(trace['x0_step'][r]), math.nan):.3g}</figcaption>"
-               "</figure>" for r in rows]
+               "</figure>" for r, image in zip(rows, pixels, strict=True)]
     return f"<div><b>chosen x0 prediction after each searched step</b><div class='strip'>{''.join(figures)}</div></div>"
 
 

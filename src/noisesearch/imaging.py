@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,13 @@ def make_grid(images: torch.Tensor, ncol: int, pad: int = 2, scale: int = 1) -> 
         canvas[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = tile
     img = Image.fromarray(canvas)
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """A uint8 image (H, W) or (H, W, C) (see to_uint8) as PNG bytes, for pages that inline their images."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import math
 import threading
 import time
@@ -24,13 +23,12 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
-from PIL import Image
 
 from noisesearch import cost
 from noisesearch.api import search
 from noisesearch.backends.embedded import load_model
 from noisesearch.errors import NoiseSearchError
-from noisesearch.imaging import to_uint8
+from noisesearch.imaging import png_bytes, to_uint8
 from noisesearch.progress import ProgressEvent
 from noisesearch.rewards import get_reward
 from noisesearch.search import get_algorithm
@@ -44,10 +42,7 @@ MAX_NFE = 100_000  # per image: beyond it no estimate is worth confirming
 
 def png_base64(image: torch.Tensor) -> str:
     """An image (channels, H, W) in [-1, 1] as base64 PNG."""
-    pixels = to_uint8(image[None])[0]
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return base64.b64encode(png_bytes(to_uint8(image[None])[0])).decode()
 
 
 class Watched:

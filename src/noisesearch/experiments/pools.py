@@ -118,7 +118,8 @@ def compute_pool(task: CellTask, callback: ProgressCallback | None = None) -> tu
     report to `callback`."""
     size = task.cell.run.params["N"]
     denoiser = task.model.load()
-    problems = {cell.column.name: cell_problem(task, cell) for cell in task.cells}
+    columns = {cell.column.name: cell for cell in task.cells}  # one scoring Problem per column, for all its N
+    problems = {name: cell_problem(task, cell) for name, cell in columns.items()}
     steps = {p.x0_step for p in problems.values()} - {None}
     if len(steps) > 1:
         raise NoiseSearchError(f"the reward columns of pool {task.cell.slug} need x0 predictions at different steps "
