@@ -199,6 +199,7 @@ def make_problem(
     reward_args: dict[str, Any] | None = None,
     trust_model_code: bool = False,
     trace_detail: bool = False,
+    keep_candidates: bool = False,
 ) -> tuple[Problem, dict[str, Any]]:
     """The metered Problem that `search` runs an algorithm on, and the config entries that describe it.
 
@@ -222,7 +223,9 @@ def make_problem(
     bit-identical whatever else shares the batch (what `bench` uses). `max_batch="auto"` sizes calls from the
     free CUDA memory (16 elsewhere; see noisesearch.batching) and is recorded as the number it chose.
     `trace_detail=True` makes the per-step searches keep every candidate's score and each searched step's x0
-    prediction in their trace (what `noisesearch explore` shows; no NFE, one image per condition and step)."""
+    prediction in their trace (what `noisesearch explore` shows; no NFE, one image per condition and step).
+    `keep_candidates=True` keeps each condition's last scored candidates (Problem.candidates: what
+    `noisesearch generate --keep-candidates` stores as preference pairs)."""
     check_arguments(model=model, device=device, dtype=dtype, reward_args=reward_args, progress=progress,
                     pipeline=pipeline)
     trust_model_code = check_flag(trust_model_code, "trust_model_code")
@@ -264,7 +267,8 @@ def make_problem(
         max_batch = auto_max_batch(denoiser, cond, float(chosen.sigmas[0]), device)
     callback = (TqdmProgress() if progress else None) if is_flag(progress) else progress
     problem = Problem(denoiser, reward_fn, cond, seed_list, chosen, max_batch=max_batch, nfe_budget=nfe_budget,
-                      callback=callback, batch_invariant=batch_invariant, trace_detail=trace_detail)
+                      callback=callback, batch_invariant=batch_invariant, trace_detail=trace_detail,
+                      keep_candidates=keep_candidates)
     return problem, conditions | {
         "backend": backend, "model": model, "reward": reward, "reward_args": reward_args,
         "seeds": seed_list, "guidance": guidance, "sampler": chosen.to_dict(), "max_batch": max_batch,

@@ -23,6 +23,7 @@ from noisesearch.api import make_problem, search
 from noisesearch.backends import backend_names, get_backend
 from noisesearch.batching import DEFAULT_MAX_BATCH, parse_max_batch
 from noisesearch.drivers import calibrate, search_online
+from noisesearch.drivers.generate import run_generate
 from noisesearch.drivers.reliability import DEFAULT_REWARDS as RELIABILITY_REWARDS
 from noisesearch.drivers.reliability import measure_reliability
 from noisesearch.errors import NoiseSearchError
@@ -54,6 +55,7 @@ PROBLEM = keyword_defaults(make_problem)
 SEARCH = keyword_defaults(search)
 ONLINE = keyword_defaults(search_online)
 BENCH = keyword_defaults(run_bench)
+GENERATE = keyword_defaults(run_generate)
 CALIBRATE = keyword_defaults(calibrate)
 RELIABILITY = keyword_defaults(measure_reliability)
 LIMITS = Limits()
@@ -189,7 +191,7 @@ def add_model_flags(parser: argparse.ArgumentParser, steps_help: str = "sampler 
 
 
 def add_executor_flags(parser: argparse.ArgumentParser, what: str) -> None:
-    """--executor and its options, shared by bench and calibrate."""
+    """--executor and its options, shared by bench, calibrate and generate."""
     parser.add_argument("--executor", default="serial", choices=("serial", "process", "ray"),
                         help=f"where {what} run: serial (this process, the default), process (a local pool of "
                              "--workers processes) or ray (a Ray cluster, see --ray-address)")
@@ -216,45 +218,77 @@ def executor_of(args: argparse.Namespace) -> Executor:
                          cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell, retries=args.retries)
 
 
+def add_search_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of one search, shared by sample and generate: algorithm and its parameters, reward, evaluator,
+    model, seed, batching, budget, device and dtype."""
+    parser.add_argument("--algorithm", default=SEARCH["algorithm"],
+                        help="registered algorithm (see `noisesearch list`; default %(default)s)")
+    parser.add_argument("--reward", default=SEARCH["reward"], help="reward used during search")
+    add_model_flags(parser)
+    parser.add_argument("--reward-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="a reward constructor argument, e.g. model=/path/to/clip (repeatable)")
+    parser.add_argument("--device", default=PROBLEM["device"], help="cpu, cuda or mps")
+    parser.add_argument("--dtype", default=PROBLEM["dtype"],
+                        help="float32, float16 or bfloat16 (diffusers backend); the embedded model takes float32 or "
+                             "bfloat16 (autocast: faster on CPUs with bf16 units, x0 within ~3e-2 of float32's)")
+    parser.add_argument("--seed", type=int, default=PROBLEM["seed"], help="sample i uses seed + i")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="w in D_null + w(D_cond - D_null): 1 conditional (embedded default), 0 unconditional, "
+                             "other values classifier-free guidance at 2 NFE per call (diffusers default 7.5)")
+    parser.add_argument("--max-batch", type=max_batch_type(), default=DEFAULT_MAX_BATCH,
+                        help="most rows per network call (default 16), or auto: sized from the free CUDA memory "
+                             "(16 on CPU); calls carry real rows only, unless --batch-invariant")
+    parser.add_argument("--nfe-budget", type=int, default=None,
+                        help="hard cap on the NFE per image: a call that would pass it stops the run (a search's "
+                             "own plan is --target-nfe where it takes one)")
+    parser.add_argument("--budget", type=int, dest="nfe_budget", action=RenamedFlag, renamed_to="--nfe-budget")
+    parser.add_argument("--evaluator", default=SEARCH["evaluator"],
+                        help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
+                             "or a reward name")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    taken = {param for name in algorithm_names() for param in algorithm_params(name)}
+    for flag, kind in algorithm_flags().items():
+        names = algorithm_flag_names(flag)
+        parser.add_argument(*names, dest=flag, type=kind, default=None,
+                            help=f"algorithm parameter {flag}" if flag in taken else argparse.SUPPRESS)
+        if names[0] != f"--{flag}":
+            parser.add_argument(f"--{flag}", dest=flag, type=kind, action=RenamedFlag, renamed_to=names[0])
+
+
+def add_generate_parser(sub: argparse._SubParsersAction) -> None:
+    generate = sub.add_parser("generate", help="search every condition of a file into a resumable data set (Parquet "
+                                               "shards that Hugging Face datasets loads)")
+    generate.add_argument("--conditions", type=Path, required=True, metavar="FILE",
+                          help="labels (label backends) or prompts, one per line; or a .jsonl file of objects with "
+                               "\"label\" or \"prompt\", an optional \"seed\" and metadata (any other keys)")
+    generate.add_argument("--out", type=parse_out, required=True,
+                          help="the data set's directory; rerunning the same command resumes it")
+    add_search_flags(generate)
+    generate.add_argument("--shard-size", type=int, default=GENERATE["shard_size"],
+                          help="conditions per shard: searched as one batch, written as one file (default "
+                               "%(default)s)")
+    generate.add_argument("--keep-candidates", action="store_true",
+                          help="also store each condition's last compared candidates with their scores, and the best "
+                               "and worst as a preference pair (chosen, rejected)")
+    add_executor_flags(generate, "shards")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="noisesearch", description="Search a diffusion sampler's noise against a reward.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     sample = sub.add_parser("sample", help="search one image per label and write PNGs and result.json")
-    sample.add_argument("--algorithm", default=SEARCH["algorithm"],
-                        help="registered algorithm (see `noisesearch list`; default %(default)s)")
-    sample.add_argument("--reward", default=SEARCH["reward"], help="reward used during search")
-    add_model_flags(sample)
+    add_search_flags(sample)
     sample.add_argument("--labels", type=parse_labels, default=[0], help="comma-separated digits, e.g. 3,5,7")
     sample.add_argument("--prompt", action="append", help="a prompt (diffusers backend; repeat for several)")
     sample.add_argument("--prompts-file", type=Path, help="a file with one prompt per line (diffusers backend)")
-    sample.add_argument("--reward-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="a reward constructor argument, e.g. model=/path/to/clip (repeatable)")
-    sample.add_argument("--device", default=PROBLEM["device"], help="cpu, cuda or mps")
-    sample.add_argument("--dtype", default=PROBLEM["dtype"],
-                        help="float32, float16 or bfloat16 (diffusers backend); the embedded model takes float32 or "
-                             "bfloat16 (autocast: faster on CPUs with bf16 units, x0 within ~3e-2 of float32's)")
     sample.add_argument("--compile", action="store_true",
                         help="run the network through torch.compile (embedded backends): up to 1.5x faster per call at "
                              "16-64 rows after ~20 s of compilation per call shape (2 CPU cores), so for long runs, "
                              "not one image; x0 within ~1e-5 of the eager path's, not bit-identical")
-    sample.add_argument("--seed", type=int, default=PROBLEM["seed"], help="sample i uses seed + i")
     sample.add_argument("--out", type=parse_out, required=True, help="output directory")
-    sample.add_argument("--guidance", type=float, default=None,
-                        help="w in D_null + w(D_cond - D_null): 1 conditional (embedded default), 0 unconditional, "
-                             "other values classifier-free guidance at 2 NFE per call (diffusers default 7.5)")
-    sample.add_argument("--max-batch", type=max_batch_type(), default=DEFAULT_MAX_BATCH,
-                        help="most rows per network call (default 16), or auto: sized from the free CUDA memory "
-                             "(16 on CPU); calls carry real rows only, unless --batch-invariant")
     sample.add_argument("--batch-invariant", action="store_true",
                         help="pad every call to exactly --max-batch rows, so that each image is bit-identical "
                              "whatever else shares the batch (what bench does); slower for few images")
-    sample.add_argument("--nfe-budget", type=int, default=None,
-                        help="hard cap on the NFE per image: a call that would pass it stops the run (a search's "
-                             "own plan is --target-nfe where it takes one)")
-    sample.add_argument("--budget", type=int, dest="nfe_budget", action=RenamedFlag, renamed_to="--nfe-budget")
-    sample.add_argument("--evaluator", default=SEARCH["evaluator"],
-                        help="held-out reward for final scoring: auto (MNIST evaluator on the embedded model), none, "
-                             "or a reward name")
     sample.add_argument("--trace", action="store_true",
                         help="write the search's trace to DIR/trace.npz, with every candidate's score and each "
                              "searched step's x0 prediction (per-step searches; no extra NFE), for `noisesearch "
@@ -281,17 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--overwrite", action="store_true",
                         help="run into a non-empty --out: replace the earlier run's result.json, grid.png, "
                              "schedule.json and images there (and nothing else)")
-    sample.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sample.add_argument("--yes", action="store_true",
                         help=f"start a run estimated to take over {CONFIRM_ESTIMATE_S // 60} min (longer runs "
                              "are refused without it; runs over half a minute print their estimate first)")
-    taken = {param for name in algorithm_names() for param in algorithm_params(name)}
-    for flag, kind in algorithm_flags().items():
-        names = algorithm_flag_names(flag)
-        sample.add_argument(*names, dest=flag, type=kind, default=None,
-                            help=f"algorithm parameter {flag}" if flag in taken else argparse.SUPPRESS)
-        if names[0] != f"--{flag}":
-            sample.add_argument(f"--{flag}", dest=flag, type=kind, action=RenamedFlag, renamed_to=names[0])
+    add_generate_parser(sub)
     sub.add_parser("list", help="show registered algorithms, rewards, backends and samplers")
     bench = sub.add_parser("bench", help="run a preset grid of searches into a resumable run directory")
     bench.add_argument("--preset", default="table1", help="built-in preset name or a .json file (see --list)")
@@ -558,17 +585,37 @@ def check_estimate(planned: PlannedSearch, confirmed: bool) -> None:
     print(f"noisesearch: {text}", file=sys.stderr)
 
 
-def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
-    from noisesearch.api import plan_search
-    from noisesearch.outputs import check_out_dir, clear_run, prepare_out_dir, removed_if_failed, write_result
-
+def chosen_params(args: argparse.Namespace, checked: bool = True) -> dict[str, Any]:
+    """The algorithm parameters given as flags; where `checked`, a one-line error for one the algorithm lacks."""
     params = canonical_params(args.algorithm,
                               {k: getattr(args, k) for k in algorithm_flags() if getattr(args, k) is not None})
     accepted = algorithm_params(args.algorithm)
     extra = sorted(set(params) - set(accepted))
-    if extra and args.online is None:  # run_online checks its own
+    if extra and checked:
         raise NoiseSearchError(f"{algorithm_flag_names(extra[0])[-1]} is not a parameter of '{args.algorithm}'; it "
                                f"takes: {', '.join(algorithm_flag_names(p)[-1] for p in accepted) or 'none'}")
+    return params
+
+
+def cmd_generate(args: argparse.Namespace, argv: list[str]) -> None:
+    params = chosen_params(args)
+    with executor_of(args) as executor:
+        summary = run_generate(
+            args.conditions, args.out, algorithm=args.algorithm, params=params, reward=args.reward,
+            reward_args=key_values(args.reward_arg, "--reward-arg"),
+            evaluator=None if args.evaluator == "none" else args.evaluator, backend=args.backend, model=args.model,
+            sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed, max_batch=args.max_batch,
+            nfe_budget=args.nfe_budget, device=args.device, dtype=args.dtype, shard_size=args.shard_size,
+            keep_candidates=args.keep_candidates, trust_model_code=args.trust_model_code, executor=executor,
+            progress=not args.no_progress, command="noisesearch " + shlex.join(argv))
+    print(printable(summary.line(args.reward)))
+
+
+def cmd_sample(args: argparse.Namespace, argv: list[str]) -> None:
+    from noisesearch.api import plan_search
+    from noisesearch.outputs import check_out_dir, clear_run, prepare_out_dir, removed_if_failed, write_result
+
+    params = chosen_params(args, checked=args.online is None)  # run_online checks its own
     prompts = list(args.prompt or [])
     if args.prompts_file is not None:
         try:
@@ -825,6 +872,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_calibrate(args, argv)
         elif args.command == "reliability":
             cmd_reliability(args, argv)
+        elif args.command == "generate":
+            cmd_generate(args, argv)
         elif args.command == "report":
             cmd_report(args)
         elif args.command == "explore":

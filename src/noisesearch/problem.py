@@ -133,11 +133,14 @@ class Problem:
         callback: ProgressCallback | None = None,
         batch_invariant: bool = False,
         trace_detail: bool = False,
+        keep_candidates: bool = False,
     ) -> None:
         """`sampler` defaults to the denoiser's default sampler; `callback` receives ProgressEvents;
         `batch_invariant` pads every call to exactly `max_batch` rows (see the module docstring); `trace_detail`
         asks the per-step searches to keep every candidate's score and each step's x0 prediction in their
-        trace (memory: one image per condition and searched step; no NFE)."""
+        trace (memory: one image per condition and searched step; no NFE). `keep_candidates` keeps, per condition,
+        the images and scores of the last scoring round that compared two or more of its candidates (`candidates`:
+        final images for searches over whole trajectories, one-step x0 predictions for per-step searches)."""
         if len(seeds) != cond.shape[0]:
             raise NoiseSearchError(f"got {cond.shape[0]} conditions but {len(seeds)} seeds: give one seed each")
         max_batch = check_settings(max_batch, nfe_budget)
@@ -154,6 +157,8 @@ class Problem:
         self.padded_rows = 0
         self.callback = callback
         self.trace_detail = check_flag(trace_detail, "trace_detail")
+        self.keep_candidates = check_flag(keep_candidates, "keep_candidates")
+        self.candidates: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # condition -> (images, scores)
 
     def _batched(self, fn: Callable[..., torch.Tensor], args: Sequence[torch.Tensor]) -> torch.Tensor:
         """`fn` over the rows of `args` in calls of the Problem's mode (padded to max_batch or real rows only)."""
@@ -183,13 +188,15 @@ class Problem:
         idx = self._which(which)
         sub = Problem(self.denoiser, self.reward, self.cond[idx], [self.seeds[i] for i in idx.tolist()],
                       self.sampler, max_batch=self.max_batch, nfe_budget=self.nfe_budget, callback=self.callback,
-                      batch_invariant=self.batch_invariant, trace_detail=self.trace_detail)
+                      batch_invariant=self.batch_invariant, trace_detail=self.trace_detail,
+                      keep_candidates=self.keep_candidates)
         sub.nfe = self.nfe[idx].clone()
         try:
             yield sub
         finally:
             self.nfe[idx] = sub.nfe
             self.padded_rows += sub.padded_rows
+            self.candidates |= {int(idx[k]): kept for k, kept in sub.candidates.items()}
 
     @property
     def set_level(self) -> bool:
@@ -292,7 +299,11 @@ class Problem:
         if not bool(torch.isfinite(scores).all()):
             raise NoiseSearchError(f"reward '{self._reward_name}' returned NaN or inf for finite images: check the "
                                    "reward function")
-        return scores.reshape(c, m)
+        scores = scores.reshape(c, m)
+        if self.keep_candidates and m > 1:
+            self.candidates |= {int(k): (images[row].detach().cpu(), scores[row].detach().cpu())
+                                for row, k in enumerate(idx.tolist())}
+        return scores
 
     @property
     def _reward_name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,6 +154,14 @@ def check_dtype(dtype: str) -> None:
     """A one-line error for a dtype no backend takes."""
     if dtype not in DTYPES:
         raise NoiseSearchError(f"unknown dtype '{dtype}': choose one of {', '.join(DTYPES)}")
+
+
+def model_identity(model: str | None) -> str | None:
+    """A model as run.json and job.json name it: the absolute path of an existing file or directory, else as given."""
+    if model is None:
+        return None
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
 
 
 def load_backend_denoiser(name: str, model: str | None = None, guidance: float | None = None,

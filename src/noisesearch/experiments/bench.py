@@ -19,7 +19,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from noisesearch.backends import get_backend
-from noisesearch.backends.registry import check_device, check_dtype
+from noisesearch.backends.registry import check_device, check_dtype, model_identity
 from noisesearch.batching import parse_max_batch
 from noisesearch.denoiser import Denoiser
 from noisesearch.drivers.calibrate import calibrate
@@ -56,14 +56,6 @@ from noisesearch.sampling import Sampler, make_sampler
 from noisesearch.search import algorithm_class
 from noisesearch.search.step_schedule import SearchSchedule
 from noisesearch.seeds import bench_seed, check_seed, draw_labels
-
-
-def model_identity(model: str | None) -> str | None:
-    """The model of a run as its key names it: the absolute path of an existing file or directory, else as given."""
-    if model is None:
-        return None
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else model
 
 
 def run_bench(preset: Preset, out: Path, *, seed: int | None = None, max_batch: int = 16, progress: bool = True,
