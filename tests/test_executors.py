@@ -12,15 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from executor_helpers import FAILING_GUIDANCE, failing_loader
+from executor_helpers import FAILING_GUIDANCE, executor, failing_loader, kill_a_busy_worker, ray_task_pids
 
 from noisesearch.cli import main
 from noisesearch.errors import NoiseSearchError
-from noisesearch.executors import ProcessExecutor, RayExecutor, Resources, SerialExecutor
+from noisesearch.executors import ProcessExecutor, RayExecutor, Resources
 from noisesearch.experiments.bench import run_bench
 from noisesearch.experiments.presets import Preset
 from noisesearch.experiments.store import CELL_LOG, RESULTS
 from noisesearch.testing import tiny_denoiser
+
+pytestmark = pytest.mark.usefixtures("deadline")
 
 SMALL = Preset.from_dict("small", {
     "labels": 2, "repeats": 1, "steps": 4,
@@ -42,43 +44,6 @@ FAILING = Preset.from_dict("failing", {
                 {"name": "broken", "reward": "brightness", "guidance": FAILING_GUIDANCE}],
     "runs": [{"algorithm": "naive"}, {"algorithm": "best_of_n", "params": {"N": 2}}],
 })
-
-
-@pytest.fixture(autouse=True)
-def deadline():
-    """No executor test hangs: each is stopped after 100 s (the executors wake every second to see signals)."""
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError("an executor test ran over 100 s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(100)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    """A local Ray instance of 2 CPUs on loopback, without the dashboard; its workers import the tests' helpers."""
-    ray = pytest.importorskip("ray")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parent), old) if p)
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
-
-
-def executor(kind: str, request: pytest.FixtureRequest) -> SerialExecutor | ProcessExecutor | RayExecutor:
-    if kind == "ray":
-        request.getfixturevalue("ray_instance")
-        return RayExecutor(retries=2)
-    return ProcessExecutor(workers=2, retries=2) if kind == "process" else SerialExecutor()
 
 
 def contents(run: Path) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
@@ -127,38 +92,15 @@ def test_process_pool_and_ray_give_the_records_of_serial(kind, serial_runs, tmp_
     assert os.getpid() not in {line["worker"]["pid"] for line in log}  # the cells ran in the workers
 
 
-def ray_task_pids() -> list[int]:
-    """Pids of the Ray workers running one of our tasks now (Ray titles them ray::execute)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::execute"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
-def kill_a_busy_worker(busy_pids, results: Path, killed: list[int]) -> None:
-    """Once a cell is recorded (the workers are warm), SIGKILL a worker that is running one."""
-    stop = time.monotonic() + 60
-    while time.monotonic() < stop:
-        if results.exists() and results.read_text().count("\n") >= 2:
-            pids = busy_pids()
-            if pids:
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
-                return
-        time.sleep(0.005)
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's workers in /proc")
 @pytest.mark.parametrize("kind", ["process", "ray"])
 def test_a_worker_killed_mid_cell_loses_nothing_and_duplicates_nothing(kind, serial_runs, tmp_path, request):
     with executor(kind, request) as ex:
         busy = ex.busy_pids if kind == "process" else ray_task_pids
         killed: list[int] = []
-        killer = threading.Thread(target=kill_a_busy_worker, args=(busy, tmp_path / RESULTS, killed), daemon=True)
+        results = tmp_path / RESULTS
+        ready = lambda: results.exists() and results.read_text().count("\n") >= 2  # noqa: E731
+        killer = threading.Thread(target=kill_a_busy_worker, args=(busy, ready, killed), daemon=True)
         killer.start()
         run_bench(SLOW_CELLS, tmp_path, progress=False, model_loader=tiny_denoiser, executor=ex)
         killer.join()
