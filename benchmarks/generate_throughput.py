@@ -1,7 +1,7 @@
 """`noisesearch generate` against `sample`: wall time, peak memory and identical records, side by side in one run.
 
 One conditions file of C labels (label i = i mod 10), one search (default ε-greedy (4, 20), 18 steps, the
-classifier reward, float32), run alone, one after another, each as its own command:
+classifier reward, --dtype), run alone, one after another, each as its own command:
 
 - generate --executor serial (the driver's torch threads: all cores), and again with one torch thread
   (OMP_NUM_THREADS=1), the thread count of each worker below;
@@ -14,7 +14,7 @@ and, for Ray, its raylet and GCS), sampled every 50 ms from /proc. The script ch
 are equal field by field but wall times, and images byte for byte, to those of the one-thread serial run (CPU
 kernels may sum in another order under another thread count), and compares `sample`'s rewards with them.
 
-    python benchmarks/generate_throughput.py [--conditions 500] [--N 4] [--K 20] [--workers 2] [--skip ray]
+    python benchmarks/generate_throughput.py [--conditions 500] [--N 4] [--K 20] [--dtype bfloat16] [--skip ray]
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--N", type=int, default=4)
     parser.add_argument("--K", type=int, default=20)
     parser.add_argument("--steps", type=int, default=18)
+    parser.add_argument("--dtype", default="float32", help="the network's dtype (bfloat16: autocast)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip", default="",
                         help="comma-separated runs to leave out: serial,serial-1t,process,ray,sample")
@@ -98,7 +99,7 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     noisesearch = [sys.executable, "-m", "noisesearch.cli"]
     search = ["--algorithm", "eps_greedy", "--N", str(args.N), "--K", str(args.K), "--reward", "classifier",
-              "--steps", str(args.steps), "--no-progress"]
+              "--steps", str(args.steps), "--dtype", args.dtype, "--no-progress"]
     labels = [i % 10 for i in range(args.conditions)]
     root = Path(tempfile.mkdtemp(prefix="generate-bench-"))
     try:
@@ -117,7 +118,7 @@ def main() -> None:
                        *search, "--yes"],
         }
         print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {args.conditions} labels, eps_greedy (N={args.N}, "
-              f"K={args.K}), {args.steps} steps, classifier reward, float32")
+              f"K={args.K}), {args.steps} steps, classifier reward, {args.dtype}")
         print(f"{'run':<10} {'wall s':>8} {'images/s':>9} {'peak MB':>8}  last line")
         measured = {}
         for name, command in runs.items():
