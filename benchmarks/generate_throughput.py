@@ -10,7 +10,7 @@ classifier reward, --dtype), run alone, one after another, each as its own comma
 - one `sample` over all C labels (--labels with every label, --yes).
 
 Peak memory is the most resident memory of the command's whole process tree at once (the driver, its workers
-and, for Ray, its raylet and GCS), sampled every 50 ms from /proc. The script checks that the executors' records
+and, for Ray, its raylet and GCS), sampled every 0.5 s from /proc. The script checks that the executors' records
 are equal field by field but wall times, and images byte for byte, to those of the one-thread serial run (CPU
 kernels may sum in another order under another thread count), and compares `sample`'s rewards with them.
 
@@ -69,7 +69,7 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     def watch() -> None:
         while process.poll() is None:
             peak[0] = max(peak[0], tree_rss(process.pid))
-            time.sleep(0.05)
+            time.sleep(0.5)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()

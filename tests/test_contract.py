@@ -20,6 +20,8 @@ CASES = {  # case name: (registered algorithm, small parameters)
     "eps_greedy_full_step": ("eps_greedy", {"N": 2, "K": 2, "score_with": "step"}),
     "zero_order": ("zero_order", {"N": 2, "K": 3}),
     "zero_order_initial": ("zero_order_initial", {"N": 2, "K": 2}),
+    "ses": ("ses", {"evaluations": 5, "popsize": 2, "elites": 2}),
+    "ses_preview": ("ses", {"evaluations": 4, "popsize": 3, "elites": 2, "preview_steps": 3}),
     "beam": ("beam", {"N": 2, "B": 2}),
     "mcts": ("mcts", {"N": 2, "S": 3}),
     "mcts_parallel": ("mcts", {"N": 2, "S": 3, "parallel": 2}),

@@ -214,3 +214,49 @@ def test_a_label_the_model_lacks_is_refused_before_the_search(tmp_path, capsys):
     assert code == 1 and not out.exists()
     assert capsys.readouterr().err == "noisesearch: --conditions, condition 2: label 12 is outside 0-9: MNIST labels " \
                                       "are digits 0 to 9\n"
+
+
+def test_prompts_on_a_diffusers_pipeline_resume_per_shard_with_their_own_prompts(tmp_path):
+    pytest.importorskip("diffusers")
+    from tiny_pipeline import save_tiny_pipeline
+
+    from noisesearch import search
+
+    model = str(save_tiny_pipeline(tmp_path))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "a red square", "style": "flat"}\n{"prompt": "a blue circle"}\n'
+                       '{"prompt": "a green line", "seed": 7}\n')
+    args = {"algorithm": "best_of_n", "params": {"N": 2}, "reward": "brightness", "backend": "diffusers",
+            "model": model, "steps": 3, "guidance": 1.0, "shard_size": 2, "evaluator": None, "progress": False}
+    run_generate(prompts, tmp_path / "data", **args)
+    records = read_records(tmp_path / "data")
+    assert [(r["prompt"], r["seed"], json.loads(r["metadata"])) for r in records] == [
+        ("a red square", 0, {"style": "flat"}), ("a blue circle", 1, {}), ("a green line", 7, {})]
+    alone = search(algorithm="best_of_n", N=2, reward="brightness", backend="diffusers", model=model, steps=3,
+                   guidance=1.0, prompts=["a green line"], seeds=[7], evaluator=None)
+    assert records[2]["reward"] == float(alone.rewards[0])  # the second shard encoded its own prompt
+
+
+def test_a_process_loads_the_model_once_for_all_its_shards(tmp_path, monkeypatch):
+    from noisesearch.drivers import generate
+
+    loads = []
+    real = generate.load_backend_denoiser
+    monkeypatch.setattr(generate, "WORKER_MODELS", {})
+    monkeypatch.setattr(generate, "load_backend_denoiser", lambda *a, **k: loads.append(a) or real(*a, **k))
+    run_generate(conditions_file(tmp_path), tmp_path / "data", **JOB_ARGS)  # 4 shards
+    assert len(loads) == 1
+
+
+def test_a_budget_below_the_formula_is_refused_before_the_search(tmp_path):
+    with pytest.raises(NoiseSearchError, match="eps_greedy needs 18 NFE per image by its formula, over --nfe-budget 5"):
+        run_generate(conditions_file(tmp_path), tmp_path / "out", **JOB_ARGS | {"nfe_budget": 5})
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_first_shard_that_fails_stops_the_job_and_leaves_nothing(tmp_path):
+    with pytest.raises(NoiseSearchError, match="shard 0 failed before any other finished, so the job stops: "
+                                               "compressibility quality must be"):
+        run_generate(conditions_file(tmp_path), tmp_path / "out",
+                     **JOB_ARGS | {"reward": "compressibility", "reward_args": {"quality": 500}})
+    assert not (tmp_path / "out").exists()

@@ -169,7 +169,7 @@ def test_best_of_n_hands_ssl_the_x0_of_a_manual_rollout_at_no_extra_nfe():
 
 
 def test_searches_that_cannot_pair_ssl_refuse_before_the_model_loads():
-    with pytest.raises(NoiseSearchError, match="use best_of_n, naive, zero_order_initial") as err:
+    with pytest.raises(NoiseSearchError, match="use best_of_n, naive, ses, zero_order_initial") as err:
         search(algorithm="paths", reward="ssl_mnist", labels=[1], seeds=[0], model="/nonexistent/model")
     assert "\n" not in str(err.value)
     with pytest.raises(NoiseSearchError, match="cannot be the evaluator"):

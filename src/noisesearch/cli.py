@@ -210,6 +210,13 @@ def add_executor_flags(parser: argparse.ArgumentParser, what: str) -> None:
                              f"of memory, node lost; default {DEFAULT_RETRIES})")
 
 
+def check_gpus_used(args: argparse.Namespace, what: str) -> None:
+    """A one-line error for Ray GPUs reserved for tasks that run on the CPU."""
+    if args.executor == "ray" and args.gpus_per_cell and args.device == "cpu":
+        raise NoiseSearchError(f"--gpus-per-cell reserves GPUs that {what} on the CPU would not use: add --device "
+                               "cuda")
+
+
 def executor_of(args: argparse.Namespace) -> Executor:
     """The executor that --executor and its options name (Ray is imported only for --executor ray)."""
     from noisesearch.executors import make_executor
@@ -599,6 +606,7 @@ def chosen_params(args: argparse.Namespace, checked: bool = True) -> dict[str, A
 
 def cmd_generate(args: argparse.Namespace, argv: list[str]) -> None:
     params = chosen_params(args)
+    check_gpus_used(args, "shards")
     with executor_of(args) as executor:
         summary = run_generate(
             args.conditions, args.out, algorithm=args.algorithm, params=params, reward=args.reward,
@@ -722,8 +730,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         return
     if args.out is None:
         raise NoiseSearchError("bench needs --out DIR for its results (or --list to see the presets)")
-    if args.executor == "ray" and args.gpus_per_cell and args.device == "cpu":
-        raise NoiseSearchError("--gpus-per-cell reserves GPUs that cells on the CPU would not use: add --device cuda")
+    check_gpus_used(args, "cells")
     preset = override(get_preset(args.preset), args.algorithms, args.rewards, args.labels, args.repeats,
                       dict(args.calibration))
     with executor_of(args) as executor:

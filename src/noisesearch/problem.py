@@ -185,9 +185,20 @@ class Problem:
         """A Problem over the conditions `which` of this one (same model, reward, sampler, settings, budget and
         progress callback), its meter starting at theirs; what it spends is charged back here when the block
         ends, so NFE stays counted by the Problems alone. For algorithms that search conditions in parts."""
-        idx = self._which(which)
+        with self._child(self._which(which), self.sampler) as sub:
+            yield sub
+
+    @contextmanager
+    def with_sampler(self, sampler: Sampler) -> Iterator[Problem]:
+        """This Problem with another sampler (e.g. a preview of fewer steps), metered and charged back as `part`
+        does."""
+        with self._child(torch.arange(self.n), sampler) as sub:
+            yield sub
+
+    @contextmanager
+    def _child(self, idx: torch.Tensor, sampler: Sampler) -> Iterator[Problem]:
         sub = Problem(self.denoiser, self.reward, self.cond[idx], [self.seeds[i] for i in idx.tolist()],
-                      self.sampler, max_batch=self.max_batch, nfe_budget=self.nfe_budget, callback=self.callback,
+                      sampler, max_batch=self.max_batch, nfe_budget=self.nfe_budget, callback=self.callback,
                       batch_invariant=self.batch_invariant, trace_detail=self.trace_detail,
                       keep_candidates=self.keep_candidates)
         sub.nfe = self.nfe[idx].clone()

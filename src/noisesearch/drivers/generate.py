@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from noisesearch import cost
 from noisesearch.api import plan_search
 from noisesearch.backends import get_backend, load_backend_denoiser
 from noisesearch.backends.registry import check_device, check_dtype, model_identity
@@ -42,7 +43,7 @@ from noisesearch.drivers.dataset import (
 )
 from noisesearch.environment import environment
 from noisesearch.errors import NoiseSearchError
-from noisesearch.executors import Executor, SerialExecutor
+from noisesearch.executors import Executor, Resources, SerialExecutor
 from noisesearch.files import check_writable_folder, exclusive_lock, read_json_file, write_atomically
 from noisesearch.imaging import png_bytes, to_uint8
 from noisesearch.models.labels import check_labels
@@ -171,10 +172,9 @@ def compute_shard(task: ShardTask, callback: ProgressCallback | None = None) -> 
     planned = plan_search(
         algorithm=s["algorithm"], reward=s["reward"], reward_args=s["reward_args"], evaluator=s["evaluator"],
         **{"labels" if kind == "label" else "prompts": values}, seeds=[c.seed for c in task.conditions],
-        **({} if "pipeline" in shard_model(s) else {"backend": s["backend"]}), **shard_model(s),
-        guidance=s["guidance"], sampler=s["sampler"], steps=s["steps"], max_batch=s["max_batch"],
-        nfe_budget=s["nfe_budget"], device=s["device"], dtype=s["dtype"], progress=callback or False,
-        keep_candidates=s["keep_candidates"], **s["params"])
+        backend=s["backend"], **shard_model(s), guidance=s["guidance"], sampler=s["sampler"], steps=s["steps"],
+        max_batch=s["max_batch"], nfe_budget=s["nfe_budget"], device=s["device"], dtype=s["dtype"],
+        progress=callback or False, keep_candidates=s["keep_candidates"], **s["params"])
     result = planned.run()
     config = json.dumps({k: v for k, v in result.config.items() if k not in ("labels", "prompts", "seeds")},
                         sort_keys=True, default=str)
@@ -328,8 +328,9 @@ def run_generate(conditions: Path, out: Path, *, algorithm: str = "eps_greedy", 
                             nfe_budget=nfe_budget, device=device, dtype=dtype, shard_size=shard_size,
                             keep_candidates=keep_candidates, trust_model_code=trust_model_code)
     rows = read_conditions(conditions, settings["condition"], settings["seed"])
-    check_label_range(rows, settings)
     executor = executor or SerialExecutor()
+    executor.check(Resources())  # a cluster too small for a shard of the executor's CPUs and GPUs
+    check_with_model(rows, settings)
     check_writable_folder(Path(out), f"--out {out}")
     out = Path(out)
     created = not out.exists()
@@ -347,9 +348,10 @@ def run_generate(conditions: Path, out: Path, *, algorithm: str = "eps_greedy", 
         raise
 
 
-def check_label_range(rows: Sequence[Condition], settings: dict[str, Any]) -> None:
-    """A one-line error, before anything is written, for a label the model does not take (label backends: the
-    model loads here once, and the serial executor's shards reuse it)."""
+def check_with_model(rows: Sequence[Condition], settings: dict[str, Any]) -> None:
+    """One-line errors, before anything is written, for a label the model does not take and for a hard NFE budget
+    below the algorithm's formula (label backends: the model loads here once, and the serial executor's shards
+    reuse it; prompt backends find these in their first shard)."""
     if settings["condition"] != "label":
         return
     denoiser = shard_model(settings)["denoiser"]
@@ -359,6 +361,15 @@ def check_label_range(rows: Sequence[Condition], settings: dict[str, Any]) -> No
         except NoiseSearchError as err:
             index = next(c.index for c in rows if not 0 <= c.value < max(denoiser.label_dim, 1))
             raise NoiseSearchError(f"--conditions, condition {index + 1}: {err}") from None
+    sampler = denoiser.default_sampler(settings["sampler"] or get_backend(settings["backend"]).default_sampler,
+                                       settings["steps"])
+    formula = get_algorithm(settings["algorithm"], **settings["params"]).nfe_formula(sampler)
+    if settings["nfe_budget"] is not None and formula is not None:
+        need = cost.nfe(formula, denoiser)
+        if need > settings["nfe_budget"]:
+            raise NoiseSearchError(f"{settings['algorithm']} needs {need} NFE per image by its formula, over "
+                                   f"--nfe-budget {settings['nfe_budget']}: raise the budget or lower the search "
+                                   "parameters")
 
 
 def run_shards(out: Path, settings: dict[str, Any], rows: Sequence[Condition], executor: Executor,

@@ -271,6 +271,24 @@ def run_trajectories(problem: Problem, gens: SampleGenerators, x: torch.Tensor, 
     return run_steps(problem, gens, x, step + 1, problem.sampler.steps, which)[0], x0
 
 
+def fixed_step_noise(problem: Problem, gens: SampleGenerators) -> dict[int, torch.Tensor]:
+    """One noise (C, ...) per searchable step, drawn from each condition's generator: the step noises that a
+    search over the initial noise holds fixed across its candidates."""
+    searchable = problem.sampler.searchable_steps()
+    return dict(zip(searchable, gens.randn(len(searchable), *problem.image_shape).unbind(1), strict=True))
+
+
+def run_with_step_noise(problem: Problem, noise: torch.Tensor, step_noise: dict[int, torch.Tensor]
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Every sampler step from initial noises (C, M, ...), a condition's candidates sharing its `step_noise`; the
+    final states and, where the reward needs them (problem.x0_step), each row's x0 prediction at that step."""
+    x, x0 = problem.initial_state(noise), None
+    for i in range(problem.sampler.steps):
+        out = problem.step(x, i, step_noise[i][:, None].expand_as(x) if i in step_noise else None)
+        x, x0 = out.x_next, out.x0_hat if i == problem.x0_step else x0
+    return x, x0
+
+
 def subclasses(cls: type) -> list[type]:
     """Every subclass of `cls`, at any depth."""
     found = cls.__subclasses__()

@@ -12,7 +12,14 @@ import torch
 from noisesearch import cost
 from noisesearch.problem import Problem
 from noisesearch.sampling import Sampler
-from noisesearch.search.base import CALLS_DOC, SearchAlgorithm, check_lambda, check_positive_int
+from noisesearch.search.base import (
+    CALLS_DOC,
+    SearchAlgorithm,
+    check_lambda,
+    check_positive_int,
+    fixed_step_noise,
+    run_with_step_noise,
+)
 from noisesearch.search.local import local_draws
 from noisesearch.search.registry import register_algorithm
 from noisesearch.types import Trace
@@ -53,18 +60,12 @@ class ZeroOrderInitial(SearchAlgorithm):
         shape, c = problem.image_shape, problem.n
         rows = torch.arange(c)
         pivot = gens.randn(*shape)
-        searchable = problem.sampler.searchable_steps()
-        step_noise = dict(zip(searchable, gens.randn(len(searchable), *shape).unbind(1), strict=True))
+        step_noise = fixed_step_noise(problem, gens)
         best_images = torch.zeros(c, *shape)
         best = torch.full((c,), -math.inf)
         for _ in range(self.K):
             candidates = local_draws(gens, pivot[:, None].expand(c, self.N, *shape), self.lambda_)
-            x, x0 = problem.initial_state(candidates), None
-            for i in range(problem.sampler.steps):
-                noise = step_noise[i][:, None].expand_as(x) if i in step_noise else None
-                out = problem.step(x, i, noise)
-                x, x0 = out.x_next, out.x0_hat if i == problem.x0_step else x0
-            final = x
+            final, x0 = run_with_step_noise(problem, candidates, step_noise)
             scores = problem.score(final, x0=x0)
             win = scores.argmax(dim=1)
             better = scores[rows, win] > best
