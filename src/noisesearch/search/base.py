@@ -289,6 +289,18 @@ def run_with_step_noise(problem: Problem, noise: torch.Tensor, step_noise: dict[
     return x, x0
 
 
+def keep_improvements(best: torch.Tensor, scores: torch.Tensor, kept: Sequence[torch.Tensor],
+                      offered: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Per condition where a round's best score (scores (C, M)) beats `best` (C,): that score, and its rows of
+    `offered` (each (C, M, ...)) in place of `kept` (each (C, ...)); elsewhere `best` and `kept` as they were."""
+    rows = torch.arange(scores.shape[0])
+    win = scores.argmax(dim=1)
+    better = scores[rows, win] > best
+    updated = [torch.where(better.view(-1, *[1] * (old.dim() - 1)), new[rows, win], old)
+               for old, new in zip(kept, offered, strict=True)]
+    return torch.where(better, scores[rows, win], best), updated
+
+
 def subclasses(cls: type) -> list[type]:
     """Every subclass of `cls`, at any depth."""
     found = cls.__subclasses__()

@@ -18,6 +18,7 @@ from noisesearch.search.base import (
     check_lambda,
     check_positive_int,
     fixed_step_noise,
+    keep_improvements,
     run_with_step_noise,
 )
 from noisesearch.search.local import local_draws
@@ -58,7 +59,6 @@ class ZeroOrderInitial(SearchAlgorithm):
         on K, so the first k rounds are the run with K = k)."""
         gens = problem.generators()
         shape, c = problem.image_shape, problem.n
-        rows = torch.arange(c)
         pivot = gens.randn(*shape)
         step_noise = fixed_step_noise(problem, gens)
         best_images = torch.zeros(c, *shape)
@@ -66,11 +66,6 @@ class ZeroOrderInitial(SearchAlgorithm):
         for _ in range(self.K):
             candidates = local_draws(gens, pivot[:, None].expand(c, self.N, *shape), self.lambda_)
             final, x0 = run_with_step_noise(problem, candidates, step_noise)
-            scores = problem.score(final, x0=x0)
-            win = scores.argmax(dim=1)
-            better = scores[rows, win] > best
-            keep = better[:, None, None, None]
-            best = torch.where(better, scores[rows, win], best)
-            best_images = torch.where(keep, final[rows, win], best_images)
-            pivot = torch.where(keep, candidates[rows, win], pivot)
+            best, (best_images, pivot) = keep_improvements(best, problem.score(final, x0=x0), (best_images, pivot),
+                                                           (final, candidates))
             yield best_images, best

@@ -17,6 +17,7 @@ from noisesearch.search.base import (
     SearchAlgorithm,
     check_positive_int,
     fixed_step_noise,
+    keep_improvements,
     run_with_step_noise,
 )
 from noisesearch.search.haar import deepest_level, haar_merge, haar_split
@@ -91,7 +92,6 @@ class SpectralEvolution(SearchAlgorithm):
         band = low.shape[1:]
         mean, var = torch.zeros(c, low[0].numel()), torch.ones(c, low[0].numel())
         elite_lows, elite_scores = torch.zeros(c, 0, mean.shape[1]), torch.zeros(c, 0)
-        rows = torch.arange(c)
         best_final = torch.zeros(c, *shape)
         best_noise, best = base.clone(), torch.full((c,), -math.inf)
         preview = self.preview(problem.sampler)
@@ -104,12 +104,8 @@ class SpectralEvolution(SearchAlgorithm):
                 noise = haar_merge(lows.reshape(c, m, *band), details)
                 final, x0 = run_with_step_noise(previewing, noise, step_noise)
                 scores = previewing.score(final, x0=x0)
-                win = scores.argmax(dim=1)
-                better = scores[rows, win] > best
-                keep = better[:, None, None, None]
-                best = torch.where(better, scores[rows, win], best)
-                best_final = torch.where(keep, final[rows, win], best_final)
-                best_noise = torch.where(keep, noise[rows, win], best_noise)
+                best, (best_final, best_noise) = keep_improvements(best, scores, (best_final, best_noise),
+                                                                   (final, noise))
                 elite_lows, elite_scores = fittest(torch.cat([elite_lows, lows], 1),
                                                    torch.cat([elite_scores, scores], 1), self.elites)
                 mean = elite_lows.mean(dim=1)
