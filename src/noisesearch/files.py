@@ -20,13 +20,14 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 
-def write_atomically(path: Path, text: str, errors: str = "strict") -> None:
-    """Write `path` (UTF-8, encoded with `errors`: "backslashreplace" writes what cannot be encoded, such as a
-    path that is no UTF-8, as escapes) through a uniquely named temporary file in its directory and an atomic
-    replace (a reader sees the old file or the new one, never half of one; no other file is touched, and the
-    temporary file is removed if the write fails). An existing file keeps its permissions."""
+def write_atomically(path: Path, text: str | bytes, errors: str = "strict") -> None:
+    """Write `path` (bytes as they are, text as UTF-8 encoded with `errors`: "backslashreplace" writes what cannot
+    be encoded, such as a path that is no UTF-8, as escapes) through a uniquely named temporary file in its
+    directory (.NAME.*.tmp) and an atomic replace (a reader sees the old file or the new one, never half of one; no
+    other file is touched, and the temporary file is removed if the write fails). An existing file keeps its
+    permissions."""
     path = Path(path)
-    data = text.encode("utf-8", errors)
+    data = text if isinstance(text, bytes) else text.encode("utf-8", errors)
     with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                      delete=False) as f:
         temporary = Path(f.name)

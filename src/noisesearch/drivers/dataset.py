@@ -10,13 +10,12 @@ metadata says so), so a shard is self-contained: no image files to keep in step 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from noisesearch.errors import NoiseSearchError
+from noisesearch.files import write_atomically
 
 DATA = "data"  # the shards' folder under DIR
 IMAGE = {"_type": "Image"}
@@ -73,18 +72,10 @@ def write_shard(path: Path, rows: Sequence[dict[str, Any]], condition: str, keep
     """Write one shard's rows (dicts of the schema's columns) atomically: a reader sees the whole shard or none."""
     pa = import_pyarrow()
     table = pa.Table.from_pylist(list(rows), schema=schema(condition, keep_candidates))
+    buffer = pa.BufferOutputStream()
+    pa.parquet.write_table(table, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    temporary = Path(name)
-    try:
-        pa.parquet.write_table(table, temporary)
-        with temporary.open("rb") as f:
-            os.fsync(f.fileno())
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomically(path, buffer.getvalue().to_pybytes())
 
 
 def shard_problem(path: Path, indices: Sequence[int], condition: str, keep_candidates: bool) -> str | None:

@@ -331,8 +331,8 @@ def run_generate(conditions: Path, out: Path, *, algorithm: str = "eps_greedy", 
     executor = executor or SerialExecutor()
     executor.check(Resources())  # a cluster too small for a shard of the executor's CPUs and GPUs
     check_with_model(rows, settings)
-    check_writable_folder(Path(out), f"--out {out}")
     out = Path(out)
+    check_writable_folder(out, f"--out {out}")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -358,9 +358,12 @@ def check_with_model(rows: Sequence[Condition], settings: dict[str, Any]) -> Non
     if denoiser.label_dim is not None:
         try:
             check_labels(torch.tensor([c.value for c in rows]), denoiser.label_dim)
-        except NoiseSearchError as err:
-            index = next(c.index for c in rows if not 0 <= c.value < max(denoiser.label_dim, 1))
-            raise NoiseSearchError(f"--conditions, condition {index + 1}: {err}") from None
+        except NoiseSearchError:  # name the first condition it refuses
+            for c in rows:
+                try:
+                    check_labels(torch.tensor([c.value]), denoiser.label_dim)
+                except NoiseSearchError as err:
+                    raise NoiseSearchError(f"--conditions, condition {c.index + 1}: {err}") from None
     sampler = denoiser.default_sampler(settings["sampler"] or get_backend(settings["backend"]).default_sampler,
                                        settings["steps"])
     formula = get_algorithm(settings["algorithm"], **settings["params"]).nfe_formula(sampler)
@@ -411,14 +414,15 @@ def run_shards(out: Path, settings: dict[str, Any], rows: Sequence[Condition], e
     seconds = time.perf_counter() - start
     records = read_records(out)
     evaluated = [r["evaluator"] for r in records if r["evaluator"] is not None]
-    summary = GenerateSummary(out, len(records), sum(len(t.conditions) for t in todo if t.shard not in dict(failed)),
-                              sum(len(shards[k]) for k, _ in failed), seconds, nfe,
+    lost = {k for k, _ in failed}
+    summary = GenerateSummary(out, len(records), sum(len(t.conditions) for t in todo if t.shard not in lost),
+                              sum(len(shards[k]) for k in lost), seconds, nfe,
                               sum(r["reward"] for r in records) / max(1, len(records)),
                               sum(evaluated) / len(evaluated) if evaluated else None)
     write_atomically(out / SUMMARY, json.dumps({
         "conditions": len(rows), "written": len(records), "nfe": sum(r["nfe"] for r in records),
         "mean_reward": summary.mean_reward, "mean_evaluator": summary.mean_evaluator,
-        "last_run": {"computed": summary.computed, "failed_shards": [k for k, _ in failed], "seconds": seconds,
+        "last_run": {"computed": summary.computed, "failed_shards": sorted(lost), "seconds": seconds,
                      "nfe": nfe, "images_per_s": summary.computed / seconds if seconds > 0 else None,
                      "nfe_per_s": nfe / seconds if seconds > 0 else None, "executor": executor.describe()}},
         indent=2, default=str) + "\n")
